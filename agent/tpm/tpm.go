@@ -1,0 +1,223 @@
+// Package tpm owns the device's TPM 2.0: the pinned root digest and the
+// anti-rollback counter in NV indexes (a trust.Store), and the device
+// identity key, which never leaves the TPM.
+//
+// It talks to a kernel TPM device (/dev/tpmrm0) or to swtpm over TCP, in pure
+// Go (no cgo, no tpm2-tools). It never deletes or redefines an NV index or
+// persistent key it did not create, never lowers the counter, and never
+// rewrites a pinned root.
+//
+// The handles it uses are fixed and listed in docs/tpm.md:
+//
+//	AnchorIndex     0x01004650  NV, ordinary, 40 bytes: root digest ‖ counter base; write-locked
+//	CounterIndex    0x01004651  NV, TPM_NT_COUNTER, 8 bytes
+//	DeviceKeyHandle 0x81024650  persistent ECDSA P-256 signing key
+package tpm
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
+)
+
+// Fixed handles, all in ranges the TCG reserves for the TPM owner: NV
+// indexes in 0x01000000–0x013FFFFF, persistent objects in
+// 0x81000000–0x817FFFFF outside the storage (0x8100xxxx) and endorsement
+// (0x8101xxxx) primary-key sub-ranges.
+const (
+	// AnchorIndex holds the SHA-256 of the initial root.json followed by
+	// the counter base (uint64, big endian); written once, then write-locked.
+	AnchorIndex tpm2.TPMHandle = 0x01004650
+	// CounterIndex is the TPM NV counter behind the anti-rollback counter.
+	CounterIndex tpm2.TPMHandle = 0x01004651
+	// DeviceKeyHandle is where the device identity key is persisted.
+	DeviceKeyHandle tpm2.TPMHandle = 0x81024650
+)
+
+// DefaultMaxStep is the largest single raise RaiseCounter performs unless
+// WithMaxStep says otherwise; see RaiseCounter.
+const DefaultMaxStep = 1 << 16
+
+// TPM is an open connection to a TPM. It implements trust.Store and hands out
+// the device identity key. It is safe for concurrent use; commands are
+// serialised because a TPM connection carries one command at a time.
+type TPM struct {
+	mu        sync.Mutex
+	rw        transport.TPMCloser
+	ownerAuth []byte
+	maxStep   uint64
+}
+
+// Option configures Open.
+type Option func(*TPM)
+
+// WithOwnerAuth sets the owner hierarchy password, needed on devices where
+// the owner hierarchy is protected (it should be, see docs/tpm.md). swtpm's
+// owner password is empty, which is also the default here.
+func WithOwnerAuth(password []byte) Option {
+	return func(t *TPM) { t.ownerAuth = append([]byte(nil), password...) }
+}
+
+// WithMaxStep sets the largest raise a single RaiseCounter call performs
+// (default DefaultMaxStep). Each unit costs one TPM NV increment.
+func WithMaxStep(n uint64) Option {
+	return func(t *TPM) { t.maxStep = n }
+}
+
+// Open connects to the TPM at addr: a character device such as /dev/tpmrm0
+// (use the resource manager, not /dev/tpm0, so other TPM users can coexist),
+// or tcp://HOST:PORT for swtpm's command port. It does not power the TPM on:
+// the kernel, or swtpm started with --flags startup-clear, has already done so.
+func Open(ctx context.Context, addr string, opts ...Option) (*TPM, error) {
+	var rw transport.TPMCloser
+	switch {
+	case strings.HasPrefix(addr, "tcp://"):
+		c, err := dialSwtpm(ctx, strings.TrimPrefix(addr, "tcp://"))
+		if err != nil {
+			return nil, err
+		}
+		rw = c
+	case strings.HasPrefix(addr, "/"):
+		d, err := linuxtpm.Open(addr)
+		if err != nil {
+			return nil, fmt.Errorf("open TPM device %s: %w (is the tpm_tis/tpm_crb driver loaded and are you root or in group tss?)", addr, err)
+		}
+		rw = d
+	default:
+		return nil, fmt.Errorf("open TPM %q: want a device path like /dev/tpmrm0 or tcp://127.0.0.1:PORT", addr)
+	}
+	rw = retrying{rw}
+	t := &TPM{rw: rw, maxStep: DefaultMaxStep}
+	for _, o := range opts {
+		o(t)
+	}
+	// swtpm started without startup-clear needs TPM2_Startup; everywhere
+	// else it answers TPM_RC_INITIALIZE, which is harmless.
+	if strings.HasPrefix(addr, "tcp://") {
+		if _, err := (tpm2.Startup{StartupType: tpm2.TPMSUClear}).Execute(rw); err != nil && !errors.Is(err, tpm2.TPMRCInitialize) {
+			rw.Close()
+			return nil, fmt.Errorf("start up TPM at %s: %w", addr, err)
+		}
+	}
+	return t, nil
+}
+
+// Close closes the connection. Keys and NV indexes stay in the TPM.
+func (t *TPM) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.rw == nil {
+		return nil
+	}
+	err := t.rw.Close()
+	t.rw = nil
+	return err
+}
+
+// Kind returns "tpm".
+func (t *TPM) Kind() string { return "tpm" }
+
+// conn returns the transport, or an error if t is closed. Callers hold t.mu.
+func (t *TPM) conn(ctx context.Context) (transport.TPM, error) {
+	if t.rw == nil {
+		return nil, errors.New("TPM connection is closed: call tpm.Open again")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return t.rw, nil
+}
+
+func (t *TPM) owner() tpm2.AuthHandle {
+	return tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(t.ownerAuth)}
+}
+
+// retrying resends a command the TPM answered with TPM_RC_RETRY,
+// TPM_RC_YIELDED or TPM_RC_TESTING: warnings that mean "busy, try again",
+// which TPMs (swtpm included) do return, e.g. while signing.
+type retrying struct{ transport.TPMCloser }
+
+// Send implements transport.TPM.
+func (r retrying) Send(cmd []byte) ([]byte, error) {
+	delay := time.Millisecond
+	for attempt := 0; ; attempt++ {
+		rsp, err := r.TPMCloser.Send(cmd)
+		if err != nil || len(rsp) < 10 || attempt == 20 {
+			return rsp, err
+		}
+		switch tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:10])) {
+		case tpm2.TPMRCRetry, tpm2.TPMRCYielded, tpm2.TPMRCTesting:
+			time.Sleep(delay)
+			delay = min(2*delay, 100*time.Millisecond)
+		default:
+			return rsp, nil
+		}
+	}
+}
+
+// swtpmConn speaks the TCG simulator protocol that swtpm's --server
+// type=tcp port serves. go-tpm's tcp transport also opens the control port
+// (which swtpm serves to one client at a time, blocking swtpm_ioctl) and
+// assumes a TCP read returns a whole response, so we use this instead.
+type swtpmConn struct {
+	c net.Conn
+}
+
+// tpmSendCommand is the simulator protocol's TPM_SEND_COMMAND.
+const tpmSendCommand = 8
+
+// commandTimeout bounds one TPM command, so a hung swtpm cannot hang the agent.
+const commandTimeout = 2 * time.Minute
+
+func dialSwtpm(ctx context.Context, hostport string) (*swtpmConn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", hostport)
+	if err != nil {
+		return nil, fmt.Errorf("connect to swtpm at %s: %w (is swtpm running? see scripts/swtpm.sh)", hostport, err)
+	}
+	return &swtpmConn{c: c}, nil
+}
+
+// Send implements transport.TPM.
+func (s *swtpmConn) Send(cmd []byte) ([]byte, error) {
+	if err := s.c.SetDeadline(time.Now().Add(commandTimeout)); err != nil {
+		return nil, fmt.Errorf("swtpm: %w", err)
+	}
+	hdr := make([]byte, 9, 9+len(cmd))
+	binary.BigEndian.PutUint32(hdr[0:], tpmSendCommand)
+	hdr[4] = 0 // locality
+	binary.BigEndian.PutUint32(hdr[5:], uint32(len(cmd)))
+	if _, err := s.c.Write(append(hdr, cmd...)); err != nil {
+		return nil, fmt.Errorf("swtpm: send command: %w", err)
+	}
+	var n [4]byte
+	if _, err := io.ReadFull(s.c, n[:]); err != nil {
+		return nil, fmt.Errorf("swtpm: read response length: %w", err)
+	}
+	size := binary.BigEndian.Uint32(n[:])
+	if size == 0 || size > 1<<20 {
+		return nil, fmt.Errorf("swtpm: implausible response length %d", size)
+	}
+	rsp := make([]byte, size)
+	if _, err := io.ReadFull(s.c, rsp); err != nil {
+		return nil, fmt.Errorf("swtpm: read response: %w", err)
+	}
+	// A trailing 32-bit status ends each exchange.
+	if _, err := io.ReadFull(s.c, n[:]); err != nil {
+		return nil, fmt.Errorf("swtpm: read response trailer: %w", err)
+	}
+	return rsp, nil
+}
+
+// Close implements io.Closer.
+func (s *swtpmConn) Close() error { return s.c.Close() }

@@ -1,0 +1,353 @@
+package tpm
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"github.com/fwctl/fwctl/agent/tpm/tpmtest"
+	"github.com/fwctl/fwctl/agent/trust"
+)
+
+var (
+	rootA = sha256.Sum256([]byte("root.json v1 of repository A"))
+	rootB = sha256.Sum256([]byte("root.json v1 of repository B"))
+)
+
+// open starts a private swtpm and connects to it.
+func open(t *testing.T, opts ...Option) (*tpmtest.Sim, *TPM) {
+	t.Helper()
+	sim := tpmtest.Start(t)
+	return sim, openSim(t, sim, opts...)
+}
+
+func openSim(t *testing.T, sim *tpmtest.Sim, opts ...Option) *TPM {
+	t.Helper()
+	tp, err := Open(context.Background(), sim.Addr(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tp.Close() })
+	return tp
+}
+
+func provision(t *testing.T, tp *TPM) Report {
+	t.Helper()
+	r, err := tp.ProvisionDevice(context.Background(), rootA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func counter(t *testing.T, tp *TPM) uint64 {
+	t.Helper()
+	v, err := tp.Counter(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func raise(t *testing.T, tp *TPM, n uint64) {
+	t.Helper()
+	if err := tp.RaiseCounter(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNotProvisioned(t *testing.T) {
+	t.Parallel()
+	_, tp := open(t)
+	ctx := context.Background()
+	if _, err := tp.PinnedRoot(ctx); !errors.Is(err, trust.ErrNotProvisioned) {
+		t.Errorf("PinnedRoot = %v, want ErrNotProvisioned", err)
+	}
+	if _, err := tp.Counter(ctx); !errors.Is(err, trust.ErrNotProvisioned) {
+		t.Errorf("Counter = %v, want ErrNotProvisioned", err)
+	}
+	if err := tp.RaiseCounter(ctx, 3); !errors.Is(err, trust.ErrNotProvisioned) {
+		t.Errorf("RaiseCounter = %v, want ErrNotProvisioned", err)
+	}
+	if _, err := tp.DeviceKey(ctx); !errors.Is(err, trust.ErrNotProvisioned) {
+		t.Errorf("DeviceKey = %v, want ErrNotProvisioned", err)
+	}
+	if tp.Kind() != "tpm" {
+		t.Errorf("Kind = %q", tp.Kind())
+	}
+}
+
+func TestProvision(t *testing.T) {
+	t.Parallel()
+	_, tp := open(t)
+	ctx := context.Background()
+
+	first := provision(t, tp)
+	if !first.RootPinned || first.RootWasPinned || !first.CounterCreated || !first.KeyCreated || first.KeyID == "" {
+		t.Errorf("first provisioning = %+v", first)
+	}
+	t.Log(first.Details)
+
+	// The trust.Store method reports the same, and again is a no-op.
+	again, err := tp.Provision(ctx, rootA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.RootPinned || !again.RootWasPinned || again.CounterCreated {
+		t.Errorf("second provisioning = %+v", again)
+	}
+	third := provision(t, tp)
+	if third.KeyCreated || third.KeyID != first.KeyID {
+		t.Errorf("third provisioning = %+v, want existing key %s", third, first.KeyID)
+	}
+
+	if _, err := tp.Provision(ctx, rootB); !errors.Is(err, trust.ErrAlreadyPinned) {
+		t.Errorf("provisioning another root = %v, want ErrAlreadyPinned", err)
+	}
+	got, err := tp.PinnedRoot(ctx)
+	if err != nil || got != rootA {
+		t.Errorf("PinnedRoot = %x, %v; want %x", got, err, rootA)
+	}
+	if v := counter(t, tp); v != 0 {
+		t.Errorf("counter before first raise = %d, want 0", v)
+	}
+}
+
+func TestPinIsWriteLocked(t *testing.T) {
+	t.Parallel()
+	_, tp := open(t)
+	provision(t, tp)
+	_, name, err := nvPublic(tp.rw, AnchorIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := append(rootB[:], make([]byte, 8)...)
+	w := tpm2.NVWrite{AuthHandle: tp.owner(), NVIndex: tpm2.NamedHandle{Handle: AnchorIndex, Name: name},
+		Data: tpm2.TPM2BMaxNVBuffer{Buffer: data}}
+	if _, err := w.Execute(tp.rw); !errors.Is(err, tpm2.TPMRCNVLocked) {
+		t.Fatalf("overwriting the pin = %v, want TPM_RC_NV_LOCKED", err)
+	}
+	got, err := tp.PinnedRoot(context.Background())
+	if err != nil || got != rootA {
+		t.Errorf("PinnedRoot = %x, %v; want %x", got, err, rootA)
+	}
+}
+
+func TestCounter(t *testing.T) {
+	t.Parallel()
+	sim, tp := open(t)
+	provision(t, tp)
+
+	raise(t, tp, 17)
+	if v := counter(t, tp); v != 17 {
+		t.Fatalf("counter = %d, want 17", v)
+	}
+	raise(t, tp, 40)
+	if v := counter(t, tp); v != 40 {
+		t.Fatalf("counter = %d, want 40", v)
+	}
+	raise(t, tp, 12) // never lowers
+	raise(t, tp, 40)
+	if v := counter(t, tp); v != 40 {
+		t.Fatalf("counter after raising to 12 = %d, want 40", v)
+	}
+
+	start := time.Now()
+	raise(t, tp, 1540) // a jump of 1,500
+	took := time.Since(start)
+	t.Logf("jump of 1500 took %v", took)
+	if took > 10*time.Second {
+		t.Errorf("jump of 1500 took %v, want well under 10s", took)
+	}
+	if v := counter(t, tp); v != 1540 {
+		t.Fatalf("counter = %d, want 1540", v)
+	}
+
+	// The value and the pin survive a restart.
+	tp.Close()
+	sim.Restart()
+	tp = openSim(t, sim)
+	if v := counter(t, tp); v != 1540 {
+		t.Errorf("counter after restart = %d, want 1540", v)
+	}
+	if got, err := tp.PinnedRoot(context.Background()); err != nil || got != rootA {
+		t.Errorf("PinnedRoot after restart = %x, %v", got, err)
+	}
+	if _, err := tp.Provision(context.Background(), rootB); !errors.Is(err, trust.ErrAlreadyPinned) {
+		t.Errorf("provisioning another root after restart = %v, want ErrAlreadyPinned", err)
+	}
+}
+
+func TestCounterMaxStep(t *testing.T) {
+	t.Parallel()
+	_, tp := open(t, WithMaxStep(100))
+	provision(t, tp)
+	raise(t, tp, 100)
+	if err := tp.RaiseCounter(context.Background(), 201); !errors.Is(err, ErrStepTooLarge) {
+		t.Fatalf("raise by 101 = %v, want ErrStepTooLarge", err)
+	}
+	if v := counter(t, tp); v != 100 {
+		t.Errorf("counter after refused raise = %d, want 100", v)
+	}
+}
+
+// An interrupted raise leaves the counter between the old and the new value;
+// raising again completes it.
+func TestCounterInterrupted(t *testing.T) {
+	t.Parallel()
+	sim, tp := open(t)
+	provision(t, tp)
+	raise(t, tp, 40)
+
+	// Cancelled half-way.
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel)
+	err := tp.RaiseCounter(ctx, 40+1000)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled raise = %v, want context.Canceled", err)
+	}
+	mid := counter(t, tp)
+	t.Logf("cancelled at %d", mid)
+	if mid < 40 || mid > 40+1000 {
+		t.Fatalf("counter after cancelled raise = %d", mid)
+	}
+
+	// Power cut half-way: swtpm killed while we increment.
+	done := make(chan error, 1)
+	go func() { done <- tp.RaiseCounter(context.Background(), mid+1000) }()
+	time.Sleep(20 * time.Millisecond)
+	sim.Kill()
+	if err := <-done; err == nil {
+		t.Log("raise finished before the kill")
+	}
+	tp.Close()
+	sim.Restart()
+	tp = openSim(t, sim)
+	after := counter(t, tp)
+	t.Logf("killed at %d", after)
+	if after < mid || after > mid+1000 {
+		t.Fatalf("counter after power cut = %d, want in [%d, %d]", after, mid, mid+1000)
+	}
+	raise(t, tp, mid+1000)
+	if v := counter(t, tp); v != mid+1000 {
+		t.Errorf("counter after completing the raise = %d, want %d", v, mid+1000)
+	}
+}
+
+// Deleting and redefining the counter (with owner authorisation) does not
+// roll it back: a new TPM counter starts at the highest value the TPM has
+// seen.
+func TestCounterRedefined(t *testing.T) {
+	t.Parallel()
+	_, tp := open(t)
+	provision(t, tp)
+	raise(t, tp, 40)
+	u := tpm2.NVUndefineSpace{AuthHandle: tp.owner(), NVIndex: tpm2.NamedHandle{Handle: CounterIndex}}
+	_, name, err := nvPublic(tp.rw, CounterIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.NVIndex = tpm2.NamedHandle{Handle: CounterIndex, Name: name}
+	if _, err := u.Execute(tp.rw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tp.Counter(context.Background()); err == nil {
+		t.Fatal("Counter with the NV counter deleted succeeded, want an error")
+	}
+	r := provision(t, tp)
+	if !r.CounterCreated || !r.RootWasPinned {
+		t.Errorf("re-provisioning = %+v", r)
+	}
+	if v := counter(t, tp); v < 40 {
+		t.Errorf("counter after redefinition = %d, want >= 40", v)
+	}
+}
+
+func TestDeviceKey(t *testing.T) {
+	t.Parallel()
+	sim, tp := open(t)
+	r := provision(t, tp)
+	k, err := tp.DeviceKey(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, ok := k.Public().(*ecdsa.PublicKey)
+	if !ok {
+		t.Fatalf("Public() is %T", k.Public())
+	}
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	sum := sha256.Sum256(der)
+	if id := hex.EncodeToString(sum[:]); k.KeyID() != id || r.KeyID != id {
+		t.Errorf("KeyID = %s, report %s, want %s", k.KeyID(), r.KeyID, id)
+	}
+	block, _ := pem.Decode(k.PublicKeyPEM())
+	if block == nil || block.Type != "PUBLIC KEY" {
+		t.Fatalf("PEM = %q", k.PublicKeyPEM())
+	}
+	if p, err := x509.ParsePKIXPublicKey(block.Bytes); err != nil || !pub.Equal(p) {
+		t.Errorf("PEM key = %v, %v", p, err)
+	}
+
+	msg := []byte("device manifest")
+	d256 := sha256.Sum256(msg)
+	sig, err := k.Sign(nil, d256[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ecdsa.VerifyASN1(pub, d256[:], sig) {
+		t.Error("SHA-256 signature does not verify")
+	}
+	d384 := sha512.Sum384(msg)
+	sig384, err := k.Sign(nil, d384[:], crypto.SHA384)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ecdsa.VerifyASN1(pub, d384[:], sig384) {
+		t.Error("SHA-384 signature does not verify")
+	}
+	if _, err := k.Sign(nil, d256[:16], crypto.SHA256); err == nil {
+		t.Error("signing a short digest succeeded")
+	}
+
+	// The key persists across a restart.
+	tp.Close()
+	sim.Restart()
+	tp = openSim(t, sim)
+	k2, err := tp.DeviceKey(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k2.KeyID() != k.KeyID() {
+		t.Errorf("key ID after restart = %s, want %s", k2.KeyID(), k.KeyID())
+	}
+	sig, err = k2.Sign(nil, d256[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ecdsa.VerifyASN1(pub, d256[:], sig) {
+		t.Error("signature after restart does not verify with the original public key")
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for _, addr := range []string{"", "tpm0", "tcp://127.0.0.1:1", "/nonexistent/tpmrm0"} {
+		if tp, err := Open(ctx, addr); err == nil {
+			tp.Close()
+			t.Errorf("Open(%q) succeeded", addr)
+		} else {
+			t.Logf("Open(%q): %v", addr, err)
+		}
+	}
+}
