@@ -1,0 +1,251 @@
+// Package agent is the device side of fwctl: it verifies release metadata
+// against the provisioned root, picks the newest release for this hardware
+// that is not a rollback, streams it into the inactive A/B slot, verifies
+// the slot, and only then asks the bootloader to try it; after the new slot
+// boots it confirms (raising the anti-rollback counter) or falls back.
+//
+// It never writes the running slot, never marks a slot bootable before its
+// contents are verified, and raises the counter only after confirmation.
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
+
+	"github.com/fwctl/fwctl/agent/boot"
+	"github.com/fwctl/fwctl/agent/bootenv"
+	"github.com/fwctl/fwctl/agent/trust"
+	"github.com/fwctl/fwctl/agent/tufclient"
+	"github.com/fwctl/fwctl/internal/atomicfile"
+)
+
+// Errors callers branch on (exit codes).
+var (
+	// ErrRefused means a security check refused an update: bad signature,
+	// expired or inconsistent metadata, hash mismatch, rollback, wrong
+	// hardware, or an untrusted root.
+	ErrRefused = errors.New("update refused")
+	// ErrRollback means the release's counter is below the device's.
+	ErrRollback = errors.New("rollback refused")
+	// ErrWrongHardware means the release is not for this hardware.
+	ErrWrongHardware = errors.New("release is not for this hardware")
+	// ErrRootNotPinned means the trusted root chain does not start at the
+	// digest pinned at provisioning.
+	ErrRootNotPinned = errors.New("trusted root does not match the pinned root")
+	// ErrInvalidRoot means a root.json offered for provisioning is invalid.
+	ErrInvalidRoot = errors.New("invalid root metadata")
+	// ErrConfirmPending means the running slot still awaits confirmation.
+	ErrConfirmPending = errors.New("the running slot has not been confirmed")
+	// ErrRebootPending means an update is installed and waits for a reboot.
+	ErrRebootPending = errors.New("an installed update is waiting for a reboot")
+	// ErrNetwork means the repository could not be reached or the
+	// download broke off; trying again later is safe.
+	ErrNetwork = errors.New("repository unreachable")
+)
+
+// Agent runs updates for one device.
+type Agent struct {
+	cfg    *Config
+	trust  trust.Store
+	sw     *boot.Switch
+	client *tufclient.Client
+	log    *slog.Logger
+	// Now is the clock (tests move it to check expiry).
+	Now func() time.Time
+	// Progress, when set, reports download progress.
+	Progress func(done, total int64)
+}
+
+// New returns an agent for cfg with the given trust store.
+func New(cfg *Config, store trust.Store, log *slog.Logger) (*Agent, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var env bootenv.Env
+	switch cfg.Bootloader.Type {
+	case "file":
+		env = bootenv.File{Path: cfg.Bootloader.Path}
+	default:
+		return nil, fmt.Errorf("bootloader type %q not supported", cfg.Bootloader.Type)
+	}
+	c := tufclient.New(cfg.Repository, filepath.Join(cfg.StateDir, "metadata"))
+	c.StallTimeout = time.Duration(cfg.StallTimeout)
+	return &Agent{cfg: cfg, trust: store, log: log, Now: time.Now, client: c,
+		sw: &boot.Switch{Env: env, Slots: cfg.SlotNames(), Tries: cfg.Bootloader.Tries}}, nil
+}
+
+// Switch exposes the boot switch (for the simulated bootloader).
+func (a *Agent) Switch() *boot.Switch { return a.sw }
+
+func (a *Agent) rootsDir() string { return filepath.Join(a.cfg.StateDir, "roots") }
+
+// Provisioned reports the outcome of Provision.
+type Provisioned struct {
+	trust.Provisioned
+	RootVersion int64  `json:"root_version"`
+	RootSHA256  string `json:"root_sha256"`
+	TrustStore  string `json:"trust_store"`
+	BootedSlot  string `json:"booted_slot"`
+}
+
+// Provision installs rootJSON as the device's trust anchor. It is safe to
+// run twice with the same root.
+func (a *Agent) Provision(ctx context.Context, rootJSON []byte) (*Provisioned, error) {
+	tm, err := trustedmetadata.New(rootJSON)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidRoot, err)
+	}
+	booted, err := a.bootedSlot()
+	if err != nil {
+		return nil, err
+	}
+	digest := sha256.Sum256(rootJSON)
+	p, err := a.trust.Provision(ctx, digest)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{a.rootsDir(), a.client.MetadataDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	v := tm.Root.Signed.Version
+	first := filepath.Join(a.rootsDir(), fmt.Sprintf("%d.root.json", v))
+	if _, err := os.Stat(first); errors.Is(err, os.ErrNotExist) {
+		if err := atomicfile.Write(first, rootJSON, 0o600); err != nil {
+			return nil, err
+		}
+		if err := atomicfile.Write(filepath.Join(a.client.MetadataDir, "root.json"), rootJSON, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := a.sw.Init(booted); err != nil {
+		return nil, fmt.Errorf("initialise boot environment: %w", err)
+	}
+	st, err := a.loadState()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.saveState(st); err != nil {
+		return nil, err
+	}
+	return &Provisioned{Provisioned: p, RootVersion: v, RootSHA256: fmt.Sprintf("%x", digest),
+		TrustStore: a.trust.Kind(), BootedSlot: booted}, nil
+}
+
+func (a *Agent) bootedSlot() (string, error) {
+	return boot.BootedSlot(a.cfg.BootedSlot.Cmdline, a.cfg.BootedSlot.Param, a.cfg.SlotNames())
+}
+
+func (a *Agent) inactive(booted string) string {
+	for _, s := range a.cfg.SlotNames() {
+		if s != booted {
+			return s
+		}
+	}
+	return ""
+}
+
+// trustedRoot verifies the archived root chain from the pinned digest and
+// returns the newest root, which must be the one in the metadata directory.
+func (a *Agent) trustedRoot(ctx context.Context) ([]byte, int64, error) {
+	pinned, err := a.trust.PinnedRoot(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	files, err := filepath.Glob(filepath.Join(a.rootsDir(), "*.root.json"))
+	if err != nil || len(files) == 0 {
+		return nil, 0, fmt.Errorf("%w: no archived root chain in %s: re-provision the device", ErrRootNotPinned, a.rootsDir())
+	}
+	var first []byte
+	var firstV int64
+	for _, f := range files {
+		var v int64
+		if _, err := fmt.Sscanf(filepath.Base(f), "%d.root.json", &v); err != nil {
+			continue
+		}
+		if first == nil || v < firstV {
+			first, firstV = nil, v
+			if first, err = os.ReadFile(f); err != nil {
+				return nil, 0, err
+			}
+		}
+	}
+	if sha256.Sum256(first) != pinned {
+		return nil, 0, fmt.Errorf("%w: %s does not hash to the pinned digest %x: the trust anchor was tampered with", ErrRootNotPinned, filepath.Join(a.rootsDir(), fmt.Sprintf("%d.root.json", firstV)), pinned[:8])
+	}
+	tm, err := trustedmetadata.New(first)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", ErrRootNotPinned, err)
+	}
+	cur := first
+	for v := firstV + 1; ; v++ {
+		b, err := os.ReadFile(filepath.Join(a.rootsDir(), fmt.Sprintf("%d.root.json", v)))
+		if errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		if _, err := tm.UpdateRoot(b); err != nil {
+			return nil, 0, fmt.Errorf("%w: archived root version %d does not follow from version %d: %v", ErrRootNotPinned, v, v-1, err)
+		}
+		cur = b
+	}
+	onDisk, err := os.ReadFile(filepath.Join(a.client.MetadataDir, "root.json"))
+	if err != nil || string(onDisk) != string(cur) {
+		return nil, 0, fmt.Errorf("%w: %s differs from the verified root chain (version %d): refusing it; it was modified on disk",
+			ErrRootNotPinned, filepath.Join(a.client.MetadataDir, "root.json"), tm.Root.Signed.Version)
+	}
+	return cur, tm.Root.Signed.Version, nil
+}
+
+// archiveRoots appends root versions fetched during a refresh to the
+// archived chain once they verify from its head.
+func (a *Agent) archiveRoots(head []byte, fetched map[int64][]byte) error {
+	tm, err := trustedmetadata.New(head)
+	if err != nil {
+		return err
+	}
+	for v := tm.Root.Signed.Version + 1; ; v++ {
+		b, ok := fetched[v]
+		if !ok {
+			return nil
+		}
+		if _, err := tm.UpdateRoot(b); err != nil {
+			return nil // the updater refused it too; nothing to archive
+		}
+		if err := atomicfile.Write(filepath.Join(a.rootsDir(), fmt.Sprintf("%d.root.json", v)), b, 0o600); err != nil {
+			return err
+		}
+	}
+}
+
+// classify wraps TUF and download errors in the agent's error kinds.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	switch {
+	case errors.Is(err, &metadata.ErrRepository{}), errors.Is(err, tufclient.ErrTargetMismatch),
+		errors.Is(err, &metadata.ErrDownloadLengthMismatch{}), errors.Is(err, &metadata.ErrValue{}),
+		errors.Is(err, &metadata.ErrType{}):
+		return fmt.Errorf("%w: %w", ErrRefused, err)
+	case errors.Is(err, &metadata.ErrDownload{}), errors.Is(err, tufclient.ErrStalled):
+		return fmt.Errorf("%w: %w", ErrNetwork, err)
+	}
+	var ne interface{ Timeout() bool }
+	if errors.As(err, &ne) {
+		return fmt.Errorf("%w: %w", ErrNetwork, err)
+	}
+	return err
+}

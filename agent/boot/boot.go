@@ -1,0 +1,190 @@
+// Package boot owns the A/B boot decision kept in a bootloader environment:
+// which slot is tried next and how many times, marking a slot good or bad,
+// and finding out which slot is running now. It also contains the bootloader
+// side of the same convention (Select) so simulators and tests can "reboot"
+// a device exactly as the boot script in examples/boot would.
+//
+// The convention is RAUC's: BOOT_ORDER lists slots by preference and
+// BOOT_<slot>_LEFT counts the boots left for each; the bootloader boots the
+// first slot in BOOT_ORDER whose count is above zero and decrements it.
+package boot
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/fwctl/fwctl/agent/bootenv"
+)
+
+// DefaultTries is how often a new slot is tried before falling back.
+const DefaultTries = 3
+
+// ErrAmbiguous means the running slot cannot be determined with certainty;
+// the agent then refuses to write any slot.
+var ErrAmbiguous = errors.New("cannot tell which slot is running")
+
+// ErrNoBootable means no slot has boot attempts left.
+var ErrNoBootable = errors.New("no bootable slot")
+
+// Switch manipulates BOOT_ORDER/BOOT_x_LEFT in an environment.
+type Switch struct {
+	Env   bootenv.Env
+	Slots []string // e.g. ["A", "B"]
+	Tries int
+}
+
+func (s *Switch) tries() int {
+	if s.Tries > 0 {
+		return s.Tries
+	}
+	return DefaultTries
+}
+
+func left(vars map[string]string, slot string) int {
+	n, err := strconv.Atoi(vars["BOOT_"+slot+"_LEFT"])
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
+
+func (s *Switch) order(vars map[string]string) []string {
+	var out []string
+	for _, f := range strings.Fields(vars["BOOT_ORDER"]) {
+		if slices.Contains(s.Slots, f) && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (s *Switch) update(fn func(vars map[string]string)) error {
+	vars, err := s.Env.Load()
+	if err != nil {
+		return err
+	}
+	fn(vars)
+	return s.Env.Save(vars)
+}
+
+func (s *Switch) first(vars map[string]string, slot string) {
+	order := []string{slot}
+	for _, o := range append(s.order(vars), s.Slots...) {
+		if !slices.Contains(order, o) {
+			order = append(order, o)
+		}
+	}
+	vars["BOOT_ORDER"] = strings.Join(order, " ")
+}
+
+// Init writes a fresh environment that boots slot active, if the
+// environment has no BOOT_ORDER yet. It reports whether it wrote anything.
+func (s *Switch) Init(active string) (bool, error) {
+	vars, err := s.Env.Load()
+	if err != nil {
+		return false, err
+	}
+	if _, ok := vars["BOOT_ORDER"]; ok {
+		return false, nil
+	}
+	s.first(vars, active)
+	for _, sl := range s.Slots {
+		vars["BOOT_"+sl+"_LEFT"] = "0"
+	}
+	vars["BOOT_"+active+"_LEFT"] = strconv.Itoa(s.tries())
+	return true, s.Env.Save(vars)
+}
+
+// Disable makes slot unbootable, before its contents are overwritten.
+func (s *Switch) Disable(slot string) error {
+	return s.update(func(v map[string]string) { v["BOOT_"+slot+"_LEFT"] = "0" })
+}
+
+// Try makes slot the first choice with a limited number of attempts; if it
+// never confirms, the bootloader falls back to the next slot in order.
+func (s *Switch) Try(slot string) error {
+	return s.update(func(v map[string]string) {
+		s.first(v, slot)
+		v["BOOT_"+slot+"_LEFT"] = strconv.Itoa(s.tries())
+	})
+}
+
+// MarkGood makes slot the first choice and refills its attempts.
+func (s *Switch) MarkGood(slot string) error { return s.Try(slot) }
+
+// MarkBad stops the bootloader from choosing slot.
+func (s *Switch) MarkBad(slot string) error { return s.Disable(slot) }
+
+// Primary returns the slot the bootloader will boot next, and its attempts.
+func (s *Switch) Primary() (string, int, error) {
+	vars, err := s.Env.Load()
+	if err != nil {
+		return "", 0, err
+	}
+	for _, sl := range s.order(vars) {
+		if n := left(vars, sl); n > 0 {
+			return sl, n, nil
+		}
+	}
+	return "", 0, ErrNoBootable
+}
+
+// Select is the bootloader's side: it picks the slot to boot and decrements
+// its attempts, exactly like examples/boot's scripts. With no attempts left
+// anywhere it refills them all and boots the first slot in order, as RAUC's
+// reference script does, rather than leaving the device dead.
+func (s *Switch) Select() (string, error) {
+	var chosen string
+	err := s.update(func(v map[string]string) {
+		order := s.order(v)
+		if len(order) == 0 {
+			order = s.Slots
+		}
+		for _, sl := range order {
+			if n := left(v, sl); n > 0 {
+				v["BOOT_"+sl+"_LEFT"] = strconv.Itoa(n - 1)
+				chosen = sl
+				return
+			}
+		}
+		for _, sl := range order {
+			v["BOOT_"+sl+"_LEFT"] = strconv.Itoa(s.tries())
+		}
+		chosen = order[0]
+		v["BOOT_"+chosen+"_LEFT"] = strconv.Itoa(s.tries() - 1)
+	})
+	return chosen, err
+}
+
+// BootedSlot reads the running slot from a kernel command line file
+// (normally /proc/cmdline) parameter such as fwctl.slot=A. It fails with
+// ErrAmbiguous when the parameter is missing, repeated with different
+// values, or names an unknown slot.
+func BootedSlot(cmdlineFile, param string, slots []string) (string, error) {
+	b, err := os.ReadFile(cmdlineFile)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrAmbiguous, err)
+	}
+	found := ""
+	for _, f := range strings.Fields(string(b)) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok || k != param {
+			continue
+		}
+		if found != "" && found != v {
+			return "", fmt.Errorf("%w: %s names both %s and %s", ErrAmbiguous, param, found, v)
+		}
+		found = v
+	}
+	if found == "" {
+		return "", fmt.Errorf("%w: no %s= on the kernel command line (%s); configure the bootloader to pass it", ErrAmbiguous, param, cmdlineFile)
+	}
+	if !slices.Contains(slots, found) {
+		return "", fmt.Errorf("%w: %s=%s is not a configured slot %v", ErrAmbiguous, param, found, slots)
+	}
+	return found, nil
+}

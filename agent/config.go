@@ -1,0 +1,187 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/fwctl/fwctl/manifests"
+)
+
+// Config is the agent's configuration file (JSON).
+type Config struct {
+	// Repository is the base URL of the fwrepo server (serving /metadata
+	// and /targets).
+	Repository string `json:"repository"`
+	// Hardware is this device's hardware ID.
+	Hardware string `json:"hardware"`
+	// StateDir holds trusted metadata, the install state and, without a
+	// TPM, the trust anchor and counter.
+	StateDir string `json:"state_dir"`
+	// Slots maps slot names ("A", "B") to a file or block device.
+	Slots map[string]string `json:"slots"`
+	// Bootloader selects the boot environment backend.
+	Bootloader BootloaderConfig `json:"bootloader"`
+	// BootedSlot says how to find the running slot.
+	BootedSlot BootedSlotConfig `json:"booted_slot"`
+	// Trust selects where the pinned root and counter live.
+	Trust TrustConfig `json:"trust"`
+	// PollInterval and PollJitter drive 'fwagent daemon'.
+	PollInterval Duration `json:"poll_interval"`
+	PollJitter   Duration `json:"poll_jitter"`
+	// StallTimeout aborts downloads that receive nothing for this long.
+	StallTimeout Duration `json:"stall_timeout"`
+	// RebootCommand, if set, is run by the daemon after an install.
+	RebootCommand []string `json:"reboot_command,omitempty"`
+}
+
+// BootloaderConfig selects the boot environment.
+type BootloaderConfig struct {
+	Type  string `json:"type"` // "file" (simulators); more backends come
+	Path  string `json:"path"`
+	Tries int    `json:"tries"`
+}
+
+// BootedSlotConfig says where the running slot is read from.
+type BootedSlotConfig struct {
+	Cmdline string `json:"cmdline"` // default /proc/cmdline
+	Param   string `json:"param"`   // default fwctl.slot
+}
+
+// TrustConfig selects the trust store.
+type TrustConfig struct {
+	Type   string `json:"type"`             // "file" or "tpm"
+	Device string `json:"device,omitempty"` // TPM: /dev/tpmrm0 or tcp://127.0.0.1:PORT
+}
+
+// Duration is a time.Duration written as "1h".
+type Duration time.Duration
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"1h\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// LoadConfig reads and validates a config file. Relative paths in it are
+// taken relative to the file's directory.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	var c Config
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	base := filepath.Dir(path)
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	abs(&c.StateDir)
+	abs(&c.Bootloader.Path)
+	abs(&c.BootedSlot.Cmdline)
+	for k, v := range c.Slots {
+		abs(&v)
+		c.Slots[k] = v
+	}
+	c.defaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return &c, nil
+}
+
+func (c *Config) defaults() {
+	if c.BootedSlot.Cmdline == "" {
+		c.BootedSlot.Cmdline = "/proc/cmdline"
+	}
+	if c.BootedSlot.Param == "" {
+		c.BootedSlot.Param = "fwctl.slot"
+	}
+	if c.Trust.Type == "" {
+		c.Trust.Type = "file"
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = Duration(time.Hour)
+	}
+	if c.StallTimeout == 0 {
+		c.StallTimeout = Duration(30 * time.Second)
+	}
+}
+
+// Validate says what is wrong with c.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Repository == "" {
+		errs = append(errs, errors.New("repository: missing (e.g. \"http://updates.example.com\")"))
+	}
+	if !manifests.ValidHardwareID(c.Hardware) {
+		errs = append(errs, fmt.Errorf("hardware: %q is not a valid hardware ID", c.Hardware))
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("state_dir: missing"))
+	}
+	if len(c.Slots) != 2 {
+		errs = append(errs, fmt.Errorf("slots: want exactly two (A and B), got %d", len(c.Slots)))
+	}
+	seen := map[string]bool{}
+	for name, p := range c.Slots {
+		if p == "" {
+			errs = append(errs, fmt.Errorf("slots.%s: empty path", name))
+		}
+		if seen[p] {
+			errs = append(errs, fmt.Errorf("slots: %s is used by two slots", p))
+		}
+		seen[p] = true
+	}
+	switch c.Bootloader.Type {
+	case "file":
+		if c.Bootloader.Path == "" {
+			errs = append(errs, errors.New("bootloader.path: missing"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("bootloader.type: %q, want \"file\"", c.Bootloader.Type))
+	}
+	switch c.Trust.Type {
+	case "file":
+	case "tpm":
+		if c.Trust.Device == "" {
+			errs = append(errs, errors.New("trust.device: missing (/dev/tpmrm0 or tcp://127.0.0.1:PORT)"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("trust.type: %q, want \"file\" or \"tpm\"", c.Trust.Type))
+	}
+	return errors.Join(errs...)
+}
+
+// SlotNames returns the slot names in sorted order.
+func (c *Config) SlotNames() []string {
+	var out []string
+	for k := range c.Slots {
+		out = append(out, k)
+	}
+	if len(out) == 2 && out[0] > out[1] {
+		out[0], out[1] = out[1], out[0]
+	}
+	return out
+}

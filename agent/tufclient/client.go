@@ -1,0 +1,252 @@
+// Package tufclient is the device's TUF client: one HTTP fetcher (with
+// size limits, timeouts and a stall detector) used both for metadata, through
+// go-tuf v2's updater, and for streaming target files straight into a writer
+// without holding them in memory. Metadata is stored in one directory with
+// non-versioned names (root.json, timestamp.json, ...).
+package tufclient
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+)
+
+// Errors callers branch on.
+var (
+	// ErrTargetMismatch means downloaded target bytes do not match the
+	// signed length or hash.
+	ErrTargetMismatch = errors.New("target does not match its signed length and hash")
+	// ErrStalled means a download made no progress for too long.
+	ErrStalled = errors.New("download stalled")
+)
+
+// Client fetches metadata and targets from one repository.
+type Client struct {
+	MetadataURL string // e.g. http://host/metadata
+	TargetsURL  string // e.g. http://host/targets
+	MetadataDir string
+	HTTP        *http.Client
+	// StallTimeout aborts a download that receives nothing for this long.
+	StallTimeout time.Duration
+	// RefTime, when set, replaces the clock for expiry checks (tests).
+	RefTime time.Time
+	// OnRoot, when set, is called with every root version fetched during
+	// Refresh, before it is trusted, so callers can archive the chain.
+	OnRoot func(version int64, data []byte)
+
+	mu sync.Mutex
+}
+
+// New returns a client for repository base URL (its /metadata and /targets).
+func New(base, metadataDir string) *Client {
+	base = strings.TrimSuffix(base, "/")
+	return &Client{MetadataURL: base + "/metadata", TargetsURL: base + "/targets", MetadataDir: metadataDir,
+		HTTP: &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			ResponseHeaderTimeout: 30 * time.Second,
+			IdleConnTimeout:       60 * time.Second,
+			TLSHandshakeTimeout:   15 * time.Second,
+		}},
+		StallTimeout: 30 * time.Second}
+}
+
+// DownloadFile implements go-tuf's fetcher.Fetcher for metadata.
+func (c *Client) DownloadFile(u string, maxLength int64, _ time.Duration) ([]byte, error) {
+	var buf limitedBuffer
+	buf.max = maxLength
+	if err := c.get(context.Background(), u, maxLength, &buf); err != nil {
+		return nil, err
+	}
+	if c.OnRoot != nil {
+		if v, ok := rootVersion(u); ok {
+			c.OnRoot(v, buf.b)
+		}
+	}
+	return buf.b, nil
+}
+
+func rootVersion(u string) (int64, bool) {
+	var v int64
+	name := path.Base(u)
+	if _, err := fmt.Sscanf(name, "%d.root.json", &v); err == nil && name == fmt.Sprintf("%d.root.json", v) {
+		return v, true
+	}
+	return 0, false
+}
+
+type limitedBuffer struct {
+	b   []byte
+	max int64
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if int64(len(l.b)+len(p)) > l.max {
+		return 0, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("more than the allowed %d bytes", l.max)}
+	}
+	l.b = append(l.b, p...)
+	return len(p), nil
+}
+
+// get streams u into w, refusing more than maxLength bytes.
+func (c *Client) get(ctx context.Context, u string, maxLength int64, w io.Writer) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	res, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("download %s: %w", u, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return &metadata.ErrDownloadHTTP{StatusCode: res.StatusCode, URL: u}
+	}
+	if res.ContentLength > maxLength {
+		return &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s: server announces %d bytes, at most %d allowed", u, res.ContentLength, maxLength)}
+	}
+	stall := c.StallTimeout
+	if stall <= 0 {
+		stall = 30 * time.Second
+	}
+	timer := time.AfterFunc(stall, func() { cancel(fmt.Errorf("%w: no data for %s from %s", ErrStalled, stall, u)) })
+	defer timer.Stop()
+	buf := make([]byte, 64<<10)
+	var n int64
+	for {
+		k, rerr := res.Body.Read(buf)
+		if k > 0 {
+			timer.Reset(stall)
+			n += int64(k)
+			if n > maxLength {
+				return &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s: more than the allowed %d bytes", u, maxLength)}
+			}
+			if _, err := w.Write(buf[:k]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			if cause := context.Cause(ctx); cause != nil && errors.Is(cause, ErrStalled) {
+				return cause
+			}
+			return fmt.Errorf("download %s: %w", u, rerr)
+		}
+	}
+}
+
+// Updater returns a go-tuf updater over the metadata directory, starting
+// from the root.json stored there.
+func (c *Client) Updater(trustedRoot []byte) (*updater.Updater, error) {
+	cfg, err := config.New(c.MetadataURL, trustedRoot)
+	if err != nil {
+		return nil, err
+	}
+	cfg.RemoteMetadataURL = c.MetadataURL
+	cfg.RemoteTargetsURL = c.TargetsURL
+	cfg.LocalMetadataDir = c.MetadataDir
+	cfg.LocalTargetsDir = filepath.Join(c.MetadataDir, "targets-unused")
+	cfg.Fetcher = c
+	cfg.PrefixTargetsWithHash = true
+	up, err := updater.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !c.RefTime.IsZero() {
+		up.UnsafeSetRefTime(c.RefTime)
+	}
+	return up, nil
+}
+
+// Refresh updates the metadata in MetadataDir from the repository
+// (root chain, timestamp, snapshot, targets), verifying everything.
+func (c *Client) Refresh(trustedRoot []byte) (*updater.Updater, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	up, err := c.Updater(trustedRoot)
+	if err != nil {
+		return nil, fmt.Errorf("trusted root: %w", err)
+	}
+	if err := up.Refresh(); err != nil {
+		return nil, fmt.Errorf("refresh metadata: %w", err)
+	}
+	return up, nil
+}
+
+// TargetURL returns where a consistent-snapshot repository serves tf.
+func (c *Client) TargetURL(tf *metadata.TargetFiles, consistent bool) string {
+	dir, name := path.Split(tf.Path)
+	if consistent {
+		name = hex.EncodeToString(tf.Hashes["sha256"]) + "." + name
+	}
+	return c.TargetsURL + "/" + escapePath(dir+name)
+}
+
+func escapePath(p string) string {
+	parts := strings.Split(p, "/")
+	for i := range parts {
+		parts[i] = url.PathEscape(parts[i])
+	}
+	return strings.Join(parts, "/")
+}
+
+// Download streams target tf into w, hashing on the way, and fails with
+// ErrTargetMismatch unless exactly tf.Length bytes with tf's SHA-256
+// arrived. progress, if not nil, is called as bytes arrive.
+func (c *Client) Download(ctx context.Context, up *updater.Updater, tf *metadata.TargetFiles, w io.Writer, progress func(done, total int64)) error {
+	want, ok := tf.Hashes["sha256"]
+	if !ok {
+		return fmt.Errorf("%w: target %s has no sha256", ErrTargetMismatch, tf.Path)
+	}
+	consistent := up.GetTrustedMetadataSet().Root.Signed.ConsistentSnapshot
+	h := sha256.New()
+	pw := &progressWriter{w: io.MultiWriter(w, h), total: tf.Length, fn: progress}
+	err := c.get(ctx, c.TargetURL(tf, consistent), tf.Length, pw)
+	var lm *metadata.ErrDownloadLengthMismatch
+	if errors.As(err, &lm) {
+		return fmt.Errorf("%w: %s: %s", ErrTargetMismatch, tf.Path, lm.Msg)
+	}
+	if err != nil {
+		return err
+	}
+	if pw.n != tf.Length {
+		return fmt.Errorf("%w: %s: got %d bytes, want %d", ErrTargetMismatch, tf.Path, pw.n, tf.Length)
+	}
+	if got := h.Sum(nil); hex.EncodeToString(got) != hex.EncodeToString(want) {
+		return fmt.Errorf("%w: %s: sha256 %x, signed %x; the server or a mirror altered it", ErrTargetMismatch, tf.Path, got, []byte(want))
+	}
+	return nil
+}
+
+type progressWriter struct {
+	w     io.Writer
+	n     int64
+	total int64
+	fn    func(done, total int64)
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.n += int64(n)
+	if p.fn != nil {
+		p.fn(p.n, p.total)
+	}
+	return n, err
+}

@@ -1,0 +1,348 @@
+// Package fwagentcli is the fwagent command line: it loads the device
+// configuration, wires the trust store, boot environment and TUF client into
+// package agent, and prints results. cmd/fwagent only calls Main.
+package fwagentcli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fwctl/fwctl/agent"
+	"github.com/fwctl/fwctl/agent/boot"
+	"github.com/fwctl/fwctl/agent/trust"
+	"github.com/fwctl/fwctl/internal/atomicfile"
+	"github.com/fwctl/fwctl/internal/cli"
+)
+
+type app struct {
+	json    bool
+	config  string
+	verbose bool
+	out     *cli.Output
+}
+
+// Main runs fwagent with os.Args and returns the exit code.
+func Main() int {
+	a := &app{out: cli.Std(false)}
+	root := &cobra.Command{
+		Use:   "fwagent",
+		Short: "Verify and install firmware updates into the inactive A/B slot",
+		Long: `fwagent runs on the device. It verifies release metadata against the root
+pinned at provisioning, installs the newest release for this hardware into the
+inactive slot, and lets the bootloader try it; 'fwagent confirm' makes it
+permanent, otherwise the device falls back to the previous slot.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(*cobra.Command, []string) {
+			a.out.JSON = a.json
+		},
+	}
+	root.PersistentFlags().BoolVar(&a.json, "json", false, "print one JSON document instead of text")
+	root.PersistentFlags().StringVarP(&a.config, "config", "c", envOr("FWAGENT_CONFIG", "/etc/fwagent/config.json"), "configuration file ($FWAGENT_CONFIG)")
+	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log progress details to stderr")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitUsage, err) })
+	root.AddCommand(a.provisionCmd(), a.checkCmd(), a.updateCmd(), a.confirmCmd(), a.statusCmd(),
+		a.daemonCmd(), a.simulateBootCmd(), conformanceCmd())
+	root.SetArgs(os.Args[1:])
+	if err := root.Execute(); err != nil {
+		a.out.JSON = a.json
+		if cli.Code(err) == cli.ExitInstalled {
+			return cli.ExitInstalled // not a failure: the result was printed
+		}
+		return a.out.Fail(err)
+	}
+	return cli.ExitOK
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func (a *app) logger(level slog.Level) *slog.Logger {
+	if a.verbose {
+		level = slog.LevelDebug
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if a.json {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func (a *app) load(level slog.Level) (*agent.Agent, *agent.Config, error) {
+	cfg, err := agent.LoadConfig(a.config)
+	if err != nil {
+		return nil, nil, cli.WithCode(cli.ExitUsage, err)
+	}
+	store, err := openTrust(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	ag, err := agent.New(cfg, store, a.logger(level))
+	if err != nil {
+		return nil, nil, cli.WithCode(cli.ExitUsage, err)
+	}
+	return ag, cfg, nil
+}
+
+func openTrust(cfg *agent.Config) (trust.Store, error) {
+	switch cfg.Trust.Type {
+	case "file":
+		return trust.File{Dir: filepath.Join(cfg.StateDir, "trust")}, nil
+	}
+	return nil, cli.WithCode(cli.ExitUsage, fmt.Errorf("trust.type %q is not available in this build", cfg.Trust.Type))
+}
+
+// code maps agent errors to exit codes.
+func code(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, agent.ErrRefused), errors.Is(err, agent.ErrRootNotPinned), errors.Is(err, agent.ErrInvalidRoot),
+		errors.Is(err, trust.ErrAlreadyPinned):
+		return cli.WithCode(cli.ExitRefused, err)
+	case errors.Is(err, agent.ErrNetwork):
+		return cli.WithCode(cli.ExitNetwork, err)
+	case errors.Is(err, agent.ErrConfirmPending), errors.Is(err, agent.ErrRebootPending),
+		errors.Is(err, boot.ErrAmbiguous), errors.Is(err, trust.ErrNotProvisioned):
+		return cli.WithCode(cli.ExitState, err)
+	}
+	return err
+}
+
+func (a *app) provisionCmd() *cobra.Command {
+	var rootFile string
+	c := &cobra.Command{
+		Use:   "provision --root root.json",
+		Short: "Pin the initial trusted root and create the anti-rollback counter (factory step)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if rootFile == "" {
+				return cli.WithCode(cli.ExitUsage, errors.New("--root is required"))
+			}
+			ag, _, err := a.load(slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			b, err := os.ReadFile(rootFile)
+			if err != nil {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			p, err := ag.Provision(context.Background(), b)
+			if err != nil {
+				return code(err)
+			}
+			return a.out.Result(p, func(w io.Writer) {
+				switch {
+				case p.RootPinned:
+					fmt.Fprintf(w, "Pinned root v%d (sha256 %s) in the %s trust store\n", p.RootVersion, p.RootSHA256[:16], p.TrustStore)
+				case p.RootWasPinned:
+					fmt.Fprintf(w, "Root v%d (sha256 %s) was already pinned; nothing changed\n", p.RootVersion, p.RootSHA256[:16])
+				}
+				if p.CounterCreated {
+					fmt.Fprintln(w, "Created the anti-rollback counter (0)")
+				}
+				fmt.Fprintf(w, "Running slot: %s\n", p.BootedSlot)
+			})
+		},
+	}
+	c.Flags().StringVar(&rootFile, "root", "", "initial root.json from 'fwctl init' (WORKSPACE/metadata/1.root.json)")
+	return c
+}
+
+func (a *app) checkCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "check",
+		Short: "Refresh metadata and report whether an update is available (installs nothing)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ag, _, err := a.load(slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			res, err := ag.Check(context.Background())
+			if err != nil {
+				return code(err)
+			}
+			return a.out.Result(res, func(w io.Writer) { fmt.Fprintln(w, res.Message) })
+		},
+	}
+}
+
+func (a *app) updateCmd() *cobra.Command {
+	var target string
+	c := &cobra.Command{
+		Use:   "update",
+		Short: "Install the newest release into the inactive slot (exit 10: reboot needed, 0: nothing to do)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ag, _, err := a.load(slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			var done func()
+			ag.Progress, done = a.out.Progress("download")
+			res, err := ag.Update(context.Background(), agent.UpdateOptions{Target: target})
+			done()
+			if err != nil {
+				return code(err)
+			}
+			if err := a.out.Result(res, func(w io.Writer) { fmt.Fprintln(w, res.Message) }); err != nil {
+				return err
+			}
+			if res.Installed {
+				return &cli.ExitError{Code: cli.ExitInstalled, Err: errors.New("reboot needed")}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&target, "target", "", "install this target path instead of the newest release")
+	return c
+}
+
+func (a *app) confirmCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "confirm",
+		Short: "Mark the running slot good; after an update, raise the anti-rollback counter",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ag, _, err := a.load(slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			res, err := ag.Confirm(context.Background())
+			if err != nil {
+				return code(err)
+			}
+			return a.out.Result(res, func(w io.Writer) {
+				fmt.Fprintf(w, "%s; security counter %d\n", res.Message, res.Counter)
+			})
+		},
+	}
+}
+
+func (a *app) statusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show slots, running and next slot, counter, trust store and last result",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ag, cfg, err := a.load(slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			st, err := ag.Status(context.Background())
+			if err != nil {
+				return code(err)
+			}
+			return a.out.Result(st, func(w io.Writer) {
+				fmt.Fprintf(w, "hardware     %s\nrepository   %s\nrunning      slot %s\nnext boot    slot %s\n", st.Hardware, st.Repository, st.BootedSlot, st.NextBoot)
+				fmt.Fprintf(w, "counter      %d\ntrust store  %s\nroot         version %d\n", st.Counter, st.TrustStore, st.RootVer)
+				for _, name := range cfg.SlotNames() {
+					s := st.Slots[name]
+					fmt.Fprintf(w, "slot %s       %-9s %s %s\n", name, s.Status, s.Version, s.Target)
+				}
+				if st.Pending != nil {
+					fmt.Fprintf(w, "pending      %s in slot %s (reboot, then 'fwagent confirm')\n", st.Pending.Version, st.Pending.Slot)
+				}
+				if st.Last != nil {
+					fmt.Fprintf(w, "last result  %s %s %s %s\n", st.Last.Outcome, st.Last.Version, st.Last.At.Format(time.RFC3339), st.Last.Error)
+				}
+			})
+		},
+	}
+}
+
+func (a *app) daemonCmd() *cobra.Command {
+	var once bool
+	return &cobra.Command{
+		Use:   "daemon",
+		Short: "Poll the repository (interval with jitter) and install updates",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ag, cfg, err := a.load(slog.LevelInfo)
+			if err != nil {
+				return err
+			}
+			log := a.logger(slog.LevelInfo)
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			for {
+				res, err := ag.Update(ctx, agent.UpdateOptions{})
+				switch {
+				case err != nil:
+					log.Error("update failed", "err", err)
+				case res.Installed:
+					log.Info("update installed; reboot needed", "version", res.Available.Version, "slot", res.Slot)
+					if len(cfg.RebootCommand) > 0 {
+						log.Info("rebooting", "command", strings.Join(cfg.RebootCommand, " "))
+						return exec.CommandContext(ctx, cfg.RebootCommand[0], cfg.RebootCommand[1:]...).Run()
+					}
+				default:
+					log.Info("no update", "message", res.Message)
+				}
+				if once {
+					return nil
+				}
+				wait := time.Duration(cfg.PollInterval)
+				if j := time.Duration(cfg.PollJitter); j > 0 {
+					wait += time.Duration(rand.Int64N(int64(2*j))) - j
+				}
+				log.Debug("sleeping", "duration", wait)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(wait):
+				}
+			}
+		},
+	}
+}
+
+func (a *app) simulateBootCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "simulate-boot",
+		Short: "Simulators only: act as the bootloader (choose a slot, count the attempt) and 'boot' it",
+		Long: `Runs the bootloader's side of the A/B convention on the configured
+environment: picks the first slot in BOOT_ORDER with attempts left, decrements
+them, and writes fwctl.slot=SLOT to the configured kernel command line file, as
+a real reboot would. Use it with file slots in tests and demos.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ag, cfg, err := a.load(slog.LevelWarn)
+			if err != nil {
+				return err
+			}
+			if cfg.BootedSlot.Cmdline == "/proc/cmdline" {
+				return cli.WithCode(cli.ExitUsage, errors.New("simulate-boot needs booted_slot.cmdline set to a file of the simulator, not /proc/cmdline"))
+			}
+			slot, err := ag.Switch().Select()
+			if err != nil {
+				return err
+			}
+			line := fmt.Sprintf("console=ttyS0 %s=%s\n", cfg.BootedSlot.Param, slot)
+			if err := atomicfile.Write(cfg.BootedSlot.Cmdline, []byte(line), 0o644); err != nil {
+				return err
+			}
+			return a.out.Result(map[string]string{"booted_slot": slot}, func(w io.Writer) {
+				fmt.Fprintf(w, "booted slot %s\n", slot)
+			})
+		},
+	}
+}

@@ -1,0 +1,337 @@
+// Package fwctlcli is the fwctl command line: it parses flags, calls
+// package repo and signer, and prints results. cmd/fwctl only calls Main.
+package fwctlcli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/fwctl/fwctl/internal/cli"
+	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/signer"
+)
+
+// PassphraseEnv is the environment variable holding the key passphrase.
+const PassphraseEnv = "FWCTL_PASSPHRASE"
+
+type app struct {
+	json      bool
+	workspace string
+	out       *cli.Output
+}
+
+// Main runs fwctl with os.Args and returns the exit code.
+func Main() int {
+	a := &app{}
+	root := a.command()
+	a.out = cli.Std(false)
+	root.SetArgs(os.Args[1:])
+	err := root.Execute()
+	a.out.JSON = a.json
+	if err != nil {
+		return a.out.Fail(err)
+	}
+	return cli.ExitOK
+}
+
+func (a *app) command() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "fwctl",
+		Short: "Sign and publish firmware releases (offline release side of fwctl)",
+		Long: `fwctl creates a signing workspace, records firmware images with their
+hardware, version and security counter, and publishes a signed TUF repository
+that fwrepo serves and fwagent verifies.
+
+Key passphrases come from $` + PassphraseEnv + ` or a terminal prompt.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(*cobra.Command, []string) {
+			a.out.JSON = a.json
+		},
+	}
+	root.PersistentFlags().BoolVar(&a.json, "json", false, "print one JSON document instead of text")
+	root.PersistentFlags().StringVarP(&a.workspace, "workspace", "w", envOr("FWCTL_WORKSPACE", "."), "signing workspace directory ($FWCTL_WORKSPACE)")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitUsage, err) })
+	root.AddCommand(a.initCmd(), a.targetCmd(), a.publishCmd(), a.statusCmd(), a.verifyCmd())
+	return root
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func usage(err error) error { return cli.WithCode(cli.ExitUsage, err) }
+
+func (a *app) open() (*repo.Workspace, error) {
+	ws, err := repo.Open(a.workspace, signer.PassphraseSource(PassphraseEnv, "Key passphrase: ", false))
+	if errors.Is(err, repo.ErrNotWorkspace) {
+		return nil, usage(err)
+	}
+	return ws, err
+}
+
+func (a *app) initCmd() *cobra.Command {
+	var (
+		alg       string
+		rootKeys  int
+		threshold int
+		expiry    []string
+		plaintext bool
+	)
+	c := &cobra.Command{
+		Use:   "init DIR",
+		Short: "Create a new signing workspace with root, targets, snapshot and timestamp keys",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			exp, err := parseExpiry(expiry)
+			if err != nil {
+				return usage(err)
+			}
+			opt := repo.InitOptions{Algorithm: alg, RootKeys: rootKeys, RootThreshold: threshold, Expiry: exp,
+				InsecurePlaintext: plaintext}
+			if !plaintext {
+				opt.Passphrase = signer.PassphraseSource(PassphraseEnv, "New key passphrase: ", true)
+			}
+			res, err := repo.Init(args[0], opt)
+			if err != nil {
+				return err
+			}
+			return a.out.Result(res, func(w io.Writer) {
+				fmt.Fprintf(w, "Created workspace %s\n", res.Dir)
+				for _, r := range repo.Roles {
+					fmt.Fprintf(w, "  %-9s %s\n", r, strings.Join(short(res.Keys[r]), ", "))
+				}
+				if plaintext {
+					fmt.Fprintln(w, "WARNING: private keys are stored UNENCRYPTED (--insecure-plaintext-keys)")
+				}
+				fmt.Fprintf(w, "Trusted root for devices: %s\n", filepath.Join(res.Dir, "metadata", "1.root.json"))
+			})
+		},
+	}
+	c.Flags().StringVar(&alg, "algorithm", signer.Ed25519, "key algorithm: ed25519 or ecdsa-p256")
+	c.Flags().IntVar(&rootKeys, "root-keys", 1, "number of root keys to create")
+	c.Flags().IntVar(&threshold, "root-threshold", 1, "root signatures required")
+	c.Flags().StringSliceVar(&expiry, "expiry", nil, "metadata lifetime per role, e.g. root=365d,timestamp=24h")
+	c.Flags().BoolVar(&plaintext, "insecure-plaintext-keys", false, "store private keys UNENCRYPTED (tests and throwaway demos only)")
+	return c
+}
+
+func short(ids []string) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = id[:16]
+	}
+	return out
+}
+
+func parseExpiry(list []string) (map[string]time.Duration, error) {
+	out := map[string]time.Duration{}
+	for _, kv := range list {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("--expiry %q: want ROLE=DURATION, e.g. timestamp=24h", kv)
+		}
+		valid := false
+		for _, r := range repo.Roles {
+			valid = valid || r == k
+		}
+		if !valid {
+			return nil, fmt.Errorf("--expiry %q: unknown role %q (root, targets, snapshot, timestamp)", kv, k)
+		}
+		d, err := repo.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("--expiry %s: %w", k, err)
+		}
+		out[k] = d
+	}
+	return out, nil
+}
+
+func (a *app) targetCmd() *cobra.Command {
+	c := &cobra.Command{Use: "target", Short: "Add and list firmware targets"}
+	var opt repo.AddOptions
+	var counter int64
+	add := &cobra.Command{
+		Use:   "add IMAGE",
+		Short: "Hash a firmware image and stage it as a target for the next publish",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if len(opt.Hardware) == 0 || opt.Version == "" || counter < 0 {
+				return usage(errors.New("--hardware, --version and --counter (>= 0) are required"))
+			}
+			opt.Counter = uint64(counter)
+			ws, err := a.open()
+			if err != nil {
+				return err
+			}
+			var done func()
+			opt.Progress, done = a.out.Progress("hash " + filepath.Base(args[0]))
+			t, err := ws.AddTarget(args[0], opt)
+			done()
+			if errors.Is(err, repo.ErrCounterRegression) || errors.Is(err, manifests.ErrInvalidTarget) {
+				return usage(err)
+			}
+			if err != nil {
+				return err
+			}
+			return a.out.Result(t, func(w io.Writer) {
+				fmt.Fprintf(w, "Staged %s\n  version %s, counter %d, hardware %s\n  %d bytes, sha256 %s\nRun 'fwctl publish' to release it.\n",
+					t.Path, t.Firmware.Version, t.Firmware.Counter, strings.Join(t.Firmware.Hardware, ","), t.Length, t.SHA256)
+			})
+		},
+	}
+	add.Flags().StringSliceVar(&opt.Hardware, "hardware", nil, "hardware ID(s) this image is for (repeatable)")
+	add.Flags().StringVar(&opt.Version, "version", "", "human version, e.g. 2.4.1")
+	add.Flags().Int64Var(&counter, "counter", -1, "security counter: devices refuse images with a lower one")
+	add.Flags().StringVar(&opt.Name, "name", "", "file name in the target path (default: the image's)")
+	add.Flags().BoolVar(&opt.Force, "force", false, "allow a counter lower than an existing release for the hardware")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List staged and published targets",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ws, err := a.open()
+			if err != nil {
+				return err
+			}
+			ts, err := ws.Targets()
+			if err != nil {
+				return err
+			}
+			return a.out.Result(ts, func(w io.Writer) { printTargets(w, ts) })
+		},
+	}
+	c.AddCommand(add, list)
+	return c
+}
+
+func printTargets(w io.Writer, ts []repo.Target) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "HARDWARE\tVERSION\tCOUNTER\tSIZE\tTARGET")
+	for _, t := range ts {
+		if t.Firmware == nil {
+			fmt.Fprintf(tw, "-\t-\t-\t%d\t%s\n", t.Length, t.Path)
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", strings.Join(t.Firmware.Hardware, ","), t.Firmware.Version, t.Firmware.Counter, t.Length, t.Path)
+	}
+	tw.Flush()
+}
+
+func (a *app) publishCmd() *cobra.Command {
+	var out string
+	var expiry []string
+	c := &cobra.Command{
+		Use:   "publish",
+		Short: "Sign targets, snapshot and timestamp and write the repository atomically",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			exp, err := parseExpiry(expiry)
+			if err != nil {
+				return usage(err)
+			}
+			ws, err := a.open()
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				out = filepath.Join(ws.Dir, "repository")
+			}
+			opt := repo.PublishOptions{Expiry: exp}
+			if a.out.Interactive() {
+				opt.Progress = func(m string) { fmt.Fprintln(a.out.Err, m) }
+			}
+			res, err := ws.Publish(out, opt)
+			if err != nil {
+				return err
+			}
+			return a.out.Result(res, func(w io.Writer) {
+				fmt.Fprintf(w, "Published %d targets to %s\n", res.Targets, res.Out)
+				for _, r := range repo.Roles {
+					fmt.Fprintf(w, "  %-9s version %d\n", r, res.Versions[r])
+				}
+			})
+		},
+	}
+	c.Flags().StringVarP(&out, "out", "o", "", "output repository directory (default WORKSPACE/repository)")
+	c.Flags().StringSliceVar(&expiry, "expiry", nil, "override lifetimes for this publish, e.g. timestamp=1h")
+	return c
+}
+
+func (a *app) statusCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show roles, keys, thresholds, versions, expiry and targets",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ws, err := a.open()
+			if err != nil {
+				return err
+			}
+			st, err := ws.Status()
+			if err != nil {
+				return err
+			}
+			return a.out.Result(st, func(w io.Writer) {
+				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "ROLE\tVERSION\tTHRESHOLD\tKEYS\tEXPIRES\t")
+				for _, r := range st.Roles {
+					exp := "never published"
+					if !r.Expires.IsZero() {
+						exp = r.Expires.Format(time.RFC3339)
+					}
+					fmt.Fprintf(tw, "%s\t%d\t%d of %d\t%s\t%s\t%s\n", r.Role, r.Version, r.Threshold, len(r.KeyIDs), strings.Join(short(r.KeyIDs), ","), exp, r.Warning)
+				}
+				tw.Flush()
+				fmt.Fprintln(w)
+				printTargets(w, st.Targets)
+				if st.Unstaged > 0 {
+					fmt.Fprintf(w, "\n%d target(s) staged but not published: run 'fwctl publish'\n", st.Unstaged)
+				}
+			})
+		},
+	}
+}
+
+func (a *app) verifyCmd() *cobra.Command {
+	var rootFile, dir string
+	c := &cobra.Command{
+		Use:   "verify",
+		Short: "Verify a published repository from a trusted root, as a device would",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if rootFile == "" || dir == "" {
+				return usage(errors.New("--root and --repo are required"))
+			}
+			root, err := os.ReadFile(rootFile)
+			if err != nil {
+				return usage(err)
+			}
+			res, err := repo.VerifyDir(dir, root, time.Now())
+			if err != nil {
+				return cli.WithCode(cli.ExitRefused, fmt.Errorf("verify %s: %w", dir, err))
+			}
+			return a.out.Result(res, func(w io.Writer) {
+				fmt.Fprintf(w, "OK: %s verifies from %s (root v%d, targets v%d, snapshot v%d, timestamp v%d)\n\n", dir, rootFile,
+					res.Versions[metadata.ROOT], res.Versions[metadata.TARGETS], res.Versions[metadata.SNAPSHOT], res.Versions[metadata.TIMESTAMP])
+				printTargets(w, res.Targets)
+			})
+		},
+	}
+	c.Flags().StringVar(&rootFile, "root", "", "trusted root.json (as provisioned on devices)")
+	c.Flags().StringVar(&dir, "repo", "", "published repository directory")
+	return c
+}

@@ -1,0 +1,134 @@
+// Package fwrepocli is the fwrepo command line: serving a published
+// repository and re-signing its timestamp with the online key.
+package fwrepocli
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fwctl/fwctl/internal/cli"
+	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/server"
+	"github.com/fwctl/fwctl/signer"
+)
+
+// PassphraseEnv holds the online timestamp key's passphrase.
+const PassphraseEnv = "FWREPO_PASSPHRASE"
+
+// Main runs fwrepo with os.Args and returns the exit code.
+func Main() int {
+	var jsonOut bool
+	root := &cobra.Command{
+		Use:           "fwrepo",
+		Short:         "Serve a published fwctl repository to devices",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().BoolVar(&jsonOut, "json", false, "JSON logs and output")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitUsage, err) })
+	root.AddCommand(serveCmd(&jsonOut))
+	root.SetArgs(os.Args[1:])
+	if err := root.Execute(); err != nil {
+		return cli.Std(jsonOut).Fail(err)
+	}
+	return 0
+}
+
+func serveCmd(jsonOut *bool) *cobra.Command {
+	var (
+		dir, addr, tsKey string
+		tsLifetime       time.Duration
+		tsMaxAge         time.Duration
+	)
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve metadata and targets over HTTP; re-sign timestamp.json before it expires",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var h slog.Handler = slog.NewTextHandler(os.Stderr, nil)
+			if *jsonOut {
+				h = slog.NewJSONHandler(os.Stderr, nil)
+			}
+			log := slog.New(h)
+			if dir == "" {
+				return cli.WithCode(cli.ExitUsage, errors.New("--dir is required"))
+			}
+			srv, err := server.New(server.Options{Dir: dir, Logger: log, TimestampMaxAge: tsMaxAge})
+			if err != nil {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if tsKey != "" {
+				key, _, err := signer.Load(tsKey, signer.PassphraseSource(PassphraseEnv, "Timestamp key passphrase: ", false))
+				if err != nil {
+					return err
+				}
+				if err := repo.CheckTimestampKey(dir, key); err != nil {
+					return cli.WithCode(cli.ExitUsage, err)
+				}
+				var lastErr atomic.Pointer[error]
+				srv.SetHealthCheck(func() error {
+					if e := lastErr.Load(); e != nil {
+						return *e
+					}
+					return nil
+				})
+				go resignLoop(ctx, log, dir, key, tsLifetime, &lastErr)
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			log.Info("serving", "dir", dir, "addr", ln.Addr().String(), "online_timestamp", tsKey != "")
+			fmt.Fprintf(cmd.OutOrStdout(), "fwrepo serving %s on http://%s\n", dir, ln.Addr())
+			err = server.Run(ctx, ln, srv, 10*time.Second)
+			log.Info("stopped")
+			return err
+		},
+	}
+	c.Flags().StringVar(&dir, "dir", "", "published repository directory (fwctl publish --out)")
+	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address")
+	c.Flags().StringVar(&tsKey, "timestamp-key", "", "online timestamp key file; enables re-signing (passphrase in $"+PassphraseEnv+")")
+	c.Flags().DurationVar(&tsLifetime, "timestamp-lifetime", 24*time.Hour, "lifetime of re-signed timestamps; re-signed when less than half is left")
+	c.Flags().DurationVar(&tsMaxAge, "timestamp-max-age", 10*time.Second, "Cache-Control max-age for timestamp.json")
+	return c
+}
+
+// resignLoop re-signs timestamp.json whenever less than half its lifetime
+// is left.
+func resignLoop(ctx context.Context, log *slog.Logger, dir string, key crypto.Signer, lifetime time.Duration, lastErr *atomic.Pointer[error]) {
+	check := min(max(lifetime/8, time.Second), time.Minute)
+	t := time.NewTicker(check)
+	defer t.Stop()
+	for {
+		exp, err := repo.TimestampExpires(dir)
+		if err == nil && time.Until(exp) < lifetime/2 {
+			var v int64
+			v, err = repo.ResignTimestamp(dir, key, lifetime, time.Now())
+			if err == nil {
+				log.Info("re-signed timestamp", "version", v, "expires", time.Now().Add(lifetime).UTC())
+			}
+		}
+		if err != nil {
+			log.Error("timestamp re-signing failed", "err", err)
+		}
+		lastErr.Store(&err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

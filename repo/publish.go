@@ -1,0 +1,270 @@
+package repo
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/fwctl/fwctl/internal/atomicfile"
+	"github.com/fwctl/fwctl/signer"
+)
+
+// PublishOptions control Publish.
+type PublishOptions struct {
+	// Expiry overrides the workspace's expiry for the roles given.
+	Expiry map[string]time.Duration
+	// Progress, when set, is told about each file written.
+	Progress func(msg string)
+}
+
+// PublishResult reports what Publish wrote.
+type PublishResult struct {
+	Out      string           `json:"out"`
+	Versions map[string]int64 `json:"versions"`
+	Targets  int              `json:"targets"`
+	Copied   []string         `json:"copied"`
+}
+
+// Publish signs the staged targets, a new snapshot and a new timestamp, and
+// writes a consistent-snapshot TUF repository to out:
+//
+//	out/metadata/N.root.json, N.targets.json, N.snapshot.json, timestamp.json
+//	out/targets/PATH-DIR/SHA256.NAME
+//
+// Files that nothing references yet are written first; timestamp.json, which
+// clients read first, is replaced atomically at the very end, so a client
+// sees either the previous release or this one, never a mixture.
+func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, error) {
+	expiry := func(role string) time.Duration {
+		if d, ok := opt.Expiry[role]; ok {
+			return d
+		}
+		return ws.expiry(role)
+	}
+	progress := opt.Progress
+	if progress == nil {
+		progress = func(string) {}
+	}
+	now := ws.Now().UTC()
+	root, err := ws.Root()
+	if err != nil {
+		return nil, fmt.Errorf("read root: %w", err)
+	}
+	targets, err := ws.stagedTargets()
+	if err != nil {
+		return nil, fmt.Errorf("read staged targets: %w", err)
+	}
+	prevTargets, _ := metadata.Targets().FromFile(filepath.Join(ws.Dir, "metadata", "targets.json"))
+	prevSnapshot, _ := metadata.Snapshot().FromFile(filepath.Join(ws.Dir, "metadata", "snapshot.json"))
+
+	sign := func(role string, sign func(crypto.Signer) error) error {
+		keys, err := ws.signers(role, root)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := sign(k); err != nil {
+				return fmt.Errorf("sign %s: %w", role, err)
+			}
+		}
+		return nil
+	}
+
+	// targets
+	targets.Signed.Version = 1
+	if prevTargets != nil {
+		targets.Signed.Version = prevTargets.Signed.Version + 1
+	}
+	targets.Signed.Expires = now.Add(expiry(metadata.TARGETS))
+	targets.ClearSignatures()
+	if err := sign(metadata.TARGETS, func(k crypto.Signer) error { _, err := targets.Sign(signer.TUF(k)); return err }); err != nil {
+		return nil, err
+	}
+	targetsBytes, err := targets.ToBytes(true)
+	if err != nil {
+		return nil, err
+	}
+
+	// snapshot
+	snapshot := metadata.Snapshot(now.Add(expiry(metadata.SNAPSHOT)))
+	if prevSnapshot != nil {
+		snapshot.Signed.Version = prevSnapshot.Signed.Version + 1
+	}
+	th := sha256.Sum256(targetsBytes)
+	snapshot.Signed.Meta["targets.json"] = &metadata.MetaFiles{Version: targets.Signed.Version,
+		Length: int64(len(targetsBytes)), Hashes: metadata.Hashes{"sha256": th[:]}}
+	if err := sign(metadata.SNAPSHOT, func(k crypto.Signer) error { _, err := snapshot.Sign(signer.TUF(k)); return err }); err != nil {
+		return nil, err
+	}
+	snapshotBytes, err := snapshot.ToBytes(true)
+	if err != nil {
+		return nil, err
+	}
+
+	// timestamp: newer than both the workspace's and the published one, which
+	// fwrepo may have re-signed online in between.
+	tsVersion := int64(1)
+	for _, p := range []string{filepath.Join(ws.Dir, "metadata", "timestamp.json"), filepath.Join(out, "metadata", "timestamp.json")} {
+		if ts, err := metadata.Timestamp().FromFile(p); err == nil && ts.Signed.Version >= tsVersion {
+			tsVersion = ts.Signed.Version + 1
+		}
+	}
+	sh := sha256.Sum256(snapshotBytes)
+	timestamp := metadata.Timestamp(now.Add(expiry(metadata.TIMESTAMP)))
+	timestamp.Signed.Version = tsVersion
+	timestamp.Signed.Meta["snapshot.json"] = &metadata.MetaFiles{Version: snapshot.Signed.Version,
+		Length: int64(len(snapshotBytes)), Hashes: metadata.Hashes{"sha256": sh[:]}}
+	if err := sign(metadata.TIMESTAMP, func(k crypto.Signer) error { _, err := timestamp.Sign(signer.TUF(k)); return err }); err != nil {
+		return nil, err
+	}
+	timestampBytes, err := timestamp.ToBytes(true)
+	if err != nil {
+		return nil, err
+	}
+
+	// Write the output repository: targets, roots, targets and snapshot
+	// metadata under new names, then the timestamp.
+	res := &PublishResult{Out: out, Targets: len(targets.Signed.Targets), Versions: map[string]int64{
+		metadata.ROOT: root.Signed.Version, metadata.TARGETS: targets.Signed.Version,
+		metadata.SNAPSHOT: snapshot.Signed.Version, metadata.TIMESTAMP: timestamp.Signed.Version}}
+	mdOut := filepath.Join(out, "metadata")
+	if err := os.MkdirAll(mdOut, 0o755); err != nil {
+		return nil, err
+	}
+	for _, tf := range sortedTargetFiles(targets.Signed.Targets) {
+		dst := filepath.Join(out, "targets", filepath.FromSlash(HashedTargetPath(tf)))
+		if _, err := os.Stat(dst); err == nil {
+			continue
+		}
+		progress("copy " + tf.Path)
+		if err := copyVerified(filepath.Join(ws.Dir, "targets", filepath.FromSlash(tf.Path)), dst, tf); err != nil {
+			return nil, err
+		}
+		res.Copied = append(res.Copied, tf.Path)
+	}
+	roots, err := ws.rootFiles()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range roots {
+		b, err := os.ReadFile(filepath.Join(ws.Dir, "metadata", r))
+		if err != nil {
+			return nil, err
+		}
+		if err := atomicfile.Write(filepath.Join(mdOut, r), b, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{fmt.Sprintf("%d.targets.json", targets.Signed.Version), targetsBytes},
+		{fmt.Sprintf("%d.snapshot.json", snapshot.Signed.Version), snapshotBytes},
+		{"timestamp.json", timestampBytes},
+	}
+	for _, f := range files {
+		progress("write metadata/" + f.name)
+		if err := atomicfile.Write(filepath.Join(mdOut, f.name), f.data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+
+	// Record what was published in the workspace.
+	wsmd := filepath.Join(ws.Dir, "metadata")
+	for name, data := range map[string][]byte{
+		"targets.json": targetsBytes, "snapshot.json": snapshotBytes, "timestamp.json": timestampBytes,
+		fmt.Sprintf("%d.targets.json", targets.Signed.Version):   targetsBytes,
+		fmt.Sprintf("%d.snapshot.json", snapshot.Signed.Version): snapshotBytes,
+	} {
+		if err := atomicfile.Write(filepath.Join(wsmd, name), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	if err := atomicfile.Write(ws.stagedTargetsPath(), targetsBytes, 0o644); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// rootFiles lists N.root.json in version order.
+func (ws *Workspace) rootFiles() ([]string, error) {
+	return versionedFiles(filepath.Join(ws.Dir, "metadata"), "root")
+}
+
+func versionedFiles(dir, role string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	type vf struct {
+		v    int
+		name string
+	}
+	var list []vf
+	for _, e := range entries {
+		v, rest, ok := strings.Cut(e.Name(), ".")
+		n, err := strconv.Atoi(v)
+		if ok && err == nil && rest == role+".json" {
+			list = append(list, vf{n, e.Name()})
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].v < list[j].v })
+	var out []string
+	for _, f := range list {
+		out = append(out, f.name)
+	}
+	return out, nil
+}
+
+func sortedTargetFiles(m map[string]*metadata.TargetFiles) []*metadata.TargetFiles {
+	var out []*metadata.TargetFiles
+	for p, tf := range m {
+		tf.Path = p
+		out = append(out, tf)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// HashedTargetPath is where a consistent-snapshot repository serves a
+// target: DIR/SHA256.NAME.
+func HashedTargetPath(tf *metadata.TargetFiles) string {
+	dir, name := path.Split(tf.Path)
+	return dir + hex.EncodeToString(tf.Hashes["sha256"]) + "." + name
+}
+
+// copyVerified copies src to dst, checking it still matches tf.
+func copyVerified(src, dst string, tf *metadata.TargetFiles) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("target %s: %w", tf.Path, err)
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	return atomicfile.WriteFrom(dst, func(w io.Writer) error {
+		h := sha256.New()
+		n, err := io.Copy(io.MultiWriter(w, h), in)
+		if err != nil {
+			return err
+		}
+		if n != tf.Length || hex.EncodeToString(h.Sum(nil)) != hex.EncodeToString(tf.Hashes["sha256"]) {
+			return errors.New("workspace copy of " + tf.Path + " no longer matches its recorded hash; re-add the image")
+		}
+		return nil
+	}, 0o644)
+}

@@ -1,0 +1,83 @@
+package repo
+
+import (
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+// RoleStatus describes one top-level role.
+type RoleStatus struct {
+	Role      string    `json:"role"`
+	KeyIDs    []string  `json:"keyids"`
+	Threshold int       `json:"threshold"`
+	Version   int64     `json:"version"` // 0: never published
+	Expires   time.Time `json:"expires,omitzero"`
+	// Warning is set when the metadata has expired or expires soon.
+	Warning string `json:"warning,omitempty"`
+}
+
+// Status describes a workspace.
+type Status struct {
+	Dir      string       `json:"dir"`
+	Roles    []RoleStatus `json:"roles"`
+	Targets  []Target     `json:"targets"`
+	Unstaged int          `json:"unpublished_changes"`
+}
+
+// Status reports roles, keys, thresholds, versions, expiry and targets.
+// A role's metadata is flagged when it expires within a quarter of its
+// configured lifetime.
+func (ws *Workspace) Status() (*Status, error) {
+	root, err := ws.Root()
+	if err != nil {
+		return nil, err
+	}
+	now := ws.Now()
+	st := &Status{Dir: ws.Dir}
+	versions := map[string]int64{metadata.ROOT: root.Signed.Version}
+	expires := map[string]time.Time{metadata.ROOT: root.Signed.Expires}
+	md := filepath.Join(ws.Dir, "metadata")
+	if t, err := metadata.Targets().FromFile(filepath.Join(md, "targets.json")); err == nil {
+		versions[metadata.TARGETS], expires[metadata.TARGETS] = t.Signed.Version, t.Signed.Expires
+	}
+	if s, err := metadata.Snapshot().FromFile(filepath.Join(md, "snapshot.json")); err == nil {
+		versions[metadata.SNAPSHOT], expires[metadata.SNAPSHOT] = s.Signed.Version, s.Signed.Expires
+	}
+	if t, err := metadata.Timestamp().FromFile(filepath.Join(md, "timestamp.json")); err == nil {
+		versions[metadata.TIMESTAMP], expires[metadata.TIMESTAMP] = t.Signed.Version, t.Signed.Expires
+	}
+	for _, r := range Roles {
+		role := root.Signed.Roles[r]
+		ids := append([]string(nil), role.KeyIDs...)
+		sort.Strings(ids)
+		rs := RoleStatus{Role: r, KeyIDs: ids, Threshold: role.Threshold, Version: versions[r], Expires: expires[r]}
+		if !rs.Expires.IsZero() {
+			notice := ws.expiry(r) / 4
+			switch left := rs.Expires.Sub(now); {
+			case left <= 0:
+				rs.Warning = "EXPIRED: devices refuse this metadata; publish again (root: rotate)"
+			case left < notice:
+				rs.Warning = "expires in " + left.Round(time.Minute).String() + "; publish again soon"
+			}
+		}
+		st.Roles = append(st.Roles, rs)
+	}
+	targets, err := ws.stagedTargets()
+	if err != nil {
+		return nil, err
+	}
+	st.Targets = listTargets(targets.Signed.Targets)
+	if pub, err := metadata.Targets().FromFile(filepath.Join(md, "targets.json")); err == nil {
+		for p := range targets.Signed.Targets {
+			if _, ok := pub.Signed.Targets[p]; !ok {
+				st.Unstaged++
+			}
+		}
+	} else {
+		st.Unstaged = len(targets.Signed.Targets)
+	}
+	return st, nil
+}
