@@ -1,0 +1,381 @@
+package agent
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/fwctl/fwctl/agent/slot"
+	"github.com/fwctl/fwctl/manifests"
+)
+
+// Release is a firmware target offered to this device.
+type Release struct {
+	Target  string `json:"target"`
+	Version string `json:"version"`
+	Counter uint64 `json:"counter"`
+	SHA256  string `json:"sha256"`
+	Length  int64  `json:"length"`
+
+	tf *metadata.TargetFiles
+}
+
+// CheckResult reports what an update would do.
+type CheckResult struct {
+	BootedSlot string   `json:"booted_slot"`
+	Counter    uint64   `json:"counter"`
+	Current    *Release `json:"current,omitempty"`
+	Available  *Release `json:"available,omitempty"`
+	UpToDate   bool     `json:"up_to_date"`
+	Message    string   `json:"message"`
+}
+
+// refresh verifies the root chain and updates metadata from the repository.
+func (a *Agent) refresh(ctx context.Context) (*updater.Updater, error) {
+	root, _, err := a.trustedRoot(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
+	}
+	fetched := map[int64][]byte{}
+	a.client.OnRoot = func(v int64, b []byte) { fetched[v] = b }
+	a.client.RefTime = a.Now()
+	up, err := a.client.Refresh(root)
+	if aerr := a.archiveRoots(root, fetched); aerr != nil && err == nil {
+		err = aerr
+	}
+	if err != nil {
+		return nil, classify(err)
+	}
+	return up, nil
+}
+
+func releaseOf(path string, tf *metadata.TargetFiles) (*Release, *manifests.Firmware, error) {
+	if tf.Custom == nil {
+		return nil, nil, manifests.ErrNotFirmware
+	}
+	fw, err := manifests.ParseCustom(*tf.Custom)
+	if err != nil {
+		return nil, nil, err
+	}
+	tf.Path = path
+	return &Release{Target: path, Version: fw.Version, Counter: fw.Counter,
+		SHA256: hex.EncodeToString(tf.Hashes["sha256"]), Length: tf.Length, tf: tf}, fw, nil
+}
+
+// choose picks the release to install: the named target, or the full image
+// for this hardware with the highest counter (then version).
+func (a *Agent) choose(up *updater.Updater, name string, counter uint64) (*Release, error) {
+	if name != "" {
+		tf, err := up.GetTargetInfo(name)
+		if err != nil {
+			return nil, fmt.Errorf("%w: target %s: %w", ErrRefused, name, err)
+		}
+		r, fw, err := releaseOf(name, tf)
+		if err != nil {
+			return nil, fmt.Errorf("%w: target %s: %w", ErrRefused, name, err)
+		}
+		if !fw.ForHardware(a.cfg.Hardware) {
+			return nil, fmt.Errorf("%w: %w: %s is built for %s, this device is %s", ErrRefused, ErrWrongHardware, name, strings.Join(fw.Hardware, ", "), a.cfg.Hardware)
+		}
+		if fw.Kind != manifests.KindFull {
+			return nil, fmt.Errorf("%w: target %s is a %s, not a full image", ErrRefused, name, fw.Kind)
+		}
+		if fw.Counter < counter {
+			return nil, fmt.Errorf("%w: %w: %s has security counter %d, this device requires at least %d", ErrRefused, ErrRollback, name, fw.Counter, counter)
+		}
+		return r, nil
+	}
+	var cands []*Release
+	var others []string
+	for path, tf := range up.GetTopLevelTargets() {
+		r, fw, err := releaseOf(path, tf)
+		if err != nil {
+			a.log.Warn("ignoring target with invalid firmware metadata", "target", path, "err", err)
+			continue
+		}
+		if !fw.ForHardware(a.cfg.Hardware) {
+			others = append(others, fw.Hardware...)
+			continue
+		}
+		if fw.Kind == manifests.KindFull {
+			cands = append(cands, r)
+		}
+	}
+	if len(cands) == 0 {
+		return nil, nil
+	}
+	sort.Slice(cands, func(i, j int) bool {
+		if cands[i].Counter != cands[j].Counter {
+			return cands[i].Counter > cands[j].Counter
+		}
+		return versionLess(cands[j].Version, cands[i].Version)
+	})
+	best := cands[0]
+	if best.Counter < counter {
+		return nil, fmt.Errorf("%w: %w: the newest release for %s, %s, has security counter %d but this device requires at least %d",
+			ErrRefused, ErrRollback, a.cfg.Hardware, best.Target, best.Counter, counter)
+	}
+	return best, nil
+}
+
+// Check refreshes metadata and reports whether an update is available.
+func (a *Agent) Check(ctx context.Context) (*CheckResult, error) {
+	res, _, _, err := a.check(ctx, "")
+	return res, err
+}
+
+func (a *Agent) check(ctx context.Context, name string) (*CheckResult, *updater.Updater, *State, error) {
+	booted, err := a.bootedSlot()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := a.reconcile(booted)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	counter, err := a.trust.Counter(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	res := &CheckResult{BootedSlot: booted, Counter: counter}
+	if cur := st.Slots[booted]; cur.SHA256 != "" {
+		res.Current = &Release{Target: cur.Target, Version: cur.Version, Counter: cur.Counter, SHA256: cur.SHA256, Length: cur.Length}
+	}
+	up, err := a.refresh(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rel, err := a.choose(up, name, counter)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	switch {
+	case rel == nil:
+		res.UpToDate = true
+		res.Message = fmt.Sprintf("no release for hardware %s in the repository", a.cfg.Hardware)
+	case res.Current != nil && res.Current.SHA256 == rel.SHA256:
+		res.UpToDate = true
+		res.Message = fmt.Sprintf("up to date: slot %s runs %s (counter %d)", booted, rel.Version, rel.Counter)
+	default:
+		res.Available = rel
+		res.Message = fmt.Sprintf("update available: %s (version %s, counter %d)", rel.Target, rel.Version, rel.Counter)
+	}
+	return res, up, st, nil
+}
+
+// UpdateOptions control Update.
+type UpdateOptions struct {
+	// Target installs this target path instead of the newest release.
+	Target string
+}
+
+// UpdateResult reports an update.
+type UpdateResult struct {
+	CheckResult
+	Installed    bool   `json:"installed"`
+	Slot         string `json:"slot,omitempty"`
+	RebootNeeded bool   `json:"reboot_needed"`
+}
+
+// Update installs the newest release (or opt.Target) into the inactive
+// slot and asks the bootloader to try it on the next boot.
+func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, error) {
+	chk, up, st, err := a.check(ctx, opt.Target)
+	if err != nil {
+		return nil, err
+	}
+	res := &UpdateResult{CheckResult: *chk}
+	if chk.Available == nil {
+		return res, nil
+	}
+	rel := chk.Available
+	target := a.inactive(chk.BootedSlot)
+	sl := slot.Slot{Name: target, Path: a.cfg.Slots[target]}
+	a.log.Info("installing", "target", rel.Target, "version", rel.Version, "counter", rel.Counter, "slot", target)
+
+	// The inactive slot stops being a fallback the moment we write to it.
+	if err := a.sw.Disable(target); err != nil {
+		return nil, fmt.Errorf("disable slot %s before writing: %w", target, err)
+	}
+	st.Slots[target] = &SlotState{Status: SlotWriting, Target: rel.Target, Version: rel.Version}
+	if err := a.saveState(st); err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*UpdateResult, error) {
+		st.Last = &Result{At: a.Now().UTC(), Target: rel.Target, Version: rel.Version, Outcome: "failed", Error: err.Error()}
+		if serr := a.saveState(st); serr != nil {
+			a.log.Error("save state", "err", serr)
+		}
+		return nil, err
+	}
+	w, err := sl.Create()
+	if err != nil {
+		return fail(err)
+	}
+	if err := a.client.Download(ctx, up, rel.tf, w, a.Progress); err != nil {
+		w.Abort()
+		return fail(classify(fmt.Errorf("download %s into slot %s: %w", rel.Target, target, err)))
+	}
+	if err := w.Commit(); err != nil {
+		return fail(err)
+	}
+	if err := sl.Verify(rel.Length, rel.SHA256); err != nil {
+		return fail(err)
+	}
+	st.Slots[target] = &SlotState{Status: SlotInstalled, Target: rel.Target, Version: rel.Version,
+		Counter: rel.Counter, SHA256: rel.SHA256, Length: rel.Length}
+	st.Pending = &Install{Slot: target, Target: rel.Target, Version: rel.Version, Counter: rel.Counter,
+		SHA256: rel.SHA256, Length: rel.Length, At: a.Now().UTC()}
+	st.Last = &Result{At: a.Now().UTC(), Target: rel.Target, Version: rel.Version, Outcome: "installed"}
+	// Record the pending install before switching: a crash between the two
+	// leaves a pending install the bootloader will not try, which reconcile
+	// treats as a fallback; the reverse order could boot an unrecorded slot.
+	if err := a.saveState(st); err != nil {
+		return nil, err
+	}
+	if err := a.sw.Try(target); err != nil {
+		return fail(fmt.Errorf("switch bootloader to slot %s: %w", target, err))
+	}
+	res.Installed, res.Slot, res.RebootNeeded = true, target, true
+	res.Message = fmt.Sprintf("installed %s (version %s) into slot %s; reboot to try it, then run 'fwagent confirm'", rel.Target, rel.Version, target)
+	return res, nil
+}
+
+// reconcile brings the state file in line with what booted: a pending
+// install whose slot is neither running nor about to be tried fell back.
+func (a *Agent) reconcile(booted string) (*State, error) {
+	st, err := a.loadState()
+	if err != nil {
+		return nil, err
+	}
+	p := st.Pending
+	if p == nil || p.Slot == booted {
+		return st, nil
+	}
+	primary, _, perr := a.sw.Primary()
+	if perr == nil && primary == p.Slot {
+		return st, nil // installed, waiting for the reboot
+	}
+	a.log.Warn("update was not confirmed; the device fell back", "slot", p.Slot, "target", p.Target, "running", booted)
+	st.Slots[p.Slot].Status = SlotBad
+	st.Last = &Result{At: a.Now().UTC(), Target: p.Target, Version: p.Version, Outcome: "fell-back",
+		Error: fmt.Sprintf("slot %s did not confirm; running slot %s", p.Slot, booted)}
+	st.Pending = nil
+	if err := a.sw.MarkBad(p.Slot); err != nil {
+		return nil, err
+	}
+	return st, a.saveState(st)
+}
+
+// ConfirmResult reports a confirmation.
+type ConfirmResult struct {
+	Slot      string `json:"slot"`
+	Confirmed bool   `json:"confirmed"`
+	Counter   uint64 `json:"counter"`
+	Message   string `json:"message"`
+}
+
+// Confirm marks the running slot good. After an update it raises the
+// anti-rollback counter to the new release's. Run it on every boot once the
+// system is healthy.
+func (a *Agent) Confirm(ctx context.Context) (*ConfirmResult, error) {
+	booted, err := a.bootedSlot()
+	if err != nil {
+		return nil, err
+	}
+	st, err := a.reconcile(booted)
+	if err != nil {
+		return nil, err
+	}
+	res := &ConfirmResult{Slot: booted}
+	if p := st.Pending; p != nil && p.Slot != booted {
+		return nil, fmt.Errorf("%w: %s is installed in slot %s but slot %s is running; reboot first", ErrRebootPending, p.Target, p.Slot, booted)
+	}
+	if err := a.sw.MarkGood(booted); err != nil {
+		return nil, err
+	}
+	if p := st.Pending; p != nil {
+		if err := a.trust.RaiseCounter(ctx, p.Counter); err != nil {
+			return nil, fmt.Errorf("raise anti-rollback counter to %d: %w", p.Counter, err)
+		}
+		st.Slots[booted].Status = SlotGood
+		st.Last = &Result{At: a.Now().UTC(), Target: p.Target, Version: p.Version, Outcome: "confirmed"}
+		st.Pending = nil
+		if err := a.saveState(st); err != nil {
+			return nil, err
+		}
+		res.Confirmed = true
+		res.Message = fmt.Sprintf("confirmed %s (version %s) in slot %s", p.Target, p.Version, booted)
+	} else {
+		res.Message = fmt.Sprintf("slot %s marked good (nothing pending)", booted)
+	}
+	if res.Counter, err = a.trust.Counter(ctx); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// StatusReport describes the device.
+type StatusReport struct {
+	Hardware   string                `json:"hardware"`
+	Repository string                `json:"repository"`
+	BootedSlot string                `json:"booted_slot"`
+	NextBoot   string                `json:"next_boot"`
+	Slots      map[string]*SlotState `json:"slots"`
+	Counter    uint64                `json:"counter"`
+	TrustStore string                `json:"trust_store"`
+	RootVer    int64                 `json:"root_version"`
+	Pending    *Install              `json:"pending,omitempty"`
+	Last       *Result               `json:"last,omitempty"`
+}
+
+// Status reports the device's state without contacting the repository.
+func (a *Agent) Status(ctx context.Context) (*StatusReport, error) {
+	booted, err := a.bootedSlot()
+	if err != nil {
+		return nil, err
+	}
+	st, err := a.reconcile(booted)
+	if err != nil {
+		return nil, err
+	}
+	r := &StatusReport{Hardware: a.cfg.Hardware, Repository: a.cfg.Repository, BootedSlot: booted,
+		Slots: st.Slots, TrustStore: a.trust.Kind(), Pending: st.Pending, Last: st.Last}
+	r.NextBoot, _, _ = a.sw.Primary()
+	if r.Counter, err = a.trust.Counter(ctx); err != nil {
+		return nil, err
+	}
+	if _, v, err := a.trustedRoot(ctx); err == nil {
+		r.RootVer = v
+	} else {
+		return nil, err
+	}
+	return r, nil
+}
+
+// versionLess compares versions numerically where both parts are numbers
+// ("1.10" > "1.9"), lexically otherwise.
+func versionLess(a, b string) bool {
+	as, bs := strings.FieldsFunc(a, isSep), strings.FieldsFunc(b, isSep)
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		if as[i] == bs[i] {
+			continue
+		}
+		var x, y int
+		_, e1 := fmt.Sscanf(as[i], "%d", &x)
+		_, e2 := fmt.Sscanf(bs[i], "%d", &y)
+		if e1 == nil && e2 == nil && x != y {
+			return x < y
+		}
+		return as[i] < bs[i]
+	}
+	return len(as) < len(bs)
+}
+
+func isSep(r rune) bool { return r == '.' || r == '-' || r == '+' || r == '_' || r == '~' }
+
