@@ -129,13 +129,13 @@ func (t *TPM) RaiseCounter(ctx context.Context, n uint64) error {
 	}
 	// The counter's Name changes only on its first write, which provisioning
 	// did, so the Name read above stays valid for every increment.
-	inc := tpm2.NVIncrement{AuthHandle: t.owner(), NVIndex: tpm2.NamedHandle{Handle: CounterIndex, Name: name}}
+	inc := counterIncrement(name)
 	for i := cur; i < n; i++ {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("raise counter to %d: interrupted at %d (safe; raise again): %w", n, i, err)
 		}
 		if _, err := inc.Execute(rw); err != nil {
-			return fmt.Errorf("raise counter to %d: increment at %d (safe; raise again): %w", n, i, ownerHint(err))
+			return fmt.Errorf("raise counter to %d: increment at %d (safe; raise again): %w", n, i, err)
 		}
 	}
 	got, _, err := readCounter(rw)
@@ -166,9 +166,8 @@ func (t *TPM) ensureCounter(rw transport.TPM) (created bool, err error) {
 		return created, err
 	}
 	if !pub.Attributes.Written {
-		inc := tpm2.NVIncrement{AuthHandle: t.owner(), NVIndex: tpm2.NamedHandle{Handle: CounterIndex, Name: name}}
-		if _, err := inc.Execute(rw); err != nil {
-			return created, fmt.Errorf("initialise NV counter %#08x: %w", uint32(CounterIndex), ownerHint(err))
+		if _, err := counterIncrement(name).Execute(rw); err != nil {
+			return created, fmt.Errorf("initialise NV counter %#08x: %w", uint32(CounterIndex), err)
 		}
 	}
 	return created, nil
@@ -228,6 +227,15 @@ func (t *TPM) ensureAnchor(ctx context.Context, rw transport.TPM, digest [32]byt
 	return pinned, wasPinned, nil
 }
 
+// counterIncrement authorises with the counter's own, empty, password, so
+// the agent needs no owner password to raise it.
+func counterIncrement(name tpm2.TPM2BName) tpm2.NVIncrement {
+	return tpm2.NVIncrement{
+		AuthHandle: tpm2.AuthHandle{Handle: CounterIndex, Name: name, Auth: tpm2.PasswordAuth(nil)},
+		NVIndex:    tpm2.NamedHandle{Handle: CounterIndex, Name: name},
+	}
+}
+
 func (t *TPM) define(rw transport.TPM, pub tpm2.TPMSNVPublic) error {
 	d := tpm2.NVDefineSpace{AuthHandle: t.owner(), PublicInfo: tpm2.New2B(pub)}
 	if _, err := d.Execute(rw); err != nil {
@@ -236,10 +244,14 @@ func (t *TPM) define(rw transport.TPM, pub tpm2.TPMSNVPublic) error {
 	return nil
 }
 
-// Both indexes are written only with owner authorisation and read with the
-// index's own, empty, authorisation: their contents are not secret, and
-// reading them must not need the owner password. NoDA keeps reads out of the
-// dictionary-attack counter.
+// The anchor is written only with owner authorisation, at provisioning, and
+// then write-locked for good. The counter is incremented with its own, empty,
+// password: the agent raises it without the owner password, which on a real
+// device stays off the device (docs/tpm.md), so that root on the device
+// cannot delete and redefine the indexes. Anyone who can reach the TPM can
+// thus raise the counter (a denial of service, as root has anyway) but no
+// one can lower it. Both are read with their empty index password: their
+// contents are not secret. NoDA keeps them out of dictionary-attack lockout.
 func anchorTemplate() tpm2.TPMSNVPublic {
 	return tpm2.TPMSNVPublic{
 		NVIndex: AnchorIndex,
@@ -254,7 +266,7 @@ func counterTemplate() tpm2.TPMSNVPublic {
 	return tpm2.TPMSNVPublic{
 		NVIndex:    CounterIndex,
 		NameAlg:    tpm2.TPMAlgSHA256,
-		Attributes: tpm2.TPMANV{NT: tpm2.TPMNTCounter, OwnerWrite: true, OwnerRead: true, AuthRead: true, NoDA: true},
+		Attributes: tpm2.TPMANV{NT: tpm2.TPMNTCounter, AuthWrite: true, OwnerRead: true, AuthRead: true, NoDA: true},
 		DataSize:   8,
 	}
 }
@@ -272,7 +284,7 @@ func checkAnchor(p *tpm2.TPMSNVPublic) error {
 
 func checkCounter(p *tpm2.TPMSNVPublic) error {
 	a := p.Attributes
-	if a.NT != tpm2.TPMNTCounter || !a.AuthRead || a.AuthWrite || a.PolicyWrite || a.PPWrite {
+	if a.NT != tpm2.TPMNTCounter || !a.AuthRead || !a.AuthWrite || a.PolicyWrite || a.PPWrite || p.DataSize != 8 {
 		return fmt.Errorf("NV index %#08x exists with unexpected attributes: it was not created by fwctl; undefine it (tpm2_nvundefine %#08x) if it is not in use", uint32(CounterIndex), uint32(CounterIndex))
 	}
 	return nil

@@ -45,8 +45,9 @@ const (
 )
 
 // DefaultMaxStep is the largest single raise RaiseCounter performs unless
-// WithMaxStep says otherwise; see RaiseCounter.
-const DefaultMaxStep = 1 << 16
+// WithMaxStep says otherwise: each unit is one NV write, about 1 ms on swtpm
+// and up to tens of ms on a discrete TPM that throttles NV writes.
+const DefaultMaxStep = 10000
 
 // TPM is an open connection to a TPM. It implements trust.Store and hands out
 // the device identity key. It is safe for concurrent use; commands are
@@ -61,17 +62,24 @@ type TPM struct {
 // Option configures Open.
 type Option func(*TPM)
 
-// WithOwnerAuth sets the owner hierarchy password, needed on devices where
-// the owner hierarchy is protected (it should be, see docs/tpm.md). swtpm's
-// owner password is empty, which is also the default here.
+// WithOwnerAuth sets the owner hierarchy password. Only provisioning needs
+// it (to define the NV indexes and persist the device key); reading, raising
+// the counter and signing do not. On a real device the owner hierarchy
+// should have a password that is not stored on the device (docs/tpm.md).
+// The default is empty, as on a fresh TPM and on swtpm.
 func WithOwnerAuth(password []byte) Option {
 	return func(t *TPM) { t.ownerAuth = append([]byte(nil), password...) }
 }
 
 // WithMaxStep sets the largest raise a single RaiseCounter call performs
-// (default DefaultMaxStep). Each unit costs one TPM NV increment.
+// (default DefaultMaxStep; 0 also means the default). Each unit costs one
+// TPM NV write.
 func WithMaxStep(n uint64) Option {
-	return func(t *TPM) { t.maxStep = n }
+	return func(t *TPM) {
+		if n > 0 {
+			t.maxStep = n
+		}
+	}
 }
 
 // Open connects to the TPM at addr: a character device such as /dev/tpmrm0
@@ -143,8 +151,9 @@ func (t *TPM) owner() tpm2.AuthHandle {
 }
 
 // retrying resends a command the TPM answered with TPM_RC_RETRY,
-// TPM_RC_YIELDED or TPM_RC_TESTING: warnings that mean "busy, try again",
-// which TPMs (swtpm included) do return, e.g. while signing.
+// TPM_RC_YIELDED, TPM_RC_TESTING or TPM_RC_NV_RATE: warnings that mean "busy,
+// try again", which TPMs (swtpm included) do return, e.g. while signing or
+// when throttling NV writes to limit wear. It gives up after about 10 s.
 type retrying struct{ transport.TPMCloser }
 
 // Send implements transport.TPM.
@@ -152,13 +161,13 @@ func (r retrying) Send(cmd []byte) ([]byte, error) {
 	delay := time.Millisecond
 	for attempt := 0; ; attempt++ {
 		rsp, err := r.TPMCloser.Send(cmd)
-		if err != nil || len(rsp) < 10 || attempt == 20 {
+		if err != nil || len(rsp) < 10 || attempt == 50 {
 			return rsp, err
 		}
 		switch tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:10])) {
-		case tpm2.TPMRCRetry, tpm2.TPMRCYielded, tpm2.TPMRCTesting:
+		case tpm2.TPMRCRetry, tpm2.TPMRCYielded, tpm2.TPMRCTesting, tpm2.TPMRCNVRate:
 			time.Sleep(delay)
-			delay = min(2*delay, 100*time.Millisecond)
+			delay = min(2*delay, 200*time.Millisecond)
 		default:
 			return rsp, nil
 		}

@@ -10,6 +10,9 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"net"
+	"os/exec"
+	"strconv"
 	"testing"
 	"time"
 
@@ -17,6 +20,7 @@ import (
 
 	"github.com/fwctl/fwctl/agent/tpm/tpmtest"
 	"github.com/fwctl/fwctl/agent/trust"
+	"github.com/fwctl/fwctl/internal/testenv"
 )
 
 var (
@@ -349,5 +353,95 @@ func TestOpenErrors(t *testing.T) {
 		} else {
 			t.Logf("Open(%q): %v", addr, err)
 		}
+	}
+}
+
+// scripts/swtpm.sh starts a TPM that Open can use, and keeps its state
+// across stop and start.
+func TestSwtpmScript(t *testing.T) {
+	t.Parallel()
+	testenv.LookPath(t, "swtpm", "apt-get install -y swtpm swtpm-tools")
+	dir := t.TempDir()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	script := func(verb string) {
+		t.Helper()
+		out, err := exec.Command("../../scripts/swtpm.sh", verb, dir, port).CombinedOutput()
+		if err != nil {
+			t.Fatalf("swtpm.sh %s: %v\n%s", verb, err, out)
+		}
+	}
+	script("start")
+	t.Cleanup(func() { script("stop") })
+	ctx := context.Background()
+	tp, err := Open(ctx, "tcp://127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	provision(t, tp)
+	raise(t, tp, 5)
+	tp.Close()
+	script("stop")
+	script("start")
+	tp, err = Open(ctx, "tcp://127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	if v := counter(t, tp); v != 5 {
+		t.Errorf("counter after swtpm.sh stop/start = %d, want 5", v)
+	}
+}
+
+// With an owner password set, as on a real device, provisioning needs it
+// and everything the agent does at run time does not.
+func TestOwnerPassword(t *testing.T) {
+	t.Parallel()
+	sim, tp := open(t)
+	ctx := context.Background()
+	pw := []byte("factory secret")
+	if _, err := (tpm2.HierarchyChangeAuth{AuthHandle: tp.owner(), NewAuth: tpm2.TPM2BAuth{Buffer: pw}}).Execute(tp.rw); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tp.Provision(ctx, rootA); err == nil {
+		t.Fatal("provisioning without the owner password succeeded")
+	} else {
+		t.Log(err)
+	}
+	tp.Close()
+
+	factory := openSim(t, sim, WithOwnerAuth(pw))
+	provision(t, factory)
+	factory.Close()
+
+	field := openSim(t, sim)
+	raise(t, field, 40)
+	if v := counter(t, field); v != 40 {
+		t.Errorf("counter = %d, want 40", v)
+	}
+	if got, err := field.PinnedRoot(ctx); err != nil || got != rootA {
+		t.Errorf("PinnedRoot = %x, %v", got, err)
+	}
+	k, err := field.DeviceKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("report"))
+	sig, err := k.Sign(nil, d[:], crypto.SHA256)
+	if err != nil || !ecdsa.VerifyASN1(k.Public().(*ecdsa.PublicKey), d[:], sig) {
+		t.Errorf("sign without owner password: %v", err)
+	}
+	// Deleting the counter to reset it needs the owner password.
+	_, name, err := nvPublic(field.rw, CounterIndex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := tpm2.NVUndefineSpace{AuthHandle: field.owner(), NVIndex: tpm2.NamedHandle{Handle: CounterIndex, Name: name}}
+	if _, err := u.Execute(field.rw); err == nil {
+		t.Error("deleting the counter without the owner password succeeded")
 	}
 }
