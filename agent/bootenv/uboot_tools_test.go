@@ -240,3 +240,50 @@ func TestUBootTornWrite(t *testing.T) {
 	mustSave(t, u, next)
 	assertVars(t, mustLoad(t, u), next)
 }
+
+// TestUBootBlockDevice runs on a loop device, as on eMMC: the environment
+// sits between raw offsets of a device that must never be truncated or
+// recreated. It needs root.
+func TestUBootBlockDevice(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testenv.Missing(t, "root", "loop devices need root; CI runs as root")
+	}
+	losetup := testenv.LookPath(t, "losetup", "apt-get install -y mount")
+	img := filepath.Join(t.TempDir(), "disk.img")
+	orig := bytes.Repeat([]byte{0x5a}, 1<<20)
+	if err := os.WriteFile(img, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(losetup, "-f", "--show", img).CombinedOutput()
+	if err != nil {
+		testenv.Missing(t, "a free loop device", fmt.Sprintf("losetup: %v: %s", err, out))
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command(losetup, "-d", dev).Run() })
+
+	// Redundant copies at the end of the device, one with a negative offset.
+	cfg := writeConfig(t, fmt.Sprintf("%s 0xf0000 0x4000\n%s -0x8000 0x4000\n", dev, dev))
+	u := mustOpenUBoot(t, cfg)
+	want := map[string]string{"BOOT_ORDER": "A B", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3"}
+	mustSave(t, u, want)
+	assertVars(t, mustLoad(t, u), want)
+	if _, err := exec.LookPath("fw_printenv"); err == nil {
+		fw := newFwTools(t, cfg)
+		assertVars(t, fw.printenv(), want)
+		fw.setenv("BOOT_ORDER", "B A")
+		want["BOOT_ORDER"] = "B A"
+		assertVars(t, mustLoad(t, u), want)
+	}
+	mustSave(t, u, map[string]string{"BOOT_ORDER": "A B"})
+
+	got, err := os.ReadFile(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(orig) || !bytes.Equal(got[:0xf0000], orig[:0xf0000]) || !bytes.Equal(got[0xfc000:], orig[0xfc000:]) {
+		t.Fatal("bytes outside the two environment copies changed")
+	}
+	if fi, err := os.Stat(dev); err != nil || fi.Mode()&os.ModeDevice == 0 {
+		t.Fatalf("%s is no longer a device: %v", dev, err)
+	}
+}
