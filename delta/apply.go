@@ -1,0 +1,366 @@
+package delta
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// copyChunk is how much of the base Apply reads at a time.
+const copyChunk = 256 << 10
+
+// Apply rebuilds the result image from base and the delta read from d, and
+// writes it sequentially to out. It reads the base only through base.ReadAt,
+// hashes the result as it goes and checks the header's result length and
+// sha256 at the end; it also hashes the base (concurrently) and reports a
+// wrong base as ErrBaseMismatch.
+//
+// On any error the bytes already written to out must be discarded. Memory use
+// is bounded by the block size (at most MaxBlockSize), independent of the
+// image sizes. Errors wrap ErrCorrupt, ErrUnsupported, ErrBaseMismatch or
+// ErrResultMismatch where they apply; I/O errors from base, d or out are
+// wrapped as they are.
+func Apply(ctx context.Context, base io.ReaderAt, baseLen int64, d io.Reader, out io.Writer) (Header, error) {
+	br := bufio.NewReaderSize(d, 64<<10)
+	h, err := ReadHeader(br)
+	if err != nil {
+		return h, err
+	}
+	if baseLen != h.BaseLen {
+		return h, fmt.Errorf("%w: base is %d bytes, delta needs %d bytes", ErrBaseMismatch, baseLen, h.BaseLen)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	// Hash the base alongside decoding: a wrong base is reported as such
+	// rather than as a result mismatch, and early when it is found first.
+	baseErr := make(chan error, 1)
+	go func() {
+		err := checkBase(ctx, base, h)
+		if err != nil {
+			cancel()
+		}
+		baseErr <- err
+	}()
+	decErr := decodeBlocks(ctx, base, h, br, out)
+	bErr := <-baseErr
+	if errors.Is(bErr, ErrBaseMismatch) {
+		return h, bErr
+	}
+	if decErr != nil {
+		return h, decErr
+	}
+	if bErr != nil {
+		return h, bErr
+	}
+	return h, nil
+}
+
+func checkBase(ctx context.Context, base io.ReaderAt, h Header) error {
+	hs := sha256.New()
+	if err := hashSection(ctx, hs, base, h.BaseLen); err != nil {
+		return fmt.Errorf("delta: hash base: %w", err)
+	}
+	if !bytes.Equal(hs.Sum(nil), h.BaseSHA256[:]) {
+		return fmt.Errorf("%w: base sha256 %x, delta needs %x", ErrBaseMismatch, hs.Sum(nil), h.BaseSHA256)
+	}
+	return nil
+}
+
+func hashSection(ctx context.Context, w io.Writer, r io.ReaderAt, n int64) error {
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < n; {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		c := int64(len(buf))
+		if n-off < c {
+			c = n - off
+		}
+		m, err := r.ReadAt(buf[:c], off)
+		if int64(m) < c {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		w.Write(buf[:m])
+		off += int64(m)
+	}
+	return nil
+}
+
+// decoderPool holds zstd decoders: they are costly to build and Apply may be
+// called often in tests and servers.
+var decoderPool = sync.Pool{New: func() any {
+	d, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(1),
+		zstd.WithDecoderLowmem(true),
+		zstd.WithDecodeAllCapLimit(true),
+		zstd.WithDecoderMaxMemory(2*MaxBlockSize+maxCtrlSlack),
+		zstd.WithDecoderMaxWindow(2*MaxBlockSize+maxCtrlSlack))
+	if err != nil {
+		panic(err) // static options; cannot fail
+	}
+	return d
+}}
+
+// blockReader holds the buffers reused across blocks.
+type blockReader struct {
+	base    io.ReaderAt
+	baseLen int64
+	comp    []byte
+	raw     []byte
+	diff    []byte
+	chunk   []byte
+	w       *bufio.Writer
+}
+
+func decodeBlocks(ctx context.Context, base io.ReaderAt, h Header, r *bufio.Reader, out io.Writer) error {
+	zd := decoderPool.Get().(*zstd.Decoder)
+	defer decoderPool.Put(zd)
+	hs := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(out, hs), 256<<10)
+	b := &blockReader{base: base, baseLen: h.BaseLen, w: bw, chunk: make([]byte, copyChunk)}
+	var total int64
+	for n := 0; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		outLen, err := b.block(r, zd, int64(h.BlockSize), h.ResultLen-total)
+		if err != nil {
+			return fmt.Errorf("block %d: %w", n, err)
+		}
+		if outLen == 0 {
+			break
+		}
+		total += outLen
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		return fmt.Errorf("%w: data after end of delta", ErrCorrupt)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("delta: write result: %w", err)
+	}
+	if total != h.ResultLen {
+		return fmt.Errorf("%w: rebuilt %d bytes, header says %d", ErrResultMismatch, total, h.ResultLen)
+	}
+	if sum := hs.Sum(nil); !bytes.Equal(sum, h.ResultSHA256[:]) {
+		return fmt.Errorf("%w: result sha256 %x, header says %x", ErrResultMismatch, sum, h.ResultSHA256)
+	}
+	return nil
+}
+
+func readUvarint(r io.ByteReader, limit uint64, what string) (uint64, error) {
+	v, err := binary.ReadUvarint(r)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, what, err)
+	}
+	if v > limit {
+		return 0, fmt.Errorf("%w: %s %d above limit %d", ErrCorrupt, what, v, limit)
+	}
+	return v, nil
+}
+
+// block decodes one block and returns the number of result bytes it wrote;
+// 0 means the end marker.
+func (b *blockReader) block(r *bufio.Reader, zd *zstd.Decoder, blockSize, remaining int64) (int64, error) {
+	outLen, err := readUvarint(r, uint64(blockSize), "block length")
+	if err != nil || outLen == 0 {
+		return 0, err
+	}
+	if int64(outLen) > remaining {
+		return 0, fmt.Errorf("%w: block of %d bytes overruns result length", ErrCorrupt, outLen)
+	}
+	limit := maxRaw(int(outLen))
+	if cap(b.raw) < limit {
+		b.raw = make([]byte, 0, limit)
+	}
+	used := 0
+	var secs [numSections][]byte
+	for i := range secs {
+		rawLen, err := readUvarint(r, uint64(limit-used), "section length")
+		if err != nil {
+			return 0, err
+		}
+		compLen, err := readUvarint(r, rawLen, "compressed section length")
+		if err != nil {
+			return 0, err
+		}
+		if uint64(cap(b.comp)) < compLen {
+			b.comp = make([]byte, compLen)
+		}
+		comp := b.comp[:compLen]
+		if _, err := io.ReadFull(r, comp); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return 0, fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
+			return 0, err
+		}
+		dst := b.raw[used : used : used+int(rawLen)]
+		if compLen == rawLen {
+			dst = append(dst, comp...) // stored
+		} else if dst, err = zd.DecodeAll(comp, dst); err != nil {
+			return 0, fmt.Errorf("%w: zstd: %v", ErrCorrupt, err)
+		}
+		if len(dst) != int(rawLen) {
+			return 0, fmt.Errorf("%w: section decompressed to %d bytes, expected %d", ErrCorrupt, len(dst), rawLen)
+		}
+		secs[i] = dst
+		used += len(dst)
+	}
+	if len(secs[secCtrl]) > max(int(outLen), maxCtrlSlack) {
+		return 0, fmt.Errorf("%w: control section of %d bytes for %d result bytes", ErrCorrupt, len(secs[secCtrl]), outLen)
+	}
+	ops, diffLen, err := checkCtrl(secs[secCtrl], int64(outLen), len(secs[secExtra]))
+	if err != nil {
+		return 0, err
+	}
+	if cap(b.diff) < diffLen {
+		b.diff = make([]byte, diffLen)
+	}
+	diff := b.diff[:diffLen]
+	if err := expandDiff(diff, secs[secGaps], secs[secLens], secs[secVals]); err != nil {
+		return 0, err
+	}
+	if err := b.run(secs[secCtrl], ops, diff, secs[secExtra]); err != nil {
+		return 0, err
+	}
+	return int64(outLen), nil
+}
+
+// checkCtrl validates the control section and returns the number of ops and
+// the diff length they need.
+func checkCtrl(ctrl []byte, outLen int64, extraLen int) (ops, diffLen int, err error) {
+	var nd, ne int64
+	for len(ctrl) > 0 {
+		var v [3]uint64
+		for k := range v {
+			x, n := binary.Uvarint(ctrl)
+			if n <= 0 {
+				return 0, 0, fmt.Errorf("%w: truncated control op", ErrCorrupt)
+			}
+			v[k], ctrl = x, ctrl[n:]
+		}
+		if v[1]+v[2] == 0 || v[1] > uint64(outLen) || v[2] > uint64(outLen) {
+			return 0, 0, fmt.Errorf("%w: bad op lengths %d, %d", ErrCorrupt, v[1], v[2])
+		}
+		nd, ne = nd+int64(v[1]), ne+int64(v[2])
+		if nd+ne > outLen {
+			return 0, 0, fmt.Errorf("%w: ops produce more than %d bytes", ErrCorrupt, outLen)
+		}
+		ops++
+	}
+	if nd+ne != outLen || ne != int64(extraLen) {
+		return 0, 0, fmt.Errorf("%w: ops produce %d+%d bytes, block has %d with %d literal", ErrCorrupt, nd, ne, outLen, extraLen)
+	}
+	return ops, int(nd), nil
+}
+
+// expandDiff writes the diff stream described by the gap, length and value
+// sections into d.
+func expandDiff(d, gaps, lens, vals []byte) error {
+	clear(d)
+	p := 0
+	for len(gaps) > 0 || len(lens) > 0 {
+		g, n := binary.Uvarint(gaps)
+		if n <= 0 {
+			return fmt.Errorf("%w: bad diff gap", ErrCorrupt)
+		}
+		gaps = gaps[n:]
+		l, n := binary.Uvarint(lens)
+		if n <= 0 {
+			return fmt.Errorf("%w: bad diff run", ErrCorrupt)
+		}
+		lens = lens[n:]
+		if g > uint64(len(d)-p) || l > uint64(len(d)-p)-g || l > uint64(len(vals)) {
+			return fmt.Errorf("%w: diff run outside block", ErrCorrupt)
+		}
+		p += int(g)
+		p += copy(d[p:p+int(l)], vals[:l])
+		vals = vals[l:]
+	}
+	if len(vals) != 0 {
+		return fmt.Errorf("%w: %d unused diff bytes", ErrCorrupt, len(vals))
+	}
+	return nil
+}
+
+// run executes a block's control ops, already checked by checkCtrl.
+func (b *blockReader) run(ctrl []byte, ops int, diff, extra []byte) error {
+	var pos int64
+	for range ops {
+		seek, n := binary.Varint(ctrl)
+		ctrl = ctrl[n:]
+		dl, n := binary.Uvarint(ctrl)
+		ctrl = ctrl[n:]
+		el, n := binary.Uvarint(ctrl)
+		ctrl = ctrl[n:]
+		if seek < -b.baseLen || seek > b.baseLen {
+			return fmt.Errorf("%w: seek %d outside base", ErrCorrupt, seek)
+		}
+		pos += seek
+		if pos < 0 || pos > b.baseLen-int64(dl) {
+			return fmt.Errorf("%w: copy of %d bytes at %d outside base of %d bytes", ErrCorrupt, dl, pos, b.baseLen)
+		}
+		if err := b.copyDiff(pos, diff[:dl]); err != nil {
+			return err
+		}
+		pos += int64(dl)
+		diff = diff[dl:]
+		if _, err := b.w.Write(extra[:el]); err != nil {
+			return fmt.Errorf("delta: write result: %w", err)
+		}
+		extra = extra[el:]
+	}
+	return nil
+}
+
+// copyDiff writes base[pos:pos+len(diff)] + diff (bytewise, mod 256).
+func (b *blockReader) copyDiff(pos int64, diff []byte) error {
+	for len(diff) > 0 {
+		c := min(len(diff), len(b.chunk))
+		buf := b.chunk[:c]
+		m, err := b.base.ReadAt(buf, pos)
+		if m < c {
+			if err == nil || err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("delta: read base at %d: %w", pos, err)
+		}
+		addBytes(buf, diff[:c])
+		if _, err := b.w.Write(buf); err != nil {
+			return fmt.Errorf("delta: write result: %w", err)
+		}
+		pos += int64(c)
+		diff = diff[c:]
+	}
+	return nil
+}
+
+// addBytes sets dst[i] += d[i] for each i, eight lanes at a time. Long runs of
+// zero diff (unchanged data) are the common case and cost one compare per word.
+func addBytes(dst, d []byte) {
+	const hi = 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(d); i += 8 {
+		y := binary.LittleEndian.Uint64(d[i:])
+		if y == 0 {
+			continue
+		}
+		x := binary.LittleEndian.Uint64(dst[i:])
+		s := ((x &^ hi) + (y &^ hi)) ^ ((x ^ y) & hi)
+		binary.LittleEndian.PutUint64(dst[i:], s)
+	}
+	for ; i < len(d); i++ {
+		dst[i] += d[i]
+	}
+}

@@ -1,0 +1,237 @@
+package delta
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// DefaultBlockSize is the result span of one block when EncodeOptions does
+// not say otherwise. Apply's memory is about twice the block size.
+const DefaultBlockSize = 4 << 20
+
+// EncodeOptions tunes Encode. The zero value (or nil) is a good default.
+type EncodeOptions struct {
+	// BlockSize is how many result bytes each block covers, at most
+	// MaxBlockSize; 0 means DefaultBlockSize. Blocks are encoded in
+	// parallel; larger blocks compress a little better and cost the
+	// device more memory.
+	BlockSize int
+	// Workers is the number of blocks encoded at once; 0 means GOMAXPROCS.
+	Workers int
+	// Progress, if set, is called from Encode's goroutine after each block
+	// is written, with the result bytes covered so far and the total.
+	Progress func(done, total int64)
+}
+
+// Encode writes to w a delta that rebuilds target from base. Both images are
+// read fully into memory (the encoder needs random access to both, plus an
+// index of about 4 bytes per 8 base bytes, capped at 512 MiB); blocks
+// are then matched and compressed in parallel and written in order.
+func Encode(ctx context.Context, base io.ReaderAt, baseLen int64, target io.ReaderAt, targetLen int64, w io.Writer, opts *EncodeOptions) error {
+	var o EncodeOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.BlockSize == 0 {
+		o.BlockSize = DefaultBlockSize
+	}
+	if o.BlockSize < 1 || o.BlockSize > MaxBlockSize {
+		return fmt.Errorf("delta: block size %d outside 1..%d", o.BlockSize, MaxBlockSize)
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if baseLen < 0 || baseLen > MaxImageSize || targetLen < 0 || targetLen > MaxImageSize ||
+		int64(int(baseLen)) != baseLen || int64(int(targetLen)) != targetLen {
+		return fmt.Errorf("delta: image sizes %d, %d outside 0..%d", baseLen, targetLen, int64(MaxImageSize))
+	}
+	b, err := readAll(base, baseLen)
+	if err != nil {
+		return fmt.Errorf("delta: read base: %w", err)
+	}
+	t, err := readAll(target, targetLen)
+	if err != nil {
+		return fmt.Errorf("delta: read target: %w", err)
+	}
+	return encodeBytes(ctx, b, t, w, &o)
+}
+
+func readAll(r io.ReaderAt, n int64) ([]byte, error) {
+	buf := make([]byte, n)
+	m, err := r.ReadAt(buf, 0)
+	if int64(m) == n {
+		return buf, nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return nil, err
+}
+
+func encodeBytes(ctx context.Context, b, t []byte, w io.Writer, o *EncodeOptions) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	h := Header{BlockSize: uint32(o.BlockSize), BaseLen: int64(len(b)), ResultLen: int64(len(t))}
+	hashed := make(chan struct{})
+	go func() {
+		h.ResultSHA256 = sha256.Sum256(t)
+		close(hashed)
+	}()
+	h.BaseSHA256 = sha256.Sum256(b)
+	ix := newIndex(ctx, b, o.Workers)
+	<-hashed
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := w.Write(h.marshal()); err != nil {
+		return fmt.Errorf("delta: write: %w", err)
+	}
+
+	type job struct {
+		k   int
+		res chan []byte
+	}
+	// Block k covers result bytes [k*BlockSize, min((k+1)*BlockSize, len(t))).
+	nblk := (len(t) + o.BlockSize - 1) / o.BlockSize
+	jobs := make(chan job)
+	order := make(chan chan []byte, 2*o.Workers) // bounds blocks in flight
+	go func() {
+		defer close(jobs)
+		defer close(order)
+		for k := range nblk {
+			j := job{k, make(chan []byte, 1)}
+			select {
+			case order <- j.res:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case jobs <- j:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for range o.Workers {
+		go func() {
+			enc, err := zstd.NewWriter(nil,
+				zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+				zstd.WithEncoderConcurrency(1),
+				zstd.WithWindowSize(windowFor(o.BlockSize)),
+				zstd.WithEncoderCRC(false))
+			if err != nil {
+				panic(err) // static options; cannot fail
+			}
+			defer enc.Close()
+			s := &scanner{ix: ix, b: b, t: t}
+			for j := range jobs {
+				lo := j.k * o.BlockSize
+				hi := min(lo+o.BlockSize, len(t))
+				j.res <- s.block(enc, lo, hi)
+			}
+		}()
+	}
+	var k int
+	for res := range order {
+		var blk []byte
+		select {
+		case blk = <-res:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if _, err := w.Write(blk); err != nil {
+			return fmt.Errorf("delta: write: %w", err)
+		}
+		k++
+		if o.Progress != nil {
+			o.Progress(int64(min(k*o.BlockSize, len(t))), int64(len(t)))
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := w.Write([]byte{0}); err != nil {
+		return fmt.Errorf("delta: write: %w", err)
+	}
+	return nil
+}
+
+// windowFor returns the zstd window that holds a whole block's raw data.
+func windowFor(blockSize int) int {
+	w := 1 << 10
+	for w < 2*blockSize+maxCtrlSlack && w < 2*MaxBlockSize {
+		w <<= 1
+	}
+	return w
+}
+
+// block encodes target[lo:hi] as one block, ready to write.
+func (s *scanner) block(enc *zstd.Encoder, lo, hi int) []byte {
+	s.scan(lo, hi)
+	secs, ok := s.sections(lo, hi)
+	if !ok {
+		// Pathological input: fall back to all-literal, which always fits.
+		s.ops = append(s.ops[:0], op{extraLen: hi - lo})
+		secs, _ = s.sections(lo, hi)
+	}
+	out := binary.AppendUvarint(nil, uint64(hi-lo))
+	for _, sec := range secs {
+		out = binary.AppendUvarint(out, uint64(len(sec)))
+		var comp []byte
+		if len(sec) > 0 {
+			comp = enc.EncodeAll(sec, nil)
+		}
+		if len(comp) >= len(sec) {
+			comp = sec // stored
+		}
+		out = binary.AppendUvarint(out, uint64(len(comp)))
+		out = append(out, comp...)
+	}
+	return out
+}
+
+// sections lays out the block's sections (see FORMAT.md) for s.ops over
+// target[lo:hi]. It reports false if they would exceed the decoder's limit.
+func (s *scanner) sections(lo, hi int) (secs [numSections][]byte, ok bool) {
+	var ctrl, gaps, lens, vals []byte
+	pos, at := 0, lo
+	var extra []byte
+	zeros := 0 // zero diff bytes since the last non-zero run
+	for _, o := range s.ops {
+		ctrl = binary.AppendVarint(ctrl, int64(o.pos-pos))
+		ctrl = binary.AppendUvarint(ctrl, uint64(o.diffLen))
+		ctrl = binary.AppendUvarint(ctrl, uint64(o.extraLen))
+		t, b := s.t[at:at+o.diffLen], s.b[o.pos:o.pos+o.diffLen]
+		for k := 0; k < len(t); {
+			if n := matchFwd(t[k:], b[k:]); n > 0 {
+				zeros += n
+				k += n
+				continue
+			}
+			start := k
+			for k < len(t) && t[k] != b[k] {
+				vals = append(vals, t[k]-b[k])
+				k++
+			}
+			gaps = binary.AppendUvarint(gaps, uint64(zeros))
+			lens = binary.AppendUvarint(lens, uint64(k-start))
+			zeros = 0
+		}
+		pos = o.pos + o.diffLen
+		at += o.diffLen
+		extra = append(extra, s.t[at:at+o.extraLen]...)
+		at += o.extraLen
+	}
+	secs = [numSections][]byte{ctrl, gaps, lens, vals, extra}
+	total := 0
+	for _, sec := range secs {
+		total += len(sec)
+	}
+	return secs, len(ctrl) <= max(hi-lo, maxCtrlSlack) && total <= maxRaw(hi-lo)
+}

@@ -1,0 +1,253 @@
+package delta
+
+import (
+	"context"
+	"encoding/binary"
+	"math/bits"
+	"sync"
+)
+
+// The matcher follows bsdiff's idea with a hash index instead of a suffix
+// array: find exact seed matches between target and base, then extend each
+// alignment approximately (keep going while more than half the bytes agree)
+// so that code whose embedded addresses moved costs a few non-zero bytes in
+// the diff stream instead of a new match every few bytes.
+
+const (
+	seedLen   = 8       // bytes hashed per index entry; shortest exact match found
+	ways      = 4       // candidates kept per hash bucket
+	maxSeeds  = 1 << 25 // index entries before the base is sampled more sparsely
+	minSwitch = 12      // shortest exact match that starts a new alignment
+	margin    = 8       // a new alignment must beat the current one by this much
+)
+
+// index maps seedLen-byte strings of the base to positions. Positions are
+// sampled every step bytes so that the table stays near maxSeeds entries;
+// target positions are probed at every byte, so every match of at least
+// seedLen+step-1 bytes is found (collisions aside).
+type index struct {
+	base  []byte
+	shift uint
+	table []uint32 // buckets of `ways` entries, each position+1, newest first; 0 is empty
+}
+
+func hashSeed(v uint64, shift uint) uint32 {
+	return uint32((v * 0x9E3779B97F4A7C15) >> shift)
+}
+
+func load64(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i:]) }
+
+func newIndex(ctx context.Context, base []byte, workers int) *index {
+	ix := &index{base: base}
+	n := len(base) - seedLen + 1
+	if n <= 0 {
+		return ix
+	}
+	step := (n + maxSeeds - 1) / maxSeeds
+	entries := n / step
+	b := max(bits.Len(uint(entries))-2, 4)
+	ix.shift = uint(64 - b)
+	ix.table = make([]uint32, (1<<b)*ways)
+	// Each worker owns the buckets whose hash is ≡ w mod workers, so they
+	// write disjoint memory and need no locks.
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var prev uint64
+			for p := 0; p < n; p += step {
+				if p&(1<<20-1) == 0 && ctx.Err() != nil {
+					return
+				}
+				v := load64(base, p)
+				if v == prev && p > 0 {
+					continue // runs (zeros, padding) would flood a bucket; keep the first
+				}
+				prev = v
+				h := hashSeed(v, ix.shift)
+				if int(h)%workers != w {
+					continue
+				}
+				bk := ix.table[int(h)*ways : int(h)*ways+ways]
+				copy(bk[1:], bk[:ways-1])
+				bk[0] = uint32(p + 1)
+			}
+		}()
+	}
+	wg.Wait()
+	return ix
+}
+
+// op is one control op: copy diffLen bytes from base at pos adding the diff
+// stream, then extraLen literal bytes.
+type op struct {
+	pos      int
+	diffLen  int
+	extraLen int
+}
+
+// scanner finds ops for one window of the target.
+type scanner struct {
+	ix  *index
+	b   []byte
+	t   []byte
+	we  int
+	ops []op
+}
+
+// matchFwd counts equal leading bytes of a and b.
+func matchFwd(a, b []byte) int {
+	n := min(len(a), len(b))
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		if x := load64(a, i) ^ load64(b, i); x != 0 {
+			return i + bits.TrailingZeros64(x)/8
+		}
+	}
+	for ; i < n && a[i] == b[i]; i++ {
+	}
+	return i
+}
+
+// matchBack counts equal trailing bytes of a and b.
+func matchBack(a, b []byte) int {
+	i, j := len(a), len(b)
+	for i > 0 && j > 0 && a[i-1] == b[j-1] {
+		i--
+		j--
+	}
+	return len(a) - i
+}
+
+// probe looks up target position i and returns the best candidate: base
+// position of the match start and the exact match's length, extended backward
+// no further than lo.
+func (s *scanner) probe(i, lo int) (bpos, tpos, n int) {
+	if len(s.ix.table) == 0 || i+seedLen > s.we {
+		return 0, 0, 0
+	}
+	v := load64(s.t, i)
+	h := int(hashSeed(v, s.ix.shift))
+	for _, e := range s.ix.table[h*ways : h*ways+ways] {
+		if e == 0 {
+			break
+		}
+		p := int(e - 1)
+		if load64(s.b, p) != v {
+			continue
+		}
+		f := seedLen + matchFwd(s.t[i+seedLen:s.we], s.b[p+seedLen:])
+		bk := matchBack(s.t[max(lo, i-p):i], s.b[max(0, p-(i-lo)):p])
+		if bk+f > n {
+			bpos, tpos, n = p-bk, i-bk, bk+f
+		}
+	}
+	return bpos, tpos, n
+}
+
+// score counts target bytes in [from, to) equal to the base under offset off.
+func (s *scanner) score(from, to, off int) int {
+	lo, hi := max(from, -off), min(to, len(s.b)-off)
+	c := 0
+	for k := lo; k < hi; k++ {
+		if s.t[k] == s.b[k+off] {
+			c++
+		}
+	}
+	return c
+}
+
+// scan fills s.ops for target window [ws, we).
+func (s *scanner) scan(ws, we int) {
+	s.we, s.ops = we, s.ops[:0]
+	t, b := s.t, s.b
+	last, off, have := ws, 0, false // region start and alignment of the current anchor
+	for i := ws; i < we; {
+		if have {
+			if j := i + off; j >= 0 && j < len(b) {
+				if n := matchFwd(t[i:we], b[j:]); n > 0 {
+					i += n
+					continue
+				}
+			}
+		}
+		bpos, tpos, n := s.probe(i, last)
+		if n >= minSwitch {
+			noff := bpos - tpos
+			if !have || n > s.score(tpos, tpos+n, off)+margin {
+				last = s.emit(last, off, have, tpos, noff)
+				off, have = noff, true
+				i = tpos + n
+				continue
+			}
+		}
+		i++
+	}
+	s.emit(last, off, have, we, 0)
+}
+
+// emit closes the region [last, next) that the anchor with offset off (if
+// have) starts, given that the next anchor starts at next with offset noff.
+// Like bsdiff it extends the old alignment forward and the new one backward
+// while more than half the bytes agree; whatever lies between is literal.
+// It returns where the next anchor's region starts.
+func (s *scanner) emit(last, off int, have bool, next, noff int) int {
+	t, b := s.t, s.b
+	lenf := 0
+	if have {
+		sc, best := 0, 0
+		for k := 0; last+k < next && last+k+off < len(b); {
+			if t[last+k] == b[last+k+off] {
+				sc++
+			}
+			k++
+			if 2*sc-k > 2*best-lenf {
+				best, lenf = sc, k
+			}
+		}
+	}
+	lenb := 0
+	if next < s.we {
+		sc, best := 0, 0
+		for k := 1; next-k >= last && next-k+noff >= 0; k++ {
+			if t[next-k] == b[next-k+noff] {
+				sc++
+			}
+			if 2*sc-k > 2*best-lenb {
+				best, lenb = sc, k
+			}
+		}
+	}
+	if over := last + lenf - (next - lenb); over > 0 {
+		// Split the overlap where the forward alignment stops winning.
+		sc, best, split := 0, 0, 0
+		for k := range over {
+			p := last + lenf - over + k
+			if t[p] == b[p+off] {
+				sc++
+			}
+			if t[p] == b[p+noff] {
+				sc--
+			}
+			if sc > best {
+				best, split = sc, k+1
+			}
+		}
+		lenf += split - over
+		lenb -= split
+	}
+	extra := next - lenb - (last + lenf)
+	if lenf > 0 || extra > 0 {
+		pos := 0
+		if have {
+			pos = last + off
+		}
+		if lenf == 0 && len(s.ops) > 0 {
+			prev := &s.ops[len(s.ops)-1]
+			pos = prev.pos + prev.diffLen
+		}
+		s.ops = append(s.ops, op{pos: pos, diffLen: lenf, extraLen: extra})
+	}
+	return next - lenb
+}
