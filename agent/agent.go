@@ -240,7 +240,7 @@ func classify(err error) error {
 		errors.Is(err, &metadata.ErrDownloadLengthMismatch{}), errors.Is(err, &metadata.ErrValue{}),
 		errors.Is(err, &metadata.ErrType{}):
 		return fmt.Errorf("%w: %w", ErrRefused, err)
-	case errors.Is(err, &metadata.ErrDownload{}), errors.Is(err, tufclient.ErrStalled):
+	case errors.Is(err, &metadata.ErrDownload{}), errors.Is(err, tufclient.ErrStalled), errors.Is(err, tufclient.ErrTransport):
 		return fmt.Errorf("%w: %w", ErrNetwork, err)
 	}
 	var ne interface{ Timeout() bool }

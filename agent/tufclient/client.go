@@ -32,6 +32,8 @@ var (
 	ErrTargetMismatch = errors.New("target does not match its signed length and hash")
 	// ErrStalled means a download made no progress for too long.
 	ErrStalled = errors.New("download stalled")
+	// ErrTransport means the connection failed or broke off.
+	ErrTransport = errors.New("connection to the repository failed")
 )
 
 // Client fetches metadata and targets from one repository.
@@ -111,7 +113,7 @@ func (c *Client) get(ctx context.Context, u string, maxLength int64, w io.Writer
 	}
 	res, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("download %s: %w", u, err)
+		return fmt.Errorf("%w: %w", ErrTransport, err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
@@ -147,7 +149,7 @@ func (c *Client) get(ctx context.Context, u string, maxLength int64, w io.Writer
 			if cause := context.Cause(ctx); cause != nil && errors.Is(cause, ErrStalled) {
 				return cause
 			}
-			return fmt.Errorf("download %s: %w", u, rerr)
+			return fmt.Errorf("%w: %s after %d bytes: %w", ErrTransport, u, n, rerr)
 		}
 	}
 }

@@ -1,0 +1,240 @@
+// Package test holds end-to-end tests across fwctl, fwrepo and fwagent:
+// release → publish → serve → verify → install flows and attack scenarios.
+package test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fwctl/fwctl/agent"
+	"github.com/fwctl/fwctl/agent/bootenv"
+	"github.com/fwctl/fwctl/agent/trust"
+	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/server"
+)
+
+const hw = "acme-gw-v2"
+
+// release is a signing workspace plus its published, served repository.
+type release struct {
+	t   *testing.T
+	ws  *repo.Workspace
+	pub string
+	srv *httptest.Server
+	// wrap, when set, intercepts requests before the repository handler.
+	wrap func(w http.ResponseWriter, r *http.Request, next http.Handler)
+}
+
+func newRelease(t *testing.T) *release {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := repo.Init(filepath.Join(dir, "ws"), repo.InitOptions{InsecurePlaintext: true}); err != nil {
+		t.Fatal(err)
+	}
+	ws, err := repo.Open(filepath.Join(dir, "ws"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &release{t: t, ws: ws, pub: filepath.Join(dir, "pub")}
+	return r
+}
+
+// add writes a random image of n bytes and stages it.
+func (r *release) add(version string, counter uint64, n int, hardware ...string) []byte {
+	r.t.Helper()
+	if len(hardware) == 0 {
+		hardware = []string{hw}
+	}
+	img := make([]byte, n)
+	rand.Read(img)
+	p := filepath.Join(r.t.TempDir(), "firmware.img")
+	os.WriteFile(p, img, 0o644)
+	if _, err := r.ws.AddTarget(p, repo.AddOptions{Hardware: hardware, Version: version, Counter: counter, Force: true}); err != nil {
+		r.t.Fatal(err)
+	}
+	return img
+}
+
+func (r *release) publish() {
+	r.t.Helper()
+	if _, err := r.ws.Publish(r.pub, repo.PublishOptions{}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *release) serve() string {
+	r.t.Helper()
+	if r.srv != nil {
+		return r.srv.URL
+	}
+	h, err := server.New(server.Options{Dir: r.pub})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if r.wrap != nil {
+			r.wrap(w, req, h)
+			return
+		}
+		h.ServeHTTP(w, req)
+	}))
+	r.t.Cleanup(r.srv.Close)
+	return r.srv.URL
+}
+
+func (r *release) rootJSON() []byte {
+	b, err := os.ReadFile(filepath.Join(r.ws.Dir, "metadata", "1.root.json"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return b
+}
+
+// device is a simulated device with two file slots.
+type device struct {
+	t     *testing.T
+	dir   string
+	cfg   *agent.Config
+	ag    *agent.Agent
+	store trust.Store
+}
+
+func newDevice(t *testing.T, url, hardware string) *device {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := map[string]any{
+		"repository": url, "hardware": hardware, "state_dir": "state",
+		"slots":         map[string]string{"A": "slotA.img", "B": "slotB.img"},
+		"bootloader":    map[string]any{"type": "file", "path": "bootenv", "tries": 3},
+		"booted_slot":   map[string]string{"cmdline": "cmdline"},
+		"stall_timeout": "2s",
+	}
+	b, _ := json.Marshal(cfg)
+	os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
+	os.WriteFile(filepath.Join(dir, "cmdline"), []byte("fwctl.slot=A\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "slotA.img"), []byte("factory image"), 0o644)
+	d := &device{t: t, dir: dir}
+	d.reload()
+	return d
+}
+
+func (d *device) reload() {
+	d.t.Helper()
+	cfg, err := agent.LoadConfig(filepath.Join(d.dir, "config.json"))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.cfg = cfg
+	d.store = trust.File{Dir: filepath.Join(cfg.StateDir, "trust")}
+	d.ag, err = agent.New(cfg, d.store, nil)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+func (d *device) provision(root []byte) {
+	d.t.Helper()
+	if _, err := d.ag.Provision(context.Background(), root); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// boot simulates a reboot: the bootloader picks a slot and "boots" it.
+func (d *device) boot() string {
+	d.t.Helper()
+	slot, err := d.ag.Switch().Select()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(d.dir, "cmdline"), []byte("fwctl.slot="+slot+"\n"), 0o644)
+	return slot
+}
+
+func (d *device) update() (*agent.UpdateResult, error) {
+	return d.ag.Update(context.Background(), agent.UpdateOptions{})
+}
+
+func (d *device) mustInstall(img []byte) {
+	d.t.Helper()
+	res, err := d.update()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if !res.Installed {
+		d.t.Fatalf("nothing installed: %s", res.Message)
+	}
+	d.boot()
+	if _, err := d.ag.Confirm(context.Background()); err != nil {
+		d.t.Fatal(err)
+	}
+	d.assertRunning(img)
+}
+
+// assertRunning checks that the running slot holds img.
+func (d *device) assertRunning(img []byte) {
+	d.t.Helper()
+	st, err := d.ag.Status(context.Background())
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	got, _ := os.ReadFile(d.cfg.Slots[st.BootedSlot])
+	if !bytes.Equal(got, img) {
+		d.t.Fatalf("running slot %s does not hold the expected image (%d bytes, want %d)", st.BootedSlot, len(got), len(img))
+	}
+}
+
+// snapshot captures what must not change when an update is refused: the
+// running slot's bytes and the bootloader's next choice.
+type snapshot struct {
+	running  string
+	image    []byte
+	env      map[string]string
+	primary  string
+	counter  uint64
+	stateLen int
+}
+
+func (d *device) snap() snapshot {
+	d.t.Helper()
+	st, err := d.ag.Status(context.Background())
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	img, _ := os.ReadFile(d.cfg.Slots[st.BootedSlot])
+	env, _ := bootenv.File{Path: d.cfg.Bootloader.Path}.Load()
+	primary, _, _ := d.ag.Switch().Primary()
+	return snapshot{running: st.BootedSlot, image: img, env: env, primary: primary, counter: st.Counter}
+}
+
+// assertUnchanged checks the device still boots the same slot with the same
+// image and counter.
+func (d *device) assertUnchanged(before snapshot) {
+	d.t.Helper()
+	after := d.snap()
+	if after.running != before.running || !bytes.Equal(after.image, before.image) {
+		d.t.Fatalf("running slot changed: %s -> %s", before.running, after.running)
+	}
+	if after.primary != before.primary {
+		d.t.Fatalf("bootloader's next slot changed: %s -> %s", before.primary, after.primary)
+	}
+	if after.counter != before.counter {
+		d.t.Fatalf("counter changed: %d -> %d", before.counter, after.counter)
+	}
+	if slot := d.boot(); slot != before.running {
+		d.t.Fatalf("after a reboot the device runs slot %s, want %s", slot, before.running)
+	}
+	d.assertRunning(before.image)
+	if _, err := d.ag.Confirm(context.Background()); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+var _ = time.Second
