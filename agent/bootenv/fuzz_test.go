@@ -40,7 +40,7 @@ func FuzzUBootParse(f *testing.F) {
 }
 
 func fuzzUBootRoundTrip(t *testing.T, b []byte, redundant bool) {
-	vars, flags, err := ParseUBootEnv(b, redundant)
+	vars, flags, err := parseUBootEnv(b, redundant)
 	if err != nil {
 		if !errors.Is(err, ErrInvalid) {
 			t.Fatalf("error does not wrap ErrInvalid: %v", err)
@@ -49,11 +49,11 @@ func fuzzUBootRoundTrip(t *testing.T, b []byte, redundant bool) {
 	}
 	// What we read, we can write back and read again. One byte more: the
 	// parser accepts a full data area without the final empty string.
-	enc, err := EncodeUBootEnv(vars, len(b)+1, redundant, flags)
+	enc, err := encodeUBootEnv(vars, len(b)+1, redundant, flags)
 	if err != nil {
 		t.Fatalf("re-encode %q: %v", vars, err)
 	}
-	again, flags2, err := ParseUBootEnv(enc, redundant)
+	again, flags2, err := parseUBootEnv(enc, redundant)
 	if err != nil || flags2 != flags || !maps.Equal(again, vars) {
 		t.Fatalf("round trip: %q -> %q (%v)", vars, again, err)
 	}
@@ -63,18 +63,18 @@ func FuzzGrubParse(f *testing.F) {
 	seed(f, "grubenv", "grubenv-fwctl")
 	f.Add([]byte(grubSignature + "a=\\\n\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		vars, err := ParseGrubEnv(b)
+		vars, err := parseGrubEnv(b)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error does not wrap ErrInvalid: %v", err)
 			}
 			return
 		}
-		enc, err := EncodeGrubEnv(vars)
+		enc, err := encodeGrubEnv(vars)
 		if err != nil {
 			return // names GRUB reads but we refuse to write, or too large
 		}
-		again, err := ParseGrubEnv(enc)
+		again, err := parseGrubEnv(enc)
 		if err != nil || !maps.Equal(again, vars) {
 			t.Fatalf("round trip: %q -> %q (%v)", vars, again, err)
 		}

@@ -47,7 +47,7 @@ func TestGoldenUBootMkenvimage(t *testing.T) {
 		redundant bool
 	}{{"uboot-single.bin", false}, {"uboot-redundant.bin", true}} {
 		b := readTestdata(t, tc.file)
-		vars, flags, err := ParseUBootEnv(b, tc.redundant)
+		vars, flags, err := parseUBootEnv(b, tc.redundant)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.file, err)
 		}
@@ -56,7 +56,7 @@ func TestGoldenUBootMkenvimage(t *testing.T) {
 			t.Errorf("%s: flags = %d, want 1 (mkenvimage -r)", tc.file, flags)
 		}
 		// mkenvimage -p 0 with sorted input writes exactly what we write.
-		enc, err := EncodeUBootEnv(want, len(b), tc.redundant, flags)
+		enc, err := encodeUBootEnv(want, len(b), tc.redundant, flags)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,8 +68,8 @@ func TestGoldenUBootMkenvimage(t *testing.T) {
 
 func TestGoldenUBootFwSetenv(t *testing.T) {
 	b0, b1 := readTestdata(t, "uboot-fwsetenv-0.bin"), readTestdata(t, "uboot-fwsetenv-1.bin")
-	v0, f0, err0 := ParseUBootEnv(b0, true)
-	v1, f1, err1 := ParseUBootEnv(b1, true)
+	v0, f0, err0 := parseUBootEnv(b0, true)
+	v1, f1, err1 := parseUBootEnv(b1, true)
 	if err0 != nil || err1 != nil {
 		t.Fatalf("copies: %v, %v", err0, err1)
 	}
@@ -82,8 +82,8 @@ func TestGoldenUBootFwSetenv(t *testing.T) {
 		t.Fatalf("current copy = %d, want 1", c)
 	}
 	for i, b := range [][]byte{b0, b1} {
-		vars, flags, _ := ParseUBootEnv(b, true)
-		enc, err := EncodeUBootEnv(vars, len(b), true, flags)
+		vars, flags, _ := parseUBootEnv(b, true)
+		enc, err := encodeUBootEnv(vars, len(b), true, flags)
 		if err != nil || !bytes.Equal(enc, b) {
 			t.Errorf("copy %d: our encoding differs from fw_setenv's (err %v)", i, err)
 		}
@@ -91,7 +91,7 @@ func TestGoldenUBootFwSetenv(t *testing.T) {
 }
 
 func TestGoldenGrubEditenv(t *testing.T) {
-	vars, err := ParseGrubEnv(readTestdata(t, "grubenv"))
+	vars, err := parseGrubEnv(readTestdata(t, "grubenv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +104,7 @@ func TestGoldenGrubEncoding(t *testing.T) {
 	vars := map[string]string{
 		"BOOT_ORDER": "A B", "BOOT_A_LEFT": "3", "path": `C:\boot`, "two": "line 1\nline 2",
 	}
-	enc, err := EncodeGrubEnv(vars)
+	enc, err := encodeGrubEnv(vars)
 	if err != nil {
 		t.Fatal(err)
 	}

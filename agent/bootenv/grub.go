@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/fwctl/fwctl/internal/atomicfile"
@@ -39,7 +40,7 @@ func (g GRUB) Load() (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read GRUB environment: %w", err)
 	}
-	vars, err := ParseGrubEnv(b)
+	vars, err := parseGrubEnv(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", g.Path, err)
 	}
@@ -47,23 +48,32 @@ func (g GRUB) Load() (map[string]string, error) {
 }
 
 // Save implements Env. It refuses, leaving the file untouched, when the
-// variables do not fit in GrubEnvSize bytes.
+// variables do not fit in GrubEnvSize bytes. A symlink is followed and its
+// target replaced (some distributions link /boot/grub2/grubenv to the EFI
+// partition), and the file keeps its permissions.
 func (g GRUB) Save(vars map[string]string) error {
-	b, err := EncodeGrubEnv(vars)
+	b, err := encodeGrubEnv(vars)
 	if err != nil {
 		return fmt.Errorf("%s: %w", g.Path, err)
 	}
-	return atomicfile.Write(g.Path, b, 0o644)
+	path, perm := g.Path, os.FileMode(0o644)
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		path = p
+	}
+	if fi, err := os.Stat(path); err == nil {
+		perm = fi.Mode().Perm()
+	}
+	return atomicfile.Write(path, b, perm)
 }
 
-// ParseGrubEnv decodes a GRUB environment block as GRUB does: after the
+// parseGrubEnv decodes a GRUB environment block as GRUB does: after the
 // signature, a line starting with '#' is a comment, any other runs from the
 // name to the first '=' and from there to the next newline not preceded by a
 // backslash; a backslash stands for the character after it. Parsing stops,
 // as in GRUB, at a line without '=' or without its final newline. A
 // repeated name keeps its last value. A missing signature gives an error
 // wrapping ErrInvalid.
-func ParseGrubEnv(b []byte) (map[string]string, error) {
+func parseGrubEnv(b []byte) (map[string]string, error) {
 	if !bytes.HasPrefix(b, []byte(grubSignature)) {
 		return nil, fmt.Errorf("%w: GRUB environment block must start with %q; recreate it with grub-editenv FILE create", ErrInvalid, strings.TrimSpace(grubSignature))
 	}
@@ -113,11 +123,11 @@ func unescapeGrub(v []byte) string {
 	return sb.String()
 }
 
-// EncodeGrubEnv builds a GrubEnvSize-byte environment block holding vars,
+// encodeGrubEnv builds a GrubEnvSize-byte environment block holding vars,
 // sorted by name. It fails with ErrTooLarge when they do not fit, and with
 // ErrInvalid for a name GRUB could not read back (empty, starting with '#',
 // or holding '=', a newline or NUL) or a value holding NUL.
-func EncodeGrubEnv(vars map[string]string) ([]byte, error) {
+func encodeGrubEnv(vars map[string]string) ([]byte, error) {
 	b := []byte(grubSignature)
 	for _, k := range sortedKeys(vars) {
 		v := vars[k]

@@ -24,14 +24,14 @@ func TestParseGrubEnv(t *testing.T) {
 		{"stops at trailing backslash", grubSignature + "a=1\nb=2\\", map[string]string{"a": "1"}},
 		{"no padding", grubSignature + "a=1\n", map[string]string{"a": "1"}},
 	} {
-		got, err := ParseGrubEnv([]byte(tc.text))
+		got, err := parseGrubEnv([]byte(tc.text))
 		if err != nil || !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: got %q, %v; want %q", tc.name, got, err, tc.want)
 		}
 	}
 	for _, bad := range []string{"", "# GRUB Environment Block", "# GRUB Environment Blocks\n", "a=1\n"} {
-		if _, err := ParseGrubEnv([]byte(bad)); !errors.Is(err, ErrInvalid) {
-			t.Errorf("ParseGrubEnv(%q): err = %v, want ErrInvalid", bad, err)
+		if _, err := parseGrubEnv([]byte(bad)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("parseGrubEnv(%q): err = %v, want ErrInvalid", bad, err)
 		}
 	}
 }
@@ -40,12 +40,12 @@ func TestEncodeGrubEnvRefuses(t *testing.T) {
 	for _, bad := range []map[string]string{
 		{"": "v"}, {"#a": "v"}, {"a=b": "v"}, {"a\nb": "v"}, {"a\x00": "v"}, {"a": "v\x00"},
 	} {
-		if _, err := EncodeGrubEnv(bad); !errors.Is(err, ErrInvalid) {
-			t.Errorf("EncodeGrubEnv(%q): err = %v, want ErrInvalid", bad, err)
+		if _, err := encodeGrubEnv(bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("encodeGrubEnv(%q): err = %v, want ErrInvalid", bad, err)
 		}
 	}
 	// Escaping counts: 500 newlines take 1000 bytes.
-	if _, err := EncodeGrubEnv(map[string]string{"a": strings.Repeat("\n", 500)}); !errors.Is(err, ErrTooLarge) {
+	if _, err := encodeGrubEnv(map[string]string{"a": strings.Repeat("\n", 500)}); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("escaped value too large: err = %v, want ErrTooLarge", err)
 	}
 }
@@ -70,4 +70,21 @@ func TestGRUBSaveLeavesFileOnError(t *testing.T) {
 	if _, err := g.Load(); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Load of garbage: err = %v, want ErrInvalid", err)
 	}
+}
+
+func TestGRUBSaveFollowsSymlink(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "efi"), 0o755)
+	target := filepath.Join(dir, "efi", "grubenv")
+	link := filepath.Join(dir, "grubenv")
+	os.Symlink("efi/grubenv", link)
+	os.WriteFile(target, nil, 0o600)
+	mustSave(t, GRUB{Path: link}, map[string]string{"a": "2"})
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("symlink replaced: %v", err)
+	}
+	if fi, _ := os.Stat(target); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, want 0600 kept", fi.Mode())
+	}
+	assertVars(t, mustLoad(t, GRUB{Path: target}), map[string]string{"a": "2"})
 }

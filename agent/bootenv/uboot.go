@@ -42,7 +42,13 @@ type UBootConfig struct {
 	// Defaults is what Load returns when no copy is valid (blank or
 	// corrupted storage), like U-Boot's built-in default environment.
 	Defaults map[string]string
+	// LockFile is flocked around every Load and Save; empty means
+	// DefaultLockFile, shared with fw_printenv and fw_setenv.
+	LockFile string
 }
+
+// DefaultLockFile is the lock file of libubootenv's fw_printenv/fw_setenv.
+const DefaultLockFile = "/var/lock/fw_printenv.lock"
 
 // UBoot is a U-Boot environment read and written in the format of U-Boot,
 // fw_printenv/fw_setenv (libubootenv) and mkenvimage: a little-endian CRC32
@@ -122,7 +128,7 @@ func parseFwEnvLine(f []string) (UBootCopy, error) {
 		return c, fmt.Errorf("offset %q: %w", f[1], err)
 	}
 	if c.Size, err = parseCInt(f[2], 16); err != nil {
-		return c, fmt.Errorf("env size %q: %w", f[2], err)
+		return c, fmt.Errorf("env size %q: %w (sizes are hexadecimal, as in libubootenv)", f[2], err)
 	}
 	// Like sscanf, later fields end at the first one that does not parse
 	// (a trailing comment, say).
@@ -171,8 +177,13 @@ func parseCInt(s string, base int) (int64, error) {
 	return v, nil
 }
 
-// minEnvSize leaves room for the header and the terminating empty string.
-const minEnvSize = 8
+// minEnvSize leaves room for the header and the terminating empty string;
+// maxEnvSize is far above any real CONFIG_ENV_SIZE and catches a decimal
+// size misread as hex before it costs memory.
+const (
+	minEnvSize = 8
+	maxEnvSize = 1 << 26
+)
 
 func (cfg UBootConfig) check() error {
 	switch len(cfg.Copies) {
@@ -184,7 +195,7 @@ func (cfg UBootConfig) check() error {
 		if c.Path == "" {
 			return fmt.Errorf("%w: copy %d has no device path", ErrInvalid, i)
 		}
-		if c.Size < minEnvSize || c.Size > 1<<30 {
+		if c.Size < minEnvSize || c.Size > maxEnvSize {
 			return fmt.Errorf("%w: copy %d (%s): env size %#x out of range; set it to U-Boot's CONFIG_ENV_SIZE, in hex", ErrInvalid, i, c.Path, c.Size)
 		}
 		if strings.HasPrefix(c.Path, "/dev/mtd") || strings.HasPrefix(c.Path, "/dev/ubi") {
@@ -195,6 +206,13 @@ func (cfg UBootConfig) check() error {
 		return fmt.Errorf("%w: redundant copies must have the same size, found %#x and %#x", ErrInvalid, cfg.Copies[0].Size, cfg.Copies[1].Size)
 	}
 	return nil
+}
+
+func (u *UBoot) lock() (unlock func()) {
+	if u.cfg.LockFile == "" {
+		return lockEnv(DefaultLockFile)
+	}
+	return lockEnv(u.cfg.LockFile)
 }
 
 func (u *UBoot) redundant() bool { return len(u.cfg.Copies) == 2 }
@@ -210,6 +228,7 @@ func headerLen(redundant bool) int {
 // Load implements Env. It returns the current valid copy, or a copy of the
 // defaults when no copy is valid (blank, missing or corrupted storage).
 func (u *UBoot) Load() (map[string]string, error) {
+	defer u.lock()()
 	st, err := u.state()
 	if err != nil {
 		return nil, err
@@ -251,7 +270,7 @@ func (u *UBoot) state() (ubootState, error) {
 		if b == nil {
 			continue // missing or short: blank
 		}
-		v, f, err := ParseUBootEnv(b, red)
+		v, f, err := parseUBootEnv(b, red)
 		valid[i], flags[i], vars[i] = err == nil, f, v
 	}
 	st := ubootState{current: -1, defaults: u.cfg.Defaults}
@@ -333,12 +352,12 @@ func resolveOffset(f *os.File, c UBootCopy) (int64, error) {
 	return end + c.Offset, nil
 }
 
-// ParseUBootEnv decodes one copy of a U-Boot environment (its whole size,
+// parseUBootEnv decodes one copy of a U-Boot environment (its whole size,
 // header included). It returns the variables and, for a redundant copy, its
 // flags byte. A CRC mismatch or a data area without a terminating NUL gives
 // an error wrapping ErrInvalid. Entries without '=' or with an empty name
 // are skipped, as libubootenv does; a repeated name keeps its last value.
-func ParseUBootEnv(b []byte, redundant bool) (map[string]string, byte, error) {
+func parseUBootEnv(b []byte, redundant bool) (map[string]string, byte, error) {
 	h := headerLen(redundant)
 	if len(b) < h+1 {
 		return nil, 0, fmt.Errorf("%w: U-Boot environment of %d bytes is shorter than its header", ErrInvalid, len(b))
@@ -366,12 +385,12 @@ func ParseUBootEnv(b []byte, redundant bool) (map[string]string, byte, error) {
 	return vars, flags, nil
 }
 
-// EncodeUBootEnv builds one copy of size bytes holding vars, sorted by name
+// encodeUBootEnv builds one copy of size bytes holding vars, sorted by name
 // and zero-padded as fw_setenv writes them, with the given flags byte for a
 // redundant copy.
-func EncodeUBootEnv(vars map[string]string, size int, redundant bool, flags byte) ([]byte, error) {
+func encodeUBootEnv(vars map[string]string, size int, redundant bool, flags byte) ([]byte, error) {
 	h := headerLen(redundant)
-	if size < h+1 || size > 1<<30 {
+	if size < h+1 || size > maxEnvSize {
 		return nil, fmt.Errorf("%w: environment size %d out of range", ErrInvalid, size)
 	}
 	b := make([]byte, size)
@@ -400,13 +419,14 @@ func EncodeUBootEnv(vars map[string]string, size int, redundant bool, flags byte
 // Save implements Env. With two copies it writes the copy that is not
 // current, so an interrupted write leaves the previous environment in use.
 func (u *UBoot) Save(vars map[string]string) error {
+	defer u.lock()()
 	st, err := u.state()
 	if err != nil {
 		return err
 	}
 	red := u.redundant()
 	c := u.cfg.Copies[st.next]
-	b, err := EncodeUBootEnv(vars, int(c.Size), red, st.nextFlags)
+	b, err := encodeUBootEnv(vars, int(c.Size), red, st.nextFlags)
 	if err != nil {
 		return err
 	}

@@ -115,7 +115,7 @@ func TestUBootDefaults(t *testing.T) {
 func TestUBootFlagsWrap(t *testing.T) {
 	cfg := writeConfig(t, "env1 0 0x400\nenv2 0 0x400\n")
 	dir := filepath.Dir(cfg)
-	b, _ := EncodeUBootEnv(map[string]string{"gen": "255"}, 0x400, true, 0xff)
+	b, _ := encodeUBootEnv(map[string]string{"gen": "255"}, 0x400, true, 0xff)
 	os.WriteFile(filepath.Join(dir, "env1"), b, 0o644)
 	u := mustOpenUBoot(t, cfg)
 	mustSave(t, u, map[string]string{"gen": "0"})
@@ -208,7 +208,7 @@ func TestUBootSymlinkWrittenThrough(t *testing.T) {
 		t.Fatalf("symlink replaced: %v %v", fi, err)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "target"))
-	if vars, _, err := ParseUBootEnv(b, false); err != nil || vars["a"] != "1" {
+	if vars, _, err := parseUBootEnv(b, false); err != nil || vars["a"] != "1" {
 		t.Fatalf("target not written: %v %v", vars, err)
 	}
 }
@@ -254,12 +254,12 @@ func TestParseUBootEnvMalformed(t *testing.T) {
 		copy(b[4:], tc.data)
 		crc := crcOf(b[4:])
 		copy(b, crc)
-		vars, _, err := ParseUBootEnv(b, false)
+		vars, _, err := parseUBootEnv(b, false)
 		if (err == nil) != tc.ok || (tc.ok && !reflect.DeepEqual(vars, tc.want)) {
 			t.Errorf("%s: got %v, %v", tc.name, vars, err)
 		}
 	}
-	if _, _, err := ParseUBootEnv([]byte{1, 2}, true); !errors.Is(err, ErrInvalid) {
+	if _, _, err := parseUBootEnv([]byte{1, 2}, true); !errors.Is(err, ErrInvalid) {
 		t.Errorf("short: %v", err)
 	}
 }

@@ -166,7 +166,7 @@ func TestUBootMatchesFwSetenvBytes(t *testing.T) {
 		if got[4] != byte(step+1) {
 			t.Fatalf("step %d: flags of copy %d = %d, want %d", step, written, got[4], step+1)
 		}
-		want, err := EncodeUBootEnv(vars, 0x1000, true, byte(step+1))
+		want, err := encodeUBootEnv(vars, 0x1000, true, byte(step+1))
 		if err != nil {
 			t.Fatal(err)
 		}
