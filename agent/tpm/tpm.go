@@ -3,8 +3,8 @@
 // identity key, which never leaves the TPM.
 //
 // It talks to a kernel TPM device (/dev/tpmrm0) or to swtpm over TCP, in pure
-// Go (no cgo, no tpm2-tools). It never deletes or redefines an NV index or
-// persistent key it did not create, never lowers the counter, and never
+// Go (no cgo, no tpm2-tools). It never deletes an NV index or key, never
+// touches one it did not create, never lowers the counter, and never
 // rewrites a pinned root.
 //
 // The handles it uses are fixed and listed in docs/tpm.md:
@@ -12,6 +12,15 @@
 //	AnchorIndex     0x01004650  NV, ordinary, 40 bytes: root digest ‖ counter base; write-locked
 //	CounterIndex    0x01004651  NV, TPM_NT_COUNTER, 8 bytes
 //	DeviceKeyHandle 0x81024650  persistent ECDSA P-256 signing key
+//
+// The security counter is the TPM NV counter minus a base recorded in the
+// write-locked anchor at provisioning (a re-created TPM counter starts at the
+// highest value the TPM has seen, not at 0). Raising it by d costs d atomic
+// increments: cheap, crash-safe (an interrupted raise never ends below where
+// it started) and unable to go down, at one NV write per unit, which is why
+// security counters should stay small and a single raise is capped
+// (DefaultMaxStep). Provisioning needs the owner password; reading, raising
+// and signing do not, so it can stay off the device.
 package tpm
 
 import (
