@@ -331,6 +331,9 @@ func readCounter(rw transport.TPM) (uint64, tpm2.TPM2BName, error) {
 	if err := checkCounter(pub); err != nil {
 		return 0, name, err
 	}
+	if !pub.Attributes.Written {
+		return 0, name, fmt.Errorf("anti-rollback counter NV %#08x was re-created and never incremented: provision the device again", uint32(CounterIndex))
+	}
 	data, err := nvRead(rw, CounterIndex, name, 8)
 	if err != nil {
 		return 0, name, err

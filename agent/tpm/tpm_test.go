@@ -445,3 +445,36 @@ func TestOwnerPassword(t *testing.T) {
 		t.Error("deleting the counter without the owner password succeeded")
 	}
 }
+
+// One TPM value may be shared by goroutines: commands are serialised.
+func TestConcurrentUse(t *testing.T) {
+	t.Parallel()
+	_, tp := open(t)
+	provision(t, tp)
+	k, err := tp.DeviceKey(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("x"))
+	errs := make(chan error, 30)
+	for i := range 10 {
+		go func() { errs <- tp.RaiseCounter(context.Background(), uint64(i+1)) }()
+		go func() { _, err := tp.Counter(context.Background()); errs <- err }()
+		go func() { _, err := k.Sign(nil, d[:], crypto.SHA256); errs <- err }()
+	}
+	for range 30 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if v := counter(t, tp); v != 10 {
+		t.Errorf("counter = %d, want 10", v)
+	}
+	tp.Close()
+	if _, err := k.Sign(nil, d[:], crypto.SHA256); err == nil {
+		t.Error("Sign after Close succeeded")
+	}
+	if err := tp.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+}
