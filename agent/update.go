@@ -107,6 +107,9 @@ func (a *Agent) choose(up *updater.Updater, name string, counter uint64) (*Relea
 		}
 	}
 	if len(cands) == 0 {
+		if len(others) > 0 {
+			a.log.Info("no release for this hardware", "hardware", a.cfg.Hardware, "repository_has", strings.Join(others, ","))
+		}
 		return nil, nil
 	}
 	sort.Slice(cands, func(i, j int) bool {
@@ -378,4 +381,3 @@ func versionLess(a, b string) bool {
 }
 
 func isSep(r rune) bool { return r == '.' || r == '-' || r == '+' || r == '_' || r == '~' }
-

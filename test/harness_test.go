@@ -194,12 +194,11 @@ func (d *device) assertRunning(img []byte) {
 // snapshot captures what must not change when an update is refused: the
 // running slot's bytes and the bootloader's next choice.
 type snapshot struct {
-	running  string
-	image    []byte
-	env      map[string]string
-	primary  string
-	counter  uint64
-	stateLen int
+	running string
+	image   []byte
+	env     map[string]string
+	primary string
+	counter uint64
 }
 
 func (d *device) snap() snapshot {

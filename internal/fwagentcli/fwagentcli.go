@@ -271,7 +271,7 @@ func (a *app) statusCmd() *cobra.Command {
 
 func (a *app) daemonCmd() *cobra.Command {
 	var once bool
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:   "daemon",
 		Short: "Poll the repository (interval with jitter) and install updates",
 		Args:  cobra.NoArgs,
@@ -313,6 +313,8 @@ func (a *app) daemonCmd() *cobra.Command {
 			}
 		},
 	}
+	c.Flags().BoolVar(&once, "once", false, "poll once and exit (for timers and tests)")
+	return c
 }
 
 func (a *app) simulateBootCmd() *cobra.Command {
