@@ -37,10 +37,11 @@ var _ crypto.Signer = (*Key)(nil)
 func (t *TPM) DeviceKey(ctx context.Context) (*Key, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	rw, err := t.conn(ctx)
+	rw, done, err := t.conn(ctx)
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	k, err := t.loadDeviceKey(rw)
 	if errors.Is(err, errNoKey) {
 		return nil, fmt.Errorf("device key at %#08x: %w", uint32(DeviceKeyHandle), trust.ErrNotProvisioned)
@@ -83,10 +84,11 @@ func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, 
 	}
 	k.tpm.mu.Lock()
 	defer k.tpm.mu.Unlock()
-	rw, err := k.tpm.conn(context.Background())
+	rw, done, err := k.tpm.conn(context.Background())
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	cmd := tpm2.Sign{
 		KeyHandle: tpm2.AuthHandle{Handle: DeviceKeyHandle, Name: k.name, Auth: tpm2.PasswordAuth(nil)},
 		Digest:    tpm2.TPM2BDigest{Buffer: digest},

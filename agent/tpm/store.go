@@ -46,10 +46,11 @@ func (t *TPM) ProvisionDevice(ctx context.Context, rootDigest [32]byte) (Report,
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var r Report
-	rw, err := t.conn(ctx)
+	rw, done, err := t.conn(ctx)
 	if err != nil {
 		return r, err
 	}
+	defer done()
 	if r.CounterCreated, err = t.ensureCounter(rw); err != nil {
 		return r, err
 	}
@@ -82,10 +83,11 @@ func newOrKept(created bool) string {
 func (t *TPM) PinnedRoot(ctx context.Context) ([32]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	rw, err := t.conn(ctx)
+	rw, done, err := t.conn(ctx)
 	if err != nil {
 		return [32]byte{}, err
 	}
+	defer done()
 	digest, _, err := readAnchor(rw)
 	return digest, err
 }
@@ -95,10 +97,11 @@ func (t *TPM) PinnedRoot(ctx context.Context) ([32]byte, error) {
 func (t *TPM) Counter(ctx context.Context) (uint64, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	rw, err := t.conn(ctx)
+	rw, done, err := t.conn(ctx)
 	if err != nil {
 		return 0, err
 	}
+	defer done()
 	v, _, err := readCounter(rw)
 	return v, err
 }
@@ -116,10 +119,11 @@ func (t *TPM) Counter(ctx context.Context) (uint64, error) {
 func (t *TPM) RaiseCounter(ctx context.Context, n uint64) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	rw, err := t.conn(ctx)
+	rw, done, err := t.conn(ctx)
 	if err != nil {
 		return err
 	}
+	defer done()
 	cur, name, err := readCounter(rw)
 	if err != nil || n <= cur {
 		return err
@@ -135,6 +139,9 @@ func (t *TPM) RaiseCounter(ctx context.Context, n uint64) error {
 			return fmt.Errorf("raise counter to %d: interrupted at %d (safe; raise again): %w", n, i, err)
 		}
 		if _, err := inc.Execute(rw); err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
 			return fmt.Errorf("raise counter to %d: increment at %d (safe; raise again): %w", n, i, err)
 		}
 	}

@@ -32,6 +32,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
@@ -64,6 +65,7 @@ const DefaultMaxStep = 10000
 type TPM struct {
 	mu        sync.Mutex
 	rw        transport.TPMCloser
+	sw        *swtpmConn // the same connection as rw when it is swtpm
 	ownerAuth []byte
 	maxStep   uint64
 }
@@ -113,17 +115,20 @@ func Open(ctx context.Context, addr string, opts ...Option) (*TPM, error) {
 	default:
 		return nil, fmt.Errorf("open TPM %q: want a device path like /dev/tpmrm0 or tcp://127.0.0.1:PORT", addr)
 	}
-	rw = retrying{rw}
-	t := &TPM{rw: rw, maxStep: DefaultMaxStep}
+	t := &TPM{rw: retrying{rw}, maxStep: DefaultMaxStep}
+	t.sw, _ = rw.(*swtpmConn)
 	for _, o := range opts {
 		o(t)
 	}
 	// swtpm started without startup-clear needs TPM2_Startup; everywhere
 	// else it answers TPM_RC_INITIALIZE, which is harmless.
-	if strings.HasPrefix(addr, "tcp://") {
-		if _, err := (tpm2.Startup{StartupType: tpm2.TPMSUClear}).Execute(rw); err != nil && !errors.Is(err, tpm2.TPMRCInitialize) {
+	if t.sw != nil {
+		stop := context.AfterFunc(ctx, t.sw.interrupt)
+		_, err := tpm2.Startup{StartupType: tpm2.TPMSUClear}.Execute(t.rw)
+		stop()
+		if err != nil && !errors.Is(err, tpm2.TPMRCInitialize) {
 			rw.Close()
-			return nil, fmt.Errorf("start up TPM at %s: %w", addr, err)
+			return nil, fmt.Errorf("start up TPM at %s: %w (another program may be holding swtpm's single connection)", addr, err)
 		}
 	}
 	return t, nil
@@ -144,15 +149,29 @@ func (t *TPM) Close() error {
 // Kind returns "tpm".
 func (t *TPM) Kind() string { return "tpm" }
 
-// conn returns the transport, or an error if t is closed. Callers hold t.mu.
-func (t *TPM) conn(ctx context.Context) (transport.TPM, error) {
+// conn returns the transport for one operation under ctx, and a function to
+// call when the operation ends. Callers hold t.mu. On swtpm, cancelling ctx
+// aborts a command that is waiting for an answer (the connection is then
+// unusable); a kernel TPM device answers promptly and is not interrupted.
+func (t *TPM) conn(ctx context.Context) (transport.TPM, func(), error) {
 	if t.rw == nil {
-		return nil, errors.New("TPM connection is closed: call tpm.Open again")
+		return nil, nil, errors.New("TPM connection is closed: call tpm.Open again")
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return t.rw, nil
+	if t.sw == nil {
+		return t.rw, func() {}, nil
+	}
+	sw := t.sw
+	stop := context.AfterFunc(ctx, sw.interrupt)
+	return t.rw, func() {
+		if !stop() {
+			// Cancelled while the operation ran: a command may have been
+			// cut off half-way, so the stream cannot be trusted.
+			sw.fail(errInterrupted)
+		}
+	}, nil
 }
 
 func (t *TPM) owner() tpm2.AuthHandle {
@@ -188,7 +207,18 @@ func (r retrying) Send(cmd []byte) ([]byte, error) {
 // (which swtpm serves to one client at a time, blocking swtpm_ioctl) and
 // assumes a TCP read returns a whole response, so we use this instead.
 type swtpmConn struct {
-	c net.Conn
+	c           net.Conn
+	interrupted atomic.Bool // set by interrupt, checked by Send
+	mu          sync.Mutex
+	broken      error // set once the stream is out of step
+}
+
+var errInterrupted = errors.New("swtpm: command interrupted: context cancelled")
+
+// interrupt makes a Send that is waiting, or about to start, fail at once.
+func (s *swtpmConn) interrupt() {
+	s.interrupted.Store(true)
+	_ = s.c.SetDeadline(time.Unix(1, 0))
 }
 
 // tpmSendCommand is the simulator protocol's TPM_SEND_COMMAND.
@@ -206,10 +236,39 @@ func dialSwtpm(ctx context.Context, hostport string) (*swtpmConn, error) {
 	return &swtpmConn{c: c}, nil
 }
 
-// Send implements transport.TPM.
+// Send implements transport.TPM. After any failure the connection is out of
+// step with swtpm (an answer may still arrive) and refuses further commands.
 func (s *swtpmConn) Send(cmd []byte) ([]byte, error) {
+	s.mu.Lock()
+	broken := s.broken
+	s.mu.Unlock()
+	if broken != nil {
+		return nil, fmt.Errorf("swtpm connection unusable after an earlier error (open the TPM again): %w", broken)
+	}
+	rsp, err := s.send(cmd)
+	if err != nil {
+		s.fail(err)
+	}
+	return rsp, err
+}
+
+// fail records the first error that put the stream out of step.
+func (s *swtpmConn) fail(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.broken == nil {
+		s.broken = err
+	}
+}
+
+func (s *swtpmConn) send(cmd []byte) ([]byte, error) {
 	if err := s.c.SetDeadline(time.Now().Add(commandTimeout)); err != nil {
 		return nil, fmt.Errorf("swtpm: %w", err)
+	}
+	// interrupt stores the flag before moving the deadline, so either we see
+	// the flag here or its deadline replaces ours.
+	if s.interrupted.Load() {
+		return nil, errInterrupted
 	}
 	hdr := make([]byte, 9, 9+len(cmd))
 	binary.BigEndian.PutUint32(hdr[0:], tpmSendCommand)

@@ -220,6 +220,9 @@ func TestCounterInterrupted(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled raise = %v, want context.Canceled", err)
 	}
+	// A cancelled operation may leave swtpm's connection out of step.
+	tp.Close()
+	tp = openSim(t, sim)
 	mid := counter(t, tp)
 	t.Logf("cancelled at %d", mid)
 	if mid < 40 || mid > 40+1000 {
@@ -476,5 +479,27 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	if err := tp.Close(); err != nil {
 		t.Errorf("second Close = %v", err)
+	}
+}
+
+// swtpm serves one connection at a time; a cancelled context gets a waiting
+// client out.
+func TestSwtpmBusy(t *testing.T) {
+	t.Parallel()
+	sim, first := open(t)
+	provision(t, first)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if second, err := Open(ctx, sim.Addr()); err == nil {
+		second.Close()
+		t.Fatal("second connection to a busy swtpm succeeded")
+	} else if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Open on a busy swtpm returned after %v: %v", took, err)
+	} else {
+		t.Log(err)
+	}
+	if v := counter(t, first); v != 0 {
+		t.Errorf("first connection: counter = %d", v)
 	}
 }
