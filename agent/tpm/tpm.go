@@ -128,6 +128,9 @@ func Open(ctx context.Context, addr string, opts ...Option) (*TPM, error) {
 		stop()
 		if err != nil && !errors.Is(err, tpm2.TPMRCInitialize) {
 			rw.Close()
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
 			return nil, fmt.Errorf("start up TPM at %s: %w (another program may be holding swtpm's single connection)", addr, err)
 		}
 	}

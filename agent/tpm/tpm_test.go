@@ -494,6 +494,8 @@ func TestSwtpmBusy(t *testing.T) {
 	if second, err := Open(ctx, sim.Addr()); err == nil {
 		second.Close()
 		t.Fatal("second connection to a busy swtpm succeeded")
+	} else if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Open on a busy swtpm = %v, want context.DeadlineExceeded", err)
 	} else if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("Open on a busy swtpm returned after %v: %v", took, err)
 	} else {
