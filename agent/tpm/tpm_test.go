@@ -129,21 +129,28 @@ func TestProvision(t *testing.T) {
 
 func TestPinIsWriteLocked(t *testing.T) {
 	t.Parallel()
-	_, tp := open(t)
+	sim, tp := open(t)
 	provision(t, tp)
-	_, name, err := nvPublic(tp.rw, AnchorIndex)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := append(rootB[:], make([]byte, 8)...)
-	w := tpm2.NVWrite{AuthHandle: tp.owner(), NVIndex: tpm2.NamedHandle{Handle: AnchorIndex, Name: name},
-		Data: tpm2.TPM2BMaxNVBuffer{Buffer: data}}
-	if _, err := w.Execute(tp.rw); !errors.Is(err, tpm2.TPMRCNVLocked) {
-		t.Fatalf("overwriting the pin = %v, want TPM_RC_NV_LOCKED", err)
-	}
-	got, err := tp.PinnedRoot(context.Background())
-	if err != nil || got != rootA {
-		t.Errorf("PinnedRoot = %x, %v; want %x", got, err, rootA)
+	for _, when := range []string{"after provisioning", "after a restart"} {
+		if when == "after a restart" {
+			tp.Close()
+			sim.Restart()
+			tp = openSim(t, sim)
+		}
+		_, name, err := nvPublic(tp.rw, AnchorIndex)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data := append(rootB[:], make([]byte, 8)...)
+		w := tpm2.NVWrite{AuthHandle: tp.owner(), NVIndex: tpm2.NamedHandle{Handle: AnchorIndex, Name: name},
+			Data: tpm2.TPM2BMaxNVBuffer{Buffer: data}}
+		if _, err := w.Execute(tp.rw); !errors.Is(err, tpm2.TPMRCNVLocked) {
+			t.Fatalf("overwriting the pin %s = %v, want TPM_RC_NV_LOCKED", when, err)
+		}
+		got, err := tp.PinnedRoot(context.Background())
+		if err != nil || got != rootA {
+			t.Errorf("PinnedRoot %s = %x, %v; want %x", when, got, err, rootA)
+		}
 	}
 }
 
