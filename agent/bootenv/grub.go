@@ -31,10 +31,10 @@ type GRUB struct {
 	Path string
 }
 
-// Load implements Env. A missing file is an empty environment.
+// Load implements Env. A missing or empty file is an empty environment.
 func (g GRUB) Load() (map[string]string, error) {
 	b, err := os.ReadFile(g.Path)
-	if errors.Is(err, os.ErrNotExist) {
+	if errors.Is(err, os.ErrNotExist) || err == nil && len(b) == 0 {
 		return map[string]string{}, nil
 	}
 	if err != nil {

@@ -66,6 +66,8 @@ func TestGRUBSaveLeavesFileOnError(t *testing.T) {
 	if len(entries) != 1 {
 		t.Fatalf("temp files left behind: %v", entries)
 	}
+	os.WriteFile(p, nil, 0o644)
+	assertVars(t, mustLoad(t, g), map[string]string{}) // blank
 	os.WriteFile(p, []byte("not a grubenv"), 0o644)
 	if _, err := g.Load(); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("Load of garbage: err = %v, want ErrInvalid", err)
