@@ -1,7 +1,12 @@
 // Package tpmtest runs a private swtpm for tests: one per test, on free
-// local ports, with its state under t.TempDir(). It skips the test when swtpm
-// is not installed, or fails it under FW_REQUIRE_REAL=1 (see internal/testenv).
-// It is for tests only and never used by the agent.
+// local ports, with its own state directory that is removed when the test
+// ends. It skips the test when swtpm is not installed, or fails it under
+// FW_REQUIRE_REAL=1 (see internal/testenv). It is for tests only and never
+// used by the agent.
+//
+// The state lives in /dev/shm when that exists, else under t.TempDir():
+// swtpm syncs its state file on every NV write, which makes a counter
+// increment about 1.5 ms on disk and 0.2 ms in memory.
 package tpmtest
 
 import (
@@ -41,7 +46,7 @@ func Start(t testing.TB) *Sim {
 		t:     t,
 		swtpm: testenv.LookPath(t, "swtpm", hint),
 		ioctl: testenv.LookPath(t, "swtpm_ioctl", hint),
-		dir:   filepath.Join(t.TempDir(), "tpmstate"),
+		dir:   stateDir(t),
 	}
 	s.start()
 	t.Cleanup(s.Stop)
@@ -151,6 +156,18 @@ func (s *Sim) run(port int) error {
 	_ = cmd.Process.Kill()
 	<-done
 	return fmt.Errorf("swtpm not ready after 10s: %s", stderr.Bytes())
+}
+
+// stateDir returns an empty directory for swtpm's state that is removed
+// when t ends (after swtpm is stopped: cleanups run last-in first-out).
+func stateDir(t testing.TB) string {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if dir, err := os.MkdirTemp("/dev/shm", "fwctl-swtpm-"); err == nil {
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			return dir
+		}
+	}
+	return filepath.Join(t.TempDir(), "tpmstate")
 }
 
 func dialable(addr string) bool {
