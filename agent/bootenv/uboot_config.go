@@ -27,6 +27,8 @@ type UBootCopy struct {
 // UBootConfig describes a U-Boot environment: one copy, or two redundant
 // copies (U-Boot's CONFIG_SYS_REDUNDAND_ENVIRONMENT).
 type UBootConfig struct {
+	// Copies are the environment's one or two copies, in fw_env.config
+	// order: with two, the first is copy 0 for U-Boot's flags counter.
 	Copies []UBootCopy
 	// Defaults is what Load returns when no copy is valid (blank or
 	// corrupted storage), like U-Boot's built-in default environment.
@@ -49,7 +51,8 @@ const DefaultLockFile = "/var/lock/fw_printenv.lock"
 // ignored, as libubootenv does. The offset takes a 0x (hex), 0 (octal) or
 // decimal number; sizes are always hexadecimal, with or without 0x, as in
 // libubootenv ("10000" is 64 KiB). The first two device lines are used; two
-// lines mean redundant copies.
+// lines mean redundant copies. Unlike libubootenv, which silently skips it,
+// a line whose offset or size does not parse is an error.
 func ParseFwEnvConfig(b []byte) (UBootConfig, error) {
 	var cfg UBootConfig
 	for n, line := range strings.Split(string(b), "\n") {
