@@ -55,7 +55,7 @@ const (
 )
 
 // DefaultMaxStep is the largest single raise RaiseCounter performs unless
-// WithMaxStep says otherwise: each unit is one NV write, about 1 ms on swtpm
+// WithMaxStep says otherwise: each unit is one NV write, 0.2–1.5 ms on swtpm
 // and up to tens of ms on a discrete TPM that throttles NV writes.
 const DefaultMaxStep = 10000
 
