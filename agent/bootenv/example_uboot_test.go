@@ -127,6 +127,61 @@ func TestExampleUBootBootcount(t *testing.T) {
 	}
 }
 
+// TestUBootExportMatches has U-Boot import an environment we encoded and
+// export it again (env export -c writes what saveenv stores): our parser
+// must read U-Boot's bytes, and our encoder must produce them exactly.
+func TestUBootExportMatches(t *testing.T) {
+	qemu, firmware := needUBootQEMU(t)
+	// env export -c always writes the board's CONFIG_ENV_SIZE (256 KiB for
+	// qemu_arm64). Only the first 8 KiB are dumped over the console; the
+	// rest must be zero padding, which the CRC then confirms.
+	const size, boardSize = 0x2000, 0x40000
+	ours := map[string]string{"BOOT_ORDER": "B A", "BOOT_A_LEFT": "3", "msg": "grüße ✓", "zz": "a=b c"}
+	img, err := encodeUBootEnv(ours, size, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	envFile := filepath.Join(t.TempDir(), "env.bin")
+	os.WriteFile(envFile, img, 0o644)
+	out := runUBoot(t, qemu, firmware,
+		[]string{"-device", "loader,file=" + envFile + ",addr=0x48000000,force-raw=on"},
+		fmt.Sprintf("env import -c 0x48000000 %#x && env export -c 0x4a000000 && md.b 0x4a000000 %#x && echo DUMPED; reset", size, size))
+	if !strings.Contains(out, "DUMPED") {
+		t.Fatalf("U-Boot did not import and export:\n%s", out)
+	}
+	// md.b lines: "4a000010: 61 62 ...    ab..."
+	line := regexp.MustCompile(`(?m)^4a([0-9a-f]{6}): ((?:[0-9a-f]{2} ){1,16})`)
+	exported := make([]byte, boardSize)
+	n := 0
+	for _, m := range line.FindAllStringSubmatch(out, -1) {
+		var off int
+		fmt.Sscanf(m[1], "%x", &off)
+		for i, h := range strings.Fields(m[2]) {
+			fmt.Sscanf(h, "%x", &exported[off+i])
+			n++
+		}
+	}
+	if n != size {
+		t.Fatalf("parsed %d bytes of the dump, want %d", n, size)
+	}
+	vars, _, err := parseUBootEnv(exported, false)
+	if err != nil {
+		t.Fatalf("U-Boot's export: %v", err)
+	}
+	for k, v := range ours {
+		if vars[k] != v {
+			t.Errorf("U-Boot exported %s=%q, want %q", k, vars[k], v)
+		}
+	}
+	if len(vars) <= len(ours) {
+		t.Errorf("U-Boot's export lacks its default environment: %q", vars)
+	}
+	again, err := encodeUBootEnv(vars, boardSize, false, 0)
+	if err != nil || !bytes.Equal(again, exported) {
+		t.Errorf("our encoding of U-Boot's variables differs from U-Boot's export (err %v)", err)
+	}
+}
+
 // needUBootQEMU returns qemu-system-aarch64 and Debian's qemu_arm64 U-Boot,
 // or skips (fails under FW_REQUIRE_REAL=1) without them.
 func needUBootQEMU(t *testing.T) (qemu, firmware string) {
