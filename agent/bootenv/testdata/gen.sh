@@ -2,6 +2,7 @@
 # Regenerates the golden vectors in this directory with the real tools
 # (Debian 12: apt-get install -y libubootenv-tool u-boot-tools grub-common).
 # Each vector is checked by golden_test.go without the tools installed.
+# grubenv-fwctl is our own encoder's output: go test -run GoldenGrub -update.
 set -eu
 cd "$(dirname "$0")"
 
