@@ -32,7 +32,7 @@ alive() {
 
 # ready: true once swtpm answers on its control channel.
 ready() {
-	swtpm_ioctl --tcp "127.0.0.1:$ctrl" -g >/dev/null 2>&1
+	swtpm_ioctl --tcp "127.0.0.1:$ctrl" -c >/dev/null 2>&1
 }
 
 case $cmd in

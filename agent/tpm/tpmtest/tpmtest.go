@@ -32,7 +32,10 @@ type Sim struct {
 	swtpm  string
 	ioctl  string
 	dir    string
-	port   int // command port; control is port+1
+	port   int    // TPM command port
+	ctrl   string // swtpm's control socket
+	socks  string // directory for control sockets, short enough for Unix paths
+	starts int
 	cmd    *exec.Cmd
 	stderr *bytes.Buffer
 	done   chan struct{}
@@ -47,6 +50,7 @@ func Start(t testing.TB) *Sim {
 		swtpm: testenv.LookPath(t, "swtpm", hint),
 		ioctl: testenv.LookPath(t, "swtpm_ioctl", hint),
 		dir:   stateDir(t),
+		socks: tempDir(t, "fwctl-swtpm-ctrl-"),
 	}
 	s.start()
 	t.Cleanup(s.Stop)
@@ -76,8 +80,7 @@ func (s *Sim) Stop() {
 	if s.cmd == nil {
 		return
 	}
-	ctrl := "127.0.0.1:" + strconv.Itoa(s.port+1)
-	if out, err := exec.Command(s.ioctl, "--tcp", ctrl, "-s").CombinedOutput(); err != nil {
+	if out, err := exec.Command(s.ioctl, "--unix", s.ctrl, "-s").CombinedOutput(); err != nil {
 		s.t.Logf("swtpm_ioctl -s: %v: %s (killing swtpm)", err, out)
 	}
 	select {
@@ -107,32 +110,35 @@ func (s *Sim) start() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var last error
-	// Another test may grab the ports between our check and swtpm's bind:
-	// try a few pairs.
+	// Another test may take the port between our check and swtpm's bind;
+	// swtpm then exits and we try another.
 	for range 5 {
-		port, err := freePortPair()
-		if err != nil {
-			last = err
-			continue
-		}
-		if last = s.run(port); last == nil {
+		if last = s.run(); last == nil {
 			return
 		}
 	}
 	s.t.Fatalf("start swtpm: %v", last)
 }
 
-func (s *Sim) run(port int) error {
-	p := strconv.Itoa(port)
-	c := strconv.Itoa(port + 1)
-	cmd := exec.Command(s.swtpm, "socket", "--tpm2",
-		"--server", "type=tcp,port="+p+",bindaddr=127.0.0.1",
-		"--ctrl", "type=tcp,port="+c+",bindaddr=127.0.0.1",
-		"--tpmstate", "dir="+s.dir,
-		"--flags", "not-need-init,startup-clear")
+// run starts swtpm with its TPM port on TCP and its control channel on a
+// Unix socket of its own, so that readiness checks and shutdown can never
+// reach another test's swtpm.
+func (s *Sim) run() error {
 	if err := os.MkdirAll(s.dir, 0o700); err != nil {
 		return fmt.Errorf("swtpm state dir: %w", err)
 	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.starts++
+	ctrl := filepath.Join(s.socks, "ctrl"+strconv.Itoa(s.starts))
+	p := strconv.Itoa(port)
+	cmd := exec.Command(s.swtpm, "socket", "--tpm2",
+		"--server", "type=tcp,port="+p+",bindaddr=127.0.0.1",
+		"--ctrl", "type=unixio,path="+ctrl,
+		"--tpmstate", "dir="+s.dir,
+		"--flags", "not-need-init,startup-clear")
 	stderr := new(bytes.Buffer)
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	if err := cmd.Start(); err != nil {
@@ -140,15 +146,19 @@ func (s *Sim) run(port int) error {
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		select {
 		case <-done:
 			return fmt.Errorf("swtpm exited early: %s", stderr.Bytes())
 		default:
 		}
-		if dialable("127.0.0.1:"+p) && dialable("127.0.0.1:"+c) {
-			s.cmd, s.port, s.stderr, s.done = cmd, port, stderr, done
+		if exec.Command(s.ioctl, "--unix", ctrl, "-c").Run() == nil && dialable("127.0.0.1:"+p) {
+			select {
+			case <-done: // the port answered, but not for our swtpm
+				return fmt.Errorf("swtpm exited early: %s", stderr.Bytes())
+			default:
+			}
+			s.cmd, s.port, s.ctrl, s.stderr, s.done = cmd, port, ctrl, stderr, done
 			return nil
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -170,6 +180,18 @@ func stateDir(t testing.TB) string {
 	return filepath.Join(t.TempDir(), "tpmstate")
 }
 
+// tempDir returns a new directory with a short path under os.TempDir(),
+// removed when t ends. t.TempDir() paths can exceed the 108 bytes a Unix
+// socket path may have.
+func tempDir(t testing.TB, prefix string) string {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatalf("swtpm: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
 func dialable(addr string) bool {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -179,20 +201,12 @@ func dialable(addr string) bool {
 	return true
 }
 
-// freePortPair finds a port P such that P and P+1 are both free right now.
-func freePortPair() (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l2, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port+1))
-		l.Close()
-		if err == nil {
-			l2.Close()
-			return port, nil
-		}
+// freePort returns a local TCP port that is free right now.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port for swtpm: %w", err)
 	}
-	return 0, fmt.Errorf("no free pair of adjacent local ports")
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
