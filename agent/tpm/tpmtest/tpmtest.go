@@ -1,8 +1,8 @@
-// Package tpmtest runs a private swtpm for tests: one per test, on free
-// local ports, with its own state directory that is removed when the test
-// ends. It skips the test when swtpm is not installed, or fails it under
-// FW_REQUIRE_REAL=1 (see internal/testenv). It is for tests only and never
-// used by the agent.
+// Package tpmtest runs a private swtpm for tests: one per test, on a free
+// local TCP port with a private control socket, and its own state directory
+// that is removed when the test ends. It skips the test when swtpm is not
+// installed, or fails it under FW_REQUIRE_REAL=1 (see internal/testenv). It
+// is for tests only and never used by the agent.
 //
 // The state lives in /dev/shm when that exists, else under t.TempDir():
 // swtpm syncs its state file on every NV write, which makes a counter
