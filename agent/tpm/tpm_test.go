@@ -266,12 +266,11 @@ func TestCounterRedefined(t *testing.T) {
 	_, tp := open(t)
 	provision(t, tp)
 	raise(t, tp, 40)
-	u := tpm2.NVUndefineSpace{AuthHandle: tp.owner(), NVIndex: tpm2.NamedHandle{Handle: CounterIndex}}
 	_, name, err := nvPublic(tp.rw, CounterIndex)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.NVIndex = tpm2.NamedHandle{Handle: CounterIndex, Name: name}
+	u := tpm2.NVUndefineSpace{AuthHandle: tp.owner(), NVIndex: tpm2.NamedHandle{Handle: CounterIndex, Name: name}}
 	if _, err := u.Execute(tp.rw); err != nil {
 		t.Fatal(err)
 	}
