@@ -79,6 +79,16 @@ func New(cfg *Config, store trust.Store, log *slog.Logger) (*Agent, error) {
 	}
 	c := tufclient.New(cfg.Repository, filepath.Join(cfg.StateDir, "metadata"))
 	c.StallTimeout = time.Duration(cfg.StallTimeout)
+	c.Retry = tufclient.DefaultRetry
+	if cfg.DownloadAttempts > 0 {
+		c.Retry.Attempts = cfg.DownloadAttempts
+	}
+	if cfg.RetryBackoff > 0 {
+		c.Retry.Backoff = time.Duration(cfg.RetryBackoff)
+	}
+	c.OnRetry = func(attempt int, offset int64, err error) {
+		log.Warn("download broke off; resuming", "attempt", attempt, "offset", offset, "err", err)
+	}
 	return &Agent{cfg: cfg, trust: store, log: log, Now: time.Now, client: c,
 		sw: &boot.Switch{Env: env, Slots: cfg.SlotNames(), Tries: cfg.Bootloader.Tries}}, nil
 }

@@ -35,6 +35,10 @@ type Config struct {
 	PollJitter   Duration `json:"poll_jitter"`
 	// StallTimeout aborts downloads that receive nothing for this long.
 	StallTimeout Duration `json:"stall_timeout"`
+	// DownloadAttempts is how often a broken download is tried (default 5);
+	// RetryBackoff the first wait between tries, doubling (default 1s).
+	DownloadAttempts int      `json:"download_attempts,omitempty"`
+	RetryBackoff     Duration `json:"retry_backoff,omitempty"`
 	// RebootCommand, if set, is run by the daemon after an install.
 	RebootCommand []string `json:"reboot_command,omitempty"`
 }

@@ -28,6 +28,9 @@ type SlotState struct {
 	Counter uint64 `json:"counter,omitempty"`
 	SHA256  string `json:"sha256,omitempty"`
 	Length  int64  `json:"length,omitempty"`
+	// Written is, while Status is "writing", how many bytes are durably in
+	// the slot: an interrupted install resumes from there.
+	Written int64 `json:"written,omitempty"`
 }
 
 // Install is an installed, not yet confirmed update.

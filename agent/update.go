@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"sort"
@@ -205,7 +206,13 @@ func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, e
 	if err := a.sw.Disable(target); err != nil {
 		return nil, fmt.Errorf("disable slot %s before writing: %w", target, err)
 	}
-	st.Slots[target] = &SlotState{Status: SlotWriting, Target: rel.Target, Version: rel.Version}
+	prev := st.Slots[target]
+	resumeAt := int64(0)
+	if prev != nil && prev.Status == SlotWriting && prev.SHA256 == rel.SHA256 && prev.Written > 0 && prev.Written < rel.Length {
+		resumeAt = prev.Written
+	}
+	st.Slots[target] = &SlotState{Status: SlotWriting, Target: rel.Target, Version: rel.Version,
+		Counter: rel.Counter, SHA256: rel.SHA256, Length: rel.Length, Written: resumeAt}
 	if err := a.saveState(st); err != nil {
 		return nil, err
 	}
@@ -216,15 +223,7 @@ func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, e
 		}
 		return nil, err
 	}
-	w, err := sl.Create()
-	if err != nil {
-		return fail(err)
-	}
-	if err := a.client.Download(ctx, up, rel.tf, w, a.Progress); err != nil {
-		w.Abort()
-		return fail(classify(fmt.Errorf("download %s into slot %s: %w", rel.Target, target, err)))
-	}
-	if err := w.Commit(); err != nil {
+	if err := a.write(ctx, up, rel, sl, st, resumeAt); err != nil {
 		return fail(err)
 	}
 	if err := sl.Verify(rel.Length, rel.SHA256); err != nil {
@@ -247,6 +246,60 @@ func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, e
 	res.Installed, res.Slot, res.RebootNeeded = true, target, true
 	res.Message = fmt.Sprintf("installed %s (version %s) into slot %s; reboot to try it, then run 'fwagent confirm'", rel.Target, rel.Version, target)
 	return res, nil
+}
+
+// checkpointEvery is how often (in bytes) an install makes its progress
+// durable, so that after a power loss it resumes instead of restarting.
+const checkpointEvery = 16 << 20
+
+// write streams rel into slot sl, resuming at offset when the slot already
+// holds that many verified-by-hash bytes of it.
+func (a *Agent) write(ctx context.Context, up *updater.Updater, rel *Release, sl slot.Slot, st *State, offset int64) error {
+	h := sha256.New()
+	var w *slot.Writer
+	var err error
+	if offset > 0 {
+		a.log.Info("resuming interrupted install", "slot", sl.Name, "offset", offset)
+		if err := sl.HashInto(h, offset); err != nil {
+			a.log.Warn("cannot resume; starting over", "err", err)
+			offset, h = 0, sha256.New()
+		}
+	}
+	if offset > 0 {
+		w, err = sl.Resume(offset)
+	} else {
+		w, err = sl.Create()
+	}
+	if err != nil {
+		return err
+	}
+	cw := &checkpointWriter{w: w, next: offset + checkpointEvery, save: func(n int64) error {
+		if err := w.Sync(); err != nil {
+			return err
+		}
+		st.Slots[sl.Name].Written = n
+		return a.saveState(st)
+	}}
+	if err := a.client.Resume(ctx, up, rel.tf, cw, h, offset, a.Progress); err != nil {
+		w.Abort()
+		return classify(fmt.Errorf("download %s into slot %s: %w", rel.Target, sl.Name, err))
+	}
+	return w.Commit()
+}
+
+type checkpointWriter struct {
+	w    *slot.Writer
+	next int64
+	save func(n int64) error
+}
+
+func (c *checkpointWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if err == nil && c.w.Offset() >= c.next {
+		c.next = c.w.Offset() + checkpointEvery
+		err = c.save(c.w.Offset())
+	}
+	return n, err
 }
 
 // reconcile brings the state file in line with what booted: a pending

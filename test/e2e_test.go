@@ -346,3 +346,51 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+func TestResumeAfterBrokenConnection(t *testing.T) {
+	r, d := installed(t)
+	var served int64
+	var ranges []string
+	broken := false
+	r.wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {
+		if !strings.HasPrefix(req.URL.Path, "/targets/") {
+			next.ServeHTTP(w, req)
+			return
+		}
+		ranges = append(ranges, req.Header.Get("Range"))
+		if broken {
+			rec := &countingWriter{ResponseWriter: w}
+			next.ServeHTTP(rec, req)
+			served += rec.n
+			return
+		}
+		broken = true
+		f, _ := os.Open(filepath.Join(r.pub, req.URL.Path))
+		defer f.Close()
+		fi, _ := f.Stat()
+		w.Header().Set("Content-Length", strconv.FormatInt(fi.Size(), 10))
+		n, _ := io.CopyN(w, f, fi.Size()/2)
+		served += n
+		w.(http.Flusher).Flush()
+		conn, _, _ := w.(http.Hijacker).Hijack()
+		conn.Close()
+	}
+	d.mustInstall(mustRead(t, targetFile(t, r, "2.0.0")))
+	if len(ranges) != 2 || ranges[0] != "" || !strings.HasPrefix(ranges[1], "bytes=") {
+		t.Fatalf("requests' Range headers %q, want a resumed second request", ranges)
+	}
+	if served > 50_000*11/10 {
+		t.Fatalf("served %d bytes for a 50000-byte image: the download restarted instead of resuming", served)
+	}
+}
+
+type countingWriter struct {
+	http.ResponseWriter
+	n int64
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(b)
+	c.n += int64(n)
+	return n, err
+}

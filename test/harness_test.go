@@ -115,7 +115,7 @@ func newDevice(t *testing.T, url, hardware string) *device {
 		"slots":         map[string]string{"A": "slotA.img", "B": "slotB.img"},
 		"bootloader":    map[string]any{"type": "file", "path": "bootenv", "tries": 3},
 		"booted_slot":   map[string]string{"cmdline": "cmdline"},
-		"stall_timeout": "2s",
+		"stall_timeout": "2s", "download_attempts": 3, "retry_backoff": "50ms",
 	}
 	b, _ := json.Marshal(cfg)
 	os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)

@@ -47,6 +47,32 @@ func (s Slot) Create() (*Writer, error) {
 	return &Writer{f: f, regular: regular}, nil
 }
 
+// Resume opens the slot for writing at offset, keeping the bytes before it
+// (an interrupted install continues where its last checkpoint was).
+func (s Slot) Resume(offset int64) (*Writer, error) {
+	w, err := s.Create()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.f.Seek(offset, io.SeekStart); err != nil {
+		w.f.Close()
+		return nil, fmt.Errorf("seek slot %s to %d: %w", s.Name, offset, err)
+	}
+	w.n = offset
+	return w, nil
+}
+
+// Offset returns how many bytes of the image the writer holds.
+func (w *Writer) Offset() int64 { return w.n }
+
+// Sync makes everything written so far durable.
+func (w *Writer) Sync() error {
+	if err := w.f.Sync(); err != nil {
+		return fmt.Errorf("fsync slot: %w", err)
+	}
+	return nil
+}
+
 // Write implements io.Writer.
 func (w *Writer) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
@@ -84,6 +110,20 @@ func (s Slot) Verify(length int64, want string) error {
 		return fmt.Errorf("%w: slot %s holds %d bytes with sha256 %s, want %d bytes with %s", ErrVerify, s.Name, n, got, length, want)
 	}
 	return nil
+}
+
+// HashInto feeds the slot's first length bytes to h.
+func (s Slot) HashInto(h io.Writer, length int64) error {
+	f, err := os.Open(s.Path)
+	if err != nil {
+		return fmt.Errorf("read slot %s: %w", s.Name, err)
+	}
+	defer f.Close()
+	n, err := io.Copy(h, io.LimitReader(f, length))
+	if err == nil && n != length {
+		err = fmt.Errorf("slot %s holds %d bytes, want at least %d", s.Name, n, length)
+	}
+	return err
 }
 
 // Hash returns the SHA-256 of the slot's first length bytes (the whole slot

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"net/url"
@@ -46,6 +47,10 @@ type Client struct {
 	StallTimeout time.Duration
 	// RefTime, when set, replaces the clock for expiry checks (tests).
 	RefTime time.Time
+	// Retry controls resuming broken target downloads (DefaultRetry if zero).
+	Retry Retry
+	// OnRetry, when set, is told about each resumed download.
+	OnRetry func(attempt int, offset int64, err error)
 	// OnRoot, when set, is called with every root version fetched during
 	// Refresh, before it is trusted, so callers can archive the chain.
 	OnRoot func(version int64, data []byte)
@@ -105,22 +110,45 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 
 // get streams u into w, refusing more than maxLength bytes.
 func (c *Client) get(ctx context.Context, u string, maxLength int64, w io.Writer) error {
+	_, err := c.getFrom(ctx, u, 0, maxLength, w)
+	return err
+}
+
+// getFrom streams u from byte offset on into w (asking with HTTP Range when
+// offset > 0) and returns how many bytes it wrote. A server that ignores
+// Range is handled by skipping the bytes already written. No more than
+// maxLength bytes in total are accepted.
+func (c *Client) getFrom(ctx context.Context, u string, offset, maxLength int64, w io.Writer) (int64, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	if offset > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
 	}
 	res, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrTransport, err)
+		return 0, fmt.Errorf("%w: %w", ErrTransport, err)
 	}
 	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		return &metadata.ErrDownloadHTTP{StatusCode: res.StatusCode, URL: u}
+	skip := int64(0)
+	switch {
+	case offset > 0 && res.StatusCode == http.StatusPartialContent:
+		var start int64
+		if _, err := fmt.Sscanf(res.Header.Get("Content-Range"), "bytes %d-", &start); err != nil || start != offset {
+			return 0, fmt.Errorf("%w: %s: asked for bytes from %d, got Content-Range %q", ErrTransport, u, offset, res.Header.Get("Content-Range"))
+		}
+	case offset > 0 && res.StatusCode == http.StatusRequestedRangeNotSatisfiable:
+		return 0, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s: server has no bytes from %d on", u, offset)}
+	case res.StatusCode == http.StatusOK:
+		skip = offset // Range ignored: the whole file comes again
+	default:
+		return 0, &metadata.ErrDownloadHTTP{StatusCode: res.StatusCode, URL: u}
 	}
-	if res.ContentLength > maxLength {
-		return &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s: server announces %d bytes, at most %d allowed", u, res.ContentLength, maxLength)}
+	if res.ContentLength >= 0 && res.ContentLength-skip > maxLength-offset {
+		return 0, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s: server announces %d more bytes, at most %d allowed", u, res.ContentLength-skip, maxLength-offset)}
 	}
 	stall := c.StallTimeout
 	if stall <= 0 {
@@ -134,22 +162,27 @@ func (c *Client) get(ctx context.Context, u string, maxLength int64, w io.Writer
 		k, rerr := res.Body.Read(buf)
 		if k > 0 {
 			timer.Reset(stall)
-			n += int64(k)
-			if n > maxLength {
-				return &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s: more than the allowed %d bytes", u, maxLength)}
+			b := buf[:k]
+			if skip > 0 {
+				d := min(skip, int64(len(b)))
+				b, skip = b[d:], skip-d
 			}
-			if _, err := w.Write(buf[:k]); err != nil {
-				return err
+			if offset+n+int64(len(b)) > maxLength {
+				return n, &metadata.ErrDownloadLengthMismatch{Msg: fmt.Sprintf("%s: more than the allowed %d bytes", u, maxLength)}
 			}
+			if _, err := w.Write(b); err != nil {
+				return n, err
+			}
+			n += int64(len(b))
 		}
 		if rerr == io.EOF {
-			return nil
+			return n, nil
 		}
 		if rerr != nil {
 			if cause := context.Cause(ctx); cause != nil && errors.Is(cause, ErrStalled) {
-				return cause
+				return n, cause
 			}
-			return fmt.Errorf("%w: %s after %d bytes: %w", ErrTransport, u, n, rerr)
+			return n, fmt.Errorf("%w: %s after %d bytes: %w", ErrTransport, u, offset+n, rerr)
 		}
 	}
 }
@@ -209,24 +242,63 @@ func escapePath(p string) string {
 	return strings.Join(parts, "/")
 }
 
+// Retry controls how a broken target download is resumed.
+type Retry struct {
+	// Attempts is the number of tries in all (1: no retry).
+	Attempts int
+	// Backoff is the wait before the first retry; it doubles up to
+	// MaxBackoff.
+	Backoff, MaxBackoff time.Duration
+}
+
+// DefaultRetry resumes a broken download four times, waiting 1, 2, 4 and 8 s.
+var DefaultRetry = Retry{Attempts: 5, Backoff: time.Second, MaxBackoff: 30 * time.Second}
+
 // Download streams target tf into w, hashing on the way, and fails with
 // ErrTargetMismatch unless exactly tf.Length bytes with tf's SHA-256
 // arrived. progress, if not nil, is called as bytes arrive.
 func (c *Client) Download(ctx context.Context, up *updater.Updater, tf *metadata.TargetFiles, w io.Writer, progress func(done, total int64)) error {
+	return c.Resume(ctx, up, tf, w, sha256.New(), 0, progress)
+}
+
+// Resume continues a download of tf whose first offset bytes were already
+// written (and fed to h, a SHA-256). A connection that breaks or stalls is
+// resumed with HTTP Range after a backoff, up to c.Retry.Attempts times.
+func (c *Client) Resume(ctx context.Context, up *updater.Updater, tf *metadata.TargetFiles, w io.Writer, h hash.Hash, offset int64, progress func(done, total int64)) error {
 	want, ok := tf.Hashes["sha256"]
 	if !ok {
 		return fmt.Errorf("%w: target %s has no sha256", ErrTargetMismatch, tf.Path)
 	}
-	consistent := up.GetTrustedMetadataSet().Root.Signed.ConsistentSnapshot
-	h := sha256.New()
-	pw := &progressWriter{w: io.MultiWriter(w, h), total: tf.Length, fn: progress}
-	err := c.get(ctx, c.TargetURL(tf, consistent), tf.Length, pw)
-	var lm *metadata.ErrDownloadLengthMismatch
-	if errors.As(err, &lm) {
-		return fmt.Errorf("%w: %s: %s", ErrTargetMismatch, tf.Path, lm.Msg)
+	u := c.TargetURL(tf, up.GetTrustedMetadataSet().Root.Signed.ConsistentSnapshot)
+	pw := &progressWriter{w: io.MultiWriter(w, h), n: offset, total: tf.Length, fn: progress}
+	retry := c.Retry
+	if retry.Attempts <= 0 {
+		retry = DefaultRetry
 	}
-	if err != nil {
-		return err
+	wait := retry.Backoff
+	for attempt := 1; ; attempt++ {
+		_, err := c.getFrom(ctx, u, pw.n, tf.Length, pw)
+		var lm *metadata.ErrDownloadLengthMismatch
+		if errors.As(err, &lm) {
+			return fmt.Errorf("%w: %s: %s", ErrTargetMismatch, tf.Path, lm.Msg)
+		}
+		transient := errors.Is(err, ErrTransport) || errors.Is(err, ErrStalled) ||
+			errors.Is(err, &metadata.ErrDownloadHTTP{}) && httpStatus(err) >= 500
+		if err == nil || !transient || attempt >= retry.Attempts || ctx.Err() != nil {
+			if err != nil {
+				return err
+			}
+			break
+		}
+		if c.OnRetry != nil {
+			c.OnRetry(attempt, pw.n, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, max(retry.MaxBackoff, retry.Backoff))
 	}
 	if pw.n != tf.Length {
 		return fmt.Errorf("%w: %s: got %d bytes, want %d", ErrTargetMismatch, tf.Path, pw.n, tf.Length)
@@ -235,6 +307,14 @@ func (c *Client) Download(ctx context.Context, up *updater.Updater, tf *metadata
 		return fmt.Errorf("%w: %s: sha256 %x, signed %x; the server or a mirror altered it", ErrTargetMismatch, tf.Path, got, []byte(want))
 	}
 	return nil
+}
+
+func httpStatus(err error) int {
+	var he *metadata.ErrDownloadHTTP
+	if errors.As(err, &he) {
+		return he.StatusCode
+	}
+	return 0
 }
 
 type progressWriter struct {
