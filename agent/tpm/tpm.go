@@ -97,6 +97,8 @@ func WithMaxStep(n uint64) Option {
 // (use the resource manager, not /dev/tpm0, so other TPM users can coexist),
 // or tcp://HOST:PORT for swtpm's command port. It does not power the TPM on:
 // the kernel, or swtpm started with --flags startup-clear, has already done so.
+// swtpm serves one connection at a time: while another client holds it, Open
+// waits, up to ctx's deadline.
 func Open(ctx context.Context, addr string, opts ...Option) (*TPM, error) {
 	var rw transport.TPMCloser
 	switch {
