@@ -39,6 +39,10 @@ type Config struct {
 	// RetryBackoff the first wait between tries, doubling (default 1s).
 	DownloadAttempts int      `json:"download_attempts,omitempty"`
 	RetryBackoff     Duration `json:"retry_backoff,omitempty"`
+	// HealthChecks run before 'fwagent confirm' accepts a new slot.
+	HealthChecks []Check `json:"health_checks,omitempty"`
+	// Hooks run around installs.
+	Hooks Hooks `json:"hooks,omitempty"`
 	// RebootCommand, if set, is run by the daemon after an install.
 	RebootCommand []string `json:"reboot_command,omitempty"`
 }
@@ -174,6 +178,11 @@ func (c *Config) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("trust.type: %q, want \"file\" or \"tpm\"", c.Trust.Type))
+	}
+	for i, c := range c.HealthChecks {
+		if c.Name == "" || len(c.Command) == 0 {
+			errs = append(errs, fmt.Errorf("health_checks[%d]: needs a name and a command", i))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -202,6 +202,9 @@ func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, e
 	sl := slot.Slot{Name: target, Path: a.cfg.Slots[target]}
 	a.log.Info("installing", "target", rel.Target, "version", rel.Version, "counter", rel.Counter, "slot", target)
 
+	if err := a.hook(ctx, "pre_install", a.cfg.Hooks.PreInstall, rel, target); err != nil {
+		return nil, err
+	}
 	// The inactive slot stops being a fallback the moment we write to it.
 	if err := a.sw.Disable(target); err != nil {
 		return nil, fmt.Errorf("disable slot %s before writing: %w", target, err)
@@ -227,6 +230,9 @@ func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, e
 		return fail(err)
 	}
 	if err := sl.Verify(rel.Length, rel.SHA256); err != nil {
+		return fail(err)
+	}
+	if err := a.hook(ctx, "post_install", a.cfg.Hooks.PostInstall, rel, target); err != nil {
 		return fail(err)
 	}
 	st.Slots[target] = &SlotState{Status: SlotInstalled, Target: rel.Target, Version: rel.Version,
@@ -351,6 +357,21 @@ func (a *Agent) Confirm(ctx context.Context) (*ConfirmResult, error) {
 	res := &ConfirmResult{Slot: booted}
 	if p := st.Pending; p != nil && p.Slot != booted {
 		return nil, fmt.Errorf("%w: %s is installed in slot %s but slot %s is running; reboot first", ErrRebootPending, p.Target, p.Slot, booted)
+	}
+	if p := st.Pending; p != nil {
+		if err := a.healthy(ctx); err != nil {
+			a.log.Error("new slot is unhealthy; falling back", "slot", booted, "err", err)
+			if merr := a.sw.MarkBad(booted); merr != nil {
+				return nil, merr
+			}
+			st.Slots[booted].Status = SlotBad
+			st.Last = &Result{At: a.Now().UTC(), Target: p.Target, Version: p.Version, Outcome: "unhealthy", Error: err.Error()}
+			st.Pending = nil
+			if serr := a.saveState(st); serr != nil {
+				return nil, serr
+			}
+			return nil, fmt.Errorf("%w; slot %s marked bad: reboot to return to the previous slot", err, booted)
+		}
 	}
 	if err := a.sw.MarkGood(booted); err != nil {
 		return nil, err

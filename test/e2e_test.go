@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -393,4 +394,69 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(b)
 	c.n += int64(n)
 	return n, err
+}
+
+func withConfig(t *testing.T, d *device, edit func(m map[string]any)) {
+	t.Helper()
+	p := filepath.Join(d.dir, "config.json")
+	var m map[string]any
+	json.Unmarshal(mustRead(t, p), &m)
+	edit(m)
+	b, _ := json.Marshal(m)
+	os.WriteFile(p, b, 0o644)
+	d.reload()
+}
+
+func TestHealthCheckFailureFallsBack(t *testing.T) {
+	r, d := installed(t)
+	v1 := mustRead(t, d.cfg.Slots["B"])
+	flag := filepath.Join(d.dir, "healthy")
+	withConfig(t, d, func(m map[string]any) {
+		m["health_checks"] = []map[string]any{{"name": "app-up", "command": []string{"test", "-e", flag}, "timeout": "5s"}}
+	})
+	if res, err := d.update(); err != nil || !res.Installed {
+		t.Fatalf("update: %v", err)
+	}
+	if s := d.boot(); s != "A" {
+		t.Fatalf("booted %s, want the new slot A", s)
+	}
+	_, err := d.ag.Confirm(context.Background())
+	if !errors.Is(err, agent.ErrUnhealthy) {
+		t.Fatalf("confirm with a failing check: %v, want unhealthy", err)
+	}
+	if c, _ := d.store.Counter(context.Background()); c != 1 {
+		t.Fatalf("counter raised to %d by an unhealthy slot", c)
+	}
+	if s := d.boot(); s != "B" {
+		t.Fatalf("after an unhealthy confirm the device boots %s, want the old slot B", s)
+	}
+	d.assertRunning(v1)
+	st, _ := d.ag.Status(context.Background())
+	if st.Last.Outcome != "unhealthy" || st.Slots["A"].Status != agent.SlotBad {
+		t.Fatalf("status: %+v %+v", st.Last, st.Slots["A"])
+	}
+	// Healthy again: the next update installs and confirms.
+	os.WriteFile(flag, nil, 0o644)
+	d.mustInstall(mustRead(t, targetFile(t, r, "2.0.0")))
+}
+
+func TestInstallHooks(t *testing.T) {
+	_, d := installed(t)
+	log := filepath.Join(d.dir, "hooks.log")
+	withConfig(t, d, func(m map[string]any) {
+		m["hooks"] = map[string]any{
+			"pre_install":  []string{"sh", "-c", `echo "pre $FWAGENT_SLOT $FWAGENT_VERSION" >> ` + log},
+			"post_install": []string{"sh", "-c", `echo "post $FWAGENT_SLOT $FWAGENT_TARGET" >> ` + log + `; exit 3`},
+		}
+	})
+	before := d.snap()
+	if _, err := d.update(); !errors.Is(err, agent.ErrHook) {
+		t.Fatalf("update with a failing post-install hook: %v, want a hook error", err)
+	}
+	d.assertUnchanged(before)
+	got := string(mustRead(t, log))
+	want := "pre A 2.0.0\npost A acme-gw-v2/2.0.0/firmware.img\n"
+	if got != want {
+		t.Fatalf("hooks ran as %q, want %q", got, want)
+	}
 }

@@ -23,6 +23,7 @@ const (
 	ExitRefused   = 3  // a security check refused (signature, hash, rollback, hardware, root)
 	ExitNetwork   = 4  // repository unreachable or download broke off; retry later
 	ExitState     = 5  // device state forbids it now (confirm or reboot pending)
+	ExitUnhealthy = 6  // fwagent confirm: a health check failed, the slot was marked bad
 	ExitInstalled = 10 // fwagent update: installed, reboot needed
 )
 

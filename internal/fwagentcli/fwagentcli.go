@@ -117,6 +117,8 @@ func code(err error) error {
 	case errors.Is(err, agent.ErrRefused), errors.Is(err, agent.ErrRootNotPinned), errors.Is(err, agent.ErrInvalidRoot),
 		errors.Is(err, trust.ErrAlreadyPinned):
 		return cli.WithCode(cli.ExitRefused, err)
+	case errors.Is(err, agent.ErrUnhealthy):
+		return cli.WithCode(cli.ExitUnhealthy, err)
 	case errors.Is(err, agent.ErrNetwork):
 		return cli.WithCode(cli.ExitNetwork, err)
 	case errors.Is(err, agent.ErrConfirmPending), errors.Is(err, agent.ErrRebootPending),
