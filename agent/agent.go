@@ -93,6 +93,9 @@ func New(cfg *Config, store trust.Store, log *slog.Logger) (*Agent, error) {
 		sw: &boot.Switch{Env: env, Slots: cfg.SlotNames(), Tries: cfg.Bootloader.Tries}}, nil
 }
 
+// Trust returns the trust store.
+func (a *Agent) Trust() trust.Store { return a.trust }
+
 // Switch exposes the boot switch (for the simulated bootloader).
 func (a *Agent) Switch() *boot.Switch { return a.sw }
 
@@ -105,6 +108,9 @@ type Provisioned struct {
 	RootSHA256  string `json:"root_sha256"`
 	TrustStore  string `json:"trust_store"`
 	BootedSlot  string `json:"booted_slot"`
+	// DeviceKeyID and DeviceKeyPEM name the device identity key (TPM only).
+	DeviceKeyID  string `json:"device_key_id,omitempty"`
+	DeviceKeyPEM string `json:"device_key_pem,omitempty"`
 }
 
 // Provision installs rootJSON as the device's trust anchor. It is safe to

@@ -5,6 +5,7 @@ package fwagentcli
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -22,12 +23,14 @@ import (
 
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/boot"
+	"github.com/fwctl/fwctl/agent/tpm"
 	"github.com/fwctl/fwctl/agent/trust"
 	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/internal/cli"
 )
 
 type app struct {
+	closers []func() error
 	json    bool
 	config  string
 	verbose bool
@@ -57,7 +60,11 @@ permanent, otherwise the device falls back to the previous slot.`,
 	root.AddCommand(a.provisionCmd(), a.checkCmd(), a.updateCmd(), a.confirmCmd(), a.statusCmd(),
 		a.daemonCmd(), a.simulateBootCmd(), conformanceCmd())
 	root.SetArgs(os.Args[1:])
-	if err := root.Execute(); err != nil {
+	err := root.Execute()
+	for _, c := range a.closers {
+		c()
+	}
+	if err != nil {
 		a.out.JSON = a.json
 		if cli.Code(err) == cli.ExitInstalled {
 			return cli.ExitInstalled // not a failure: the result was printed
@@ -85,6 +92,9 @@ func (a *app) logger(level slog.Level) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
+// load reads the configuration and opens the trust store. The TPM is
+// closed when the command ends (a.closers), since a TPM simulator serves
+// one client at a time.
 func (a *app) load(level slog.Level) (*agent.Agent, *agent.Config, error) {
 	cfg, err := agent.LoadConfig(a.config)
 	if err != nil {
@@ -94,6 +104,9 @@ func (a *app) load(level slog.Level) (*agent.Agent, *agent.Config, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if c, ok := store.(interface{ Close() error }); ok {
+		a.closers = append(a.closers, c.Close)
+	}
 	ag, err := agent.New(cfg, store, a.logger(level))
 	if err != nil {
 		return nil, nil, cli.WithCode(cli.ExitUsage, err)
@@ -101,10 +114,25 @@ func (a *app) load(level slog.Level) (*agent.Agent, *agent.Config, error) {
 	return ag, cfg, nil
 }
 
+// TPMOwnerPasswordEnv holds the TPM owner password for provisioning.
+const TPMOwnerPasswordEnv = "FWAGENT_TPM_OWNER_PASSWORD"
+
 func openTrust(cfg *agent.Config) (trust.Store, error) {
 	switch cfg.Trust.Type {
 	case "file":
 		return trust.File{Dir: filepath.Join(cfg.StateDir, "trust")}, nil
+	case "tpm":
+		var opts []tpm.Option
+		if pw := os.Getenv(TPMOwnerPasswordEnv); pw != "" {
+			opts = append(opts, tpm.WithOwnerAuth([]byte(pw)))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		t, err := tpm.Open(ctx, cfg.Trust.Device, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("open TPM %s: %w", cfg.Trust.Device, err)
+		}
+		return t, nil
 	}
 	return nil, cli.WithCode(cli.ExitUsage, fmt.Errorf("trust.type %q is not available in this build", cfg.Trust.Type))
 }
@@ -146,9 +174,25 @@ func (a *app) provisionCmd() *cobra.Command {
 			if err != nil {
 				return cli.WithCode(cli.ExitUsage, err)
 			}
+			var dev *tpm.Report
+			if t, ok := ag.Trust().(*tpm.TPM); ok {
+				// Pin the root, create the counter and the device identity key.
+				r, err := t.ProvisionDevice(context.Background(), sha256.Sum256(b))
+				if err != nil {
+					return code(err)
+				}
+				dev = &r
+			}
 			p, err := ag.Provision(context.Background(), b)
 			if err != nil {
 				return code(err)
+			}
+			if dev != nil {
+				p.Provisioned = dev.Provisioned
+				p.DeviceKeyID = dev.KeyID
+				if k, err := ag.Trust().(*tpm.TPM).DeviceKey(context.Background()); err == nil {
+					p.DeviceKeyPEM = string(k.PublicKeyPEM())
+				}
 			}
 			return a.out.Result(p, func(w io.Writer) {
 				switch {
@@ -161,6 +205,9 @@ func (a *app) provisionCmd() *cobra.Command {
 					fmt.Fprintln(w, "Created the anti-rollback counter (0)")
 				}
 				fmt.Fprintf(w, "Running slot: %s\n", p.BootedSlot)
+				if p.DeviceKeyID != "" {
+					fmt.Fprintf(w, "Device identity key (TPM, non-exportable): %s\n%s", p.DeviceKeyID, p.DeviceKeyPEM)
+				}
 			})
 		},
 	}
