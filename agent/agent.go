@@ -56,7 +56,7 @@ var (
 type Agent struct {
 	cfg    *Config
 	trust  trust.Store
-	sw     *boot.Switch
+	sw     boot.Scheme
 	client *tufclient.Client
 	log    *slog.Logger
 	// Now is the clock (tests move it to check expiry).
@@ -74,8 +74,20 @@ func New(cfg *Config, store trust.Store, log *slog.Logger) (*Agent, error) {
 	switch cfg.Bootloader.Type {
 	case "file":
 		env = bootenv.File{Path: cfg.Bootloader.Path}
+	case "grub":
+		env = bootenv.GRUB{Path: cfg.Bootloader.Path}
+	case "uboot":
+		u, err := bootenv.OpenUBoot(cfg.Bootloader.Path, nil)
+		if err != nil {
+			return nil, fmt.Errorf("bootloader: %w", err)
+		}
+		env = u
 	default:
 		return nil, fmt.Errorf("bootloader type %q not supported", cfg.Bootloader.Type)
+	}
+	var sw boot.Scheme = &boot.Switch{Env: env, Slots: cfg.SlotNames(), Tries: cfg.Bootloader.Tries}
+	if cfg.Bootloader.Scheme == "bootcount" {
+		sw = &boot.BootCount{Env: env, Slots: cfg.SlotNames(), Tries: cfg.Bootloader.Tries}
 	}
 	c := tufclient.New(cfg.Repository, filepath.Join(cfg.StateDir, "metadata"))
 	c.StallTimeout = time.Duration(cfg.StallTimeout)
@@ -89,15 +101,14 @@ func New(cfg *Config, store trust.Store, log *slog.Logger) (*Agent, error) {
 	c.OnRetry = func(attempt int, offset int64, err error) {
 		log.Warn("download broke off; resuming", "attempt", attempt, "offset", offset, "err", err)
 	}
-	return &Agent{cfg: cfg, trust: store, log: log, Now: time.Now, client: c,
-		sw: &boot.Switch{Env: env, Slots: cfg.SlotNames(), Tries: cfg.Bootloader.Tries}}, nil
+	return &Agent{cfg: cfg, trust: store, log: log, Now: time.Now, client: c, sw: sw}, nil
 }
 
 // Trust returns the trust store.
 func (a *Agent) Trust() trust.Store { return a.trust }
 
 // Switch exposes the boot switch (for the simulated bootloader).
-func (a *Agent) Switch() *boot.Switch { return a.sw }
+func (a *Agent) Switch() boot.Scheme { return a.sw }
 
 func (a *Agent) rootsDir() string { return filepath.Join(a.cfg.StateDir, "roots") }
 

@@ -49,9 +49,16 @@ type Config struct {
 
 // BootloaderConfig selects the boot environment.
 type BootloaderConfig struct {
-	Type  string `json:"type"` // "file" (simulators); more backends come
-	Path  string `json:"path"`
-	Tries int    `json:"tries"`
+	// Type is the environment format: "uboot" (Path is fw_env.config),
+	// "grub" (Path is the grubenv file) or "file" (simulators).
+	Type string `json:"type"`
+	Path string `json:"path"`
+	// Scheme is the boot-counting convention: "rauc" (BOOT_ORDER and
+	// BOOT_x_LEFT, the default) or "bootcount" (U-Boot's bootcount,
+	// bootlimit and upgrade_available).
+	Scheme string `json:"scheme,omitempty"`
+	// Tries is how often a new slot is tried before falling back (3).
+	Tries int `json:"tries,omitempty"`
 }
 
 // BootedSlotConfig says where the running slot is read from.
@@ -163,12 +170,17 @@ func (c *Config) Validate() error {
 		seen[p] = true
 	}
 	switch c.Bootloader.Type {
-	case "file":
+	case "file", "uboot", "grub":
 		if c.Bootloader.Path == "" {
-			errs = append(errs, errors.New("bootloader.path: missing"))
+			errs = append(errs, errors.New("bootloader.path: missing (uboot: fw_env.config; grub: the grubenv file)"))
 		}
 	default:
-		errs = append(errs, fmt.Errorf("bootloader.type: %q, want \"file\"", c.Bootloader.Type))
+		errs = append(errs, fmt.Errorf("bootloader.type: %q, want \"uboot\", \"grub\" or \"file\"", c.Bootloader.Type))
+	}
+	switch c.Bootloader.Scheme {
+	case "", "rauc", "bootcount":
+	default:
+		errs = append(errs, fmt.Errorf("bootloader.scheme: %q, want \"rauc\" or \"bootcount\"", c.Bootloader.Scheme))
 	}
 	switch c.Trust.Type {
 	case "file":

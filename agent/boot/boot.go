@@ -30,6 +30,29 @@ var ErrAmbiguous = errors.New("cannot tell which slot is running")
 // ErrNoBootable means no slot has boot attempts left.
 var ErrNoBootable = errors.New("no bootable slot")
 
+// Scheme is a boot-counting convention: how the agent asks the bootloader
+// to try a slot, confirms or rejects it, and how the bootloader (Select)
+// picks the slot to boot. Implementations: Switch (RAUC's BOOT_ORDER /
+// BOOT_x_LEFT) and BootCount (U-Boot's bootcount / bootlimit /
+// upgrade_available).
+type Scheme interface {
+	// Init sets up a blank environment to boot active; it reports whether
+	// it wrote anything.
+	Init(active string) (bool, error)
+	// Disable makes slot unbootable before it is overwritten.
+	Disable(slot string) error
+	// Try makes slot the next boot, with a limited number of attempts.
+	Try(slot string) error
+	// MarkGood makes slot the permanent choice.
+	MarkGood(slot string) error
+	// MarkBad stops the bootloader from choosing slot.
+	MarkBad(slot string) error
+	// Primary returns the slot the bootloader will boot next.
+	Primary() (string, int, error)
+	// Select is the bootloader's side: choose and count a boot.
+	Select() (string, error)
+}
+
 // Switch manipulates BOOT_ORDER/BOOT_x_LEFT in an environment.
 type Switch struct {
 	Env   bootenv.Env

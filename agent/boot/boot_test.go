@@ -9,12 +9,19 @@ import (
 	"github.com/fwctl/fwctl/agent/bootenv"
 )
 
-func newSwitch(t *testing.T) *Switch {
-	return &Switch{Env: bootenv.File{Path: filepath.Join(t.TempDir(), "env")}, Slots: []string{"A", "B"}, Tries: 3}
+// schemes runs a test against every boot-counting scheme.
+func schemes(t *testing.T, f func(t *testing.T, s Scheme)) {
+	for name, mk := range map[string]func(env bootenv.Env) Scheme{
+		"rauc":      func(env bootenv.Env) Scheme { return &Switch{Env: env, Slots: []string{"A", "B"}, Tries: 3} },
+		"bootcount": func(env bootenv.Env) Scheme { return &BootCount{Env: env, Slots: []string{"A", "B"}, Tries: 3} },
+	} {
+		t.Run(name, func(t *testing.T) { f(t, mk(bootenv.File{Path: filepath.Join(t.TempDir(), "env")})) })
+	}
 }
 
-func TestTryConfirm(t *testing.T) {
-	s := newSwitch(t)
+func TestTryConfirm(t *testing.T) { schemes(t, testTryConfirm) }
+
+func testTryConfirm(t *testing.T, s Scheme) {
 	if _, err := s.Init("A"); err != nil {
 		t.Fatal(err)
 	}
@@ -34,8 +41,9 @@ func TestTryConfirm(t *testing.T) {
 	}
 }
 
-func TestFallbackWhenNeverConfirmed(t *testing.T) {
-	s := newSwitch(t)
+func TestFallbackWhenNeverConfirmed(t *testing.T) { schemes(t, testFallback) }
+
+func testFallback(t *testing.T, s Scheme) {
 	s.Init("A")
 	s.Select()
 	s.Try("B")
@@ -52,8 +60,9 @@ func TestFallbackWhenNeverConfirmed(t *testing.T) {
 	}
 }
 
-func TestDisabledSlotNeverBoots(t *testing.T) {
-	s := newSwitch(t)
+func TestDisabledSlotNeverBoots(t *testing.T) { schemes(t, testDisabled) }
+
+func testDisabled(t *testing.T, s Scheme) {
 	s.Init("A")
 	s.Try("B")
 	s.Disable("B")
