@@ -1,22 +1,27 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and demo use as real components,
-# only when they are missing, and says what it is doing.
+# Installs the Debian packages that tests, benchmarks and the demo use as
+# real components (never mocks), only when they are missing, and says so.
 set -euo pipefail
 
-# package:command pairs; a package is installed when its command is missing.
-need=(
-  "bc:bc"
+pkgs=(
+  bc                                   # make bench
+  swtpm swtpm-tools                    # TPM 2.0 (agent/tpm)
+  libubootenv-tool u-boot-tools        # fw_printenv/fw_setenv, mkenvimage (agent/bootenv)
+  grub-common grub-emu e2fsprogs       # grub-editenv; grub.cfg booted in grub-emu
+  qemu-system-arm u-boot-qemu          # boot.cmd run by real U-Boot under QEMU
+  qemu-user-static binfmt-support      # arm64/riscv64 agent under qemu-user
+  softhsm2 opensc                      # PKCS#11 HSM (signer)
+  mariadb-server                       # Rekor's Trillian storage (scripts/rekor.sh)
 )
 missing=()
-for pair in "${need[@]}"; do
-  pkg=${pair%%:*} cmd=${pair#*:}
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+for p in "${pkgs[@]}"; do
+  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
 done
 if ((${#missing[@]})); then
-  echo "deps: installing ${missing[*]} from Debian"
+  echo "deps: installing from Debian: ${missing[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq >/dev/null
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "deps: all real components present"
+echo "deps: Debian packages present"
