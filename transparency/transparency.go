@@ -87,7 +87,7 @@ func Upload(ctx context.Context, rekorURL string, artifactSHA256, sig, pubPEM []
 		},
 	}
 	var e *Entry
-	created, err := c.entries.CreateLogEntry(entries.NewCreateLogEntryParamsWithContext(ctx).WithProposedEntry(proposed))
+	created, err := c.entries.CreateLogEntryContext(ctx, entries.NewCreateLogEntryParams().WithProposedEntry(proposed))
 	var conflict *entries.CreateLogEntryConflict
 	switch {
 	case errors.As(err, &conflict):
@@ -124,7 +124,7 @@ func GetEntry(ctx context.Context, rekorURL string, logIndex int64) (*Entry, err
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.entries.GetLogEntryByIndex(entries.NewGetLogEntryByIndexParamsWithContext(ctx).WithLogIndex(logIndex))
+	resp, err := c.entries.GetLogEntryByIndexContext(ctx, entries.NewGetLogEntryByIndexParams().WithLogIndex(logIndex))
 	if err != nil {
 		return nil, fmt.Errorf("get entry %d from %s: %w", logIndex, rekorURL, err)
 	}
@@ -132,7 +132,7 @@ func GetEntry(ctx context.Context, rekorURL string, logIndex int64) (*Entry, err
 }
 
 func (c *rekorClient) byUUID(ctx context.Context, uuid string) (*Entry, error) {
-	resp, err := c.entries.GetLogEntryByUUID(entries.NewGetLogEntryByUUIDParamsWithContext(ctx).WithEntryUUID(uuid))
+	resp, err := c.entries.GetLogEntryByUUIDContext(ctx, entries.NewGetLogEntryByUUIDParams().WithEntryUUID(uuid))
 	if err != nil {
 		return nil, fmt.Errorf("get entry %s: %w", uuid, err)
 	}
@@ -167,7 +167,7 @@ func LogPublicKey(ctx context.Context, rekorURL string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.pubkey.GetPublicKey(pubkey.NewGetPublicKeyParamsWithContext(ctx))
+	resp, err := c.pubkey.GetPublicKeyContext(ctx, pubkey.NewGetPublicKeyParams())
 	if err != nil {
 		return nil, fmt.Errorf("get log public key from %s: %w", rekorURL, err)
 	}
@@ -181,7 +181,7 @@ func Checkpoint(ctx context.Context, rekorURL string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.tlog.GetLogInfo(rekortlog.NewGetLogInfoParamsWithContext(ctx))
+	resp, err := c.tlog.GetLogInfoContext(ctx, rekortlog.NewGetLogInfoParams())
 	if err != nil {
 		return nil, fmt.Errorf("get log info from %s: %w", rekorURL, err)
 	}
@@ -204,7 +204,7 @@ func ConsistencyProof(ctx context.Context, rekorURL string, firstSize, lastSize 
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.tlog.GetLogProof(rekortlog.NewGetLogProofParamsWithContext(ctx).WithFirstSize(&firstSize).WithLastSize(lastSize))
+	resp, err := c.tlog.GetLogProofContext(ctx, rekortlog.NewGetLogProofParams().WithFirstSize(&firstSize).WithLastSize(lastSize))
 	if err != nil {
 		return nil, fmt.Errorf("consistency proof from size %d to %d from %s: %w", firstSize, lastSize, rekorURL, err)
 	}
@@ -232,7 +232,7 @@ func SearchByKey(ctx context.Context, rekorURL string, pubPEM []byte) ([]*Entry,
 		Format:  ptr(models.SearchIndexPublicKeyFormatX509),
 		Content: pubPEM,
 	}}
-	found, err := c.index.SearchIndex(index.NewSearchIndexParamsWithContext(ctx).WithQuery(q))
+	found, err := c.index.SearchIndexContext(ctx, index.NewSearchIndexParams().WithQuery(q))
 	if err != nil {
 		return nil, fmt.Errorf("search %s by public key: %w", rekorURL, err)
 	}
@@ -240,7 +240,7 @@ func SearchByKey(ctx context.Context, rekorURL string, pubPEM []byte) ([]*Entry,
 	var out []*Entry
 	for len(uuids) > 0 {
 		n := min(len(uuids), searchBatch)
-		resp, err := c.entries.SearchLogQuery(entries.NewSearchLogQueryParamsWithContext(ctx).
+		resp, err := c.entries.SearchLogQueryContext(ctx, entries.NewSearchLogQueryParams().
 			WithEntry(&models.SearchLogQuery{EntryUUIDs: uuids[:n]}))
 		if err != nil {
 			return nil, fmt.Errorf("retrieve entries from %s: %w", rekorURL, err)
