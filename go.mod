@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/google/go-tpm v0.9.8
 	github.com/klauspost/compress v1.20.4
+	github.com/miekg/pkcs11 v1.1.2
 	github.com/secure-systems-lab/go-securesystemslib v0.11.1
 	github.com/sigstore/rekor v1.5.4
 	github.com/sigstore/sigstore v1.10.9
