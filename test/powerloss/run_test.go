@@ -1,0 +1,372 @@
+package powerloss
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fwctl/fwctl/agent"
+)
+
+// Phases of an update, as read back from the device after the kill.
+const (
+	phaseMetadata  = "metadata"  // refreshing metadata: nothing written yet
+	phaseDisable   = "disable"   // inactive slot disabled in the environment, not yet being written
+	phaseDownload  = "download"  // streaming download → hash → slot write
+	phaseVerify    = "verify"    // every byte written: commit, fsync, read-back verification
+	phasePending   = "pending"   // verified install recorded, bootloader not yet switched
+	phaseSwitched  = "switched"  // bootloader switched to the new slot, agent not yet exited
+	phaseCompleted = "completed" // the update finished before the kill
+)
+
+// Kill triggers: a plain random time, or a random delay after an event
+// seen on the device's files (so that short phases are hit too).
+const (
+	trigTime      = "time"       // uniform over the measured length of an update
+	trigDisabled  = "env-save-1" // after the first environment save (Disable)
+	trigSlotFull  = "slot-full"  // after the slot holds all the bytes
+	trigPending   = "pending"    // after the state file records the pending install
+	trigSwitched  = "env-save-2" // after the second environment save (Try)
+	maxEventDelay = 3 * time.Millisecond
+)
+
+var triggers = []string{trigDisabled, trigSlotFull, trigPending, trigSwitched}
+
+// plan is one random kill point and what the power cut adds to it.
+type plan struct {
+	layout  layout
+	start   string // "factory": update from the factory image; "v1": from a confirmed v1
+	trigger string
+	delay   time.Duration
+	torn    bool // emulate a torn environment write / lost unsynced slot blocks
+	boots   int  // boots before the device is confirmed again
+}
+
+// result is the outcome of one run.
+type result struct {
+	index      int
+	dir        string
+	plan       plan
+	phase      string
+	tornWhat   string
+	bootsSeen  []string
+	unbootable bool
+	corrupted  bool
+	problems   []string
+}
+
+func (r *result) failed() bool { return len(r.problems) > 0 }
+
+func (r *result) problem(format string, args ...any) {
+	r.problems = append(r.problems, fmt.Sprintf(format, args...))
+}
+
+func (r *result) describe() string {
+	p := r.plan
+	s := fmt.Sprintf("%s, update from %s, kill at %s+%v → phase %s", p.layout.name, p.start, p.trigger, p.delay.Round(10*time.Microsecond), r.phase)
+	if r.tornWhat != "" {
+		s += ", power cut: " + r.tornWhat
+	}
+	return s + fmt.Sprintf(", boots %v", r.bootsSeen)
+}
+
+func (fx *fixture) newPlan(rng *rand.Rand) plan {
+	p := plan{layout: layouts[rng.IntN(len(layouts))], start: "factory", boots: 1 + rng.IntN(4)}
+	if rng.IntN(2) == 0 {
+		p.start = "v1"
+	}
+	if rng.IntN(2) == 0 {
+		p.trigger = trigTime
+		p.delay = time.Duration(rng.Int64N(int64(fx.updateTime) * 11 / 10))
+	} else {
+		p.trigger = triggers[rng.IntN(len(triggers))]
+		p.delay = time.Duration(rng.Int64N(int64(maxEventDelay)))
+	}
+	p.torn = rng.IntN(2) == 0
+	return p
+}
+
+// run performs one kill point: set up, kill an update, emulate the power
+// cut, boot, check, and recover with the next update.
+func (fx *fixture) run(base string, i int, rng *rand.Rand) *result {
+	r := &result{index: i, plan: fx.newPlan(rng)}
+	d, err := fx.newDevice(base, fmt.Sprintf("run-%04d", i), r.plan.layout)
+	if err != nil {
+		r.problem("set up device: %v", err)
+		return r
+	}
+	r.dir = d.dir
+	defer func() {
+		if !r.failed() && !*flagKeep {
+			os.RemoveAll(d.dir)
+		}
+	}()
+	if err := d.provisionAndBoot(fx); err != nil {
+		r.problem("provision: %v", err)
+		return r
+	}
+	allowed := map[string]string{fx.factory.sha256: "factory", fx.v2.sha256: "v2 " + fx.v2.name}
+	if r.plan.start == "v1" {
+		if err := d.installV1(fx); err != nil {
+			r.problem("install v1: %v", err)
+			return r
+		}
+		allowed[fx.v1.sha256] = "v1 " + fx.v1.name
+	}
+	target := "B"
+	if d.running() == "B" {
+		target = "A"
+	}
+
+	// The update under test, against the throttled server.
+	if err := d.setRepository(fx.slow); err != nil {
+		r.problem("config: %v", err)
+		return r
+	}
+	envBefore := d.envSnapshot()
+	killed, err := fx.killUpdate(d, target, r.plan, rng)
+	if err != nil {
+		r.problem("killed update: %v", err)
+		return r
+	}
+	r.phase = classify(d, target, fx.v2, killed, envBefore)
+	if r.plan.torn {
+		r.tornWhat = powerCut(d, target, r.phase, rng)
+	}
+
+	// The bootloader's turn: every boot must run a complete, allowed image.
+	for range r.plan.boots {
+		slot, err := d.boot()
+		r.bootsSeen = append(r.bootsSeen, slot)
+		if err != nil {
+			r.unbootable = true
+			r.problem("boot %d: %v", len(r.bootsSeen), err)
+			return r
+		}
+		b, err := os.ReadFile(d.slotPath(slot))
+		if _, ok := allowed[sha256hex(b)]; err != nil || !ok {
+			r.corrupted = true
+			r.problem("boot %d chose slot %s, which holds %d bytes that are no complete released image (sha256 %.16s…; %v); allowed: %v",
+				len(r.bootsSeen), slot, len(b), sha256hex(b), err, allowed)
+			return r
+		}
+	}
+
+	// Recovery: confirm (every healthy boot does), then the next update,
+	// boot, confirm; the device must end on v2, confirmed.
+	if err := fx.recover(d); err != nil {
+		r.unbootable = true
+		r.problem("recovery: %v", err)
+	}
+	return r
+}
+
+// recover runs confirm, update, boot, confirm against the fast server and
+// checks the device ends on v2 with its counter raised.
+func (fx *fixture) recover(d *device) error {
+	if err := d.setRepository(fx.fast); err != nil {
+		return err
+	}
+	if _, err := d.must([]int{exitOK}, "confirm"); err != nil {
+		return err
+	}
+	code, err := d.must([]int{exitOK, exitInstalled}, "update")
+	if err != nil {
+		return err
+	}
+	if code == exitInstalled {
+		if _, err := d.boot(); err != nil {
+			return err
+		}
+		if _, err := d.must([]int{exitOK}, "confirm"); err != nil {
+			return err
+		}
+	}
+	running := d.running()
+	b, err := os.ReadFile(d.slotPath(running))
+	if err != nil || sha256hex(b) != fx.v2.sha256 {
+		return fmt.Errorf("after the next update slot %s runs %d bytes (sha256 %.16s…), want v2 (%.16s…)", running, len(b), sha256hex(b), fx.v2.sha256)
+	}
+	st := d.state()
+	if st == nil || st.Pending != nil || st.Slots[running] == nil || st.Slots[running].Status != agent.SlotGood {
+		return fmt.Errorf("after the next update the state file is %+v, want slot %s good and nothing pending", st, running)
+	}
+	if _, err := d.must([]int{exitOK}, "status"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// killUpdate runs fwagent update and SIGKILLs it at the plan's point. It
+// reports whether the kill ended the process (false: it finished first).
+func (fx *fixture) killUpdate(d *device, target string, p plan, rng *rand.Rand) (bool, error) {
+	w, err := newWatcher(d.dir, d.cfg.StateDir)
+	if err != nil {
+		return false, err
+	}
+	defer w.close()
+	cmd := exec.Command(fwagentBin, "-c", filepath.Join(d.dir, "config.json"), "update")
+	cmd.Env = append(os.Environ(), "CI=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return false, err
+	}
+	// Signalling after Wait is harmless: os.Process knows it is done.
+	kill := func() { cmd.Process.Signal(syscall.SIGKILL) }
+	if p.trigger == trigTime {
+		time.AfterFunc(p.delay, kill)
+	} else {
+		go w.until(func(ev event) bool {
+			if !fires(d, target, p.trigger, ev, w) {
+				return false
+			}
+			time.AfterFunc(p.delay, kill)
+			return true
+		})
+	}
+	werr := cmd.Wait()
+	w.close()
+	if st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && st.Signaled() && st.Signal() == syscall.SIGKILL {
+		return true, nil
+	}
+	if cmd.ProcessState.ExitCode() != exitInstalled {
+		return false, fmt.Errorf("fwagent update ended with %v before the kill:\n%s", werr, out.String())
+	}
+	return false, nil
+}
+
+// fires reports whether ev is the plan's trigger event.
+func fires(d *device, target, trigger string, ev event, w *watcher) bool {
+	switch {
+	case ev.path == d.envPath() && (ev.mask&(unix.IN_CLOSE_WRITE|unix.IN_MOVED_TO) != 0):
+		w.envSaves++
+		return trigger == trigDisabled && w.envSaves == 1 || trigger == trigSwitched && w.envSaves == 2
+	case trigger == trigSlotFull && ev.path == d.slotPath(target) && ev.mask&unix.IN_MODIFY != 0:
+		fi, err := os.Stat(ev.path)
+		return err == nil && fi.Size() >= v2Size
+	case trigger == trigPending && ev.path == filepath.Join(d.cfg.StateDir, "state.json"):
+		st := d.state()
+		return st != nil && st.Pending != nil
+	}
+	return false
+}
+
+// classify reads back which phase the kill hit.
+func classify(d *device, target string, v2 image, killed bool, envBefore envSnapshot) string {
+	if !killed {
+		return phaseCompleted
+	}
+	st := d.state()
+	if st != nil && st.Pending != nil && st.Pending.SHA256 == v2.sha256 {
+		if primary, _, err := d.ag.Switch().Primary(); err == nil && primary == target {
+			return phaseSwitched
+		}
+		return phasePending
+	}
+	if st != nil && st.Slots[target] != nil && st.Slots[target].Status == agent.SlotWriting && st.Slots[target].SHA256 == v2.sha256 {
+		if fi, err := os.Stat(d.slotPath(target)); err == nil && fi.Size() >= v2Size {
+			return phaseVerify
+		}
+		return phaseDownload
+	}
+	if !d.envSnapshot().same(envBefore) {
+		return phaseDisable
+	}
+	return phaseMetadata
+}
+
+// powerCut adds to a process kill what losing power could also do, and
+// describes it:
+//
+//   - a redundant U-Boot environment copy being written is torn (its CRC no
+//     longer matches). The copy that is not current per libubootenv's flags
+//     is the one a save in flight was writing; when the kill came right
+//     after a save (phases disable and switched) that save may not have been
+//     durable yet, so the current copy may be torn instead and the previous
+//     one takes over.
+//   - slot blocks written after the last fsync'ed checkpoint are lost: they
+//     are overwritten with garbage.
+func powerCut(d *device, target, phase string, rng *rand.Rand) string {
+	var what []string
+	if d.lay.env == "uboot" {
+		b, err := os.ReadFile(d.envPath())
+		if err == nil && len(b) == 2*envCopySize {
+			cur := currentCopy(b)
+			tear, which := 1-cur, "the non-current environment copy"
+			if (phase == phaseDisable || phase == phaseSwitched) && rng.IntN(2) == 0 {
+				tear, which = cur, "the just-written (current) environment copy"
+			}
+			if cur < 0 {
+				tear, which = rng.IntN(2), "an environment copy (none was valid)"
+			}
+			c := b[tear*envCopySize : (tear+1)*envCopySize]
+			// A torn write leaves a prefix of new bytes: garble from a random
+			// point on, always past the header so the CRC cannot match.
+			from := 5 + rng.IntN(envCopySize/4)
+			for j := from; j < len(c); j += 1 + rng.IntN(64) {
+				c[j] ^= byte(1 + rng.IntN(255))
+			}
+			if err := os.WriteFile(d.envPath(), b, 0o644); err == nil {
+				what = append(what, fmt.Sprintf("tore %s (copy %d)", which, tear))
+			}
+		}
+	}
+	if phase == phaseDownload {
+		if st := d.state(); st != nil && st.Slots[target] != nil {
+			synced := st.Slots[target].Written
+			if fi, err := os.Stat(d.slotPath(target)); err == nil && fi.Size() > synced {
+				f, err := os.OpenFile(d.slotPath(target), os.O_WRONLY, 0)
+				if err == nil {
+					off := synced + rng.Int64N(fi.Size()-synced)
+					junk := make([]byte, min(fi.Size()-off, 256<<10))
+					for j := range junk {
+						junk[j] = byte(rng.Uint32())
+					}
+					f.WriteAt(junk, off)
+					f.Close()
+					what = append(what, fmt.Sprintf("lost unsynced slot bytes at %d (checkpoint %d)", off, synced))
+				}
+			}
+		}
+	}
+	return strings.Join(what, "; ")
+}
+
+// currentCopy is libubootenv's choice between two redundant copies: the
+// only valid one, else the higher flags counter (0 follows 255), else copy
+// 0; -1 when neither is valid.
+func currentCopy(b []byte) int {
+	var valid [2]bool
+	var flags [2]byte
+	for i := range 2 {
+		c := b[i*envCopySize : (i+1)*envCopySize]
+		valid[i] = binary.LittleEndian.Uint32(c) == crc32.ChecksumIEEE(c[5:])
+		flags[i] = c[4]
+	}
+	switch {
+	case valid[0] && !valid[1]:
+		return 0
+	case !valid[0] && valid[1]:
+		return 1
+	case !valid[0] && !valid[1]:
+		return -1
+	case flags[0] == 0xff && flags[1] == 0:
+		return 1
+	case flags[1] == 0xff && flags[0] == 0:
+		return 0
+	case flags[1] > flags[0]:
+		return 1
+	}
+	return 0
+}
