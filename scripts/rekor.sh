@@ -203,7 +203,6 @@ start() {
 
 # stop_one NAME SECONDS sends SIGTERM, then SIGKILL after SECONDS.
 stop_one() {
-	[ -z "${FW_DEBUG:-}" ] || echo "stop $1 at $SECONDS" >&2
 	local pid
 	pid=$(cat "$S/run/$1.pid" 2>/dev/null) || return 0
 	rm -f "$S/run/$1.pid"
@@ -245,7 +244,13 @@ start | stop | env) ;;
 *) die "usage: $0 build | start STATEDIR | stop STATEDIR | env STATEDIR" ;;
 esac
 [ $# -eq 2 ] || die "usage: $0 $cmd STATEDIR"
-mkdir -p "$2"
+if [ ! -d "$2" ]; then
+	case $cmd in
+	start) mkdir -p "$2" ;;
+	stop) exit 0 ;;
+	env) die "not running for $2: run $0 start $2" ;;
+	esac
+fi
 S=$(cd "$2" && pwd)
 # A Unix socket path must fit in 108 bytes.
 SOCK=$S/run/mysql.sock

@@ -336,3 +336,31 @@ func TestTrustedRoot(t *testing.T) {
 		t.Error("TrustedRoot accepted a junk key")
 	}
 }
+
+// TestCosignGolden checks that cosign accepts the bundles checked in as
+// agent/tlog's golden vectors, against the golden log key; no log needed.
+func TestCosignGolden(t *testing.T) {
+	cosign := cosignPath(t)
+	golden := func(name string) string { return filepath.Join("..", "agent", "tlog", "testdata", name) }
+	logPEM, err := os.ReadFile(golden("rekor.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := TrustedRoot("http://127.0.0.1:1", logPEM, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rootPath := filepath.Join(dir, "trusted_root.json")
+	if err := os.WriteFile(rootPath, root, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		cmd := exec.Command(cosign, "verify-blob", "--new-bundle-format", "--trusted-root", rootPath,
+			"--key", golden("release.pub"), "--bundle", golden(fmt.Sprintf("image-%d.sigstore.json", i)), golden(fmt.Sprintf("image-%d.bin", i)))
+		cmd.Env = append(os.Environ(), "TUF_ROOT="+filepath.Join(dir, "tuf"), "HOME="+dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("cosign verify-blob image-%d: %v: %s", i, err, out)
+		}
+	}
+}

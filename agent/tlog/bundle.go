@@ -98,7 +98,7 @@ func (b *Bundle) Marshal() ([]byte, error) {
 				Checkpoint struct {
 					Envelope string `json:"envelope"`
 				} `json:"checkpoint"`
-			}{LogIndex: pbInt(p.LogIndex), RootHash: p.RootHash, TreeSize: pbInt(p.TreeSize), Hashes: p.Hashes}
+			}{LogIndex: pbInt(p.LogIndex), RootHash: p.RootHash, TreeSize: pbInt(p.TreeSize), Hashes: append([][]byte{}, p.Hashes...)}
 			t.InclusionProof.Checkpoint.Envelope = string(p.Checkpoint)
 		}
 		j.VerificationMaterial.TlogEntries = append(j.VerificationMaterial.TlogEntries, t)
