@@ -7,16 +7,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/fwctl/fwctl/internal/testenv"
 )
 
-// rekor is the log the integration tests use: started once per test binary
-// by TestMain with scripts/rekor.sh, or given by REKOR_URL and REKOR_PUBKEY
-// (a log started by CI, shared between packages).
+// rekor is the log the integration tests use: started with
+// scripts/rekor.sh by the first test that needs it and stopped by TestMain,
+// or given by REKOR_URL and REKOR_PUBKEY (a log started by CI, shared
+// between packages).
 var rekor struct {
+	once    sync.Once
+	stop    func()
 	url     string
 	pubPEM  []byte
 	missing string // why there is no log, for testenv.Missing
@@ -35,6 +39,13 @@ func toolsDir() string {
 // FW_REQUIRE_REAL=1) when there is none.
 func needRekor(t *testing.T) (string, []byte) {
 	t.Helper()
+	rekor.once.Do(func() {
+		stop, err := startRekor()
+		rekor.stop = stop
+		if err != nil {
+			rekor.missing = err.Error()
+		}
+	})
 	if rekor.url == "" {
 		testenv.Missing(t, "Rekor", rekor.missing)
 	}
@@ -42,12 +53,10 @@ func needRekor(t *testing.T) (string, []byte) {
 }
 
 func TestMain(m *testing.M) {
-	stop, err := startRekor()
-	if err != nil {
-		rekor.missing = err.Error()
-	}
 	code := m.Run()
-	stop()
+	if rekor.stop != nil {
+		rekor.stop()
+	}
 	os.Exit(code)
 }
 
