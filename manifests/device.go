@@ -293,3 +293,27 @@ func exactNames(where string, obj map[string]json.RawMessage, known []string) er
 	}
 	return nil
 }
+
+// The device API fwrepo serves next to the repository (fwrepo serve --db).
+const (
+	// NoncePath answers GET with a NonceResponse: a fresh, single-use,
+	// short-lived nonce for the next device manifest.
+	NoncePath = "/api/v1/nonce"
+	// ManifestPath accepts POST of a signed device manifest (at most
+	// MaxDeviceManifestSize bytes) and answers with a ReportResponse.
+	ManifestPath = "/api/v1/manifests"
+)
+
+// NonceResponse is fwrepo's answer on NoncePath.
+type NonceResponse struct {
+	Nonce   string    `json:"nonce"`
+	Expires time.Time `json:"expires"`
+}
+
+// ReportResponse is fwrepo's answer on ManifestPath: Accepted, or Error
+// saying why the manifest was refused.
+type ReportResponse struct {
+	DeviceID string `json:"device_id,omitempty"`
+	Accepted bool   `json:"accepted"`
+	Error    string `json:"error,omitempty"`
+}

@@ -1,0 +1,312 @@
+// Package inventory is fwrepo's device registry and fleet inventory: the
+// devices allowed to report (ID and public key), the nonces handed out for
+// their reports, and the latest signed device manifest of each, in an
+// embedded SQLite database (modernc.org/sqlite, pure Go).
+//
+// It accepts a manifest only from a registered device, signed by that
+// device's key, carrying a nonce it issued that is neither expired nor used.
+// It keeps the envelope as received, so the stored report can be verified
+// again later. The device agent never imports it.
+package inventory
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"github.com/fwctl/fwctl/manifests"
+)
+
+// Errors callers branch on.
+var (
+	// ErrUnknownDevice means no device with that ID is registered.
+	ErrUnknownDevice = errors.New("device is not registered")
+	// ErrDeviceExists means the ID is registered with another key.
+	ErrDeviceExists = errors.New("device is already registered with another key")
+	// ErrKeyInUse means the key is registered for another device ID.
+	ErrKeyInUse = errors.New("public key is already registered for another device")
+	// ErrNonce means a manifest's nonce was never issued, has expired or
+	// was already used: the device must fetch a fresh one and report again.
+	ErrNonce = errors.New("nonce unknown, expired or already used")
+	// ErrBusy means too many nonces are outstanding; retry later.
+	ErrBusy = errors.New("too many outstanding nonces")
+)
+
+// Defaults for a DB.
+const (
+	DefaultNonceTTL       = 5 * time.Minute
+	DefaultMaxOutstanding = 100_000
+)
+
+// DB is an open inventory database. It is safe for concurrent use, also by
+// several processes on one file (fwrepo serve and fwrepo devices add).
+type DB struct {
+	db *sql.DB
+	// Now is the clock (tests move it to expire nonces).
+	Now func() time.Time
+	// NonceTTL is how long an issued nonce stays valid.
+	NonceTTL time.Duration
+	// MaxOutstanding caps unexpired unused nonces, so that anonymous
+	// nonce requests cannot grow the database without bound.
+	MaxOutstanding int
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS devices (
+	id         TEXT PRIMARY KEY,
+	key_id     TEXT NOT NULL UNIQUE,
+	public_key TEXT NOT NULL,
+	added_at   INTEGER NOT NULL,
+	last_seen  INTEGER,
+	manifest   BLOB
+);
+CREATE TABLE IF NOT EXISTS nonces (
+	nonce   TEXT PRIMARY KEY,
+	expires INTEGER NOT NULL
+);
+PRAGMA user_version = 1;
+`
+
+// Open opens (creating if needed) the inventory database at path.
+func Open(path string) (*DB, error) {
+	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(wal)&_pragma=synchronous(full)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open inventory %s: %w", path, err)
+	}
+	// One connection: SQLite serialises writers anyway, and this keeps
+	// busy errors out of a single process.
+	db.SetMaxOpenConns(1)
+	var v int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open inventory %s: %w (is it an SQLite database?)", path, err)
+	}
+	if v > 1 {
+		db.Close()
+		return nil, fmt.Errorf("inventory %s has schema version %d, this fwrepo knows 1: upgrade fwrepo", path, v)
+	}
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("create inventory schema in %s: %w", path, err)
+	}
+	return &DB{db: db, Now: time.Now, NonceTTL: DefaultNonceTTL, MaxOutstanding: DefaultMaxOutstanding}, nil
+}
+
+// Close closes the database.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Device is a registered device and its latest accepted report.
+type Device struct {
+	ID           string    `json:"device_id"`
+	KeyID        string    `json:"key_id"`
+	PublicKeyPEM string    `json:"public_key"`
+	AddedAt      time.Time `json:"added_at"`
+	// LastSeen is when its latest manifest was accepted (nil: never).
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+	// Manifest is the latest accepted manifest, Envelope as it was sent.
+	Manifest *manifests.DeviceManifest `json:"manifest,omitempty"`
+	Envelope []byte                    `json:"-"`
+}
+
+// AddOptions control AddDevice.
+type AddOptions struct {
+	// Replace re-registers an existing ID with a new key (a replaced
+	// TPM); its stored report is dropped.
+	Replace bool
+}
+
+// AddDevice registers device id with the ECDSA P-256 public key in pubPEM.
+// Registering the same ID with the same key again changes nothing and
+// reports added false.
+func (d *DB) AddDevice(ctx context.Context, id string, pubPEM []byte, opt AddOptions) (dev *Device, added bool, err error) {
+	if !manifests.ValidDeviceID(id) {
+		return nil, false, fmt.Errorf("device ID %q: want 1-128 letters, digits, '.', '_', ':', '-' (the default is the key ID 'fwagent identity' prints)", id)
+	}
+	pub, err := manifests.ParsePublicKeyPEM(pubPEM)
+	if err != nil {
+		return nil, false, err
+	}
+	keyID, err := manifests.KeyID(pub)
+	if err != nil {
+		return nil, false, err
+	}
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	defer tx.Rollback()
+	var oldKey string
+	switch err := tx.QueryRowContext(ctx, "SELECT key_id FROM devices WHERE id = ?", id).Scan(&oldKey); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, false, err
+	case oldKey == keyID:
+		tx.Rollback() // release the single connection before reading
+		dev, err := d.Device(ctx, id)
+		return dev, false, err
+	case !opt.Replace:
+		return nil, false, fmt.Errorf("%w: %s has key %s, the new key is %s; use --replace if the device's TPM was replaced", ErrDeviceExists, id, oldKey, keyID)
+	}
+	var other string
+	switch err := tx.QueryRowContext(ctx, "SELECT id FROM devices WHERE key_id = ? AND id != ?", keyID, id).Scan(&other); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return nil, false, err
+	default:
+		return nil, false, fmt.Errorf("%w: key %s belongs to device %s; one key identifies one device", ErrKeyInUse, keyID, other)
+	}
+	now := d.Now().UTC()
+	_, err = tx.ExecContext(ctx, `INSERT INTO devices (id, key_id, public_key, added_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET key_id = excluded.key_id, public_key = excluded.public_key,
+		added_at = excluded.added_at, last_seen = NULL, manifest = NULL`,
+		id, keyID, string(pubPEM), now.UnixNano())
+	if err != nil {
+		return nil, false, fmt.Errorf("register device %s: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, false, fmt.Errorf("register device %s: %w", id, err)
+	}
+	return &Device{ID: id, KeyID: keyID, PublicKeyPEM: string(pubPEM), AddedAt: now}, true, nil
+}
+
+// Device returns the registered device id, or an error wrapping
+// ErrUnknownDevice.
+func (d *DB) Device(ctx context.Context, id string) (*Device, error) {
+	row := d.db.QueryRowContext(ctx, "SELECT id, key_id, public_key, added_at, last_seen, manifest FROM devices WHERE id = ?", id)
+	dev, err := scanDevice(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %q (register it with 'fwrepo devices add %s --pubkey FILE')", ErrUnknownDevice, id, id)
+	}
+	return dev, err
+}
+
+// List returns every registered device, ordered by ID.
+func (d *DB) List(ctx context.Context) ([]*Device, error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT id, key_id, public_key, added_at, last_seen, manifest FROM devices ORDER BY id")
+	if err != nil {
+		return nil, fmt.Errorf("list devices: %w", err)
+	}
+	defer rows.Close()
+	var out []*Device
+	for rows.Next() {
+		dev, err := scanDevice(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dev)
+	}
+	return out, rows.Err()
+}
+
+func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
+	var (
+		dev      Device
+		added    int64
+		seen     sql.NullInt64
+		envelope []byte
+	)
+	if err := row.Scan(&dev.ID, &dev.KeyID, &dev.PublicKeyPEM, &added, &seen, &envelope); err != nil {
+		return nil, err
+	}
+	dev.AddedAt = time.Unix(0, added).UTC()
+	if seen.Valid {
+		t := time.Unix(0, seen.Int64).UTC()
+		dev.LastSeen = &t
+	}
+	if len(envelope) > 0 {
+		s, err := manifests.ParseDeviceManifest(envelope)
+		if err != nil {
+			return nil, fmt.Errorf("stored manifest of %s: %w", dev.ID, err)
+		}
+		dev.Manifest, dev.Envelope = s.Manifest, envelope
+	}
+	return &dev, nil
+}
+
+// Nonce issues a fresh nonce (32 random bytes, hex) valid for NonceTTL.
+func (d *DB) Nonce(ctx context.Context) (string, time.Time, error) {
+	now := d.Now()
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", time.Time{}, err
+	}
+	nonce, exp := hex.EncodeToString(b[:]), now.Add(d.NonceTTL).UTC()
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "DELETE FROM nonces WHERE expires <= ?", now.UnixNano()); err != nil {
+		return "", time.Time{}, fmt.Errorf("expire nonces: %w", err)
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM nonces").Scan(&n); err != nil {
+		return "", time.Time{}, err
+	}
+	if n >= d.MaxOutstanding {
+		return "", time.Time{}, fmt.Errorf("%w (%d); retry in %s", ErrBusy, n, d.NonceTTL)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO nonces (nonce, expires) VALUES (?, ?)", nonce, exp.UnixNano()); err != nil {
+		return "", time.Time{}, fmt.Errorf("store nonce: %w", err)
+	}
+	return nonce, exp, tx.Commit()
+}
+
+// Accept verifies a signed device manifest and stores it as the device's
+// latest. It refuses, in this order: a malformed manifest
+// (manifests.ErrInvalidDeviceManifest), an unregistered device
+// (ErrUnknownDevice), a signature that does not verify under the
+// registered key (manifests.ErrBadSignature), and a nonce that was not
+// issued, has expired or was used (ErrNonce). The nonce is consumed only
+// by a correctly signed manifest, so forgeries cannot burn a device's nonce.
+func (d *DB) Accept(ctx context.Context, envelope []byte) (*manifests.DeviceManifest, error) {
+	s, err := manifests.ParseDeviceManifest(envelope)
+	if err != nil {
+		return nil, err
+	}
+	m := s.Manifest
+	dev, err := d.Device(ctx, m.DeviceID)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := manifests.ParsePublicKeyPEM([]byte(dev.PublicKeyPEM))
+	if err != nil {
+		return nil, fmt.Errorf("registered key of %s: %w", dev.ID, err)
+	}
+	if err := s.Verify(pub); err != nil {
+		return nil, err
+	}
+	now := d.Now()
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	var exp int64
+	switch err := tx.QueryRowContext(ctx, "DELETE FROM nonces WHERE nonce = ? RETURNING expires", m.Nonce).Scan(&exp); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("%w: device %s: nonce %.16s… was not issued by this server or was already used; fetch a fresh one", ErrNonce, m.DeviceID, m.Nonce)
+	case err != nil:
+		return nil, fmt.Errorf("consume nonce: %w", err)
+	case exp <= now.UnixNano():
+		// Commit the deletion: an expired nonce is dead either way.
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: device %s: nonce expired at %s; fetch a fresh one and report within %s", ErrNonce, m.DeviceID, time.Unix(0, exp).UTC().Format(time.RFC3339), d.NonceTTL)
+	}
+	if _, err := tx.ExecContext(ctx, "UPDATE devices SET last_seen = ?, manifest = ? WHERE id = ?", now.UnixNano(), envelope, m.DeviceID); err != nil {
+		return nil, fmt.Errorf("store manifest of %s: %w", m.DeviceID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("store manifest of %s: %w", m.DeviceID, err)
+	}
+	return m, nil
+}

@@ -1,0 +1,270 @@
+package inventory
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fwctl/fwctl/manifests"
+)
+
+type testDevice struct {
+	id  string
+	key *ecdsa.PrivateKey
+	pem []byte
+}
+
+func newTestDevice(t *testing.T, id string) *testDevice {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	return &testDevice{id: id, key: k, pem: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})}
+}
+
+func (d *testDevice) manifest(nonce, version string) *manifests.DeviceManifest {
+	return &manifests.DeviceManifest{Schema: 1, DeviceID: d.id, Hardware: "acme-gw-v2", RunningSlot: "A", Counter: 1,
+		Slots: map[string]manifests.SlotReport{
+			"A": {Status: manifests.SlotGood, Version: version, Counter: 1, SHA256: strings.Repeat("ab", 32), Length: 5},
+			"B": {Status: manifests.SlotUnknown},
+		},
+		Time: time.Now().UTC().Truncate(time.Second), Nonce: nonce}
+}
+
+func (d *testDevice) sign(t *testing.T, m *manifests.DeviceManifest) []byte {
+	t.Helper()
+	env, err := manifests.SignDeviceManifest(m, d.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func openDB(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(filepath.Join(t.TempDir(), "inventory.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func nonce(t *testing.T, db *DB) string {
+	t.Helper()
+	n, _, err := db.Nonce(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestAddDevice(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	a, b := newTestDevice(t, "gw-1"), newTestDevice(t, "gw-2")
+	if _, added, err := db.AddDevice(ctx, a.id, a.pem, AddOptions{}); err != nil || !added {
+		t.Fatalf("add: %v %v", added, err)
+	}
+	tests := []struct {
+		name  string
+		id    string
+		pem   []byte
+		opt   AddOptions
+		want  error
+		added bool
+	}{
+		{name: "same again", id: a.id, pem: a.pem},
+		{name: "other key for the ID", id: a.id, pem: b.pem, want: ErrDeviceExists},
+		{name: "same key for another ID", id: "gw-3", pem: a.pem, want: ErrKeyInUse},
+		{name: "bad ID", id: "../x", pem: b.pem, want: errAny},
+		{name: "not a key", id: "gw-4", pem: []byte("nope"), want: errAny},
+		{name: "second device", id: b.id, pem: b.pem, added: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, added, err := db.AddDevice(ctx, tt.id, tt.pem, tt.opt)
+			if (tt.want == errAny && err == nil) || (tt.want != errAny && !errors.Is(err, tt.want)) || added != tt.added {
+				t.Fatalf("AddDevice = %v, %v; want %v, %v", added, err, tt.added, tt.want)
+			}
+		})
+	}
+	// A replaced TPM: --replace re-keys the ID.
+	c := newTestDevice(t, a.id)
+	if _, added, err := db.AddDevice(ctx, a.id, c.pem, AddOptions{Replace: true}); err != nil || !added {
+		t.Fatalf("replace: %v %v", added, err)
+	}
+	devs, err := db.List(ctx)
+	if err != nil || len(devs) != 2 || devs[0].ID != "gw-1" || devs[1].ID != "gw-2" {
+		t.Fatalf("List = %v, %v", devs, err)
+	}
+	if want, _ := manifests.KeyID(&c.key.PublicKey); devs[0].KeyID != want {
+		t.Fatalf("replaced key ID %s, want %s", devs[0].KeyID, want)
+	}
+}
+
+var errAny = errors.New("any error")
+
+func TestAccept(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	now := time.Now()
+	db.Now = func() time.Time { return now }
+	dev, other := newTestDevice(t, "gw-1"), newTestDevice(t, "gw-1")
+	stranger := newTestDevice(t, "gw-9")
+	if _, _, err := db.AddDevice(ctx, dev.id, dev.pem, AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	good := dev.sign(t, dev.manifest(nonce(t, db), "1.0.0"))
+	modified := bytes.Replace(dev.sign(t, dev.manifest(nonce(t, db), "1.0.0")), []byte(`"counter":1,`), []byte(`"counter":2,`), 1)
+	expiring := dev.sign(t, dev.manifest(nonce(t, db), "1.0.0"))
+	tests := []struct {
+		name    string
+		env     []byte
+		advance time.Duration
+		want    error
+	}{
+		{name: "registered device, fresh nonce", env: good},
+		{name: "replayed", env: good, want: ErrNonce},
+		{name: "wrong key", env: other.sign(t, other.manifest(nonce(t, db), "1.0.0")), want: manifests.ErrBadSignature},
+		{name: "modified body", env: modified, want: manifests.ErrBadSignature},
+		{name: "unregistered device", env: stranger.sign(t, stranger.manifest(nonce(t, db), "1.0.0")), want: ErrUnknownDevice},
+		{name: "nonce never issued", env: dev.sign(t, dev.manifest(strings.Repeat("f", 64), "1.0.0")), want: ErrNonce},
+		{name: "malformed", env: []byte(`{"manifest":{}}`), want: manifests.ErrInvalidDeviceManifest},
+		{name: "expired nonce", env: expiring, advance: DefaultNonceTTL + time.Second, want: ErrNonce},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now = now.Add(tt.advance)
+			_, err := db.Accept(ctx, tt.env)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Accept = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	// The forgeries did not replace the accepted report, and a newer one
+	// does.
+	got, err := db.Device(ctx, dev.id)
+	if err != nil || got.Manifest == nil || got.Manifest.Running().Version != "1.0.0" || got.LastSeen == nil {
+		t.Fatalf("stored report: %+v, %v", got, err)
+	}
+	if _, err := db.Accept(ctx, dev.sign(t, dev.manifest(nonce(t, db), "2.0.0"))); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Device(ctx, dev.id); got.Manifest.Running().Version != "2.0.0" {
+		t.Fatalf("latest report not kept: %+v", got.Manifest)
+	}
+}
+
+// TestForgeryKeepsNonce: a forged report naming a real nonce does not burn
+// it, so an attacker who sees nonces cannot stop a device from reporting.
+func TestForgeryKeepsNonce(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	dev, forger := newTestDevice(t, "gw-1"), newTestDevice(t, "gw-1")
+	db.AddDevice(ctx, dev.id, dev.pem, AddOptions{})
+	n := nonce(t, db)
+	if _, err := db.Accept(ctx, forger.sign(t, forger.manifest(n, "6.6.6"))); !errors.Is(err, manifests.ErrBadSignature) {
+		t.Fatalf("forgery: %v", err)
+	}
+	if _, err := db.Accept(ctx, dev.sign(t, dev.manifest(n, "1.0.0"))); err != nil {
+		t.Fatalf("genuine report after a forgery with its nonce: %v", err)
+	}
+}
+
+func TestNonceLimit(t *testing.T) {
+	db := openDB(t)
+	db.MaxOutstanding = 2
+	now := time.Now()
+	db.Now = func() time.Time { return now }
+	nonce(t, db)
+	nonce(t, db)
+	if _, _, err := db.Nonce(context.Background()); !errors.Is(err, ErrBusy) {
+		t.Fatalf("third nonce: %v, want busy", err)
+	}
+	now = now.Add(DefaultNonceTTL) // the two expire
+	nonce(t, db)
+}
+
+func TestReopen(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "inv.db")
+	db, err := Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := newTestDevice(t, "gw-1")
+	db.AddDevice(context.Background(), dev.id, dev.pem, AddOptions{})
+	db.Close()
+	db, err = Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Device(context.Background(), "gw-1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHandler(t *testing.T) {
+	db := openDB(t)
+	dev := newTestDevice(t, "gw-1")
+	db.AddDevice(context.Background(), dev.id, dev.pem, AddOptions{})
+	srv := httptest.NewServer(Handler(db, nil))
+	defer srv.Close()
+	getNonce := func() string {
+		resp, err := http.Get(srv.URL + manifests.NoncePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var nr manifests.NonceResponse
+		if err := json.NewDecoder(resp.Body).Decode(&nr); err != nil || resp.StatusCode != 200 || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("nonce: %d %v", resp.StatusCode, err)
+		}
+		return nr.Nonce
+	}
+	good := dev.sign(t, dev.manifest(getNonce(), "1.0.0"))
+	tests := []struct {
+		name, method, path string
+		body               []byte
+		status             int
+		accepted           bool
+	}{
+		{"accepted", "POST", manifests.ManifestPath, good, 200, true},
+		{"replay", "POST", manifests.ManifestPath, good, 403, false},
+		{"malformed", "POST", manifests.ManifestPath, []byte("{"), 400, false},
+		{"too large", "POST", manifests.ManifestPath, bytes.Repeat([]byte(" "), manifests.MaxDeviceManifestSize+1), 413, false},
+		{"GET on manifests", "GET", manifests.ManifestPath, nil, 405, false},
+		{"POST on nonce", "POST", manifests.NoncePath, nil, 405, false},
+		{"elsewhere", "GET", "/api/v1/other", nil, 404, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, srv.URL+tt.path, bytes.NewReader(tt.body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var rr manifests.ReportResponse
+			json.NewDecoder(resp.Body).Decode(&rr)
+			if resp.StatusCode != tt.status || rr.Accepted != tt.accepted {
+				t.Fatalf("%s %s: %d %+v, want %d accepted=%v", tt.method, tt.path, resp.StatusCode, rr, tt.status, tt.accepted)
+			}
+		})
+	}
+}
