@@ -197,6 +197,14 @@ func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, e
 	if chk.Available == nil {
 		return res, nil
 	}
+	// While the running slot is on an unconfirmed trial, the inactive slot
+	// is its only fallback: writing it (and, with bootcount, Disable ending
+	// the trial) would leave no complete image to return to if the trial
+	// fails or power is lost mid-write. Found by test/powerloss.
+	if p := st.Pending; p != nil && p.Slot == chk.BootedSlot {
+		return nil, fmt.Errorf("%w: slot %s runs %s on trial; run 'fwagent confirm' once it is healthy, then update",
+			ErrConfirmPending, p.Slot, p.Version)
+	}
 	rel := chk.Available
 	target := a.inactive(chk.BootedSlot)
 	sl := slot.Slot{Name: target, Path: a.cfg.Slots[target]}

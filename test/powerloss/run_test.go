@@ -32,15 +32,24 @@ const (
 // Kill triggers: a plain random time, or a random delay after an event
 // seen on the device's files (so that short phases are hit too).
 const (
-	trigTime      = "time"       // uniform over the measured length of an update
-	trigDisabled  = "env-save-1" // after the first environment save (Disable)
-	trigSlotFull  = "slot-full"  // after the slot holds all the bytes
-	trigPending   = "pending"    // after the state file records the pending install
-	trigSwitched  = "env-save-2" // after the second environment save (Try)
-	maxEventDelay = 3 * time.Millisecond
+	trigTime     = "time"       // uniform over the measured length of an update
+	trigDisabled = "env-save-1" // after the first environment write (Disable)
+	trigSlotFull = "slot-full"  // after the slot holds all the bytes
+	trigPending  = "pending"    // after the state file records the pending install
+	trigSwitched = "env-save-2" // after the second environment write (Try)
 )
 
-var triggers = []string{trigDisabled, trigSlotFull, trigPending, trigSwitched}
+// triggers and the longest random delay after each: about the length of
+// the phase that follows the event, so kills spread over it.
+var triggers = []struct {
+	name     string
+	maxDelay time.Duration
+}{
+	{trigDisabled, 3 * time.Millisecond},
+	{trigSlotFull, 6 * time.Millisecond},
+	{trigPending, time.Millisecond},
+	{trigSwitched, 300 * time.Microsecond},
+}
 
 // plan is one random kill point and what the power cut adds to it.
 type plan struct {
@@ -87,10 +96,11 @@ func (fx *fixture) newPlan(rng *rand.Rand) plan {
 	}
 	if rng.IntN(2) == 0 {
 		p.trigger = trigTime
-		p.delay = time.Duration(rng.Int64N(int64(fx.updateTime) * 11 / 10))
+		p.delay = time.Duration(rng.Int64N(int64(fx.updateTime)))
 	} else {
-		p.trigger = triggers[rng.IntN(len(triggers))]
-		p.delay = time.Duration(rng.Int64N(int64(maxEventDelay)))
+		tr := triggers[rng.IntN(len(triggers))]
+		p.trigger = tr.name
+		p.delay = time.Duration(rng.Int64N(int64(tr.maxDelay)))
 	}
 	p.torn = rng.IntN(2) == 0
 	return p
@@ -249,7 +259,9 @@ func (fx *fixture) killUpdate(d *device, target string, p plan, rng *rand.Rand) 
 // fires reports whether ev is the plan's trigger event.
 func fires(d *device, target, trigger string, ev event, w *watcher) bool {
 	switch {
-	case ev.path == d.envPath() && (ev.mask&(unix.IN_CLOSE_WRITE|unix.IN_MOVED_TO) != 0):
+	// A U-Boot save is one write of the copy, then fsync: the write's
+	// IN_MODIFY comes before the fsync. The file backend renames last.
+	case ev.path == d.envPath() && ev.mask&(unix.IN_MODIFY|unix.IN_MOVED_TO) != 0:
 		w.envSaves++
 		return trigger == trigDisabled && w.envSaves == 1 || trigger == trigSwitched && w.envSaves == 2
 	case trigger == trigSlotFull && ev.path == d.slotPath(target) && ev.mask&unix.IN_MODIFY != 0:

@@ -16,7 +16,7 @@ type watcher struct {
 	f    *os.File
 	dirs map[int32]string
 	once sync.Once
-	// envSaves counts completed environment saves; only the until
+	// envSaves counts environment writes seen; only the until
 	// callback touches it.
 	envSaves int
 }
@@ -34,7 +34,7 @@ func newWatcher(dirs ...string) (*watcher, error) {
 	}
 	w := &watcher{dirs: map[int32]string{}}
 	for _, d := range dirs {
-		wd, err := unix.InotifyAddWatch(fd, d, unix.IN_MODIFY|unix.IN_CLOSE_WRITE|unix.IN_MOVED_TO)
+		wd, err := unix.InotifyAddWatch(fd, d, unix.IN_MODIFY|unix.IN_MOVED_TO)
 		if err != nil {
 			unix.Close(fd)
 			return nil, err
