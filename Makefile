@@ -3,7 +3,6 @@
 
 GO        ?= go
 BIN       := bin
-GOFLAGS_REL := -trimpath -ldflags "-s -w"
 STATICCHECK_VERSION := v0.8.2
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
@@ -23,10 +22,10 @@ build:
 
 cross:
 	@mkdir -p $(BIN)
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build $(GOFLAGS_REL) -o $(BIN)/fwagent-linux-armv7 ./cmd/fwagent
-	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build $(GOFLAGS_REL) -o $(BIN)/fwagent-linux-arm64 ./cmd/fwagent
-	CGO_ENABLED=0 GOOS=linux GOARCH=riscv64 $(GO) build $(GOFLAGS_REL) -o $(BIN)/fwagent-linux-riscv64 ./cmd/fwagent
-	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build $(GOFLAGS_REL) -o $(BIN)/fwagent-linux-amd64 ./cmd/fwagent
+	scripts/build-agent.sh arm $(BIN)/fwagent-linux-armv7 7
+	scripts/build-agent.sh arm64 $(BIN)/fwagent-linux-arm64
+	scripts/build-agent.sh riscv64 $(BIN)/fwagent-linux-riscv64
+	scripts/build-agent.sh amd64 $(BIN)/fwagent-linux-amd64
 	@ls -l $(BIN)/fwagent-linux-*
 
 # Real components (swtpm, U-Boot/GRUB tools, ...) are installed by

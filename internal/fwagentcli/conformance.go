@@ -3,26 +3,36 @@ package fwagentcli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
-
-	"github.com/spf13/cobra"
 
 	"github.com/fwctl/fwctl/agent/tufclient"
 )
 
 // conformanceCmd implements the tuf-conformance client-under-test protocol
 // over the same TUF client (fetcher and metadata store) the agent uses.
-func conformanceCmd() *cobra.Command {
+func conformanceCmd() *command {
 	var (
 		metadataDir, metadataURL, targetBaseURL, targetDir string
-		targetNames                                        []string
+		targetNames                                        stringList
 	)
-	c := &cobra.Command{
-		Use:   "tuf-conformance (init TRUSTED_ROOT | refresh | download)",
-		Short: "TUF conformance client-under-test entry point (exit 0 on success, 1 on any failure)",
-		Args:  cobra.RangeArgs(1, 2),
-		RunE: func(_ *cobra.Command, args []string) error {
+	return &command{
+		name:      "tuf-conformance",
+		args:      "--metadata-dir DIR [--metadata-url URL] [--target-name PATH ...] [--target-base-url URL] [--target-dir DIR] (init TRUSTED_ROOT | refresh | download)",
+		short:     "TUF conformance client-under-test entry point (exit 0 on success, 1 on any failure)",
+		usageCode: 1,
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&metadataDir, "metadata-dir", "", "trusted metadata directory")
+			fs.StringVar(&metadataURL, "metadata-url", "", "repository metadata URL")
+			fs.Var(&targetNames, "target-name", "target path to download (repeatable)")
+			fs.StringVar(&targetBaseURL, "target-base-url", "", "repository targets URL")
+			fs.StringVar(&targetDir, "target-dir", "", "directory for downloaded targets")
+		},
+		run: func(args []string) error {
+			if len(args) == 0 || len(args) > 2 {
+				return errors.New("want one of: init TRUSTED_ROOT, refresh, download")
+			}
 			if metadataDir == "" {
 				return errors.New("--metadata-dir is required")
 			}
@@ -63,11 +73,10 @@ func conformanceCmd() *cobra.Command {
 			return fmt.Errorf("unknown command %q: want init, refresh or download", args[0])
 		},
 	}
-	c.Flags().StringVar(&metadataDir, "metadata-dir", "", "trusted metadata directory")
-	c.Flags().StringVar(&metadataURL, "metadata-url", "", "repository metadata URL")
-	c.Flags().StringArrayVar(&targetNames, "target-name", nil, "target path to download (repeatable)")
-	c.Flags().StringVar(&targetBaseURL, "target-base-url", "", "repository targets URL")
-	c.Flags().StringVar(&targetDir, "target-dir", "", "directory for downloaded targets")
-	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return err })
-	return c
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
