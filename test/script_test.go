@@ -45,6 +45,7 @@ func TestScripts(t *testing.T) {
 			"subst":    cmdSubst,
 			"mkimage":  cmdMkImage,
 			"exitcode": cmdExitCode,
+			"swtpm":    cmdSwtpm,
 		},
 	})
 }

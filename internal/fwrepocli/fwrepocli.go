@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -37,7 +38,7 @@ func Main() int {
 	}
 	root.PersistentFlags().BoolVar(&jsonOut, "json", false, "JSON logs and output")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitUsage, err) })
-	root.AddCommand(serveCmd(&jsonOut))
+	root.AddCommand(serveCmd(&jsonOut), devicesCmd(&jsonOut))
 	root.SetArgs(os.Args[1:])
 	if err := root.Execute(); err != nil {
 		return cli.Std(jsonOut).Fail(err)
@@ -48,6 +49,7 @@ func Main() int {
 func serveCmd(jsonOut *bool) *cobra.Command {
 	var (
 		dir, addr, tsKey string
+		dbPath           string
 		tsLifetime       time.Duration
 		tsMaxAge         time.Duration
 	)
@@ -87,19 +89,28 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 				})
 				go resignLoop(ctx, log, dir, key, tsLifetime, &lastErr)
 			}
+			var handler http.Handler = srv
+			if dbPath != "" {
+				var closeDB func() error
+				if handler, closeDB, err = withDeviceAPI(dbPath, srv, log); err != nil {
+					return err
+				}
+				defer closeDB()
+			}
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return err
 			}
 			log.Info("serving", "dir", dir, "addr", ln.Addr().String(), "online_timestamp", tsKey != "")
 			fmt.Fprintf(cmd.OutOrStdout(), "fwrepo serving %s on http://%s\n", dir, ln.Addr())
-			err = server.Run(ctx, ln, srv, 10*time.Second)
+			err = server.Run(ctx, ln, handler, 10*time.Second)
 			log.Info("stopped")
 			return err
 		},
 	}
 	c.Flags().StringVar(&dir, "dir", "", "published repository directory (fwctl publish --out)")
 	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address")
+	c.Flags().StringVar(&dbPath, "db", "", "inventory database: enables the device API (/api/v1/nonce, /api/v1/manifests); see 'fwrepo devices'")
 	c.Flags().StringVar(&tsKey, "timestamp-key", "", "online timestamp key file; enables re-signing (passphrase in $"+PassphraseEnv+")")
 	c.Flags().DurationVar(&tsLifetime, "timestamp-lifetime", 24*time.Hour, "lifetime of re-signed timestamps; re-signed when less than half is left")
 	c.Flags().DurationVar(&tsMaxAge, "timestamp-max-age", 10*time.Second, "Cache-Control max-age for timestamp.json")

@@ -1,0 +1,110 @@
+package fwagentcli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/fwctl/fwctl/agent"
+	"github.com/fwctl/fwctl/agent/tpm"
+	"github.com/fwctl/fwctl/internal/cli"
+)
+
+// Short help of the commands in this file, shared by whichever command
+// framework registers them.
+const (
+	reportShort   = "Send a signed device manifest (slots, versions, last result) to fwrepo"
+	identityShort = "Print the device ID and the public key to register with 'fwrepo devices add'"
+	reportLong    = `Fetches a fresh nonce from fwrepo, builds the device manifest from the agent's
+state (running and next slot, each slot's image, security counter, last install
+result), signs it with the TPM device key and posts it. The device must be
+registered first: 'fwagent identity --pem > device.pem' on the device, then
+'fwrepo devices add DEVICE_ID --pubkey device.pem' on the server. Exit 3: fwrepo
+refused it (unregistered device, bad signature or nonce); 4: unreachable.`
+)
+
+// deviceKey returns the TPM device key; a device without a TPM trust store
+// has no identity key and cannot sign.
+func (a *app) deviceKey(ctx context.Context, ag *agent.Agent, cfg *agent.Config) (*tpm.Key, error) {
+	t, ok := ag.Trust().(*tpm.TPM)
+	if !ok {
+		return nil, cli.WithCode(cli.ExitUsage, fmt.Errorf(
+			"this device has no identity key: trust.type is %q, and device manifests are signed by the TPM device key; set \"trust\": {\"type\": \"tpm\", \"device\": \"/dev/tpmrm0\"} in %s and run 'fwagent provision'",
+			cfg.Trust.Type, a.config))
+	}
+	k, err := t.DeviceKey(ctx)
+	if err != nil {
+		return nil, code(fmt.Errorf("%w (run 'fwagent provision' to create the device key)", err))
+	}
+	return k, nil
+}
+
+// runReport implements 'fwagent report'.
+func (a *app) runReport() error {
+	ag, cfg, err := a.load(slog.LevelWarn)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	key, err := a.deviceKey(ctx, ag, cfg)
+	if err != nil {
+		return err
+	}
+	res, err := ag.Report(ctx, key, agent.ReportOptions{})
+	if errors.Is(err, agent.ErrReportRefused) {
+		return cli.WithCode(cli.ExitRefused, err)
+	}
+	if err != nil {
+		return code(err)
+	}
+	return a.out.Result(res, func(w io.Writer) {
+		m := res.Manifest
+		run := m.Running()
+		fmt.Fprintf(w, "Reported to %s as device %s\n", res.Repository, res.DeviceID)
+		fmt.Fprintf(w, "running slot %s: %s (counter %d), security counter %d\n", m.RunningSlot, orUnknown(run.Version), run.Counter, m.Counter)
+		if m.LastResult != nil {
+			fmt.Fprintf(w, "last result: %s %s\n", m.LastResult.Outcome, m.LastResult.Version)
+		}
+	})
+}
+
+func orUnknown(v string) string {
+	if v == "" {
+		return "unknown version"
+	}
+	return v
+}
+
+// Identity is what 'fwagent identity' prints.
+type Identity struct {
+	DeviceID     string `json:"device_id"`
+	KeyID        string `json:"key_id"`
+	PublicKeyPEM string `json:"public_key"`
+}
+
+// runIdentity implements 'fwagent identity [--pem]'.
+func (a *app) runIdentity(pemOnly bool) error {
+	ag, cfg, err := a.load(slog.LevelWarn)
+	if err != nil {
+		return err
+	}
+	key, err := a.deviceKey(context.Background(), ag, cfg)
+	if err != nil {
+		return err
+	}
+	id := Identity{DeviceID: key.KeyID(), KeyID: key.KeyID(), PublicKeyPEM: string(key.PublicKeyPEM())}
+	if pemOnly && !a.json {
+		_, err := io.WriteString(a.out.Out, id.PublicKeyPEM)
+		return err
+	}
+	return a.out.Result(id, func(w io.Writer) {
+		fmt.Fprintf(w, "device ID  %s\n%s", id.DeviceID, id.PublicKeyPEM)
+		fmt.Fprintf(w, "Register it on the server: fwrepo devices add %s --pubkey device.pem\n", id.DeviceID)
+	})
+}

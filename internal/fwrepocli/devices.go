@@ -1,0 +1,170 @@
+package fwrepocli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fwctl/fwctl/internal/cli"
+	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo/inventory"
+)
+
+// DBEnv names the default inventory database for 'fwrepo devices'.
+const DBEnv = "FWREPO_DB"
+
+func defaultDB() string {
+	if v := os.Getenv(DBEnv); v != "" {
+		return v
+	}
+	return "fwrepo.db"
+}
+
+func devicesCmd(jsonOut *bool) *cobra.Command {
+	var dbPath string
+	c := &cobra.Command{
+		Use:   "devices",
+		Short: "Register devices and list the fleet's installed versions (inventory database)",
+		Args:  cobra.NoArgs,
+	}
+	c.PersistentFlags().StringVar(&dbPath, "db", defaultDB(), "inventory database, shared with 'fwrepo serve --db' ($"+DBEnv+")")
+	c.AddCommand(devicesAddCmd(jsonOut, &dbPath), devicesListCmd(jsonOut, &dbPath))
+	return c
+}
+
+func openInventory(path string) (*inventory.DB, error) {
+	db, err := inventory.Open(path)
+	if err != nil {
+		return nil, cli.WithCode(cli.ExitUsage, err)
+	}
+	return db, nil
+}
+
+func devicesAddCmd(jsonOut *bool, dbPath *string) *cobra.Command {
+	var (
+		pubFile string
+		replace bool
+	)
+	c := &cobra.Command{
+		Use:   "add [DEVICE_ID] --pubkey FILE",
+		Short: "Register a device's public key (from 'fwagent identity --pem'); DEVICE_ID defaults to its key ID",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if pubFile == "" {
+				return cli.WithCode(cli.ExitUsage, errors.New("--pubkey is required: the PEM file 'fwagent identity --pem' prints on the device"))
+			}
+			pemBytes, err := os.ReadFile(pubFile)
+			if err != nil {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			pub, err := manifests.ParsePublicKeyPEM(pemBytes)
+			if err != nil {
+				return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s: %w", pubFile, err))
+			}
+			id, _ := manifests.KeyID(pub)
+			if len(args) == 1 {
+				id = args[0]
+			}
+			db, err := openInventory(*dbPath)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			dev, added, err := db.AddDevice(cmd.Context(), id, pemBytes, inventory.AddOptions{Replace: replace})
+			if err != nil {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			out := struct {
+				*inventory.Device
+				Added bool `json:"added"`
+			}{dev, added}
+			return cli.Std(*jsonOut).Result(out, func(w io.Writer) {
+				if added {
+					fmt.Fprintf(w, "Registered device %s (key %s)\n", dev.ID, dev.KeyID)
+				} else {
+					fmt.Fprintf(w, "Device %s is already registered with this key; nothing changed\n", dev.ID)
+				}
+			})
+		},
+	}
+	c.Flags().StringVar(&pubFile, "pubkey", "", "device public key, PEM (fwagent identity --pem)")
+	c.Flags().BoolVar(&replace, "replace", false, "re-register an existing device ID with a new key (replaced TPM)")
+	return c
+}
+
+// fleet is the --json document of 'fwrepo devices list'.
+type fleet struct {
+	Devices []*inventory.Device `json:"devices"`
+}
+
+func devicesListCmd(jsonOut *bool, dbPath *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List registered devices with their running version, counter, last result and last report",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			db, err := openInventory(*dbPath)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			devs, err := db.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if devs == nil {
+				devs = []*inventory.Device{}
+			}
+			return cli.Std(*jsonOut).Result(fleet{devs}, func(w io.Writer) { printFleet(w, devs) })
+		},
+	}
+}
+
+func printFleet(w io.Writer, devs []*inventory.Device) {
+	if len(devs) == 0 {
+		fmt.Fprintln(w, "No devices registered; add one with 'fwrepo devices add --pubkey FILE'")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "DEVICE\tHARDWARE\tRUNNING\tVERSION\tCOUNTER\tLAST RESULT\tLAST SEEN")
+	for _, d := range devs {
+		m := d.Manifest
+		if m == nil {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tnever reported\n", d.ID)
+			continue
+		}
+		last := "-"
+		if r := m.LastResult; r != nil {
+			last = r.Outcome + " " + r.Version
+		}
+		run := m.Running()
+		version := run.Version
+		if version == "" {
+			version = "(factory)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\tslot %s\t%s\t%d\t%s\t%s\n", d.ID, m.Hardware, m.RunningSlot, version, m.Counter, last,
+			d.LastSeen.Format(time.RFC3339))
+	}
+	tw.Flush()
+}
+
+// withDeviceAPI opens the inventory at dbPath and serves its device API
+// under /api/ next to the repository handler. The returned func closes it.
+func withDeviceAPI(dbPath string, repository http.Handler, log *slog.Logger) (http.Handler, func() error, error) {
+	db, err := openInventory(dbPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/", inventory.Handler(db, log))
+	mux.Handle("/", repository)
+	log.Info("device API enabled", "db", dbPath, "nonce", manifests.NoncePath, "manifests", manifests.ManifestPath)
+	return mux, db.Close, nil
+}
