@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,8 +19,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/spf13/cobra"
 
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/boot"
@@ -37,41 +36,137 @@ type app struct {
 	out     *cli.Output
 }
 
+// command is one fwagent subcommand. fwagent uses the standard library's
+// flag package rather than cobra (as fwctl and fwrepo do) to keep the
+// device binary within its size budget.
+type command struct {
+	name  string
+	args  string // synopsis of flags and arguments
+	short string
+	long  string
+	// flags registers the command's own flags.
+	flags func(fs *flag.FlagSet)
+	// run executes the command with its positional arguments.
+	run func(args []string) error
+	// usageCode is the exit code for flag errors (default cli.ExitUsage).
+	usageCode int
+}
+
+func (a *app) commands() []*command {
+	return []*command{
+		a.provisionCmd(), a.checkCmd(), a.updateCmd(), a.confirmCmd(), a.statusCmd(),
+		a.daemonCmd(), a.simulateBootCmd(), conformanceCmd(), a.reportCmd(), a.identityCmd(),
+	}
+}
+
+const rootLong = `fwagent runs on the device. It verifies release metadata against the root
+pinned at provisioning, installs the newest release for this hardware into the
+inactive slot, and lets the bootloader try it; 'fwagent confirm' makes it
+permanent, otherwise the device falls back to the previous slot.`
+
 // Main runs fwagent with os.Args and returns the exit code.
 func Main() int {
 	a := &app{out: cli.Std(false)}
-	root := &cobra.Command{
-		Use:   "fwagent",
-		Short: "Verify and install firmware updates into the inactive A/B slot",
-		Long: `fwagent runs on the device. It verifies release metadata against the root
-pinned at provisioning, installs the newest release for this hardware into the
-inactive slot, and lets the bootloader try it; 'fwagent confirm' makes it
-permanent, otherwise the device falls back to the previous slot.`,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		PersistentPreRun: func(*cobra.Command, []string) {
-			a.out.JSON = a.json
-		},
-	}
-	root.PersistentFlags().BoolVar(&a.json, "json", false, "print one JSON document instead of text")
-	root.PersistentFlags().StringVarP(&a.config, "config", "c", envOr("FWAGENT_CONFIG", "/etc/fwagent/config.json"), "configuration file ($FWAGENT_CONFIG)")
-	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log progress details to stderr")
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitUsage, err) })
-	root.AddCommand(a.provisionCmd(), a.checkCmd(), a.updateCmd(), a.confirmCmd(), a.statusCmd(),
-		a.daemonCmd(), a.simulateBootCmd(), conformanceCmd(), a.reportCmd(), a.identityCmd())
-	root.SetArgs(os.Args[1:])
-	err := root.Execute()
+	code := a.main(os.Args[1:])
 	for _, c := range a.closers {
 		c()
 	}
-	if err != nil {
-		a.out.JSON = a.json
-		if cli.Code(err) == cli.ExitInstalled {
-			return cli.ExitInstalled // not a failure: the result was printed
-		}
-		return a.out.Fail(err)
+	return code
+}
+
+func (a *app) globalFlags(fs *flag.FlagSet) {
+	fs.BoolVar(&a.json, "json", a.json, "print one JSON document instead of text")
+	fs.StringVar(&a.config, "config", a.config, "configuration file ($FWAGENT_CONFIG)")
+	fs.StringVar(&a.config, "c", a.config, "shorthand for --config")
+	fs.BoolVar(&a.verbose, "verbose", a.verbose, "log progress details to stderr")
+	fs.BoolVar(&a.verbose, "v", a.verbose, "shorthand for --verbose")
+}
+
+func (a *app) usage(w io.Writer) {
+	fmt.Fprintf(w, "%s\n\nUsage: fwagent [--json] [-c CONFIG] COMMAND [flags]\n\nCommands:\n", rootLong)
+	for _, c := range a.commands() {
+		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.short)
 	}
-	return cli.ExitOK
+	fmt.Fprintln(w, "\nRun 'fwagent COMMAND -h' for a command's flags. Exit codes: see the README.")
+}
+
+func (a *app) main(args []string) int {
+	a.config = envOr("FWAGENT_CONFIG", "/etc/fwagent/config.json")
+	top := flag.NewFlagSet("fwagent", flag.ContinueOnError)
+	top.SetOutput(io.Discard)
+	a.globalFlags(top)
+	if err := top.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			a.usage(os.Stdout)
+			return cli.ExitOK
+		}
+		return a.fail(cli.WithCode(cli.ExitUsage, err))
+	}
+	args = top.Args()
+	if len(args) == 0 || args[0] == "help" {
+		a.usage(os.Stdout)
+		if len(args) == 0 {
+			return cli.ExitUsage
+		}
+		return cli.ExitOK
+	}
+	var cmd *command
+	for _, c := range a.commands() {
+		if c.name == args[0] {
+			cmd = c
+		}
+	}
+	if cmd == nil {
+		a.usage(os.Stderr)
+		return a.fail(cli.WithCode(cli.ExitUsage, fmt.Errorf("unknown command %q", args[0])))
+	}
+	fs := flag.NewFlagSet("fwagent "+cmd.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	a.globalFlags(fs)
+	if cmd.flags != nil {
+		cmd.flags(fs)
+	}
+	usageCode := cmd.usageCode
+	if usageCode == 0 {
+		usageCode = cli.ExitUsage
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Printf("Usage: fwagent %s %s\n\n%s\n", cmd.name, cmd.args, cmd.short)
+			if cmd.long != "" {
+				fmt.Printf("\n%s\n", cmd.long)
+			}
+			fmt.Println("\nFlags:")
+			fs.SetOutput(os.Stdout)
+			fs.PrintDefaults()
+			return cli.ExitOK
+		}
+		return a.fail(cli.WithCode(usageCode, err))
+	}
+	a.out.JSON = a.json
+	err := cmd.run(fs.Args())
+	if err != nil && cli.Code(err) == cli.ExitInstalled {
+		return cli.ExitInstalled // not a failure: the result was printed
+	}
+	return a.fail(err)
+}
+
+func (a *app) fail(err error) int {
+	if err == nil {
+		return cli.ExitOK
+	}
+	a.out.JSON = a.json
+	return a.out.Fail(err)
+}
+
+// noArgs wraps a run function for commands without positional arguments.
+func noArgs(name string, run func() error) func([]string) error {
+	return func(args []string) error {
+		if len(args) > 0 {
+			return cli.WithCode(cli.ExitUsage, fmt.Errorf("%s takes no arguments, got %q (flags go before arguments)", name, args))
+		}
+		return run()
+	}
 }
 
 func envOr(k, def string) string {
@@ -156,13 +251,16 @@ func code(err error) error {
 	return err
 }
 
-func (a *app) provisionCmd() *cobra.Command {
+func (a *app) provisionCmd() *command {
 	var rootFile string
-	c := &cobra.Command{
-		Use:   "provision --root root.json",
-		Short: "Pin the initial trusted root and create the anti-rollback counter (factory step)",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+	return &command{
+		name:  "provision",
+		args:  "--root root.json",
+		short: "Pin the initial trusted root and create the anti-rollback counter (factory step)",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&rootFile, "root", "", "initial root.json from 'fwctl init' (WORKSPACE/metadata/1.root.json)")
+		},
+		run: noArgs("provision", func() error {
 			if rootFile == "" {
 				return cli.WithCode(cli.ExitUsage, errors.New("--root is required"))
 			}
@@ -209,18 +307,15 @@ func (a *app) provisionCmd() *cobra.Command {
 					fmt.Fprintf(w, "Device identity key (TPM, non-exportable): %s\n%s", p.DeviceKeyID, p.DeviceKeyPEM)
 				}
 			})
-		},
+		}),
 	}
-	c.Flags().StringVar(&rootFile, "root", "", "initial root.json from 'fwctl init' (WORKSPACE/metadata/1.root.json)")
-	return c
 }
 
-func (a *app) checkCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "check",
-		Short: "Refresh metadata and report whether an update is available (installs nothing)",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+func (a *app) checkCmd() *command {
+	return &command{
+		name:  "check",
+		short: "Refresh metadata and report whether an update is available (installs nothing)",
+		run: noArgs("check", func() error {
 			ag, _, err := a.load(slog.LevelWarn)
 			if err != nil {
 				return err
@@ -230,17 +325,20 @@ func (a *app) checkCmd() *cobra.Command {
 				return code(err)
 			}
 			return a.out.Result(res, func(w io.Writer) { fmt.Fprintln(w, res.Message) })
-		},
+		}),
 	}
 }
 
-func (a *app) updateCmd() *cobra.Command {
+func (a *app) updateCmd() *command {
 	var target string
-	c := &cobra.Command{
-		Use:   "update",
-		Short: "Install the newest release into the inactive slot (exit 10: reboot needed, 0: nothing to do)",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+	return &command{
+		name:  "update",
+		args:  "[--target PATH]",
+		short: "Install the newest release into the inactive slot (exit 10: reboot needed, 0: nothing to do)",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&target, "target", "", "install this target path instead of the newest release")
+		},
+		run: noArgs("update", func() error {
 			ag, _, err := a.load(slog.LevelWarn)
 			if err != nil {
 				return err
@@ -259,18 +357,15 @@ func (a *app) updateCmd() *cobra.Command {
 				return &cli.ExitError{Code: cli.ExitInstalled, Err: errors.New("reboot needed")}
 			}
 			return nil
-		},
+		}),
 	}
-	c.Flags().StringVar(&target, "target", "", "install this target path instead of the newest release")
-	return c
 }
 
-func (a *app) confirmCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "confirm",
-		Short: "Mark the running slot good; after an update, raise the anti-rollback counter",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+func (a *app) confirmCmd() *command {
+	return &command{
+		name:  "confirm",
+		short: "Run health checks, mark the running slot good; after an update, raise the anti-rollback counter",
+		run: noArgs("confirm", func() error {
 			ag, _, err := a.load(slog.LevelWarn)
 			if err != nil {
 				return err
@@ -282,16 +377,15 @@ func (a *app) confirmCmd() *cobra.Command {
 			return a.out.Result(res, func(w io.Writer) {
 				fmt.Fprintf(w, "%s; security counter %d\n", res.Message, res.Counter)
 			})
-		},
+		}),
 	}
 }
 
-func (a *app) statusCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "status",
-		Short: "Show slots, running and next slot, counter, trust store and last result",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+func (a *app) statusCmd() *command {
+	return &command{
+		name:  "status",
+		short: "Show slots, running and next slot, counter, trust store and last result",
+		run: noArgs("status", func() error {
 			ag, cfg, err := a.load(slog.LevelWarn)
 			if err != nil {
 				return err
@@ -314,17 +408,20 @@ func (a *app) statusCmd() *cobra.Command {
 					fmt.Fprintf(w, "last result  %s %s %s %s\n", st.Last.Outcome, st.Last.Version, st.Last.At.Format(time.RFC3339), st.Last.Error)
 				}
 			})
-		},
+		}),
 	}
 }
 
-func (a *app) daemonCmd() *cobra.Command {
+func (a *app) daemonCmd() *command {
 	var once bool
-	c := &cobra.Command{
-		Use:   "daemon",
-		Short: "Poll the repository (interval with jitter) and install updates",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+	return &command{
+		name:  "daemon",
+		args:  "[--once]",
+		short: "Poll the repository (interval with jitter) and install updates",
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&once, "once", false, "poll once and exit (for timers and tests)")
+		},
+		run: noArgs("daemon", func() error {
 			ag, cfg, err := a.load(slog.LevelInfo)
 			if err != nil {
 				return err
@@ -360,22 +457,19 @@ func (a *app) daemonCmd() *cobra.Command {
 				case <-time.After(wait):
 				}
 			}
-		},
+		}),
 	}
-	c.Flags().BoolVar(&once, "once", false, "poll once and exit (for timers and tests)")
-	return c
 }
 
-func (a *app) simulateBootCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "simulate-boot",
-		Short: "Simulators only: act as the bootloader (choose a slot, count the attempt) and 'boot' it",
-		Long: `Runs the bootloader's side of the A/B convention on the configured
+func (a *app) simulateBootCmd() *command {
+	return &command{
+		name:  "simulate-boot",
+		short: "Simulators only: act as the bootloader (choose a slot, count the attempt) and 'boot' it",
+		long: `Runs the bootloader's side of the A/B convention on the configured
 environment: picks the first slot in BOOT_ORDER with attempts left, decrements
 them, and writes fwctl.slot=SLOT to the configured kernel command line file, as
 a real reboot would. Use it with file slots in tests and demos.`,
-		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
+		run: noArgs("simulate-boot", func() error {
 			ag, cfg, err := a.load(slog.LevelWarn)
 			if err != nil {
 				return err
@@ -394,28 +488,28 @@ a real reboot would. Use it with file slots in tests and demos.`,
 			return a.out.Result(map[string]string{"booted_slot": slot}, func(w io.Writer) {
 				fmt.Fprintf(w, "booted slot %s\n", slot)
 			})
-		},
+		}),
 	}
 }
 
-func (a *app) reportCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "report",
-		Short: reportShort,
-		Long:  reportLong,
-		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return a.runReport() },
+func (a *app) reportCmd() *command {
+	return &command{
+		name:  "report",
+		short: reportShort,
+		long:  reportLong,
+		run:   noArgs("report", a.runReport),
 	}
 }
 
-func (a *app) identityCmd() *cobra.Command {
+func (a *app) identityCmd() *command {
 	var pemOnly bool
-	c := &cobra.Command{
-		Use:   "identity [--pem]",
-		Short: identityShort,
-		Args:  cobra.NoArgs,
-		RunE:  func(*cobra.Command, []string) error { return a.runIdentity(pemOnly) },
+	return &command{
+		name:  "identity",
+		args:  "[--pem]",
+		short: identityShort,
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&pemOnly, "pem", false, "print only the PEM public key (for 'fwrepo devices add --pubkey')")
+		},
+		run: noArgs("identity", func() error { return a.runIdentity(pemOnly) }),
 	}
-	c.Flags().BoolVar(&pemOnly, "pem", false, "print only the PEM public key (for 'fwrepo devices add --pubkey')")
-	return c
 }
