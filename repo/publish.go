@@ -27,6 +27,9 @@ type PublishOptions struct {
 	Expiry map[string]time.Duration
 	// Progress, when set, is told about each file written.
 	Progress func(msg string)
+
+	// skipCopy leaves target files out (benchmarks of metadata signing).
+	skipCopy bool
 }
 
 // PublishResult reports what Publish wrote.
@@ -58,43 +61,65 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 		progress = func(string) {}
 	}
 	now := ws.Now().UTC()
-	root, err := ws.Root()
+	kr, err := ws.keyring()
 	if err != nil {
-		return nil, fmt.Errorf("read root: %w", err)
+		return nil, err
 	}
-	targets, err := ws.stagedTargets()
+	defer kr.close()
+	_, refresh := opt.Expiry[metadata.TARGETS]
+	pl, err := ws.plan(kr, expiry, refresh)
 	if err != nil {
-		return nil, fmt.Errorf("read staged targets: %w", err)
+		return nil, err
 	}
-	prevTargets, _ := metadata.Targets().FromFile(filepath.Join(ws.Dir, "metadata", "targets.json"))
+	if len(pl.missing) > 0 {
+		// Keep what was signed so far, so the ceremony adds to it.
+		if err := ws.savePending(pl); err != nil {
+			return nil, err
+		}
+		return nil, &ThresholdError{Missing: pl.missing}
+	}
+	root := pl.root
+	targets := pl.targets.targets
 	prevSnapshot, _ := metadata.Snapshot().FromFile(filepath.Join(ws.Dir, "metadata", "snapshot.json"))
 
 	sign := func(role string, sign func(crypto.Signer) error) error {
-		keys, err := ws.signers(role, root)
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
+		a := rootAuthority(root, role)
+		n := 0
+		for _, id := range a.keyIDs {
+			k, err := kr.signer(id)
+			if err != nil {
+				return fmt.Errorf("%s key: %w", role, err)
+			}
+			if k == nil {
+				continue
+			}
 			if err := sign(k); err != nil {
 				return fmt.Errorf("sign %s: %w", role, err)
 			}
+			n++
+		}
+		if n < a.threshold {
+			return &ThresholdError{Missing: []Missing{{Role: role, Have: n, Need: a.threshold, By: a.by + " (online role: its keys must be in " + filepath.Join(ws.Dir, "keys") + ")"}}}
 		}
 		return nil
 	}
 
-	// targets
-	targets.Signed.Version = 1
-	if prevTargets != nil {
-		targets.Signed.Version = prevTargets.Signed.Version + 1
-	}
-	targets.Signed.Expires = now.Add(expiry(metadata.TARGETS))
-	targets.ClearSignatures()
-	if err := sign(metadata.TARGETS, func(k crypto.Signer) error { _, err := targets.Sign(signer.TUF(k)); return err }); err != nil {
-		return nil, err
-	}
 	targetsBytes, err := targets.ToBytes(true)
 	if err != nil {
 		return nil, err
+	}
+	type roleFile struct {
+		name    string
+		version int64
+		data    []byte
+	}
+	var delegated []roleFile
+	for _, dp := range pl.delegated {
+		b, err := dp.targets.ToBytes(true)
+		if err != nil {
+			return nil, err
+		}
+		delegated = append(delegated, roleFile{dp.role, dp.targets.Signed.Version, b})
 	}
 
 	// snapshot
@@ -105,6 +130,11 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 	th := sha256.Sum256(targetsBytes)
 	snapshot.Signed.Meta["targets.json"] = &metadata.MetaFiles{Version: targets.Signed.Version,
 		Length: int64(len(targetsBytes)), Hashes: metadata.Hashes{"sha256": th[:]}}
+	for _, d := range delegated {
+		h := sha256.Sum256(d.data)
+		snapshot.Signed.Meta[d.name+".json"] = &metadata.MetaFiles{Version: d.version,
+			Length: int64(len(d.data)), Hashes: metadata.Hashes{"sha256": h[:]}}
+	}
 	if err := sign(metadata.SNAPSHOT, func(k crypto.Signer) error { _, err := snapshot.Sign(signer.TUF(k)); return err }); err != nil {
 		return nil, err
 	}
@@ -136,14 +166,25 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 
 	// Write the output repository: targets, roots, targets and snapshot
 	// metadata under new names, then the timestamp.
-	res := &PublishResult{Out: out, Targets: len(targets.Signed.Targets), Versions: map[string]int64{
+	ntargets := len(targets.Signed.Targets)
+	for _, dp := range pl.delegated {
+		ntargets += len(dp.targets.Signed.Targets)
+	}
+	res := &PublishResult{Out: out, Targets: ntargets, Versions: map[string]int64{
 		metadata.ROOT: root.Signed.Version, metadata.TARGETS: targets.Signed.Version,
 		metadata.SNAPSHOT: snapshot.Signed.Version, metadata.TIMESTAMP: timestamp.Signed.Version}}
 	mdOut := filepath.Join(out, "metadata")
 	if err := os.MkdirAll(mdOut, 0o755); err != nil {
 		return nil, err
 	}
-	for _, tf := range sortedTargetFiles(targets.Signed.Targets) {
+	all := sortedTargetFiles(targets.Signed.Targets)
+	for _, dp := range pl.delegated {
+		all = append(all, sortedTargetFiles(dp.targets.Signed.Targets)...)
+	}
+	for _, tf := range all {
+		if opt.skipCopy {
+			break
+		}
 		dst := filepath.Join(out, "targets", filepath.FromSlash(HashedTargetPath(tf)))
 		if _, err := os.Stat(dst); err == nil {
 			continue
@@ -153,6 +194,18 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 			return nil, err
 		}
 		res.Copied = append(res.Copied, tf.Path)
+	}
+	if pl.rootPlan != nil {
+		// The new root joins the workspace's chain before it is published:
+		// a crash after this point leaves a workspace that is still valid.
+		name := fmt.Sprintf("%d.root.json", root.Signed.Version)
+		if err := writeMetadata(filepath.Join(ws.Dir, "metadata", name), root); err != nil {
+			return nil, err
+		}
+		if err := writeMetadata(filepath.Join(ws.Dir, "metadata", "root.json"), root); err != nil {
+			return nil, err
+		}
+		progress("root version " + strconv.FormatInt(root.Signed.Version, 10))
 	}
 	roots, err := ws.rootFiles()
 	if err != nil {
@@ -172,9 +225,20 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 		data []byte
 	}{
 		{fmt.Sprintf("%d.targets.json", targets.Signed.Version), targetsBytes},
+	}
+	for _, d := range delegated {
+		files = append(files, struct {
+			name string
+			data []byte
+		}{fmt.Sprintf("%d.%s.json", d.version, d.name), d.data})
+	}
+	files = append(files, []struct {
+		name string
+		data []byte
+	}{
 		{fmt.Sprintf("%d.snapshot.json", snapshot.Signed.Version), snapshotBytes},
 		{"timestamp.json", timestampBytes},
-	}
+	}...)
 	for _, f := range files {
 		progress("write metadata/" + f.name)
 		if err := atomicfile.Write(filepath.Join(mdOut, f.name), f.data, 0o644); err != nil {
@@ -193,7 +257,15 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 			return nil, err
 		}
 	}
+	for _, d := range delegated {
+		if err := atomicfile.Write(filepath.Join(wsmd, d.name+".json"), d.data, 0o644); err != nil {
+			return nil, err
+		}
+	}
 	if err := atomicfile.Write(ws.stagedTargetsPath(), targetsBytes, 0o644); err != nil {
+		return nil, err
+	}
+	if err := ws.clearPending(); err != nil {
 		return nil, err
 	}
 	return res, nil

@@ -25,9 +25,17 @@ type Status struct {
 	Roles    []RoleStatus `json:"roles"`
 	Targets  []Target     `json:"targets"`
 	Unstaged int          `json:"unpublished_changes"`
+	// Delegations say which role may sign which target paths.
+	Delegations []Delegation `json:"delegations,omitempty"`
+	// Pending lists what the next publish still lacks in signatures.
+	Pending []Missing `json:"pending_signatures,omitempty"`
+	// PendingRoot is the staged root version awaiting publish (0: none).
+	PendingRoot int64 `json:"pending_root_version,omitempty"`
 }
 
-// Status reports roles, keys, thresholds, versions, expiry and targets.
+// Status reports roles, keys, thresholds, versions, expiry, delegations
+// (who may sign which paths), signatures the next publish still lacks, and
+// targets.
 // A role's metadata is flagged when it expires within a quarter of its
 // configured lifetime.
 func (ws *Workspace) Status() (*Status, error) {
@@ -70,6 +78,22 @@ func (ws *Workspace) Status() (*Status, error) {
 		return nil, err
 	}
 	st.Targets = listTargets(targets.Signed.Targets)
+	if st.Delegations, err = ws.Delegations(); err != nil {
+		return nil, err
+	}
+	for _, d := range delegatedNames(targets) {
+		if dt, err := metadata.Targets().FromFile(ws.stagedRolePath(d)); err == nil {
+			st.Targets = append(st.Targets, listTargets(dt.Signed.Targets)...)
+		}
+	}
+	if pl, err := ws.plan(nil, ws.expiry, false); err == nil {
+		if kr, err := ws.keyring(); err == nil {
+			st.Pending = pl.missingAfterLocal(kr)
+		}
+		if pl.rootPlan != nil {
+			st.PendingRoot = pl.rootPlan.version()
+		}
+	}
 	if pub, err := metadata.Targets().FromFile(filepath.Join(md, "targets.json")); err == nil {
 		for p := range targets.Signed.Targets {
 			if _, ok := pub.Signed.Targets[p]; !ok {

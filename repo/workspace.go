@@ -7,9 +7,12 @@
 // A workspace is a directory:
 //
 //	fwctl.json      settings (expiry per role)
-//	keys/           one encrypted key file per key, named ROLE-KEYID.json
+//	keys/           one encrypted key file per key, named ROLE-KEYID.json, and
+//	                ROLE-KEYID.ref for keys named by URI (PKCS#11, files elsewhere)
+//	pending/        the next root and targets versions while they collect
+//	                signatures (the offline ceremony)
 //	metadata/       the last published, signed metadata (N.root.json, ...)
-//	staged/         targets.json with changes not yet published
+//	staged/         targets.json (and delegated/ROLE.json) with changes not yet published
 //	targets/        copies of the target files, by target path
 //
 // The workspace never publishes a half-written repository: new files are
@@ -106,6 +109,13 @@ type InitOptions struct {
 	Passphrase        func() ([]byte, error)
 	InsecurePlaintext bool
 	Now               func() time.Time
+	// KeyURIs name existing keys per role instead of generating them:
+	// file:PATH, pkcs11:token=…;object=…, or pub:PEMFILE for a key that lives
+	// on another machine (it can only sign through the ceremony). For root,
+	// RootKeys counts the keys to generate in addition.
+	KeyURIs map[string][]string
+	// PIN logs in to PKCS#11 tokens (default: $FWCTL_PKCS11_PIN or a prompt).
+	PIN func() ([]byte, error)
 }
 
 // InitResult reports the keys created by Init.
@@ -116,14 +126,31 @@ type InitResult struct {
 
 // Init creates a new workspace in dir, which must not exist or be empty.
 func Init(dir string, opt InitOptions) (*InitResult, error) {
-	if opt.RootKeys <= 0 {
+	if opt.RootKeys <= 0 && len(opt.KeyURIs[metadata.ROOT]) == 0 {
 		opt.RootKeys = 1
+	}
+	if opt.RootKeys < 0 {
+		opt.RootKeys = 0
 	}
 	if opt.RootThreshold <= 0 {
 		opt.RootThreshold = 1
 	}
-	if opt.RootThreshold > opt.RootKeys {
-		return nil, fmt.Errorf("root threshold %d is larger than the number of root keys %d", opt.RootThreshold, opt.RootKeys)
+	if n := opt.RootKeys + len(opt.KeyURIs[metadata.ROOT]); opt.RootThreshold > n {
+		return nil, fmt.Errorf("root threshold %d is larger than the number of root keys %d", opt.RootThreshold, n)
+	}
+	local := opt.RootKeys
+	for _, u := range opt.KeyURIs[metadata.ROOT] {
+		if !strings.HasPrefix(u, "pub:") {
+			local++
+		}
+	}
+	if local < opt.RootThreshold {
+		return nil, fmt.Errorf("init: root version 1 needs %d signatures but only %d root keys would be here: create the workspace where a threshold of root keys is available, then rotate keys out to other machines", opt.RootThreshold, local)
+	}
+	for r := range opt.KeyURIs {
+		if !isTopLevel(r) {
+			return nil, fmt.Errorf("init: key for unknown role %q: use root, targets, snapshot or timestamp", r)
+		}
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
@@ -162,10 +189,34 @@ func Init(dir string, opt InitOptions) (*InitResult, error) {
 	root := metadata.Root(now.Add(ws.expiry(metadata.ROOT)))
 	res := &InitResult{Dir: dir, Keys: map[string][]string{}}
 	signers := map[string][]crypto.Signer{}
+	keyOpts := signer.Options{Passphrase: ws.Passphrase, PIN: opt.PIN}
 	for _, role := range Roles {
+		for _, uri := range opt.KeyURIs[role] {
+			key, id, err := ResolvePublic(uri, keyOpts)
+			if err != nil {
+				return nil, fmt.Errorf("init: %s key %s: %w", role, uri, err)
+			}
+			if err := root.Signed.AddKey(key, role); err != nil {
+				return nil, err
+			}
+			if err := ws.addKeyRef(role, id, uri); err != nil {
+				return nil, err
+			}
+			res.Keys[role] = append(res.Keys[role], id)
+			if role == metadata.ROOT && !strings.HasPrefix(uri, "pub:") {
+				s, err := signer.Open(uri, keyOpts)
+				if err != nil {
+					return nil, fmt.Errorf("init: root key %s: %w", uri, err)
+				}
+				defer signer.Close(s)
+				signers[role] = append(signers[role], s)
+			}
+		}
 		n := 1
 		if role == metadata.ROOT {
 			n = opt.RootKeys
+		} else if len(opt.KeyURIs[role]) > 0 {
+			n = 0
 		}
 		for range n {
 			k, err := signer.Generate(opt.Algorithm)
@@ -187,6 +238,9 @@ func Init(dir string, opt InitOptions) (*InitResult, error) {
 		}
 	}
 	root.Signed.Roles[metadata.ROOT].Threshold = opt.RootThreshold
+	if len(signers[metadata.ROOT]) < opt.RootThreshold {
+		return nil, fmt.Errorf("init: root version 1 needs %d signatures but only %d root keys are reachable here: create the workspace where a threshold of root keys is available (plug in the token, copy the encrypted key files)", opt.RootThreshold, len(signers[metadata.ROOT]))
+	}
 	for _, k := range signers[metadata.ROOT] {
 		if _, err := root.Sign(signer.TUF(k)); err != nil {
 			return nil, fmt.Errorf("sign root: %w", err)
@@ -249,38 +303,6 @@ func (ws *Workspace) keyFiles(role string) ([]string, error) {
 	}
 	sort.Strings(files)
 	return files, nil
-}
-
-// signers loads the private keys of role that the current root authorises.
-func (ws *Workspace) signers(role string, root *metadata.Metadata[metadata.RootType]) ([]crypto.Signer, error) {
-	files, err := ws.keyFiles(role)
-	if err != nil {
-		return nil, err
-	}
-	allowed := map[string]bool{}
-	for _, id := range root.Signed.Roles[role].KeyIDs {
-		allowed[id] = true
-	}
-	var out []crypto.Signer
-	for _, f := range files {
-		kf, err := signer.ReadKeyFile(f)
-		if err != nil {
-			return nil, err
-		}
-		if !allowed[kf.KeyID] {
-			continue
-		}
-		s, _, err := signer.Load(f, ws.Passphrase)
-		if err != nil {
-			return nil, fmt.Errorf("%s key: %w", role, err)
-		}
-		out = append(out, s)
-	}
-	if len(out) < root.Signed.Roles[role].Threshold {
-		return nil, fmt.Errorf("%s role needs %d signatures but only %d of its keys are in %s",
-			role, root.Signed.Roles[role].Threshold, len(out), filepath.Join(ws.Dir, "keys"))
-	}
-	return out, nil
 }
 
 // Root returns the current signed root.

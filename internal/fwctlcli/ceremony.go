@@ -1,0 +1,314 @@
+package fwctlcli
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/fwctl/fwctl/internal/atomicfile"
+	"github.com/fwctl/fwctl/internal/cli"
+	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/signer"
+)
+
+// ceremonyCmd is the offline signing ceremony: export a request, sign it on
+// air-gapped machines, import the signatures.
+func (a *app) ceremonyCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "ceremony",
+		Short: "Offline threshold signing: export a request, sign it air-gapped, import the signatures",
+		Long: `The offline signing ceremony.
+
+  1. fwctl ceremony export -o request.json     (workspace: signs what its keys can)
+  2. fwctl ceremony sign request.json --key URI -o sig-NAME.json
+                                               (each air-gapped signer; no workspace, no network)
+  3. fwctl ceremony import sig-*.json          (workspace)
+  4. fwctl publish                             (refuses until every threshold is met)`,
+	}
+	var out string
+	export := &cobra.Command{
+		Use:   "export",
+		Short: "Write a signing request for every role that lacks signatures",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ws, err := a.open()
+			if err != nil {
+				return err
+			}
+			req, err := ws.ExportRequest()
+			if err != nil {
+				return err
+			}
+			b, err := json.MarshalIndent(req, "", "  ")
+			if err != nil {
+				return err
+			}
+			if err := atomicfile.Write(out, append(b, '\n'), 0o644); err != nil {
+				return err
+			}
+			return a.out.Result(req, func(w io.Writer) {
+				fmt.Fprintf(w, "Wrote signing request %s\n", out)
+				printRequest(w, req)
+				fmt.Fprintln(w, "Sign it where the keys live: fwctl ceremony sign", filepath.Base(out), "--key URI -o SIGFILE")
+			})
+		},
+	}
+	export.Flags().StringVarP(&out, "out", "o", "signing-request.json", "request file to write")
+
+	show := &cobra.Command{
+		Use:   "show REQUEST",
+		Short: "Print what a signing request would sign (computed from its bytes)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			req, err := readRequest(args[0])
+			if err != nil {
+				return err
+			}
+			return a.out.Result(summaries(req), func(w io.Writer) { printRequest(w, req) })
+		},
+	}
+
+	var key, sigOut string
+	var yes bool
+	sign := &cobra.Command{
+		Use:   "sign REQUEST --key URI -o SIGFILE",
+		Short: "Review a signing request and sign it with one key (air-gapped; no workspace or network needed)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if key == "" || sigOut == "" {
+				return usage(errors.New("--key and -o are required"))
+			}
+			req, err := readRequest(args[0])
+			if err != nil {
+				return err
+			}
+			// The review comes first, from the bytes themselves.
+			if !a.json {
+				printRequest(os.Stdout, req)
+			}
+			if !yes {
+				if !term.IsTerminal(int(os.Stdin.Fd())) {
+					return usage(errors.New("review the summary above and confirm: run in a terminal to be asked, or pass --yes"))
+				}
+				fmt.Fprint(os.Stderr, "Sign this? Type 'yes': ")
+				line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+				if strings.TrimSpace(line) != "yes" {
+					return errors.New("not signed")
+				}
+			}
+			s, err := signer.Open(key, signer.Options{Passphrase: signer.PassphraseSource(PassphraseEnv, "Key passphrase: ", false)})
+			if err != nil {
+				return err
+			}
+			defer signer.Close(s)
+			sf, err := repo.SignRequest(req, s)
+			if err != nil {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			b, err := json.MarshalIndent(sf, "", "  ")
+			if err != nil {
+				return err
+			}
+			if err := atomicfile.Write(sigOut, append(b, '\n'), 0o644); err != nil {
+				return err
+			}
+			return a.out.Result(sf, func(w io.Writer) {
+				var roles []string
+				for _, s := range sf.Signatures {
+					roles = append(roles, fmt.Sprintf("%s v%d", s.Role, s.Version))
+				}
+				fmt.Fprintf(w, "Signed %s with key %s; signatures in %s\n", strings.Join(roles, ", "), sf.KeyID[:16], sigOut)
+			})
+		},
+	}
+	sign.Flags().StringVar(&key, "key", "", "signing key URI (file:PATH or pkcs11:token=…;object=…)")
+	sign.Flags().StringVarP(&sigOut, "out", "o", "", "signature file to write")
+	sign.Flags().BoolVar(&yes, "yes", false, "sign without asking (the summary is still printed)")
+
+	imp := &cobra.Command{
+		Use:   "import SIGFILE...",
+		Short: "Verify signature files and add them to the pending metadata",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			ws, err := a.open()
+			if err != nil {
+				return err
+			}
+			var files []*repo.SignatureFile
+			for _, f := range args {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return usage(err)
+				}
+				var sf repo.SignatureFile
+				if err := json.Unmarshal(b, &sf); err != nil {
+					return usage(fmt.Errorf("%s: not a fwctl signature file: %w", f, err))
+				}
+				files = append(files, &sf)
+			}
+			res, err := ws.ImportSignatures(files...)
+			if err != nil {
+				return cli.WithCode(cli.ExitRefused, err)
+			}
+			return a.out.Result(res, func(w io.Writer) {
+				for _, s := range res.Imported {
+					fmt.Fprintf(w, "Imported %s v%d signature by %s\n", s.Role, s.Version, s.KeyID[:16])
+				}
+				if len(res.Missing) == 0 {
+					fmt.Fprintln(w, "Every threshold is met: run 'fwctl publish'.")
+					return
+				}
+				for _, m := range res.Missing {
+					fmt.Fprintf(w, "Still missing: %s v%d has %d of %d by %s (%d more)\n", m.Role, m.Version, m.Have, m.Need, m.By, m.Need-m.Have)
+				}
+			})
+		},
+	}
+	c.AddCommand(export, show, sign, imp)
+	return c
+}
+
+func readRequest(path string) (*repo.Request, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usage(err)
+	}
+	req, err := repo.ParseRequest(b)
+	if err != nil {
+		return nil, cli.WithCode(cli.ExitRefused, fmt.Errorf("%s: %w", path, err))
+	}
+	return req, nil
+}
+
+type roleSummary struct {
+	Role    string         `json:"role"`
+	Version int64          `json:"version"`
+	SHA256  string         `json:"sha256"`
+	Summary []string       `json:"summary"`
+	Missing []repo.Missing `json:"missing"`
+}
+
+func summaries(req *repo.Request) []roleSummary {
+	var out []roleSummary
+	for _, rr := range req.Roles {
+		out = append(out, roleSummary{rr.Role, rr.Version, rr.SHA256, rr.Summary(), rr.Missing})
+	}
+	return out
+}
+
+func printRequest(w io.Writer, req *repo.Request) {
+	for _, rr := range req.Roles {
+		fmt.Fprintf(w, "== %s v%d (sha256 %s)\n", rr.Role, rr.Version, rr.SHA256)
+		for _, l := range rr.Summary() {
+			fmt.Fprintln(w, l)
+		}
+		for _, m := range rr.Missing {
+			fmt.Fprintf(w, "  needs %d more signature(s) from %s (has %d of %d)\n", m.Need-m.Have, m.By, m.Have, m.Need)
+		}
+	}
+}
+
+// delegateCmd manages delegated targets roles.
+func (a *app) delegateCmd() *cobra.Command {
+	c := &cobra.Command{Use: "delegate", Short: "Delegate target paths to product-line or vendor roles, or to hashed bins"}
+	var opt repo.DelegationOptions
+	add := &cobra.Command{
+		Use:   "add ROLE --paths PATTERN... --key URI...",
+		Short: "Let ROLE's keys sign targets whose paths match the patterns (e.g. acme-gw-v2/*)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			ws, err := a.open()
+			if err != nil {
+				return err
+			}
+			if err := ws.AddDelegation(args[0], opt); err != nil {
+				return err
+			}
+			return a.out.Result(map[string]any{"role": args[0], "paths": opt.Paths}, func(w io.Writer) {
+				fmt.Fprintf(w, "Delegated %s to %s (%d of %d keys). Run 'fwctl publish' (targets keys sign the delegation).\n",
+					strings.Join(opt.Paths, ", "), args[0], max(opt.Threshold, 1), len(opt.Keys))
+			})
+		},
+	}
+	add.Flags().StringSliceVar(&opt.Paths, "paths", nil, "target path patterns, e.g. acme-gw-v2/*")
+	add.Flags().StringArrayVar(&opt.Keys, "key", nil, "key URI (repeatable)")
+	add.Flags().IntVar(&opt.Threshold, "threshold", 1, "signatures required")
+	add.Flags().BoolVar(&opt.Terminating, "terminating", false, "devices look no further for matching paths")
+
+	var bins repo.BinsOptions
+	binsCmd := &cobra.Command{
+		Use:   "bins --bits N --key URI",
+		Short: "Spread targets over 2^N hashed-bin roles (very large target sets)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ws, err := a.open()
+			if err != nil {
+				return err
+			}
+			if err := ws.AddHashedBins(bins); err != nil {
+				return err
+			}
+			return a.out.Result(bins, func(w io.Writer) {
+				fmt.Fprintf(w, "Delegated all targets to %d hashed bins. Add targets with 'fwctl delegate target IMAGE'.\n", 1<<bins.Bits)
+			})
+		},
+	}
+	binsCmd.Flags().IntVar(&bins.Bits, "bits", 8, "number of bins is 2^bits")
+	binsCmd.Flags().StringVar(&bins.Prefix, "prefix", "bins", "bin role name prefix")
+	binsCmd.Flags().StringArrayVar(&bins.Keys, "key", nil, "key URI (repeatable)")
+	binsCmd.Flags().IntVar(&bins.Threshold, "threshold", 1, "signatures required")
+
+	var aopt repo.AddOptions
+	var counter int64
+	var role string
+	target := &cobra.Command{
+		Use:   "target IMAGE [--role ROLE]",
+		Short: "Stage an image in a delegated role (or its hashed bin)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error {
+			if len(aopt.Hardware) == 0 || aopt.Version == "" || counter < 0 {
+				return usage(errors.New("--hardware, --version and --counter (>= 0) are required"))
+			}
+			aopt.Counter = uint64(counter)
+			ws, err := a.open()
+			if err != nil {
+				return err
+			}
+			t, err := ws.AddDelegatedTarget(role, args[0], aopt)
+			if errors.Is(err, repo.ErrOutsideDelegation) || errors.Is(err, repo.ErrUnknownRole) ||
+				errors.Is(err, repo.ErrCounterRegression) || errors.Is(err, manifests.ErrInvalidTarget) {
+				return usage(err)
+			}
+			if err != nil {
+				return err
+			}
+			return a.out.Result(t, func(w io.Writer) {
+				fmt.Fprintf(w, "Staged %s in %s\n", t.Path, orBins(role))
+			})
+		},
+	}
+	target.Flags().StringVar(&role, "role", "", "delegated role (default: the hashed bin of the path)")
+	target.Flags().StringSliceVar(&aopt.Hardware, "hardware", nil, "hardware ID(s) this image is for")
+	target.Flags().StringVar(&aopt.Version, "version", "", "human version")
+	target.Flags().Int64Var(&counter, "counter", -1, "security counter")
+	target.Flags().StringVar(&aopt.Name, "name", "", "file name in the target path")
+	target.Flags().BoolVar(&aopt.Force, "force", false, "allow a lower counter")
+	c.AddCommand(add, binsCmd, target)
+	return c
+}
+
+func orBins(role string) string {
+	if role == "" {
+		return "its hashed bin"
+	}
+	return role
+}
