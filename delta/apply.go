@@ -119,7 +119,6 @@ type blockReader struct {
 	baseLen int64
 	comp    []byte
 	raw     []byte
-	diff    []byte
 	chunk   []byte
 	w       *bufio.Writer
 }
@@ -220,19 +219,19 @@ func (b *blockReader) block(r *bufio.Reader, zd *zstd.Decoder, blockSize, remain
 	if len(secs[secCtrl]) > max(int(outLen), maxCtrlSlack) {
 		return 0, fmt.Errorf("%w: control section of %d bytes for %d result bytes", ErrCorrupt, len(secs[secCtrl]), outLen)
 	}
-	ops, diffLen, err := checkCtrl(secs[secCtrl], int64(outLen), len(secs[secExtra]))
+	ops, _, err := checkCtrl(secs[secCtrl], int64(outLen), len(secs[secExtra]))
 	if err != nil {
 		return 0, err
 	}
-	if cap(b.diff) < diffLen {
-		b.diff = make([]byte, diffLen)
-	}
-	diff := b.diff[:diffLen]
-	if err := expandDiff(diff, secs[secGaps], secs[secLens], secs[secVals]); err != nil {
+	f := &fields{gaps: secs[secGaps], vals: secs[secVals]}
+	if err := f.advance(0); err != nil {
 		return 0, err
 	}
-	if err := b.run(secs[secCtrl], ops, diff, secs[secExtra]); err != nil {
+	if err := b.run(secs[secCtrl], ops, f, secs[secExtra]); err != nil {
 		return 0, err
+	}
+	if f.next >= 0 {
+		return 0, fmt.Errorf("%w: patched field beyond the diff data", ErrCorrupt)
 	}
 	return int64(outLen), nil
 }
@@ -265,38 +264,38 @@ func checkCtrl(ctrl []byte, outLen int64, extraLen int) (ops, diffLen int, err e
 	return ops, int(nd), nil
 }
 
-// expandDiff writes the diff stream described by the gap, length and value
-// sections into d.
-func expandDiff(d, gaps, lens, vals []byte) error {
-	clear(d)
-	p := 0
-	for len(gaps) > 0 || len(lens) > 0 {
-		g, n := binary.Uvarint(gaps)
-		if n <= 0 {
-			return fmt.Errorf("%w: bad diff gap", ErrCorrupt)
-		}
-		gaps = gaps[n:]
-		l, n := binary.Uvarint(lens)
-		if n <= 0 {
-			return fmt.Errorf("%w: bad diff run", ErrCorrupt)
-		}
-		lens = lens[n:]
-		if g > uint64(len(d)-p) || l > uint64(len(d)-p)-g || l > uint64(len(vals)) {
-			return fmt.Errorf("%w: diff run outside block", ErrCorrupt)
-		}
-		p += int(g)
-		p += copy(d[p:p+int(l)], vals[:l])
-		vals = vals[l:]
+// fields walks a block's patched fields: each is fieldLen bytes (fewer at
+// the end of an op's copy) whose little-endian value gets a difference
+// added.
+type fields struct {
+	gaps, vals []byte
+	next       int64 // diff-stream position of the next field; -1 when none is left
+	val        int64
+}
+
+// advance reads the next field, which starts gap bytes after from.
+func (f *fields) advance(from int64) error {
+	if len(f.gaps) == 0 && len(f.vals) == 0 {
+		f.next = -1
+		return nil
 	}
-	if len(vals) != 0 {
-		return fmt.Errorf("%w: %d unused diff bytes", ErrCorrupt, len(vals))
+	g, n := binary.Uvarint(f.gaps)
+	if n <= 0 || g > MaxBlockSize {
+		return fmt.Errorf("%w: bad field gap", ErrCorrupt)
 	}
+	f.gaps = f.gaps[n:]
+	v, n := binary.Varint(f.vals)
+	if n <= 0 {
+		return fmt.Errorf("%w: bad field value", ErrCorrupt)
+	}
+	f.vals = f.vals[n:]
+	f.next, f.val = from+int64(g), v
 	return nil
 }
 
 // run executes a block's control ops, already checked by checkCtrl.
-func (b *blockReader) run(ctrl []byte, ops int, diff, extra []byte) error {
-	var pos int64
+func (b *blockReader) run(ctrl []byte, ops int, f *fields, extra []byte) error {
+	var pos, dpos int64 // base position, diff-stream position
 	for range ops {
 		seek, n := binary.Varint(ctrl)
 		ctrl = ctrl[n:]
@@ -311,11 +310,11 @@ func (b *blockReader) run(ctrl []byte, ops int, diff, extra []byte) error {
 		if pos < 0 || pos > b.baseLen-int64(dl) {
 			return fmt.Errorf("%w: copy of %d bytes at %d outside base of %d bytes", ErrCorrupt, dl, pos, b.baseLen)
 		}
-		if err := b.copyDiff(pos, diff[:dl]); err != nil {
+		if err := b.copyPatched(pos, dpos, int64(dl), f); err != nil {
 			return err
 		}
 		pos += int64(dl)
-		diff = diff[dl:]
+		dpos += int64(dl)
 		if _, err := b.w.Write(extra[:el]); err != nil {
 			return fmt.Errorf("delta: write result: %w", err)
 		}
@@ -324,43 +323,53 @@ func (b *blockReader) run(ctrl []byte, ops int, diff, extra []byte) error {
 	return nil
 }
 
-// copyDiff writes base[pos:pos+len(diff)] + diff (bytewise, mod 256).
-func (b *blockReader) copyDiff(pos int64, diff []byte) error {
-	for len(diff) > 0 {
-		c := min(len(diff), len(b.chunk))
+// copyPatched writes base[pos:pos+n] with the fields that fall in diff-stream
+// positions [dpos, dpos+n) added.
+func (b *blockReader) copyPatched(pos, dpos, n int64, f *fields) error {
+	end := dpos + n
+	for dpos < end {
+		c := min(end-dpos, int64(len(b.chunk)))
 		buf := b.chunk[:c]
 		m, err := b.base.ReadAt(buf, pos)
-		if m < c {
+		if int64(m) < c {
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
 			return fmt.Errorf("delta: read base at %d: %w", pos, err)
 		}
-		addBytes(buf, diff[:c])
-		if _, err := b.w.Write(buf); err != nil {
+		for f.next >= 0 && f.next < dpos+c {
+			if f.next < dpos {
+				return fmt.Errorf("%w: overlapping patched fields", ErrCorrupt)
+			}
+			rel := f.next - dpos
+			w := min(fieldLen, end-f.next)
+			if rel+w > c {
+				c = rel // patch it with the next chunk; rel > 0 as c >= fieldLen here
+				break
+			}
+			addField(buf[rel:rel+w], f.val)
+			if err := f.advance(f.next + w); err != nil {
+				return err
+			}
+		}
+		if _, err := b.w.Write(buf[:c]); err != nil {
 			return fmt.Errorf("delta: write result: %w", err)
 		}
-		pos += int64(c)
-		diff = diff[c:]
+		pos += c
+		dpos += c
 	}
 	return nil
 }
 
-// addBytes sets dst[i] += d[i] for each i, eight lanes at a time. Long runs of
-// zero diff (unchanged data) are the common case and cost one compare per word.
-func addBytes(dst, d []byte) {
-	const hi = 0x8080808080808080
-	i := 0
-	for ; i+8 <= len(d); i += 8 {
-		y := binary.LittleEndian.Uint64(d[i:])
-		if y == 0 {
-			continue
-		}
-		x := binary.LittleEndian.Uint64(dst[i:])
-		s := ((x &^ hi) + (y &^ hi)) ^ ((x ^ y) & hi)
-		binary.LittleEndian.PutUint64(dst[i:], s)
+// addField adds d to the little-endian number in p, modulo its width.
+func addField(p []byte, d int64) {
+	var v uint64
+	for q := len(p) - 1; q >= 0; q-- {
+		v = v<<8 | uint64(p[q])
 	}
-	for ; i < len(d); i++ {
-		dst[i] += d[i]
+	v += uint64(d)
+	for q := range p {
+		p[q] = byte(v)
+		v >>= 8
 	}
 }

@@ -199,10 +199,9 @@ func (s *scanner) block(enc *zstd.Encoder, lo, hi int) []byte {
 // sections lays out the block's sections (see FORMAT.md) for s.ops over
 // target[lo:hi]. It reports false if they would exceed the decoder's limit.
 func (s *scanner) sections(lo, hi int) (secs [numSections][]byte, ok bool) {
-	var ctrl, gaps, lens, vals []byte
+	var ctrl, gaps, vals, extra []byte
 	pos, at := 0, lo
-	var extra []byte
-	zeros := 0 // zero diff bytes since the last non-zero run
+	zeros := 0 // unchanged diff bytes since the last field
 	for _, o := range s.ops {
 		ctrl = binary.AppendVarint(ctrl, int64(o.pos-pos))
 		ctrl = binary.AppendUvarint(ctrl, uint64(o.diffLen))
@@ -214,24 +213,34 @@ func (s *scanner) sections(lo, hi int) (secs [numSections][]byte, ok bool) {
 				k += n
 				continue
 			}
-			start := k
-			for k < len(t) && t[k] != b[k] {
-				vals = append(vals, t[k]-b[k])
-				k++
-			}
+			w := min(fieldLen, len(t)-k)
 			gaps = binary.AppendUvarint(gaps, uint64(zeros))
-			lens = binary.AppendUvarint(lens, uint64(k-start))
+			vals = binary.AppendVarint(vals, fieldDiff(t[k:k+w], b[k:k+w]))
 			zeros = 0
+			k += w
 		}
 		pos = o.pos + o.diffLen
 		at += o.diffLen
 		extra = append(extra, s.t[at:at+o.extraLen]...)
 		at += o.extraLen
 	}
-	secs = [numSections][]byte{ctrl, gaps, lens, vals, extra}
+	secs = [numSections][]byte{ctrl, gaps, vals, extra}
 	total := 0
 	for _, sec := range secs {
 		total += len(sec)
 	}
 	return secs, len(ctrl) <= max(hi-lo, maxCtrlSlack) && total <= maxRaw(hi-lo)
+}
+
+// fieldDiff returns new-old for little-endian fields of len(t) bytes, as a
+// signed number of that width.
+func fieldDiff(t, b []byte) int64 {
+	var nv, ov uint64
+	for q := len(t) - 1; q >= 0; q-- {
+		nv = nv<<8 | uint64(t[q])
+		ov = ov<<8 | uint64(b[q])
+	}
+	bits := uint(8 * len(t))
+	d := (nv - ov) << (64 - bits)
+	return int64(d) >> (64 - bits) // sign-extend
 }

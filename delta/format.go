@@ -134,13 +134,18 @@ func parseHeader(b []byte) (Header, error) {
 
 // A block holds these sections, in this order; see FORMAT.md.
 const (
-	secCtrl = iota
-	secGaps
-	secLens
-	secVals
-	secExtra
+	secCtrl  = iota // ops
+	secGaps         // zero diff bytes before each patched field
+	secVals         // each field's arithmetic difference
+	secExtra        // literal bytes
 	numSections
 )
+
+// fieldLen is the widest patched field: a little-endian 32-bit word, the
+// size of x86 rel32 displacements and of the low half of moved pointers,
+// whose arithmetic difference is the same small number across a whole
+// table or function where the bytewise difference varies with carries.
+const fieldLen = 4
 
 // maxRaw is the most uncompressed section bytes a block of outLen result
 // bytes may carry; it bounds Apply's buffers.

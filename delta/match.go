@@ -19,7 +19,14 @@ const (
 	maxSeeds  = 1 << 25 // index entries before the base is sampled more sparsely
 	minSwitch = 12      // shortest exact match that starts a new alignment
 	margin    = 8       // a new alignment must beat the current one by this much
+	skipShift = 5       // after 2^skipShift fruitless probes, skip a byte more
 )
+
+// An alignment is extended approximately while more than
+// extendDen/extendNum of the bytes agree (bsdiff uses one half).
+var extendNum, extendDen = 2, 1
+
+var maxSkip = 7 // most bytes skipped between probes
 
 // index maps seedLen-byte strings of the base to positions. Positions are
 // sampled every step bytes so that the table stays near maxSeeds entries;
@@ -28,22 +35,38 @@ const (
 type index struct {
 	base  []byte
 	shift uint
-	table []uint32 // buckets of `ways` entries, each position+1, newest first; 0 is empty
+	step  int
+	// Buckets of `ways` entries, newest first. An entry is
+	// (position/step+1)<<checkBits | check, where check is more bits of the
+	// seed's hash, so most false candidates are rejected without touching
+	// the base (a cache miss). 0 is empty.
+	table []uint32
+	skips []int // probe distances for scan's acceleration, coprime to step
 }
 
-func hashSeed(v uint64, shift uint) uint32 {
-	return uint32((v * 0x9E3779B97F4A7C15) >> shift)
+const checkBits = 6 // 32 bits minus the 26 that maxSeeds+1 needs
+
+// hashSeed returns the bucket and check bits of a seed.
+func hashSeed(v uint64, shift uint) (bucket int, check uint32) {
+	h := v * 0x9E3779B97F4A7C15
+	return int(h >> shift), uint32(h>>(shift-checkBits)) & (1<<checkBits - 1)
 }
 
 func load64(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i:]) }
 
 func newIndex(ctx context.Context, base []byte, workers int) *index {
-	ix := &index{base: base}
+	ix := &index{base: base, skips: []int{1}}
 	n := len(base) - seedLen + 1
 	if n <= 0 {
 		return ix
 	}
 	step := (n + maxSeeds - 1) / maxSeeds
+	ix.step = step
+	for d := 2; len(ix.skips) <= maxSkip; d++ {
+		if gcd(d, step) == 1 {
+			ix.skips = append(ix.skips, d)
+		}
+	}
 	entries := n / step
 	b := max(bits.Len(uint(entries))-2, 4)
 	ix.shift = uint(64 - b)
@@ -65,13 +88,13 @@ func newIndex(ctx context.Context, base []byte, workers int) *index {
 					continue // runs (zeros, padding) would flood a bucket; keep the first
 				}
 				prev = v
-				h := hashSeed(v, ix.shift)
-				if int(h)%workers != w {
+				h, check := hashSeed(v, ix.shift)
+				if h%workers != w {
 					continue
 				}
-				bk := ix.table[int(h)*ways : int(h)*ways+ways]
+				bk := ix.table[h*ways : h*ways+ways]
 				copy(bk[1:], bk[:ways-1])
-				bk[0] = uint32(p + 1)
+				bk[0] = uint32(p/step+1)<<checkBits | check
 			}
 		}()
 	}
@@ -128,12 +151,15 @@ func (s *scanner) probe(i, lo int) (bpos, tpos, n int) {
 		return 0, 0, 0
 	}
 	v := load64(s.t, i)
-	h := int(hashSeed(v, s.ix.shift))
+	h, check := hashSeed(v, s.ix.shift)
 	for _, e := range s.ix.table[h*ways : h*ways+ways] {
 		if e == 0 {
 			break
 		}
-		p := int(e - 1)
+		if e&(1<<checkBits-1) != check {
+			continue
+		}
+		p := (int(e>>checkBits) - 1) * s.ix.step
 		if load64(s.b, p) != v {
 			continue
 		}
@@ -163,10 +189,14 @@ func (s *scanner) scan(ws, we int) {
 	s.we, s.ops = we, s.ops[:0]
 	t, b := s.t, s.b
 	last, off, have := ws, 0, false // region start and alignment of the current anchor
+	misses := 0                     // probes since the data last matched anything
 	for i := ws; i < we; {
 		if have {
 			if j := i + off; j >= 0 && j < len(b) {
 				if n := matchFwd(t[i:we], b[j:]); n > 0 {
+					if n >= seedLen {
+						misses = 0
+					}
 					i += n
 					continue
 				}
@@ -179,10 +209,17 @@ func (s *scanner) scan(ws, we int) {
 				last = s.emit(last, off, have, tpos, noff)
 				off, have = noff, true
 				i = tpos + n
+				misses = 0
 				continue
 			}
 		}
-		i++
+		// In data that matches nothing (new or compressed content) probe
+		// ever more sparsely, like LZ4's acceleration: long matches are
+		// still found, and those are the only ones worth having there.
+		// Skips are coprime to the index's sampling step, or a run of equal
+		// skips could keep missing the sampled phase of a long match.
+		misses++
+		i += s.ix.skips[min(misses>>skipShift, len(s.ix.skips)-1)]
 	}
 	s.emit(last, off, have, we, 0)
 }
@@ -202,7 +239,7 @@ func (s *scanner) emit(last, off int, have bool, next, noff int) int {
 				sc++
 			}
 			k++
-			if 2*sc-k > 2*best-lenf {
+			if extendNum*sc-extendDen*k > extendNum*best-extendDen*lenf {
 				best, lenf = sc, k
 			}
 		}
@@ -214,7 +251,7 @@ func (s *scanner) emit(last, off int, have bool, next, noff int) int {
 			if t[next-k] == b[next-k+noff] {
 				sc++
 			}
-			if 2*sc-k > 2*best-lenb {
+			if extendNum*sc-extendDen*k > extendNum*best-extendDen*lenb {
 				best, lenb = sc, k
 			}
 		}
@@ -250,4 +287,11 @@ func (s *scanner) emit(last, off int, have bool, next, noff int) int {
 		s.ops = append(s.ops, op{pos: pos, diffLen: lenf, extraLen: extra})
 	}
 	return next - lenb
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }

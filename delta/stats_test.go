@@ -2,6 +2,7 @@ package delta
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -9,18 +10,33 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// TestStats prints where the bytes of a delta go; set DELTA_STATS=base,target.
+// TestStats prints where the bytes of a delta go, for tuning the matcher:
+// DELTA_STATS=base,target go test -run Stats -v ./delta
+// DELTA_EXT=1/2 sets the approximate-extension match fraction; DELTA_SKIP the
+// largest probe skip.
 func TestStats(t *testing.T) {
 	bn, tn, ok := strings.Cut(os.Getenv("DELTA_STATS"), ",")
 	if !ok {
 		t.Skip("DELTA_STATS=base,target not set")
 	}
-	b, _ := os.ReadFile(bn)
-	tg, _ := os.ReadFile(tn)
-	ix := newIndex(context.Background(), b, 2)
-	s := &scanner{ix: ix, b: b, t: tg}
-	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(windowFor(DefaultBlockSize)))
-	var nops int
+	if v := os.Getenv("DELTA_EXT"); v != "" {
+		fmt.Sscanf(v, "%d/%d", &extendDen, &extendNum)
+	}
+	if v := os.Getenv("DELTA_SKIP"); v != "" {
+		fmt.Sscanf(v, "%d", &maxSkip)
+	}
+	b, err := os.ReadFile(bn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, err := os.ReadFile(tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &scanner{ix: newIndex(context.Background(), b, 2), b: b, t: tg}
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(windowFor(DefaultBlockSize)))
+	var nops, total int
 	var raw, comp [numSections]int
 	for lo := 0; lo < len(tg); lo += DefaultBlockSize {
 		hi := min(lo+DefaultBlockSize, len(tg))
@@ -29,8 +45,10 @@ func TestStats(t *testing.T) {
 		secs, _ := s.sections(lo, hi)
 		for i, sec := range secs {
 			raw[i] += len(sec)
-			comp[i] += len(enc.EncodeAll(sec, nil))
+			c := len(enc.EncodeAll(sec, nil))
+			comp[i] += c
+			total += c
 		}
 	}
-	t.Logf("ops %d; raw ctrl/gaps/lens/vals/extra %v; compressed %v", nops, raw, comp)
+	t.Logf("ops %d; sections ctrl/gaps/vals/extra raw %v compressed %v; total %d", nops, raw, comp, total)
 }
