@@ -184,6 +184,10 @@ type UpdateResult struct {
 	Installed    bool   `json:"installed"`
 	Slot         string `json:"slot,omitempty"`
 	RebootNeeded bool   `json:"reboot_needed"`
+	// Delta names the delta target used, if the image was rebuilt from one.
+	Delta string `json:"delta,omitempty"`
+	// DeltaError says why an offered delta was not used (the full image was).
+	DeltaError string `json:"delta_error,omitempty"`
 }
 
 // Update installs the newest release (or opt.Target) into the inactive
@@ -234,8 +238,25 @@ func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, e
 		}
 		return nil, err
 	}
-	if err := a.write(ctx, up, rel, sl, st, resumeAt); err != nil {
-		return fail(err)
+	written := false
+	if d := a.findDelta(up, rel, st.Slots[chk.BootedSlot]); d != nil && resumeAt == 0 {
+		a.log.Info("installing by delta", "delta", d.Target, "bytes", d.Length, "full_bytes", rel.Length)
+		running := slot.Slot{Name: chk.BootedSlot, Path: a.cfg.Slots[chk.BootedSlot]}
+		err := a.writeDelta(ctx, up, d, rel, running, st.Slots[chk.BootedSlot].Length, sl)
+		switch {
+		case err == nil:
+			written, res.Delta = true, d.Target
+		case ctx.Err() != nil:
+			return fail(err)
+		default:
+			a.log.Warn("delta failed; falling back to the full image", "delta", d.Target, "err", err)
+			res.DeltaError = err.Error()
+		}
+	}
+	if !written {
+		if err := a.write(ctx, up, rel, sl, st, resumeAt); err != nil {
+			return fail(err)
+		}
 	}
 	if err := sl.Verify(rel.Length, rel.SHA256); err != nil {
 		return fail(err)
@@ -259,6 +280,9 @@ func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, e
 	}
 	res.Installed, res.Slot, res.RebootNeeded = true, target, true
 	res.Message = fmt.Sprintf("installed %s (version %s) into slot %s; reboot to try it, then run 'fwagent confirm'", rel.Target, rel.Version, target)
+	if res.Delta != "" {
+		res.Message += fmt.Sprintf(" (rebuilt from delta %s)", res.Delta)
+	}
 	return res, nil
 }
 

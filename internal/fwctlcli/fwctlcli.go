@@ -38,10 +38,6 @@ func Main() int {
 	root.SetArgs(os.Args[1:])
 	err := root.Execute()
 	a.out.JSON = a.json
-	var silent silentExit
-	if errors.As(err, &silent) {
-		return silent.code
-	}
 	if err != nil {
 		return a.out.Fail(err)
 	}
@@ -67,7 +63,7 @@ Key passphrases come from $` + PassphraseEnv + ` or a terminal prompt.`,
 	root.PersistentFlags().StringVarP(&a.workspace, "workspace", "w", envOr("FWCTL_WORKSPACE", "."), "signing workspace directory ($FWCTL_WORKSPACE)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitUsage, err) })
 	root.AddCommand(a.initCmd(), a.targetCmd(), a.publishCmd(), a.statusCmd(), a.verifyCmd())
-	root.AddCommand(a.keyCmd(), a.ceremonyCmd(), a.delegateCmd(), a.checkExpiryCmd())
+	root.AddCommand(a.deltaCmd())
 	return root
 }
 
@@ -95,26 +91,18 @@ func (a *app) initCmd() *cobra.Command {
 		threshold int
 		expiry    []string
 		plaintext bool
-		keys      []string
 	)
 	c := &cobra.Command{
 		Use:   "init DIR",
 		Short: "Create a new signing workspace with root, targets, snapshot and timestamp keys",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: func(_ *cobra.Command, args []string) error {
 			exp, err := parseExpiry(expiry)
 			if err != nil {
 				return usage(err)
 			}
-			keyURIs, err := parseKeyFlags(keys)
-			if err != nil {
-				return usage(err)
-			}
-			if len(keyURIs["root"]) > 0 && !cmd.Flags().Changed("root-keys") {
-				rootKeys = -1 // only the given root keys
-			}
 			opt := repo.InitOptions{Algorithm: alg, RootKeys: rootKeys, RootThreshold: threshold, Expiry: exp,
-				InsecurePlaintext: plaintext, KeyURIs: keyURIs}
+				InsecurePlaintext: plaintext}
 			if !plaintext {
 				opt.Passphrase = signer.PassphraseSource(PassphraseEnv, "New key passphrase: ", true)
 			}
@@ -139,7 +127,6 @@ func (a *app) initCmd() *cobra.Command {
 	c.Flags().IntVar(&threshold, "root-threshold", 1, "root signatures required")
 	c.Flags().StringSliceVar(&expiry, "expiry", nil, "metadata lifetime per role, e.g. root=365d,timestamp=24h")
 	c.Flags().BoolVar(&plaintext, "insecure-plaintext-keys", false, "store private keys UNENCRYPTED (tests and throwaway demos only)")
-	c.Flags().StringArrayVar(&keys, "key", nil, "use an existing key for a role instead of generating one: ROLE=URI (file:, pkcs11:, pub:PEMFILE); repeatable")
 	return c
 }
 
@@ -178,6 +165,7 @@ func (a *app) targetCmd() *cobra.Command {
 	c := &cobra.Command{Use: "target", Short: "Add and list firmware targets"}
 	var opt repo.AddOptions
 	var counter int64
+	var deltaFrom int
 	add := &cobra.Command{
 		Use:   "add IMAGE",
 		Short: "Hash a firmware image and stage it as a target for the next publish",
@@ -201,9 +189,19 @@ func (a *app) targetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.out.Result(t, func(w io.Writer) {
-				fmt.Fprintf(w, "Staged %s\n  version %s, counter %d, hardware %s\n  %d bytes, sha256 %s\nRun 'fwctl publish' to release it.\n",
+			res := addResult{Target: t}
+			if deltaFrom > 0 {
+				if res.Deltas, err = a.addDeltas(ws, t, deltaFrom); err != nil {
+					return err
+				}
+			}
+			return a.out.Result(res, func(w io.Writer) {
+				fmt.Fprintf(w, "Staged %s\n  version %s, counter %d, hardware %s\n  %d bytes, sha256 %s\n",
 					t.Path, t.Firmware.Version, t.Firmware.Counter, strings.Join(t.Firmware.Hardware, ","), t.Length, t.SHA256)
+				for _, d := range res.Deltas {
+					fmt.Fprintf(w, "Staged delta %s\n  from %s: %d bytes (%.1f%% of the full image)\n", d.Path, d.Firmware.Base.SHA256[:16], d.Length, 100*float64(d.Length)/float64(max(t.Length, 1)))
+				}
+				fmt.Fprintln(w, "Run 'fwctl publish' to release it.")
 			})
 		},
 	}
@@ -212,6 +210,7 @@ func (a *app) targetCmd() *cobra.Command {
 	add.Flags().Int64Var(&counter, "counter", -1, "security counter: devices refuse images with a lower one")
 	add.Flags().StringVar(&opt.Name, "name", "", "file name in the target path (default: the image's)")
 	add.Flags().BoolVar(&opt.Force, "force", false, "allow a counter lower than an existing release for the hardware")
+	add.Flags().IntVar(&deltaFrom, "delta-from", 0, "also stage deltas from the last N releases of this hardware")
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List staged and published targets",
@@ -312,7 +311,6 @@ func (a *app) statusCmd() *cobra.Command {
 				tw.Flush()
 				fmt.Fprintln(w)
 				printTargets(w, st.Targets)
-				printStatusExtra(w, st)
 				if st.Unstaged > 0 {
 					fmt.Fprintf(w, "\n%d target(s) staged but not published: run 'fwctl publish'\n", st.Unstaged)
 				}

@@ -1,0 +1,105 @@
+package fwctlcli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fwctl/fwctl/delta"
+	"github.com/fwctl/fwctl/internal/atomicfile"
+	"github.com/fwctl/fwctl/repo"
+)
+
+// addResult is what 'fwctl target add' reports.
+type addResult struct {
+	Target *repo.Target  `json:"target"`
+	Deltas []repo.Target `json:"deltas,omitempty"`
+}
+
+func (a *app) addDeltas(ws *repo.Workspace, t *repo.Target, n int) ([]repo.Target, error) {
+	var last func()
+	progress := func(base string, done, total int64) {}
+	if a.out.Interactive() {
+		cur := ""
+		var fn func(done, total int64)
+		progress = func(base string, done, total int64) {
+			if base != cur {
+				if last != nil {
+					last()
+				}
+				cur = base
+				fn, last = a.out.Progress("delta from " + base)
+			}
+			fn(done, total)
+		}
+	}
+	ds, err := ws.AddDeltas(context.Background(), t.Path, n, progress)
+	if last != nil {
+		last()
+	}
+	return ds, err
+}
+
+func (a *app) deltaCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delta BASE TARGET OUT",
+		Short: "Encode a delta that rebuilds TARGET from BASE (fwctl's own format, delta/FORMAT.md)",
+		Args:  cobra.ExactArgs(3),
+		RunE: func(_ *cobra.Command, args []string) error {
+			base, err := os.Open(args[0])
+			if err != nil {
+				return usage(err)
+			}
+			defer base.Close()
+			target, err := os.Open(args[1])
+			if err != nil {
+				return usage(err)
+			}
+			defer target.Close()
+			bi, err := base.Stat()
+			if err != nil {
+				return err
+			}
+			ti, err := target.Stat()
+			if err != nil {
+				return err
+			}
+			progress, done := a.out.Progress("encode")
+			start := time.Now()
+			var n int64
+			err = atomicfile.WriteFrom(args[2], func(w io.Writer) error {
+				cw := &counter{w: w}
+				err := delta.Encode(context.Background(), base, bi.Size(), target, ti.Size(), cw, &delta.EncodeOptions{Progress: progress})
+				n = cw.n
+				return err
+			}, 0o644)
+			done()
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return errors.New("empty delta written")
+			}
+			res := map[string]any{"out": args[2], "bytes": n, "target_bytes": ti.Size(), "seconds": time.Since(start).Seconds()}
+			return a.out.Result(res, func(w io.Writer) {
+				fmt.Fprintf(w, "Wrote %s: %d bytes (%.2f%% of %d) in %s\n", args[2], n, 100*float64(n)/float64(max(ti.Size(), 1)), ti.Size(), time.Since(start).Round(time.Millisecond))
+			})
+		},
+	}
+}
+
+type counter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}

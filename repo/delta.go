@@ -1,0 +1,153 @@
+package repo
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/fwctl/fwctl/delta"
+	"github.com/fwctl/fwctl/internal/atomicfile"
+	"github.com/fwctl/fwctl/manifests"
+)
+
+// DeltaSuffix ends the target path of a delta: HW/V/NAME.from-BASEVERSION.delta.
+const DeltaSuffix = ".delta"
+
+// AddDeltas stages delta targets that rebuild the full target newPath from
+// each of the last n full releases for the same hardware (by counter). A
+// device whose running image is one of those bases downloads the delta
+// instead of the full image.
+func (ws *Workspace) AddDeltas(ctx context.Context, newPath string, n int, progress func(base string, done, total int64)) ([]Target, error) {
+	staged, err := ws.stagedTargets()
+	if err != nil {
+		return nil, err
+	}
+	newTF, ok := staged.Signed.Targets[newPath]
+	if !ok {
+		return nil, fmt.Errorf("target %s is not staged", newPath)
+	}
+	newFW, err := parseTarget(newTF)
+	if err != nil || newFW.Kind != manifests.KindFull {
+		return nil, fmt.Errorf("target %s is not a full firmware image", newPath)
+	}
+	type cand struct {
+		path string
+		tf   *metadata.TargetFiles
+		fw   *manifests.Firmware
+	}
+	var bases []cand
+	for p, tf := range staged.Signed.Targets {
+		fw, err := parseTarget(tf)
+		if err != nil || p == newPath || fw.Kind != manifests.KindFull || !sharesHardware(fw, newFW) {
+			continue
+		}
+		if hex.EncodeToString(tf.Hashes["sha256"]) == hex.EncodeToString(newTF.Hashes["sha256"]) {
+			continue
+		}
+		bases = append(bases, cand{p, tf, fw})
+	}
+	sort.Slice(bases, func(i, j int) bool {
+		if bases[i].fw.Counter != bases[j].fw.Counter {
+			return bases[i].fw.Counter > bases[j].fw.Counter
+		}
+		return bases[i].path > bases[j].path
+	})
+	if len(bases) > n {
+		bases = bases[:n]
+	}
+	var out []Target
+	for _, b := range bases {
+		t, err := ws.addDelta(ctx, staged, b.path, b.tf, b.fw, newPath, newTF, newFW, progress)
+		if err != nil {
+			return out, fmt.Errorf("delta from %s: %w", b.path, err)
+		}
+		out = append(out, *t)
+	}
+	return out, writeMetadata(ws.stagedTargetsPath(), staged)
+}
+
+func sharesHardware(a, b *manifests.Firmware) bool {
+	for _, h := range b.Hardware {
+		if a.ForHardware(h) {
+			return true
+		}
+	}
+	return false
+}
+
+func (ws *Workspace) addDelta(ctx context.Context, staged *metadata.Metadata[metadata.TargetsType],
+	basePath string, baseTF *metadata.TargetFiles, baseFW *manifests.Firmware,
+	newPath string, newTF *metadata.TargetFiles, newFW *manifests.Firmware,
+	progress func(base string, done, total int64)) (*Target, error) {
+	open := func(p string) (*os.File, int64, error) {
+		f, err := os.Open(filepath.Join(ws.Dir, "targets", filepath.FromSlash(p)))
+		if err != nil {
+			return nil, 0, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		return f, fi.Size(), nil
+	}
+	base, baseLen, err := open(basePath)
+	if err != nil {
+		return nil, err
+	}
+	defer base.Close()
+	img, imgLen, err := open(newPath)
+	if err != nil {
+		return nil, err
+	}
+	defer img.Close()
+
+	dpath := newPath + ".from-" + baseFW.Version + DeltaSuffix
+	dst := filepath.Join(ws.Dir, "targets", filepath.FromSlash(dpath))
+	h := sha256.New()
+	var n int64
+	opts := &delta.EncodeOptions{}
+	if progress != nil {
+		opts.Progress = func(done, total int64) { progress(path.Base(basePath)+" "+baseFW.Version, done, total) }
+	}
+	err = atomicfile.WriteFrom(dst, func(w io.Writer) error {
+		cw := &countWriter{w: io.MultiWriter(w, h)}
+		err := delta.Encode(ctx, base, baseLen, img, imgLen, cw, opts)
+		n = cw.n
+		return err
+	}, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	fw := &manifests.Firmware{Schema: manifests.Schema, Hardware: newFW.Hardware, Version: newFW.Version,
+		Counter: newFW.Counter, Kind: manifests.KindDelta,
+		Base:  &manifests.Blob{SHA256: hex.EncodeToString(baseTF.Hashes["sha256"]), Length: baseTF.Length},
+		Image: &manifests.Blob{SHA256: hex.EncodeToString(newTF.Hashes["sha256"]), Length: newTF.Length}}
+	custom, err := manifests.MarshalCustom(fw)
+	if err != nil {
+		return nil, err
+	}
+	raw := json.RawMessage(custom)
+	staged.Signed.Targets[dpath] = &metadata.TargetFiles{Length: n, Hashes: metadata.Hashes{"sha256": h.Sum(nil)}, Custom: &raw, Path: dpath}
+	return &Target{Path: dpath, Length: n, SHA256: hex.EncodeToString(h.Sum(nil)), Firmware: fw}, nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
