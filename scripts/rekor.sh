@@ -86,6 +86,7 @@ spawn() {
 	shift
 	setsid nsenter --net="$NS" -- "$@" </dev/null >>"$S/log/$name.log" 2>&1 &
 	echo $! >"$S/run/$name.pid"
+	disown
 }
 
 # retry SECONDS CMD... runs CMD every 0.2 s until it succeeds.
@@ -115,6 +116,12 @@ freeport() {
 	die "no free port found"
 }
 
+stop_on_failure() {
+	local rc=$?
+	[ $rc -eq 0 ] || stop_all
+	exit $rc
+}
+
 start() {
 	if alive rekor && alive socat && [ -f "$S/env" ]; then
 		say "already running ($(head -1 "$S/env"))"
@@ -122,6 +129,8 @@ start() {
 	fi
 	stop_all 2>/dev/null || true
 	[ "$(id -u)" = 0 ] || die "must run as root (network namespace)"
+	# Leave nothing running when a step fails; the logs stay.
+	trap stop_on_failure EXIT
 	build
 	packages
 	mkdir -p "$S/run" "$S/log"
@@ -130,6 +139,7 @@ start() {
 	# The namespace lives as long as this holder process.
 	setsid unshare -n sleep infinity </dev/null >/dev/null 2>&1 &
 	echo $! >"$S/run/netns.pid"
+	disown
 	NS=/proc/$(cat "$S/run/netns.pid")/ns/net
 	retry 5 ns_ready || die "unshare -n failed"
 	nsenter --net="$NS" -- ip link set lo up
@@ -163,7 +173,7 @@ start() {
 		--rpc_endpoint=127.0.0.1:8190 --http_endpoint=127.0.0.1:8191 --force_master --sequencer_interval=50ms \
 		--alsologtostderr
 	if [ ! -s "$S/tree_id" ]; then
-		local id= deadline=$((SECONDS + 30))
+		local id='' deadline=$((SECONDS + 30))
 		until id=$(nsenter --net="$NS" -- "$TOOLS/createtree" --admin_server=127.0.0.1:8090 --display_name=fwctl \
 			2>>"$S/log/start.log"); do
 			[ $SECONDS -lt $deadline ] || die "createtree failed, see $S/log/start.log and $S/log/tlserver.log"
@@ -195,8 +205,14 @@ start() {
 	setsid socat TCP-LISTEN:"$port",bind=127.0.0.1,reuseaddr,fork \
 		EXEC:"nsenter --net=$NS -- socat STDIO TCP\:127.0.0.1\:3000" </dev/null >>"$S/log/socat.log" 2>&1 &
 	echo $! >"$S/run/socat.pid"
-	retry 60 curl -fsS "http://127.0.0.1:$port/api/v1/log/publicKey" ||
-		die "rekor-server did not answer on 127.0.0.1:$port, see $S/log/rekor.log"
+	disown
+	local deadline=$((SECONDS + 60))
+	until curl -fsS --max-time 2 "http://127.0.0.1:$port/api/v1/log/publicKey" >/dev/null 2>&1; do
+		alive rekor || die "rekor-server exited, see $S/log/rekor.log"
+		alive socat || die "socat could not listen on 127.0.0.1:$port, see $S/log/socat.log"
+		[ $SECONDS -lt $deadline ] || die "rekor-server did not answer on 127.0.0.1:$port, see $S/log/rekor.log"
+		sleep 0.2
+	done
 	printf 'REKOR_URL=http://127.0.0.1:%s\nREKOR_PUBKEY=%s\n' "$port" "$S/rekor.pub" >"$S/env"
 	say "running at http://127.0.0.1:$port (tree $(cat "$S/tree_id"))"
 }
@@ -261,7 +277,9 @@ case $cmd in
 start) start ;;
 stop) stop_all ;;
 env)
-	alive rekor && [ -f "$S/env" ] || die "not running for $S: run $0 start $S"
+	if ! alive rekor || [ ! -f "$S/env" ]; then
+		die "not running for $S: run $0 start $S"
+	fi
 	cat "$S/env"
 	;;
 esac
