@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,10 +43,13 @@ const (
 type fixture struct {
 	root       []byte
 	factory    image
-	v1, v2     image
+	v1, v2     image // the first and the newest release
 	v1Target   string
 	fast, slow string
 	updateTime time.Duration // one throttled update, measured by calibrate
+
+	mu     sync.Mutex
+	ranges []string // Range headers of target requests, both servers
 }
 
 // image is a complete image a slot may legitimately hold.
@@ -65,7 +70,16 @@ func sha256hex(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// newFixture publishes v1 and v2 (counters 1 and 2), v2 throttled to
+// throttleRate.
 func newFixture(t *testing.T) *fixture {
+	return publishFixture(t, throttleRate, newImage("factory", factorySize),
+		newImage("1.0.0", v1Size), newImage("2.0.0", v2Size))
+}
+
+// publishFixture publishes releases with counters 1, 2, ... and serves
+// them, the slow server at rate bytes per second.
+func publishFixture(t *testing.T, rate int, factory image, releases ...image) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	ws := filepath.Join(dir, "ws")
@@ -76,8 +90,8 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fx := &fixture{factory: newImage("factory", factorySize), v1: newImage("1.0.0", v1Size), v2: newImage("2.0.0", v2Size)}
-	for i, img := range []image{fx.v1, fx.v2} {
+	fx := &fixture{factory: factory, v1: releases[0], v2: releases[len(releases)-1]}
+	for i, img := range releases {
 		p := filepath.Join(dir, img.name+".img")
 		if err := os.WriteFile(p, img.data, 0o644); err != nil {
 			t.Fatal(err)
@@ -101,12 +115,27 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fast := httptest.NewServer(h)
-	slow := httptest.NewServer(throttle(h, throttleRate))
+	rec := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/targets/") {
+			fx.mu.Lock()
+			fx.ranges = append(fx.ranges, r.Header.Get("Range"))
+			fx.mu.Unlock()
+		}
+		h.ServeHTTP(w, r)
+	})
+	fast := httptest.NewServer(rec)
+	slow := httptest.NewServer(throttle(rec, rate))
 	t.Cleanup(fast.Close)
 	t.Cleanup(slow.Close)
 	fx.fast, fx.slow = fast.URL, slow.URL
 	return fx
+}
+
+// sawRange reports whether a target request asked for bytes from offset on.
+func (fx *fixture) sawRange(offset int64) bool {
+	fx.mu.Lock()
+	defer fx.mu.Unlock()
+	return slices.Contains(fx.ranges, fmt.Sprintf("bytes=%d-", offset))
 }
 
 // throttle serves /targets/ at about rate bytes per second.

@@ -37,6 +37,9 @@ const (
 	trigSlotFull = "slot-full"  // after the slot holds all the bytes
 	trigPending  = "pending"    // after the state file records the pending install
 	trigSwitched = "env-save-2" // after the second environment write (Try)
+	// trigCheckpoint (after the first durable 16 MiB checkpoint) is used by
+	// TestPowerLossResume only: the images of TestPowerLoss are smaller.
+	trigCheckpoint = "checkpoint"
 )
 
 // triggers and the longest random delay after each: about the length of
@@ -67,6 +70,7 @@ type result struct {
 	dir        string
 	plan       plan
 	phase      string
+	checkpoint int64 // the target slot's durable checkpoint after the kill
 	tornWhat   string
 	bootsSeen  []string
 	unbootable bool
@@ -109,7 +113,12 @@ func (fx *fixture) newPlan(rng *rand.Rand) plan {
 // run performs one kill point: set up, kill an update, emulate the power
 // cut, boot, check, and recover with the next update.
 func (fx *fixture) run(base string, i int, rng *rand.Rand) *result {
-	r := &result{index: i, plan: fx.newPlan(rng)}
+	return fx.runPlan(base, i, fx.newPlan(rng), rng)
+}
+
+// runPlan performs one kill point with a given plan.
+func (fx *fixture) runPlan(base string, i int, p plan, rng *rand.Rand) *result {
+	r := &result{index: i, plan: p}
 	d, err := fx.newDevice(base, fmt.Sprintf("run-%04d", i), r.plan.layout)
 	if err != nil {
 		r.problem("set up device: %v", err)
@@ -150,6 +159,9 @@ func (fx *fixture) run(base string, i int, rng *rand.Rand) *result {
 		return r
 	}
 	r.phase = classify(d, target, fx.v2, killed, envBefore)
+	if st := d.state(); st != nil && st.Slots[target] != nil {
+		r.checkpoint = st.Slots[target].Written
+	}
 	if r.plan.torn {
 		r.tornWhat = powerCut(d, target, r.phase, rng)
 	}
@@ -238,7 +250,7 @@ func (fx *fixture) killUpdate(d *device, target string, p plan, rng *rand.Rand) 
 		time.AfterFunc(p.delay, kill)
 	} else {
 		go w.until(func(ev event) bool {
-			if !fires(d, target, p.trigger, ev, w) {
+			if !fires(d, target, int64(len(fx.v2.data)), p.trigger, ev, w) {
 				return false
 			}
 			time.AfterFunc(p.delay, kill)
@@ -256,8 +268,9 @@ func (fx *fixture) killUpdate(d *device, target string, p plan, rng *rand.Rand) 
 	return false, nil
 }
 
-// fires reports whether ev is the plan's trigger event.
-func fires(d *device, target, trigger string, ev event, w *watcher) bool {
+// fires reports whether ev is the plan's trigger event; size is the length
+// of the image being installed.
+func fires(d *device, target string, size int64, trigger string, ev event, w *watcher) bool {
 	switch {
 	// A U-Boot save is one write of the copy, then fsync: the write's
 	// IN_MODIFY comes before the fsync. The file backend renames last.
@@ -266,10 +279,13 @@ func fires(d *device, target, trigger string, ev event, w *watcher) bool {
 		return trigger == trigDisabled && w.envSaves == 1 || trigger == trigSwitched && w.envSaves == 2
 	case trigger == trigSlotFull && ev.path == d.slotPath(target) && ev.mask&unix.IN_MODIFY != 0:
 		fi, err := os.Stat(ev.path)
-		return err == nil && fi.Size() >= v2Size
+		return err == nil && fi.Size() >= size
 	case trigger == trigPending && ev.path == filepath.Join(d.cfg.StateDir, "state.json"):
 		st := d.state()
 		return st != nil && st.Pending != nil
+	case trigger == trigCheckpoint && ev.path == filepath.Join(d.cfg.StateDir, "state.json"):
+		st := d.state()
+		return st != nil && st.Slots[target] != nil && st.Slots[target].Written > 0
 	}
 	return false
 }
@@ -287,7 +303,7 @@ func classify(d *device, target string, v2 image, killed bool, envBefore envSnap
 		return phasePending
 	}
 	if st != nil && st.Slots[target] != nil && st.Slots[target].Status == agent.SlotWriting && st.Slots[target].SHA256 == v2.sha256 {
-		if fi, err := os.Stat(d.slotPath(target)); err == nil && fi.Size() >= v2Size {
+		if fi, err := os.Stat(d.slotPath(target)); err == nil && fi.Size() >= int64(len(v2.data)) {
 			return phaseVerify
 		}
 		return phaseDownload
