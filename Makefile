@@ -33,6 +33,8 @@ cross:
 # component is missing fails instead of skipping.
 deps:
 	@scripts/deps.sh
+	@scripts/rekor.sh build
+	@scripts/cosign.sh >/dev/null
 
 test: deps
 	$(GO) test -count=1 -timeout 15m ./...

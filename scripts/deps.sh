@@ -11,7 +11,7 @@ pkgs=(
   qemu-system-arm u-boot-qemu          # boot.cmd run by real U-Boot under QEMU
   qemu-user-static binfmt-support      # arm64/riscv64 agent under qemu-user
   softhsm2 opensc                      # PKCS#11 HSM (signer)
-  mariadb-server                       # Rekor's Trillian storage (scripts/rekor.sh)
+  mariadb-server socat                 # Rekor's Trillian storage, loopback forwarder (scripts/rekor.sh)
 )
 missing=()
 for p in "${pkgs[@]}"; do
