@@ -144,9 +144,12 @@ start() {
 	retry 5 ns_ready || die "unshare -n failed"
 	nsenter --net="$NS" -- ip link set lo up
 
+	# tree_id is written last when setting up the database: without it,
+	# start over rather than trust a half-done one.
 	local fresh=
-	if [ ! -d "$S/mysql/mysql" ]; then
+	if [ ! -s "$S/tree_id" ]; then
 		fresh=1
+		rm -rf "$S/mysql"
 		mariadb-install-db --no-defaults --datadir="$S/mysql" --user=root --auth-root-authentication-method=socket \
 			>>"$S/log/start.log" 2>&1 || die "mariadb-install-db failed, see $S/log/start.log"
 	fi
@@ -172,7 +175,7 @@ start() {
 	spawn tlsigner "$TOOLS/trillian_log_signer" --storage_system=mysql --mysql_uri="$dsn/trillian" \
 		--rpc_endpoint=127.0.0.1:8190 --http_endpoint=127.0.0.1:8191 --force_master --sequencer_interval=50ms \
 		--alsologtostderr
-	if [ ! -s "$S/tree_id" ]; then
+	if [ -n "$fresh" ]; then
 		local id='' deadline=$((SECONDS + 30))
 		until id=$(nsenter --net="$NS" -- "$TOOLS/createtree" --admin_server=127.0.0.1:8090 --display_name=fwctl \
 			2>>"$S/log/start.log"); do
@@ -183,10 +186,13 @@ start() {
 	fi
 	[ -s "$S/tree_id" ] || die "no tree ID"
 
-	if [ ! -f "$S/signer.pem" ]; then
-		openssl ecparam -name prime256v1 -genkey -noout -out "$S/signer.pem" 2>>"$S/log/start.log"
-		openssl ec -in "$S/signer.pem" -pubout -out "$S/rekor.pub" 2>>"$S/log/start.log"
+	# The log's signing key: stable across restarts, never overwritten.
+	if [ ! -s "$S/signer.pem" ]; then
+		(umask 077 && openssl ecparam -name prime256v1 -genkey -noout -out "$S/signer.pem") 2>>"$S/log/start.log" ||
+			die "openssl could not create $S/signer.pem"
 	fi
+	openssl ec -in "$S/signer.pem" -pubout -out "$S/rekor.pub" 2>>"$S/log/start.log" ||
+		die "openssl could not read $S/signer.pem"
 	spawn rekor "$TOOLS/rekor-server" serve --log_type=prod \
 		--rekor_server.address=127.0.0.1 --port=3000 --rekor_server.hostname="$ORIGIN_HOST" \
 		--rekor_server.signer="$S/signer.pem" \

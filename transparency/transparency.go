@@ -221,8 +221,9 @@ func ConsistencyProof(ctx context.Context, rekorURL string, firstSize, lastSize 
 const searchBatch = 10
 
 // SearchByKey returns every entry in the log made with the PEM public key
-// pubPEM, ordered by log index. An audit compares them with the published
-// releases: an entry that matches none reveals a misused key.
+// pubPEM, ordered by log index. An audit compares their digests
+// (tlog.ParseHashedRekord(e.Body)) with the published releases: an entry
+// that matches none reveals a misused key.
 func SearchByKey(ctx context.Context, rekorURL string, pubPEM []byte) ([]*Entry, error) {
 	c, err := newClient(rekorURL)
 	if err != nil {
