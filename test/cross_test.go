@@ -2,12 +2,14 @@ package test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/fwctl/fwctl/agent/tpm"
 	"github.com/fwctl/fwctl/internal/testenv"
 )
 
@@ -19,7 +21,9 @@ const agentSizeBudget = 8_000_000
 // the binary 'make cross' ships) and
 //   - size: holds it to its size budget;
 //   - update: runs it under qemu-aarch64-static against an amd64 fwrepo
-//     handler: provision, install into file slots, reboot, confirm.
+//     handler: provision, install into file slots, reboot, confirm;
+//   - report: provisions it on swtpm and has it sign a device manifest with
+//     the TPM key, which fwrepo's device API verifies and stores.
 func TestCrossArm64(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds fwagent for arm64 and runs it under qemu; skipped with -short")
@@ -87,5 +91,24 @@ func TestCrossArm64(t *testing.T) {
 			t.Fatalf("slot B holds %d bytes that are not the released image", len(got))
 		}
 		run(0, "update") // up to date
+	})
+
+	t.Run("report", func(t *testing.T) {
+		rp := newReporting(t) // a device on swtpm with v1 confirmed, registered
+		rp.d.store.(*tpm.TPM).Close() // swtpm serves one client: leave it to the arm64 agent
+		withConfig(t, rp.d, func(m map[string]any) {
+			m["trust"] = map[string]any{"type": "tpm", "device": rp.sim.Addr()}
+		})
+		cmd := exec.Command(qemu, bin, "report", "--json")
+		cmd.Dir = rp.d.dir
+		cmd.Env = append(os.Environ(), "FWAGENT_CONFIG="+filepath.Join(rp.d.dir, "config.json"), "CI=1")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("fwagent report (arm64 under qemu): %v\n%s", err, out)
+		}
+		dev, err := rp.db.Device(context.Background(), rp.key.KeyID())
+		if err != nil || dev.Manifest == nil || dev.Manifest.Running().Version != "1.0.0" {
+			t.Fatalf("fwrepo did not store the arm64 agent's report: %+v, %v\n%s", dev, err, out)
+		}
 	})
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/tpm"
+	"github.com/fwctl/fwctl/agent/tpm/tpmtest"
 	"github.com/fwctl/fwctl/manifests"
 	"github.com/fwctl/fwctl/repo/inventory"
 )
@@ -26,6 +27,7 @@ type reporting struct {
 	d   *device
 	db  *inventory.DB
 	key *tpm.Key
+	sim *tpmtest.Sim
 	url string
 }
 
@@ -48,7 +50,7 @@ func newReporting(t *testing.T) *reporting {
 		next.ServeHTTP(w, req)
 	}
 	d := newDevice(t, r.serve(), hw)
-	useTPM(t, d)
+	sim := useTPM(t, d)
 	d.provision(r.rootJSON())
 	d.mustInstall(v1)
 	key, err := d.store.(*tpm.TPM).DeviceKey(context.Background())
@@ -58,7 +60,7 @@ func newReporting(t *testing.T) *reporting {
 	if _, _, err := db.AddDevice(context.Background(), key.KeyID(), key.PublicKeyPEM(), inventory.AddOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	return &reporting{r: r, d: d, db: db, key: key, url: r.serve()}
+	return &reporting{r: r, d: d, db: db, key: key, sim: sim, url: r.serve()}
 }
 
 // nonce fetches a fresh nonce from fwrepo.
