@@ -94,7 +94,7 @@ func TestCrossArm64(t *testing.T) {
 	})
 
 	t.Run("report", func(t *testing.T) {
-		rp := newReporting(t) // a device on swtpm with v1 confirmed, registered
+		rp := newReporting(t)         // a device on swtpm with v1 confirmed, registered
 		rp.d.store.(*tpm.TPM).Close() // swtpm serves one client: leave it to the arm64 agent
 		withConfig(t, rp.d, func(m map[string]any) {
 			m["trust"] = map[string]any{"type": "tpm", "device": rp.sim.Addr()}
