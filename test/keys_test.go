@@ -318,3 +318,49 @@ func TestDelegatedVendorOutsidePaths(t *testing.T) {
 		t.Fatalf("status delegations: %+v %v", st, err)
 	}
 }
+
+// TestHashedBins: targets spread over hashed bins are found by the TUF
+// updater walking the delegation to the one bin that holds each.
+func TestHashedBins(t *testing.T) {
+	r := newRelease(t)
+	r.ws.Passphrase = pw
+	if err := r.ws.AddHashedBins(repo.BinsOptions{Bits: 4, Keys: []string{newFileKey(t, t.TempDir(), "bins.json")}}); err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for i := range 5 {
+		img := filepath.Join(t.TempDir(), "fw.img")
+		os.WriteFile(img, []byte(fmt.Sprintf("image %d", i)), 0o644)
+		tg, err := r.ws.AddDelegatedTarget("", img, repo.AddOptions{Hardware: []string{hw}, Version: fmt.Sprintf("1.%d.0", i), Counter: uint64(i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, tg.Path)
+	}
+	res, err := r.ws.Publish(r.pub, repo.PublishOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Targets != 5 {
+		t.Fatalf("published %d targets, want 5", res.Targets)
+	}
+	c := tufclient.New(r.serve(), t.TempDir())
+	rootFile := filepath.Join(t.TempDir(), "root.json")
+	os.WriteFile(rootFile, r.rootJSON(), 0o644)
+	if err := c.Init(rootFile); err != nil {
+		t.Fatal(err)
+	}
+	up, err := c.Refresh(r.rootJSON())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		if _, err := up.GetTargetInfo(p); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+	}
+	st, _ := r.ws.Status()
+	if len(st.Delegations) != 1 || st.Delegations[0].Bins != 16 || st.Delegations[0].Targets != 5 {
+		t.Fatalf("status: %+v", st.Delegations)
+	}
+}
