@@ -223,7 +223,7 @@ func (b *blockReader) block(r *bufio.Reader, zd *zstd.Decoder, blockSize, remain
 	if err != nil {
 		return 0, err
 	}
-	f := &fields{gaps: secs[secGaps], vals: secs[secVals]}
+	f := &fields{gaps: secs[secGaps], sizes: secs[secSizes], vals: secs[secVals], sized: len(secs[secSizes]) > 0}
 	if err := f.advance(0); err != nil {
 		return 0, err
 	}
@@ -268,14 +268,15 @@ func checkCtrl(ctrl []byte, outLen int64, extraLen int) (ops, diffLen int, err e
 // the end of an op's copy) whose little-endian value gets a difference
 // added.
 type fields struct {
-	gaps, vals []byte
-	next       int64 // diff-stream position of the next field; -1 when none is left
-	val        int64
+	gaps, sizes, vals []byte
+	sized             bool  // values are sized by the sizes section, not varints
+	next              int64 // diff-stream position of the next field; -1 when none is left
+	val               int64
 }
 
 // advance reads the next field, which starts gap bytes after from.
 func (f *fields) advance(from int64) error {
-	if len(f.gaps) == 0 && len(f.vals) == 0 {
+	if len(f.gaps) == 0 && len(f.sizes) == 0 && len(f.vals) == 0 {
 		f.next = -1
 		return nil
 	}
@@ -284,11 +285,25 @@ func (f *fields) advance(from int64) error {
 		return fmt.Errorf("%w: bad field gap", ErrCorrupt)
 	}
 	f.gaps = f.gaps[n:]
-	v, n := binary.Varint(f.vals)
-	if n <= 0 {
-		return fmt.Errorf("%w: bad field value", ErrCorrupt)
+	var v int64
+	if !f.sized {
+		if v, n = binary.Varint(f.vals); n <= 0 {
+			return fmt.Errorf("%w: bad field value", ErrCorrupt)
+		}
+		f.vals = f.vals[n:]
+	} else {
+		if len(f.sizes) == 0 || f.sizes[0] >= 8 || len(f.vals) <= int(f.sizes[0]) {
+			return fmt.Errorf("%w: bad field size", ErrCorrupt)
+		}
+		nb := int(f.sizes[0]) + 1
+		f.sizes = f.sizes[1:]
+		var z uint64
+		for q := nb - 1; q >= 0; q-- {
+			z = z<<8 | uint64(f.vals[q])
+		}
+		f.vals = f.vals[nb:]
+		v = int64(z>>1) ^ -int64(z&1)
 	}
-	f.vals = f.vals[n:]
 	f.next, f.val = from+int64(g), v
 	return nil
 }
@@ -342,7 +357,7 @@ func (b *blockReader) copyPatched(pos, dpos, n int64, f *fields) error {
 				return fmt.Errorf("%w: overlapping patched fields", ErrCorrupt)
 			}
 			rel := f.next - dpos
-			w := min(fieldLen, end-f.next)
+			w := min(int64(fieldLen), end-f.next)
 			if rel+w > c {
 				c = rel // patch it with the next chunk; rel > 0 as c >= fieldLen here
 				break

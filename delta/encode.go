@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math/bits"
 	"runtime"
 
 	"github.com/klauspost/compress/zstd"
@@ -174,32 +175,48 @@ func windowFor(blockSize int) int {
 // block encodes target[lo:hi] as one block, ready to write.
 func (s *scanner) block(enc *zstd.Encoder, lo, hi int) []byte {
 	s.scan(lo, hi)
-	secs, ok := s.sections(lo, hi)
-	if !ok {
-		// Pathological input: fall back to all-literal, which always fits.
-		s.ops = append(s.ops[:0], op{extraLen: hi - lo})
-		secs, _ = s.sections(lo, hi)
-	}
-	out := binary.AppendUvarint(nil, uint64(hi-lo))
-	for _, sec := range secs {
-		out = binary.AppendUvarint(out, uint64(len(sec)))
-		var comp []byte
-		if len(sec) > 0 {
-			comp = enc.EncodeAll(sec, nil)
+	var best []byte
+	// Field values are written two ways and the smaller block is kept:
+	// varints suit small address shifts, sized values suit random changes.
+	for _, sized := range []bool{false, true} {
+		secs, ok := s.sections(lo, hi, sized)
+		if !ok {
+			if sized {
+				continue
+			}
+			// Pathological input: fall back to all-literal, which always fits.
+			s.ops = append(s.ops[:0], op{extraLen: hi - lo})
+			secs, _ = s.sections(lo, hi, false)
 		}
-		if len(comp) >= len(sec) {
-			comp = sec // stored
+		out := binary.AppendUvarint(nil, uint64(hi-lo))
+		for _, sec := range secs {
+			out = binary.AppendUvarint(out, uint64(len(sec)))
+			var comp []byte
+			if len(sec) > 0 {
+				comp = enc.EncodeAll(sec, nil)
+			}
+			if len(comp) >= len(sec) {
+				comp = sec // stored
+			}
+			out = binary.AppendUvarint(out, uint64(len(comp)))
+			out = append(out, comp...)
 		}
-		out = binary.AppendUvarint(out, uint64(len(comp)))
-		out = append(out, comp...)
+		if best == nil || len(out) < len(best) {
+			best = out
+		}
+		if len(secs[secGaps]) == 0 {
+			break // no fields: both ways are the same
+		}
 	}
-	return out
+	return best
 }
 
 // sections lays out the block's sections (see FORMAT.md) for s.ops over
-// target[lo:hi]. It reports false if they would exceed the decoder's limit.
-func (s *scanner) sections(lo, hi int) (secs [numSections][]byte, ok bool) {
-	var ctrl, gaps, vals, extra []byte
+// target[lo:hi], with field values as varints or, if sized, as sized
+// little-endian numbers. It reports false if they would exceed the
+// decoder's limit.
+func (s *scanner) sections(lo, hi int, sized bool) (secs [numSections][]byte, ok bool) {
+	var ctrl, gaps, sizes, vals, extra []byte
 	pos, at := 0, lo
 	zeros := 0 // unchanged diff bytes since the last field
 	for _, o := range s.ops {
@@ -214,8 +231,19 @@ func (s *scanner) sections(lo, hi int) (secs [numSections][]byte, ok bool) {
 				continue
 			}
 			w := min(fieldLen, len(t)-k)
+			d := fieldDiff(t[k:k+w], b[k:k+w])
 			gaps = binary.AppendUvarint(gaps, uint64(zeros))
-			vals = binary.AppendVarint(vals, fieldDiff(t[k:k+w], b[k:k+w]))
+			if sized {
+				z := uint64(d<<1) ^ uint64(d>>63) // zig-zag
+				n := max(1, (bits.Len64(z)+7)/8)
+				sizes = append(sizes, byte(n-1))
+				for ; n > 0; n-- {
+					vals = append(vals, byte(z))
+					z >>= 8
+				}
+			} else {
+				vals = binary.AppendVarint(vals, d)
+			}
 			zeros = 0
 			k += w
 		}
@@ -224,7 +252,7 @@ func (s *scanner) sections(lo, hi int) (secs [numSections][]byte, ok bool) {
 		extra = append(extra, s.t[at:at+o.extraLen]...)
 		at += o.extraLen
 	}
-	secs = [numSections][]byte{ctrl, gaps, vals, extra}
+	secs = [numSections][]byte{ctrl, gaps, sizes, vals, extra}
 	total := 0
 	for _, sec := range secs {
 		total += len(sec)

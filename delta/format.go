@@ -136,7 +136,8 @@ func parseHeader(b []byte) (Header, error) {
 const (
 	secCtrl  = iota // ops
 	secGaps         // zero diff bytes before each patched field
-	secVals         // each field's arithmetic difference
+	secSizes        // byte length of each field's difference, minus one
+	secVals         // each field's arithmetic difference, zig-zag, little-endian
 	secExtra        // literal bytes
 	numSections
 )
@@ -145,7 +146,7 @@ const (
 // size of x86 rel32 displacements and of the low half of moved pointers,
 // whose arithmetic difference is the same small number across a whole
 // table or function where the bytewise difference varies with carries.
-const fieldLen = 4
+var fieldLen = 4
 
 // maxRaw is the most uncompressed section bytes a block of outLen result
 // bytes may carry; it bounds Apply's buffers.

@@ -14,12 +14,12 @@ import (
 // the diff stream instead of a new match every few bytes.
 
 const (
-	seedLen   = 8       // bytes hashed per index entry; shortest exact match found
-	ways      = 4       // candidates kept per hash bucket
-	maxSeeds  = 1 << 25 // index entries before the base is sampled more sparsely
-	minSwitch = 12      // shortest exact match that starts a new alignment
-	margin    = 8       // a new alignment must beat the current one by this much
-	skipShift = 5       // after 2^skipShift fruitless probes, skip a byte more
+	seedLen  = 8       // bytes hashed per index entry; shortest exact match found
+	ways     = 4       // candidates kept per hash bucket
+	maxSeeds = 1 << 25 // index entries before the base is sampled more sparsely
+
+	margin    = 8 // a new alignment must beat the current one by this much
+	skipShift = 5 // after 2^skipShift fruitless probes, skip a byte more
 )
 
 // An alignment is extended approximately while more than
@@ -27,6 +27,8 @@ const (
 var extendNum, extendDen = 2, 1
 
 var maxSkip = 7 // most bytes skipped between probes
+
+var minSwitch = 24 // shortest exact match that starts a new alignment
 
 // index maps seedLen-byte strings of the base to positions. Positions are
 // sampled every step bytes so that the table stays near maxSeeds entries;

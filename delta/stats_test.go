@@ -25,6 +25,12 @@ func TestStats(t *testing.T) {
 	if v := os.Getenv("DELTA_SKIP"); v != "" {
 		fmt.Sscanf(v, "%d", &maxSkip)
 	}
+	if v := os.Getenv("DELTA_MIN"); v != "" {
+		fmt.Sscanf(v, "%d", &minSwitch)
+	}
+	if v := os.Getenv("DELTA_FIELD"); v != "" {
+		fmt.Sscanf(v, "%d", &fieldLen)
+	}
 	b, err := os.ReadFile(bn)
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +48,7 @@ func TestStats(t *testing.T) {
 		hi := min(lo+DefaultBlockSize, len(tg))
 		s.scan(lo, hi)
 		nops += len(s.ops)
-		secs, _ := s.sections(lo, hi)
+		secs, _ := s.sections(lo, hi, os.Getenv("DELTA_SIZED") != "")
 		for i, sec := range secs {
 			raw[i] += len(sec)
 			c := len(enc.EncodeAll(sec, nil))

@@ -1,0 +1,103 @@
+#!/bin/bash
+# bench-delta.sh - compare fwctl's delta engine with bsdiff, xdelta3 and zstd --patch-from.
+#
+# Usage: scripts/bench-delta.sh [pair...]     pairs: gobin gobin-deps ext4 sqfs (default: gobin ext4 sqfs)
+# Env:   CORPUS   corpus directory (default /work/cache/corpus; built with make_corpus.sh if missing)
+#        WORK     scratch directory for deltas and outputs (default: a temp dir, removed at exit)
+#        TIMEOUT  per-command limit in seconds (default 1800); a tool that exceeds it is reported as such
+#        BSDIFF_MAX_MB  skip bsdiff on targets above this size (default 160: it needs hours on 224 MiB)
+# Prints one table per pair: delta size, encode/apply wall time and peak RSS (GNU time -v), all from
+# this run, plus our size relative to the best other tool. Runs under nice; commands run one at a time.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+CORPUS=${CORPUS:-/work/cache/corpus}
+TIMEOUT=${TIMEOUT:-1800}
+BSDIFF_MAX_MB=${BSDIFF_MAX_MB:-160}
+MAKE_CORPUS=${MAKE_CORPUS:-$HERE/../shared/bench/make_corpus.sh}
+[ -x "$MAKE_CORPUS" ] || MAKE_CORPUS=/work/shared/bench/make_corpus.sh
+PAIRS=("$@"); [ ${#PAIRS[@]} -gt 0 ] || PAIRS=(gobin ext4 sqfs)
+
+need=()
+command -v bsdiff >/dev/null || need+=(bsdiff)
+command -v xdelta3 >/dev/null || need+=(xdelta3)
+command -v zstd >/dev/null || need+=(zstd)
+[ -x /usr/bin/time ] || need+=(time)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]}" >&2
+  apt-get install -y "${need[@]}" >/dev/null || { apt-get update >/dev/null && apt-get install -y "${need[@]}" >/dev/null; }
+fi
+
+if ! [ -s "$CORPUS/img/rootfs-v2.sqfs" ] || ! [ -s "$CORPUS/bin/cosign-v2.6.5" ]; then
+  echo "building corpus in $CORPUS (takes a while)" >&2
+  mkdir -p "$CORPUS"; R=$CORPUS nice -n 10 "$MAKE_CORPUS" >&2
+fi
+
+if [ -z "${WORK:-}" ]; then WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT; fi
+mkdir -p "$WORK"
+(cd "$HERE" && go build -trimpath -o "$WORK/fwdelta" ./delta/cmd/fwdelta)
+FW=$WORK/fwdelta
+
+# measure NAME CMD...: run under nice and GNU time; sets T (seconds) and M (peak RSS MiB), or T=fail/timeout.
+measure() {
+  local log=$WORK/time.log rc=0
+  sync
+  nice -n 10 /usr/bin/time -v -o "$log" timeout "$TIMEOUT" "$@" >/dev/null 2>"$WORK/err.log" || rc=$?
+  if [ $rc -eq 124 ]; then T="timeout"; M="-"; return 1; fi
+  if [ $rc -ne 0 ]; then T="fail($rc)"; M="-"; sed 's/^/    /' "$WORK/err.log" | tail -3 >&2; return 1; fi
+  T=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; printf "%.2f", s}' "$log")
+  M=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$log")
+}
+
+mb() { awk -v b="$1" 'BEGIN { printf "%.2f", b/1e6 }'; }
+
+bench_pair() { # name base target
+  local name=$1 old=$2 new=$3 best="" bestsz=0 oursz=0
+  local newmb=$(( $(stat -c %s "$new") / 1000000 ))
+  echo
+  echo "## $name: $(basename "$old") -> $(basename "$new") ($(mb "$(stat -c %s "$old")") MB -> $(mb "$(stat -c %s "$new")") MB)"
+  measure bash -c 'cat "$0" >/dev/null && tee "$2" <"$1" | sha256sum' "$old" "$new" "$WORK/floor.out"
+  echo "apply floor (read base, write and hash result): ${T} s"
+  rm -f "$WORK/floor.out"
+  printf '| %-34s | %9s | %9s | %9s | %9s | %9s |\n' tool "size MB" "enc s" "enc MiB" "apply s" "apply MiB"
+  printf '|%s|%s|%s|%s|%s|%s|\n' ------------------------------------ ----------- ----------- ----------- ----------- -----------
+  local tool
+  for tool in bsdiff xdelta3 zstd fwdelta; do
+    local d=$WORK/$name.$tool out=$WORK/$name.$tool.out et em at am label
+    rm -f "$d" "$out"
+    case $tool in
+      bsdiff) label="bsdiff"
+        if [ "$newmb" -gt "$BSDIFF_MAX_MB" ]; then
+          printf '| %-34s | %9s | %9s | %9s | %9s | %9s |\n' "$label" "skipped" ">${BSDIFF_MAX_MB}MB" - - -; continue; fi
+        measure bsdiff "$old" "$new" "$d" && { et=$T em=$M; measure bspatch "$old" "$out" "$d"; } || { et=$T em=$M; T=-; M=-; } ;;
+      xdelta3) label="xdelta3 -9 -S djw"
+        measure xdelta3 -9 -S djw -e -f -s "$old" "$new" "$d" && { et=$T em=$M; measure xdelta3 -d -f -s "$old" "$d" "$out"; } || { et=$T em=$M; T=-; M=-; } ;;
+      zstd) label="zstd -19 --long=31 --patch-from"
+        measure zstd -q -19 --long=31 -f --patch-from="$old" "$new" -o "$d" && { et=$T em=$M; measure zstd -q -d --long=31 -f --patch-from="$old" "$d" -o "$out"; } || { et=$T em=$M; T=-; M=-; } ;;
+      fwdelta) label="fwdelta (ours)"
+        measure "$FW" encode "$old" "$new" "$d" && { et=$T em=$M; measure "$FW" apply "$old" "$d" "$out"; } || { et=$T em=$M; T=-; M=-; } ;;
+    esac
+    at=$T am=$M
+    local sz="-"
+    if [ -s "$d" ] && [ -s "$out" ] && cmp -s "$out" "$new"; then
+      sz=$(stat -c %s "$d")
+      if [ "$tool" = fwdelta ]; then oursz=$sz
+      elif [ -z "$best" ] || [ "$sz" -lt "$bestsz" ]; then best=$label bestsz=$sz; fi
+      sz=$(mb "$sz")
+    elif [ -s "$d" ]; then sz="BAD"; fi
+    printf '| %-34s | %9s | %9s | %9s | %9s | %9s |\n' "$label" "$sz" "$et" "$em" "$at" "$am"
+    rm -f "$out"
+  done
+  if [ "$oursz" -gt 0 ] && [ -n "$best" ]; then
+    awk -v o="$oursz" -v b="$bestsz" -v n="$best" 'BEGIN { printf "ours / best other (%s): %.3f\n", n, o/b }'
+  fi
+}
+
+for p in "${PAIRS[@]}"; do
+  case $p in
+    gobin) bench_pair gobin "$CORPUS/bin/cosign-v2.6.4" "$CORPUS/bin/cosign-v2.6.5" ;;
+    gobin-deps) bench_pair gobin-deps "$CORPUS/bin/cosign-v2.6.2" "$CORPUS/bin/cosign-v2.6.4" ;;
+    ext4) bench_pair ext4 "$CORPUS/img/rootfs-v1.ext4" "$CORPUS/img/rootfs-v2.ext4" ;;
+    sqfs) bench_pair sqfs "$CORPUS/img/rootfs-v1.sqfs" "$CORPUS/img/rootfs-v2.sqfs" ;;
+    *) echo "unknown pair $p (gobin gobin-deps ext4 sqfs)" >&2; exit 2 ;;
+  esac
+done
