@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
@@ -276,7 +277,7 @@ func SignRequest(req *Request, key crypto.Signer) (*SignatureFile, error) {
 		if _, ok := rr.Keys[id]; !ok {
 			continue
 		}
-		sig, err := signer.TUF(key).SignMessage(strings.NewReader(string(rr.Signed)))
+		sig, err := signer.TUF(key).SignMessage(bytes.NewReader(rr.Signed))
 		if err != nil {
 			return nil, fmt.Errorf("sign %s: %w", rr.Role, err)
 		}

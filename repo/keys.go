@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"crypto"
 	"encoding/json"
 	"errors"
@@ -37,12 +38,14 @@ type localKey struct {
 // keyring loads the workspace's keys on demand and closes them after use.
 type keyring struct {
 	ws     *Workspace
+	pin    func() ([]byte, error) // asked once per keyring
 	byID   map[string]localKey
 	opened map[string]crypto.Signer
 }
 
 func (ws *Workspace) keyring() (*keyring, error) {
-	kr := &keyring{ws: ws, byID: map[string]localKey{}, opened: map[string]crypto.Signer{}}
+	kr := &keyring{ws: ws, byID: map[string]localKey{}, opened: map[string]crypto.Signer{},
+		pin: signer.PassphraseSource(signer.PINEnv, "PKCS#11 user PIN: ", false)}
 	files, err := filepath.Glob(filepath.Join(ws.Dir, "keys", "*.json"))
 	if err != nil {
 		return nil, err
@@ -77,7 +80,7 @@ func (ws *Workspace) keyring() (*keyring, error) {
 		}
 		uri := r.URI
 		kr.byID[r.KeyID] = localKey{id: r.KeyID, desc: uri, open: func() (crypto.Signer, error) {
-			return signer.Open(uri, signer.Options{Passphrase: ws.Passphrase})
+			return signer.Open(uri, signer.Options{Passphrase: ws.Passphrase, PIN: kr.pin})
 		}}
 	}
 	return kr, nil
@@ -207,7 +210,7 @@ func (kr *keyring) signLocal(a authority, payload []byte, sigs *[]metadata.Signa
 		if s == nil {
 			continue
 		}
-		sig, err := signer.TUF(s).SignMessage(strings.NewReader(string(payload)))
+		sig, err := signer.TUF(s).SignMessage(bytes.NewReader(payload))
 		if err != nil {
 			return added, fmt.Errorf("sign with key %s: %w", short16(id), err)
 		}

@@ -1,8 +1,12 @@
 // Package signer owns release-side signing keys: generating them, keeping
-// them encrypted at rest, loading them behind crypto.Signer, and adapting a
-// crypto.Signer to the signer interface go-tuf's metadata package expects.
-// It never writes a private key unencrypted unless the caller explicitly asks
-// for it, and never takes secrets from the command line.
+// them encrypted at rest or inside a PKCS#11 token, naming them by URI
+// (file:PATH, pkcs11:token=…;object=…), loading them behind crypto.Signer,
+// and adapting a crypto.Signer to the signer interface go-tuf's metadata
+// package expects. Every backend passes one conformance suite
+// (conformance_test.go). It never writes a private key unencrypted unless
+// the caller explicitly asks for it, and never takes secrets (passphrases,
+// PINs) from the command line or a URI. PKCS#11 needs cgo; the device agent
+// never imports this package.
 package signer
 
 import (

@@ -3,6 +3,7 @@
 package fwctlcli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -38,6 +39,10 @@ func Main() int {
 	root.SetArgs(os.Args[1:])
 	err := root.Execute()
 	a.out.JSON = a.json
+	var silent silentExit
+	if errors.As(err, &silent) {
+		return silent.code
+	}
 	if err != nil {
 		return a.out.Fail(err)
 	}
@@ -63,7 +68,8 @@ Key passphrases come from $` + PassphraseEnv + ` or a terminal prompt.`,
 	root.PersistentFlags().StringVarP(&a.workspace, "workspace", "w", envOr("FWCTL_WORKSPACE", "."), "signing workspace directory ($FWCTL_WORKSPACE)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitUsage, err) })
 	root.AddCommand(a.initCmd(), a.targetCmd(), a.publishCmd(), a.statusCmd(), a.verifyCmd())
-	root.AddCommand(a.deltaCmd())
+	root.AddCommand(a.deltaCmd(), a.auditCmd())
+	root.AddCommand(a.keyCmd(), a.ceremonyCmd(), a.delegateCmd(), a.checkExpiryCmd())
 	return root
 }
 
@@ -91,18 +97,26 @@ func (a *app) initCmd() *cobra.Command {
 		threshold int
 		expiry    []string
 		plaintext bool
+		keys      []string
 	)
 	c := &cobra.Command{
 		Use:   "init DIR",
 		Short: "Create a new signing workspace with root, targets, snapshot and timestamp keys",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			exp, err := parseExpiry(expiry)
 			if err != nil {
 				return usage(err)
 			}
+			keyURIs, err := parseKeyFlags(keys)
+			if err != nil {
+				return usage(err)
+			}
+			if len(keyURIs["root"]) > 0 && !cmd.Flags().Changed("root-keys") {
+				rootKeys = -1 // only the given root keys
+			}
 			opt := repo.InitOptions{Algorithm: alg, RootKeys: rootKeys, RootThreshold: threshold, Expiry: exp,
-				InsecurePlaintext: plaintext}
+				InsecurePlaintext: plaintext, KeyURIs: keyURIs}
 			if !plaintext {
 				opt.Passphrase = signer.PassphraseSource(PassphraseEnv, "New key passphrase: ", true)
 			}
@@ -127,6 +141,7 @@ func (a *app) initCmd() *cobra.Command {
 	c.Flags().IntVar(&threshold, "root-threshold", 1, "root signatures required")
 	c.Flags().StringSliceVar(&expiry, "expiry", nil, "metadata lifetime per role, e.g. root=365d,timestamp=24h")
 	c.Flags().BoolVar(&plaintext, "insecure-plaintext-keys", false, "store private keys UNENCRYPTED (tests and throwaway demos only)")
+	c.Flags().StringArrayVar(&keys, "key", nil, "use an existing key for a role instead of generating one: ROLE=URI (file:, pkcs11:, pub:PEMFILE); repeatable")
 	return c
 }
 
@@ -245,7 +260,7 @@ func printTargets(w io.Writer, ts []repo.Target) {
 }
 
 func (a *app) publishCmd() *cobra.Command {
-	var out string
+	var out, rekorURL string
 	var expiry []string
 	c := &cobra.Command{
 		Use:   "publish",
@@ -267,18 +282,39 @@ func (a *app) publishCmd() *cobra.Command {
 			if a.out.Interactive() {
 				opt.Progress = func(m string) { fmt.Fprintln(a.out.Err, m) }
 			}
+			var logged []repo.Logged
+			if rekorURL != "" {
+				if logged, err = ws.LogTargets(context.Background(), rekorURL); err != nil {
+					return err
+				}
+			}
 			res, err := ws.Publish(out, opt)
 			if err != nil {
 				return err
 			}
-			return a.out.Result(res, func(w io.Writer) {
+			if rekorURL != "" {
+				l, err := ws.LogTargetsMetadata(context.Background(), rekorURL, out, res.Versions[metadata.TARGETS])
+				if err != nil {
+					return err
+				}
+				logged = append(logged, *l)
+			}
+			full := struct {
+				*repo.PublishResult
+				Logged []repo.Logged `json:"logged,omitempty"`
+			}{res, logged}
+			return a.out.Result(full, func(w io.Writer) {
 				fmt.Fprintf(w, "Published %d targets to %s\n", res.Targets, res.Out)
 				for _, r := range repo.Roles {
 					fmt.Fprintf(w, "  %-9s version %d\n", r, res.Versions[r])
 				}
+				for _, l := range logged {
+					fmt.Fprintf(w, "  logged %s at index %d (proof %s)\n", l.Path, l.LogIndex, l.Bundle)
+				}
 			})
 		},
 	}
+	c.Flags().StringVar(&rekorURL, "rekor", os.Getenv("FWCTL_REKOR_URL"), "record new images and this targets version in the Rekor log at URL ($FWCTL_REKOR_URL)")
 	c.Flags().StringVarP(&out, "out", "o", "", "output repository directory (default WORKSPACE/repository)")
 	c.Flags().StringSliceVar(&expiry, "expiry", nil, "override lifetimes for this publish, e.g. timestamp=1h")
 	return c
@@ -311,6 +347,7 @@ func (a *app) statusCmd() *cobra.Command {
 				tw.Flush()
 				fmt.Fprintln(w)
 				printTargets(w, st.Targets)
+				printStatusExtra(w, st)
 				if st.Unstaged > 0 {
 					fmt.Fprintf(w, "\n%d target(s) staged but not published: run 'fwctl publish'\n", st.Unstaged)
 				}
