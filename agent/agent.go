@@ -11,6 +11,7 @@ package agent
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -228,10 +229,22 @@ func (a *Agent) trustedRoot(ctx context.Context) ([]byte, int64, error) {
 		}
 		cur = b
 	}
-	onDisk, err := os.ReadFile(filepath.Join(a.client.MetadataDir, "root.json"))
-	if err != nil || string(onDisk) != string(cur) {
+	onPath := filepath.Join(a.client.MetadataDir, "root.json")
+	onDisk, err := os.ReadFile(onPath)
+	if err != nil || !json.Valid(onDisk) {
+		// go-tuf rewrites root.json on every refresh by rename without an
+		// fsync, so a power cut can leave it missing, empty or garbled. That
+		// is damage, not a swapped root: restore it from the verified chain
+		// (found by test/powerloss). A different valid document is refused.
+		a.log.Warn("restoring damaged metadata root.json from the verified root chain", "path", onPath, "err", err)
+		if err := atomicfile.Write(onPath, cur, 0o600); err != nil {
+			return nil, 0, err
+		}
+		onDisk = cur
+	}
+	if string(onDisk) != string(cur) {
 		return nil, 0, fmt.Errorf("%w: %s differs from the verified root chain (version %d): refusing it; it was modified on disk",
-			ErrRootNotPinned, filepath.Join(a.client.MetadataDir, "root.json"), tm.Root.Signed.Version)
+			ErrRootNotPinned, onPath, tm.Root.Signed.Version)
 	}
 	return cur, tm.Root.Signed.Version, nil
 }

@@ -9,12 +9,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"path"
 	"path/filepath"
 	"strings"
@@ -24,6 +26,8 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
+
+	"github.com/fwctl/fwctl/internal/atomicfile"
 )
 
 // Errors callers branch on.
@@ -215,6 +219,7 @@ func (c *Client) Updater(trustedRoot []byte) (*updater.Updater, error) {
 func (c *Client) Refresh(trustedRoot []byte) (*updater.Updater, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.dropUnparseable()
 	up, err := c.Updater(trustedRoot)
 	if err != nil {
 		return nil, fmt.Errorf("trusted root: %w", err)
@@ -222,7 +227,52 @@ func (c *Client) Refresh(trustedRoot []byte) (*updater.Updater, error) {
 	if err := up.Refresh(); err != nil {
 		return nil, fmt.Errorf("refresh metadata: %w", err)
 	}
+	if err := c.syncMetadata(); err != nil {
+		return nil, fmt.Errorf("refresh metadata: %w", err)
+	}
 	return up, nil
+}
+
+// go-tuf persists metadata by rename without an fsync, so after a power cut
+// a cached file can come back empty or garbled, and go-tuf then fails every
+// refresh on the JSON error instead of fetching the file again as it does
+// for invalid metadata (python-tuf, the reference, treats both alike). Both
+// were found by test/powerloss.
+
+// dropUnparseable removes cached metadata (not root.json, which the agent
+// restores from its verified chain) that is not even JSON: it is a cache
+// that protects against nothing in that state, and go-tuf fetches it again.
+func (c *Client) dropUnparseable() {
+	files, _ := filepath.Glob(filepath.Join(c.MetadataDir, "*.json"))
+	for _, f := range files {
+		if filepath.Base(f) == "root.json" {
+			continue
+		}
+		if b, err := os.ReadFile(f); err == nil && !json.Valid(b) {
+			os.Remove(f)
+		}
+	}
+}
+
+// syncMetadata makes what go-tuf wrote durable before anything depends on
+// it: every cached file, then the directory.
+func (c *Client) syncMetadata() error {
+	files, err := filepath.Glob(filepath.Join(c.MetadataDir, "*.json"))
+	if err != nil {
+		return err
+	}
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("fsync %s: %w", name, err)
+		}
+	}
+	return atomicfile.SyncDir(c.MetadataDir)
 }
 
 // TargetURL returns where a consistent-snapshot repository serves tf.

@@ -123,7 +123,7 @@ func TestPowerLoss(t *testing.T) {
 	}
 	wg.Wait()
 
-	var unbootable, corrupted, failed int
+	var unbootable, corrupted, stuck, failed int
 	phases := map[string]int{}
 	for _, r := range results {
 		phases[r.phase]++
@@ -132,6 +132,9 @@ func TestPowerLoss(t *testing.T) {
 		}
 		if r.unbootable {
 			unbootable++
+		}
+		if r.stuck {
+			stuck++
 		}
 		if r.failed() {
 			failed++
@@ -143,7 +146,7 @@ func TestPowerLoss(t *testing.T) {
 		os.RemoveAll(base)
 	}
 	summary := fmt.Sprintf("%d runs, %d unbootable, %d corrupted", len(results), unbootable, corrupted)
-	detail := fmt.Sprintf("kills by phase: %s (seed %d)", formatPhases(phases), s)
+	detail := fmt.Sprintf("kills by phase: %s; %d could not update again (seed %d)", formatPhases(phases), stuck, s)
 	t.Log(summary)
 	t.Log(detail)
 	fmt.Println(summary)

@@ -73,8 +73,9 @@ type result struct {
 	checkpoint int64 // the target slot's durable checkpoint after the kill
 	tornWhat   string
 	bootsSeen  []string
-	unbootable bool
-	corrupted  bool
+	unbootable bool // the bootloader found no slot to boot
+	corrupted  bool // a boot chose a slot without a complete allowed image
+	stuck      bool // the next confirm/update/boot/confirm did not reach v2
 	problems   []string
 }
 
@@ -153,6 +154,7 @@ func (fx *fixture) runPlan(base string, i int, p plan, rng *rand.Rand) *result {
 		return r
 	}
 	envBefore := d.envSnapshot()
+	metaBefore := d.metadataInodes()
 	killed, err := fx.killUpdate(d, target, r.plan, rng)
 	if err != nil {
 		r.problem("killed update: %v", err)
@@ -163,7 +165,7 @@ func (fx *fixture) runPlan(base string, i int, p plan, rng *rand.Rand) *result {
 		r.checkpoint = st.Slots[target].Written
 	}
 	if r.plan.torn {
-		r.tornWhat = powerCut(d, target, r.phase, rng)
+		r.tornWhat = powerCut(d, target, r.phase, metaBefore, rng)
 	}
 
 	// The bootloader's turn: every boot must run a complete, allowed image.
@@ -187,7 +189,7 @@ func (fx *fixture) runPlan(base string, i int, p plan, rng *rand.Rand) *result {
 	// Recovery: confirm (every healthy boot does), then the next update,
 	// boot, confirm; the device must end on v2, confirmed.
 	if err := fx.recover(d); err != nil {
-		r.unbootable = true
+		r.stuck = true
 		r.problem("recovery: %v", err)
 	}
 	return r
@@ -325,8 +327,20 @@ func classify(d *device, target string, v2 image, killed bool, envBefore envSnap
 //     one takes over.
 //   - slot blocks written after the last fsync'ed checkpoint are lost: they
 //     are overwritten with garbage.
-func powerCut(d *device, target, phase string, rng *rand.Rand) string {
+//   - metadata files renamed into place without an fsync are emptied.
+func powerCut(d *device, target, phase string, metaBefore map[string]uint64, rng *rand.Rand) string {
 	var what []string
+	// Files replaced by rename without an fsync (go-tuf persists metadata
+	// that way) may come back empty after a power cut on filesystems that
+	// do not flush data before a rename (ext4 with noauto_da_alloc, XFS,
+	// F2FS, UBIFS...). Only files rewritten during this update are at risk.
+	for name, ino := range d.metadataInodes() {
+		if ino != metaBefore[name] && rng.IntN(2) == 0 {
+			if os.Truncate(filepath.Join(d.cfg.StateDir, "metadata", name), 0) == nil {
+				what = append(what, "emptied unsynced metadata/"+name)
+			}
+		}
+	}
 	if d.lay.env == "uboot" {
 		b, err := os.ReadFile(d.envPath())
 		if err == nil && len(b) == 2*envCopySize {
@@ -397,4 +411,20 @@ func currentCopy(b []byte) int {
 		return 1
 	}
 	return 0
+}
+
+// metadataInodes maps each file in the TUF metadata directory to its inode,
+// to tell which ones an update replaced.
+func (d *device) metadataInodes() map[string]uint64 {
+	m := map[string]uint64{}
+	dir := filepath.Join(d.cfg.StateDir, "metadata")
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				m[e.Name()] = st.Ino
+			}
+		}
+	}
+	return m
 }
