@@ -123,7 +123,7 @@ func TestPowerLoss(t *testing.T) {
 	}
 	wg.Wait()
 
-	var unbootable, corrupted, stuck, failed int
+	var unbootable, corrupted, stuck, failed, confirmKills int
 	phases := map[string]int{}
 	for _, r := range results {
 		phases[r.phase]++
@@ -136,6 +136,9 @@ func TestPowerLoss(t *testing.T) {
 		if r.stuck {
 			stuck++
 		}
+		if r.confirmKilled {
+			confirmKills++
+		}
 		if r.failed() {
 			failed++
 			t.Errorf("run %d failed (seed %d): %s\n  kill point: %s\n  device kept in %s\n  reproduce: go test ./test/powerloss/ -run TestPowerLoss -seed %d -only %d -v",
@@ -146,7 +149,8 @@ func TestPowerLoss(t *testing.T) {
 		os.RemoveAll(base)
 	}
 	summary := fmt.Sprintf("%d runs, %d unbootable, %d corrupted", len(results), unbootable, corrupted)
-	detail := fmt.Sprintf("kills by phase: %s; %d could not update again (seed %d)", formatPhases(phases), stuck, s)
+	detail := fmt.Sprintf("kills by phase: %s; %d more kills during confirm; %d could not update again (seed %d)",
+		formatPhases(phases), confirmKills, stuck, s)
 	t.Log(summary)
 	t.Log(detail)
 	fmt.Println(summary)

@@ -62,6 +62,9 @@ type plan struct {
 	delay   time.Duration
 	torn    bool // emulate a torn environment write / lost unsynced slot blocks
 	boots   int  // boots before the device is confirmed again
+	// confirmKill, when not zero, also kills the first 'fwagent confirm'
+	// after the boots that long after it starts (then the device reboots).
+	confirmKill time.Duration
 }
 
 // result is the outcome of one run.
@@ -71,12 +74,14 @@ type result struct {
 	plan       plan
 	phase      string
 	checkpoint int64 // the target slot's durable checkpoint after the kill
-	tornWhat   string
-	bootsSeen  []string
-	unbootable bool // the bootloader found no slot to boot
-	corrupted  bool // a boot chose a slot without a complete allowed image
-	stuck      bool // the next confirm/update/boot/confirm did not reach v2
-	problems   []string
+	// confirmKilled: the plan's kill of 'fwagent confirm' ended it early.
+	confirmKilled bool
+	tornWhat      string
+	bootsSeen     []string
+	unbootable    bool // the bootloader found no slot to boot
+	corrupted     bool // a boot chose a slot without a complete allowed image
+	stuck         bool // the next confirm/update/boot/confirm did not reach v2
+	problems      []string
 }
 
 func (r *result) failed() bool { return len(r.problems) > 0 }
@@ -90,6 +95,9 @@ func (r *result) describe() string {
 	s := fmt.Sprintf("%s, update from %s, kill at %s+%v → phase %s", p.layout.name, p.start, p.trigger, p.delay.Round(10*time.Microsecond), r.phase)
 	if r.tornWhat != "" {
 		s += ", power cut: " + r.tornWhat
+	}
+	if p.confirmKill > 0 {
+		s += fmt.Sprintf(", then confirm killed at +%v", p.confirmKill.Round(10*time.Microsecond))
 	}
 	return s + fmt.Sprintf(", boots %v", r.bootsSeen)
 }
@@ -108,6 +116,9 @@ func (fx *fixture) newPlan(rng *rand.Rand) plan {
 		p.delay = time.Duration(rng.Int64N(int64(tr.maxDelay)))
 	}
 	p.torn = rng.IntN(2) == 0
+	if rng.IntN(3) == 0 {
+		p.confirmKill = time.Duration(1 + rng.Int64N(int64(40*time.Millisecond)))
+	}
 	return p
 }
 
@@ -170,18 +181,19 @@ func (fx *fixture) runPlan(base string, i int, p plan, rng *rand.Rand) *result {
 
 	// The bootloader's turn: every boot must run a complete, allowed image.
 	for range r.plan.boots {
-		slot, err := d.boot()
-		r.bootsSeen = append(r.bootsSeen, slot)
-		if err != nil {
-			r.unbootable = true
-			r.problem("boot %d: %v", len(r.bootsSeen), err)
+		if !r.bootAndCheck(d, allowed) {
 			return r
 		}
-		b, err := os.ReadFile(d.slotPath(slot))
-		if _, ok := allowed[sha256hex(b)]; err != nil || !ok {
-			r.corrupted = true
-			r.problem("boot %d chose slot %s, which holds %d bytes that are no complete released image (sha256 %.16s…; %v); allowed: %v",
-				len(r.bootsSeen), slot, len(b), sha256hex(b), err, allowed)
+	}
+	// Power lost again, this time during the confirmation on that boot.
+	if p.confirmKill > 0 {
+		killed, err := d.killAfter(p.confirmKill, "confirm")
+		if err != nil {
+			r.problem("killed confirm: %v", err)
+			return r
+		}
+		r.confirmKilled = killed
+		if !r.bootAndCheck(d, allowed) {
 			return r
 		}
 	}
@@ -193,6 +205,40 @@ func (fx *fixture) runPlan(base string, i int, p plan, rng *rand.Rand) *result {
 		r.problem("recovery: %v", err)
 	}
 	return r
+}
+
+// bootAndCheck boots once and checks the chosen slot holds an allowed,
+// complete image; it records a problem and returns false otherwise.
+func (r *result) bootAndCheck(d *device, allowed map[string]string) bool {
+	slot, err := d.boot()
+	r.bootsSeen = append(r.bootsSeen, slot)
+	if err != nil {
+		r.unbootable = true
+		r.problem("boot %d: %v", len(r.bootsSeen), err)
+		return false
+	}
+	b, err := os.ReadFile(d.slotPath(slot))
+	if _, ok := allowed[sha256hex(b)]; err != nil || !ok {
+		r.corrupted = true
+		r.problem("boot %d chose slot %s, which holds %d bytes that are no complete released image (sha256 %.16s…; %v); allowed: %v",
+			len(r.bootsSeen), slot, len(b), sha256hex(b), err, allowed)
+		return false
+	}
+	return true
+}
+
+// killAfter runs fwagent with args and SIGKILLs it after delay; it reports
+// whether the kill ended it. Any exit before the kill is accepted.
+func (d *device) killAfter(delay time.Duration, args ...string) (bool, error) {
+	cmd := exec.Command(fwagentBin, append([]string{"-c", filepath.Join(d.dir, "config.json")}, args...)...)
+	cmd.Env = append(os.Environ(), "CI=1")
+	if err := cmd.Start(); err != nil {
+		return false, err
+	}
+	time.AfterFunc(delay, func() { cmd.Process.Signal(syscall.SIGKILL) })
+	cmd.Wait()
+	st, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return ok && st.Signaled(), nil
 }
 
 // recover runs confirm, update, boot, confirm against the fast server and
