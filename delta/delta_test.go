@@ -7,7 +7,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -283,5 +285,33 @@ func TestCancel(t *testing.T) {
 	d := encode(t, b, b, nil)
 	if _, err := Apply(ctx, bytes.NewReader(b), int64(len(b)), bytes.NewReader(d), &buf); !errors.Is(err, context.Canceled) {
 		t.Errorf("Apply: got %v, want context.Canceled", err)
+	}
+}
+
+// TestApplyMemory checks Apply's allocations do not grow with the image:
+// rebuilding 32 MiB allocates about as much as the buffers for one block.
+func TestApplyMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a 32 MiB image")
+	}
+	r := rand.New(rand.NewPCG(13, 14))
+	base := make([]byte, 32<<20)
+	for i := 0; i < len(base); i += 1 << 16 {
+		copy(base[i:], randBytes(r, 4096))
+	}
+	target := mutate(r, base, 200)
+	d := encode(t, base, target, nil)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	h, err := Apply(context.Background(), bytes.NewReader(base), int64(len(base)), bytes.NewReader(d), io.Discard)
+	runtime.ReadMemStats(&after)
+	if err != nil || h.ResultLen != int64(len(target)) {
+		t.Fatalf("Apply: %v", err)
+	}
+	alloc := after.TotalAlloc - before.TotalAlloc
+	t.Logf("Apply allocated %.1f MiB", float64(alloc)/(1<<20))
+	if alloc > 20<<20 {
+		t.Errorf("Apply allocated %d MiB for a %d MiB image; want at most 20 MiB", alloc>>20, len(target)>>20)
 	}
 }

@@ -23,7 +23,7 @@ const HeaderSize = 8 + 2 + 2 + 4 + 8 + 32 + 8 + 32 + 4
 // the memory Apply needs, independent of the image size.
 const (
 	// MaxBlockSize is the largest result span one block may produce.
-	MaxBlockSize = 8 << 20
+	MaxBlockSize = 4 << 20
 	// maxCtrlSlack lets a tiny block have a control section longer than
 	// its result (ops are at least 3 bytes).
 	maxCtrlSlack = 64
