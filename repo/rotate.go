@@ -116,8 +116,8 @@ type RotateOptions struct {
 	// Add are key URIs (file:, pkcs11:, or pub:PEMFILE for a key that lives
 	// on another machine) to authorise.
 	Add []string
-	// Revoke are key IDs (or unique prefixes of at least 8 characters) to
-	// remove.
+	// Revoke are key IDs (or unique prefixes of at least 8 characters), or
+	// key URIs (file:, pkcs11:, pub:PEMFILE), of keys to remove.
 	Revoke []string
 	// Threshold, when > 0, sets the role's threshold.
 	Threshold int
@@ -161,6 +161,13 @@ func (ws *Workspace) Rotate(role string, opt RotateOptions) (*RootChange, error)
 	}
 	apply := func(keyIDs *[]string, threshold *int, addKey func(*metadata.Key, string) error) error {
 		for _, p := range opt.Revoke {
+			if strings.Contains(p, ":") {
+				_, full, err := ResolvePublic(p, signer.Options{Passphrase: ws.Passphrase})
+				if err != nil {
+					return fmt.Errorf("revoke %s: %w", p, err)
+				}
+				p = full
+			}
 			id, err := resolve(*keyIDs, p)
 			if err != nil {
 				return err
