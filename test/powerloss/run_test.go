@@ -60,7 +60,7 @@ type plan struct {
 	start   string // "factory": update from the factory image; "v1": from a confirmed v1
 	trigger string
 	delay   time.Duration
-	torn    bool // emulate a torn environment write / lost unsynced slot blocks
+	torn    bool // emulate power-cut damage on top of the kill (see powerCut)
 	boots   int  // boots before the device is confirmed again
 	// confirmKill, when not zero, also kills the first 'fwagent confirm'
 	// after the boots that long after it starts (then the device reboots).
