@@ -119,16 +119,21 @@ type blockReader struct {
 	baseLen int64
 	comp    []byte
 	raw     []byte
-	chunk   []byte
-	w       *bufio.Writer
+	w       *asyncWriter
 }
 
 func decodeBlocks(ctx context.Context, base io.ReaderAt, h Header, r *bufio.Reader, out io.Writer) error {
 	zd := decoderPool.Get().(*zstd.Decoder)
 	defer decoderPool.Put(zd)
 	hs := sha256.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(out, hs), 256<<10)
-	b := &blockReader{base: base, baseLen: h.BaseLen, w: bw, chunk: make([]byte, copyChunk)}
+	aw := newAsyncWriter(out, hs)
+	closed := false
+	defer func() {
+		if !closed {
+			aw.Close()
+		}
+	}()
+	b := &blockReader{base: base, baseLen: h.BaseLen, w: aw}
 	var total int64
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
@@ -146,7 +151,8 @@ func decodeBlocks(ctx context.Context, base io.ReaderAt, h Header, r *bufio.Read
 	if _, err := r.ReadByte(); err != io.EOF {
 		return fmt.Errorf("%w: data after end of delta", ErrCorrupt)
 	}
-	if err := bw.Flush(); err != nil {
+	closed = true
+	if err := aw.Close(); err != nil {
 		return fmt.Errorf("delta: write result: %w", err)
 	}
 	if total != h.ResultLen {
@@ -343,8 +349,12 @@ func (b *blockReader) run(ctrl []byte, ops int, f *fields, extra []byte) error {
 func (b *blockReader) copyPatched(pos, dpos, n int64, f *fields) error {
 	end := dpos + n
 	for dpos < end {
-		c := min(end-dpos, int64(len(b.chunk)))
-		buf := b.chunk[:c]
+		space, err := b.w.space()
+		if err != nil {
+			return fmt.Errorf("delta: write result: %w", err)
+		}
+		c := min(end-dpos, int64(len(space)))
+		buf := space[:c]
 		m, err := b.base.ReadAt(buf, pos)
 		if int64(m) < c {
 			if err == nil || err == io.EOF {
@@ -359,7 +369,9 @@ func (b *blockReader) copyPatched(pos, dpos, n int64, f *fields) error {
 			rel := f.next - dpos
 			w := min(int64(fieldLen), end-f.next)
 			if rel+w > c {
-				c = rel // patch it with the next chunk; rel > 0 as c >= fieldLen here
+				// Patch it in the next buffer; rel > 0 because space
+				// holds at least fieldLen bytes.
+				c = rel
 				break
 			}
 			addField(buf[rel:rel+w], f.val)
@@ -367,9 +379,7 @@ func (b *blockReader) copyPatched(pos, dpos, n int64, f *fields) error {
 				return err
 			}
 		}
-		if _, err := b.w.Write(buf[:c]); err != nil {
-			return fmt.Errorf("delta: write result: %w", err)
-		}
+		b.w.commit(int(c))
 		pos += c
 		dpos += c
 	}

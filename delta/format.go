@@ -146,7 +146,7 @@ const (
 // size of x86 rel32 displacements and of the low half of moved pointers,
 // whose arithmetic difference is the same small number across a whole
 // table or function where the bytewise difference varies with carries.
-var fieldLen = 4
+const fieldLen = 4
 
 // maxRaw is the most uncompressed section bytes a block of outLen result
 // bytes may carry; it bounds Apply's buffers.

@@ -28,9 +28,6 @@ func TestStats(t *testing.T) {
 	if v := os.Getenv("DELTA_MIN"); v != "" {
 		fmt.Sscanf(v, "%d", &minSwitch)
 	}
-	if v := os.Getenv("DELTA_FIELD"); v != "" {
-		fmt.Sscanf(v, "%d", &fieldLen)
-	}
 	b, err := os.ReadFile(bn)
 	if err != nil {
 		t.Fatal(err)
