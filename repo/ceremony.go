@@ -95,9 +95,13 @@ func (ws *Workspace) ExportRequest() (*Request, error) {
 			continue
 		}
 		u := unionAuthority(p.auth)
+		var prev []byte
+		if p.prev != nil {
+			prev = p.prev()
+		}
 		sum := sha256.Sum256(p.payload)
 		req.Roles = append(req.Roles, RequestRole{Role: p.role, Version: p.version(), Signed: p.payload,
-			SHA256: hex.EncodeToString(sum[:]), Previous: p.prev, Keys: u.keys, Missing: miss})
+			SHA256: hex.EncodeToString(sum[:]), Previous: prev, Keys: u.keys, Missing: miss})
 	}
 	if len(req.Roles) == 0 {
 		return nil, ErrNothingToSign
@@ -166,8 +170,10 @@ func decodeSigned(role string, canon []byte, version int64) (any, error) {
 }
 
 // Summary describes, for a human reviewer, what signing a role changes. It
-// is computed from the bytes to be signed (and the previous version).
-func (rr RequestRole) Summary() []string {
+// is computed from the bytes to be signed and the previous version the
+// request carries. The previous version is the requesting workspace's
+// claim, so with all set every target is listed, not only the new ones.
+func (rr RequestRole) Summary(all bool) []string {
 	cur, err := decodeSigned(rr.Role, rr.Signed, rr.Version)
 	if err != nil {
 		return []string{"UNREADABLE: " + err.Error()}
@@ -202,12 +208,16 @@ func (rr RequestRole) Summary() []string {
 		sort.Strings(paths)
 		for _, path := range paths {
 			tf := c.Targets[path]
+			mark := "+"
 			if p != nil {
 				if old, ok := p.Targets[path]; ok && old.Equal(*tf) {
-					continue
+					if !all {
+						continue
+					}
+					mark = "="
 				}
 			}
-			desc := fmt.Sprintf("  + target %s (%d bytes, sha256 %s)", path, tf.Length, hex.EncodeToString(tf.Hashes["sha256"]))
+			desc := fmt.Sprintf("  "+mark+" target %s (%d bytes, sha256 %s)", path, tf.Length, hex.EncodeToString(tf.Hashes["sha256"]))
 			if tf.Custom != nil {
 				if fw, err := manifests.ParseCustom(*tf.Custom); err == nil {
 					desc += fmt.Sprintf(" version %s counter %d hardware %s", fw.Version, fw.Counter, strings.Join(fw.Hardware, ","))

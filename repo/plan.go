@@ -66,7 +66,7 @@ type rolePlan struct {
 	// exactly one of these is set
 	root    *metadata.Metadata[metadata.RootType]
 	targets *metadata.Metadata[metadata.TargetsType]
-	prev    []byte // canonical bytes of the previous version, for summaries
+	prev    func() []byte // canonical bytes of the previous version, for summaries
 }
 
 func (p *rolePlan) sigs() *[]metadata.Signature {
@@ -120,7 +120,7 @@ func (ws *Workspace) plan(kr *keyring, expiry func(string) time.Duration, refres
 		if rp.payload, err = canonical(next.Signed); err != nil {
 			return nil, err
 		}
-		rp.prev, _ = canonical(cur.Signed)
+		rp.prev = func() []byte { b, _ := canonical(cur.Signed); return b }
 		if _, err := kr.signLocal(unionAuthority(rp.auth), rp.payload, &next.Signatures); err != nil {
 			return nil, err
 		}
@@ -220,7 +220,8 @@ func (ws *Workspace) planTargets(kr *keyring, role string, a authority, now time
 	pub, _ := metadata.Targets().FromFile(filepath.Join(ws.Dir, "metadata", role+".json"))
 	p := &rolePlan{role: role, auth: []authority{a}}
 	if pub != nil {
-		p.prev, _ = canonical(pub.Signed)
+		// Encoded only for a signing request: large target sets make it costly.
+		p.prev = func() []byte { b, _ := canonical(pub.Signed); return b }
 	}
 	if pend, err := metadata.Targets().FromFile(ws.pendingPath(role)); err == nil && sameContent(pend, staged) &&
 		(pub == nil || pend.Signed.Version > pub.Signed.Version) {

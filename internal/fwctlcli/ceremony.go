@@ -35,6 +35,7 @@ func (a *app) ceremonyCmd() *cobra.Command {
   4. fwctl publish                             (refuses until every threshold is met)`,
 	}
 	var out string
+	var showAll bool
 	export := &cobra.Command{
 		Use:   "export",
 		Short: "Write a signing request for every role that lacks signatures",
@@ -57,7 +58,7 @@ func (a *app) ceremonyCmd() *cobra.Command {
 			}
 			return a.out.Result(req, func(w io.Writer) {
 				fmt.Fprintf(w, "Wrote signing request %s\n", out)
-				printRequest(w, req)
+				printRequest(w, req, false)
 				fmt.Fprintln(w, "Sign it where the keys live: fwctl ceremony sign", filepath.Base(out), "--key URI -o SIGFILE")
 			})
 		},
@@ -73,9 +74,11 @@ func (a *app) ceremonyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return a.out.Result(summaries(req), func(w io.Writer) { printRequest(w, req) })
+			return a.out.Result(summaries(req, showAll), func(w io.Writer) { printRequest(w, req, showAll) })
 		},
 	}
+
+	show.Flags().BoolVar(&showAll, "all", false, "list every target, not only those new since the previous version")
 
 	var key, sigOut string
 	var yes bool
@@ -93,7 +96,7 @@ func (a *app) ceremonyCmd() *cobra.Command {
 			}
 			// The review comes first, from the bytes themselves.
 			if !a.json {
-				printRequest(os.Stdout, req)
+				printRequest(os.Stdout, req, showAll)
 			}
 			if !yes {
 				if !term.IsTerminal(int(os.Stdin.Fd())) {
@@ -133,6 +136,7 @@ func (a *app) ceremonyCmd() *cobra.Command {
 	sign.Flags().StringVar(&key, "key", "", "signing key URI (file:PATH or pkcs11:token=…;object=…)")
 	sign.Flags().StringVarP(&sigOut, "out", "o", "", "signature file to write")
 	sign.Flags().BoolVar(&yes, "yes", false, "sign without asking (the summary is still printed)")
+	sign.Flags().BoolVar(&showAll, "all", false, "list every target in the summary, not only new ones")
 
 	imp := &cobra.Command{
 		Use:   "import SIGFILE...",
@@ -197,18 +201,18 @@ type roleSummary struct {
 	Missing []repo.Missing `json:"missing"`
 }
 
-func summaries(req *repo.Request) []roleSummary {
+func summaries(req *repo.Request, all bool) []roleSummary {
 	var out []roleSummary
 	for _, rr := range req.Roles {
-		out = append(out, roleSummary{rr.Role, rr.Version, rr.SHA256, rr.Summary(), rr.Missing})
+		out = append(out, roleSummary{rr.Role, rr.Version, rr.SHA256, rr.Summary(all), rr.Missing})
 	}
 	return out
 }
 
-func printRequest(w io.Writer, req *repo.Request) {
+func printRequest(w io.Writer, req *repo.Request, all bool) {
 	for _, rr := range req.Roles {
 		fmt.Fprintf(w, "== %s v%d (sha256 %s)\n", rr.Role, rr.Version, rr.SHA256)
-		for _, l := range rr.Summary() {
+		for _, l := range rr.Summary(all) {
 			fmt.Fprintln(w, l)
 		}
 		for _, m := range rr.Missing {
