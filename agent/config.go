@@ -39,6 +39,8 @@ type Config struct {
 	// RetryBackoff the first wait between tries, doubling (default 1s).
 	DownloadAttempts int      `json:"download_attempts,omitempty"`
 	RetryBackoff     Duration `json:"retry_backoff,omitempty"`
+	// Transparency is the policy on transparency-log proofs.
+	Transparency TransparencyConfig `json:"transparency,omitempty"`
 	// HealthChecks run before 'fwagent confirm' accepts a new slot.
 	HealthChecks []Check `json:"health_checks,omitempty"`
 	// Hooks run around installs.
@@ -115,6 +117,8 @@ func LoadConfig(path string) (*Config, error) {
 	abs(&c.StateDir)
 	abs(&c.Bootloader.Path)
 	abs(&c.BootedSlot.Cmdline)
+	abs(&c.Transparency.LogPublicKey)
+	abs(&c.Transparency.ReleasePublicKey)
 	for k, v := range c.Slots {
 		abs(&v)
 		c.Slots[k] = v
@@ -190,6 +194,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("trust.type: %q, want \"file\" or \"tpm\"", c.Trust.Type))
+	}
+	if c.Transparency.Require && (c.Transparency.LogPublicKey == "" || c.Transparency.ReleasePublicKey == "") {
+		errs = append(errs, errors.New("transparency: require needs log_public_key and release_public_key"))
 	}
 	for i, c := range c.HealthChecks {
 		if c.Name == "" || len(c.Command) == 0 {

@@ -58,6 +58,9 @@ type State struct {
 	Slots   map[string]*SlotState `json:"slots"`
 	Pending *Install              `json:"pending,omitempty"`
 	Last    *Result               `json:"last,omitempty"`
+	// Checkpoint is the newest transparency-log checkpoint accepted; a
+	// proof against an older tree is refused.
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 }
 
 func (a *Agent) statePath() string { return filepath.Join(a.cfg.StateDir, "state.json") }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -95,6 +96,9 @@ func (a *Agent) choose(up *updater.Updater, name string, counter uint64) (*Relea
 	var others []string
 	for path, tf := range up.GetTopLevelTargets() {
 		r, fw, err := releaseOf(path, tf)
+		if errors.Is(err, manifests.ErrNotFirmware) {
+			continue // proofs, SBOMs and other files that travel with releases
+		}
 		if err != nil {
 			a.log.Warn("ignoring target with invalid firmware metadata", "target", path, "err", err)
 			continue
@@ -214,6 +218,9 @@ func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, e
 	sl := slot.Slot{Name: target, Path: a.cfg.Slots[target]}
 	a.log.Info("installing", "target", rel.Target, "version", rel.Version, "counter", rel.Counter, "slot", target)
 
+	if err := a.checkTransparency(ctx, up, rel, st); err != nil {
+		return nil, err
+	}
 	if err := a.hook(ctx, "pre_install", a.cfg.Hooks.PreInstall, rel, target); err != nil {
 		return nil, err
 	}

@@ -51,11 +51,14 @@ type Firmware struct {
 	SBOM     string   `json:"sbom,omitempty"`
 	Base     *Blob    `json:"base,omitempty"`  // delta only
 	Image    *Blob    `json:"image,omitempty"` // delta only
+	// Tlog is the target path of the Sigstore bundle that proves the image
+	// was recorded in the transparency log (see package transparency).
+	Tlog string `json:"tlog,omitempty"`
 
 	Extra map[string]json.RawMessage `json:"-"`
 }
 
-var knownFields = []string{"schema", "hardware", "version", "counter", "kind", "sbom", "base", "image"}
+var knownFields = []string{"schema", "hardware", "version", "counter", "kind", "sbom", "base", "image", "tlog"}
 
 // UnmarshalJSON keeps unknown fields in Extra.
 func (f *Firmware) UnmarshalJSON(b []byte) error {

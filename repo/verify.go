@@ -12,12 +12,16 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
+
+	"github.com/fwctl/fwctl/manifests"
 )
 
 // VerifyResult reports a verified repository.
 type VerifyResult struct {
 	Versions map[string]int64 `json:"versions"`
 	Targets  []Target         `json:"targets"`
+
+	targets map[string]*metadata.TargetFiles
 }
 
 // VerifyDir verifies a published repository directory the way a device
@@ -73,11 +77,11 @@ func VerifyDir(dir string, trustedRoot []byte, now time.Time) (*VerifyResult, er
 	if err != nil {
 		return nil, fmt.Errorf("targets: %w", err)
 	}
-	res := &VerifyResult{Versions: map[string]int64{
+	res := &VerifyResult{Targets: nil, targets: targets.Signed.Targets, Versions: map[string]int64{
 		metadata.ROOT: tm.Root.Signed.Version, metadata.TIMESTAMP: tm.Timestamp.Signed.Version,
 		metadata.SNAPSHOT: tm.Snapshot.Signed.Version, metadata.TARGETS: targets.Signed.Version}}
 	for _, tf := range sortedTargetFiles(targets.Signed.Targets) {
-		if _, err := parseTarget(tf); err != nil {
+		if _, err := parseTarget(tf); err != nil && !errors.Is(err, manifests.ErrNotFirmware) {
 			return nil, fmt.Errorf("target %s: %w", tf.Path, err)
 		}
 		if err := verifyFile(filepath.Join(dir, "targets", filepath.FromSlash(HashedTargetPath(tf))), tf); err != nil {

@@ -122,7 +122,7 @@ func installed(t *testing.T) (*release, *device) {
 }
 
 func targetFile(t *testing.T, r *release, version string) string {
-	files, _ := filepath.Glob(filepath.Join(r.pub, "targets", hw, version, "*"))
+	files, _ := filepath.Glob(filepath.Join(r.pub, "targets", hw, version, "*.firmware.img"))
 	if len(files) != 1 {
 		t.Fatalf("target files for %s: %v", version, files)
 	}
