@@ -31,9 +31,10 @@ type EncodeOptions struct {
 }
 
 // Encode writes to w a delta that rebuilds target from base. Both images are
-// read fully into memory (the encoder needs random access to both, plus an
-// index of about 4 bytes per 8 base bytes, capped at 512 MiB); blocks
-// are then matched and compressed in parallel and written in order.
+// read fully into memory (the encoder needs random access to both) and the
+// base is indexed (at most 256 MiB); blocks of the target are then matched
+// and compressed in parallel and written in order. The output is
+// deterministic: it does not depend on Workers or timing.
 func Encode(ctx context.Context, base io.ReaderAt, baseLen int64, target io.ReaderAt, targetLen int64, w io.Writer, opts *EncodeOptions) error {
 	var o EncodeOptions
 	if opts != nil {
