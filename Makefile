@@ -6,7 +6,7 @@ BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: help build cross test test-short demo lint bench bench-delta deps clean
+.PHONY: help build cross cross-test test test-short torture demo lint bench bench-delta bench-install deps clean
 
 help:
 	@echo "make demo      release → publish → install flow on this machine (under a minute)"
@@ -15,6 +15,10 @@ help:
 	@echo "make cross     static fwagent for linux/arm (GOARM=7), arm64, riscv64, amd64"
 	@echo "make lint      gofmt, go vet, staticcheck"
 	@echo "make bench     benchmarks and fwagent sizes"
+	@echo "make bench-delta    delta size/speed/RSS against bsdiff, xdelta3, zstd --patch-from"
+	@echo "make bench-install  install speed and RSS against the floor (sha256 + dd)"
+	@echo "make torture   1,000 random power cuts during updates"
+	@echo "make cross-test     agent packages under qemu-user (arm64, riscv64)"
 
 build:
 	@mkdir -p $(BIN)
@@ -39,6 +43,13 @@ deps:
 test: deps
 	$(GO) test -count=1 -timeout 15m ./...
 
+# 1,000 random kill points instead of make test's 200.
+torture: deps
+	cd test/powerloss && FW_TORTURE=1000 $(GO) test -count=1 -timeout 60m .
+
+cross-test: deps
+	scripts/cross-test.sh
+
 test-short:
 	$(GO) test -short ./...
 
@@ -57,6 +68,9 @@ bench: cross
 
 bench-delta:
 	@scripts/bench-delta.sh
+
+bench-install: build
+	@scripts/bench-install.sh
 
 clean:
 	rm -rf $(BIN)
