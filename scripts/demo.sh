@@ -7,8 +7,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$ROOT/bin
 DEMO=$(mktemp -d /tmp/fwctl-demo.XXXXXX)
 REPO_PID=""
+REKOR_DIR=""
 cleanup() {
   [ -n "$REPO_PID" ] && kill "$REPO_PID" 2>/dev/null && wait "$REPO_PID" 2>/dev/null || true
+  [ -n "$REKOR_DIR" ] && FW_QUIET=1 "$ROOT/scripts/rekor.sh" stop "$REKOR_DIR" >/dev/null 2>&1 || true
   rm -rf "$DEMO"
 }
 trap cleanup EXIT
@@ -96,5 +98,24 @@ run fwctl -w ws target add fw-1.0.0.img --hardware acme-gw-v2 --version 3.0.1 --
 run fwctl -w ws publish --out repo
 expect 3 fwagent update --target acme-gw-v2/3.0.1/firmware.img
 
+if [ -n "${FW_DEMO_REKOR:-}" ]; then
+  step "10. Transparency (FW_DEMO_REKOR=1): a private Rekor log, proofs required by the device"
+  REKOR_DIR=$DEMO/rekor
+  "$ROOT/scripts/rekor.sh" build
+  FW_QUIET=1 "$ROOT/scripts/rekor.sh" start "$REKOR_DIR"
+  eval "$("$ROOT/scripts/rekor.sh" env "$REKOR_DIR")"
+  echo "  Rekor at $REKOR_URL"
+  mkfw 4.0.0 fw-4.0.0.img
+  run fwctl -w ws target add fw-4.0.0.img --hardware acme-gw-v2 --version 4.0.0 --counter 4 --name firmware.img
+  run fwctl -w ws publish --out repo --rekor "$REKOR_URL"
+  cp "$REKOR_PUBKEY" device/rekor.pub; cp ws/release.pub device/release.pub
+  sed -i 's|"booted_slot"|"transparency": {"require": true, "log_public_key": "rekor.pub", "release_public_key": "release.pub"},\n  "booted_slot"|' device/config.json
+  expect 10 fwagent update
+  run fwagent simulate-boot
+  run fwagent confirm
+  echo "Audit: every image now has a proof, but targets versions 1-4 were signed before the log was used, so they are reported:"
+  expect 3 fwctl -w ws audit --repo repo --root ws/metadata/1.root.json --rekor "$REKOR_URL"
+fi
+
 step "Done"
-echo "The device runs $(fwagent status --json | sed -n 's/.*"version": "\([^"]*\)".*/\1/p' | head -1) in slot $(fwagent status --json | sed -n 's/.*"booted_slot": "\(.\)".*/\1/p'), security counter $(fwagent status --json | sed -n 's/.*"counter": \([0-9]*\).*/\1/p' | head -1)."
+run fwagent status
