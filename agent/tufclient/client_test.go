@@ -1,0 +1,89 @@
+package tufclient
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+)
+
+func TestGetFrom(t *testing.T) {
+	body := []byte("0123456789abcdefghij")
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		offset  int64
+		max     int64
+		want    string
+		err     error
+	}{
+		{"whole", func(w http.ResponseWriter, r *http.Request) { w.Write(body) }, 0, 20, string(body), nil},
+		{"range honoured", func(w http.ResponseWriter, r *http.Request) {
+			http.ServeContent(w, r, "x", time.Time{}, bytes.NewReader(body))
+		}, 15, 20, "fghij", nil},
+		{"range ignored: skip what we have", func(w http.ResponseWriter, r *http.Request) { w.Write(body) }, 15, 20, "fghij", nil},
+		{"wrong content-range", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Range", "bytes 3-19/20")
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(body[3:])
+		}, 15, 20, "", ErrTransport},
+		{"too long", func(w http.ResponseWriter, r *http.Request) { w.Write(body) }, 0, 10, "", &metadata.ErrDownloadLengthMismatch{}},
+		{"announced too long", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", "20")
+			w.Write(body)
+		}, 0, 5, "", &metadata.ErrDownloadLengthMismatch{}},
+		{"not found", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, 0, 20, "", &metadata.ErrDownloadHTTP{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(tt.handler)
+			defer srv.Close()
+			c := New(srv.URL, t.TempDir())
+			var buf bytes.Buffer
+			_, err := c.getFrom(context.Background(), srv.URL+"/f", tt.offset, tt.max, &buf)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("err %v, want %v", err, tt.err)
+				}
+				return
+			}
+			if err != nil || buf.String() != tt.want {
+				t.Fatalf("got %q, %v; want %q", buf.String(), err, tt.want)
+			}
+		})
+	}
+}
+
+func TestStall(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.Write([]byte("x"))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	defer srv.Close()
+	c := New(srv.URL, t.TempDir())
+	c.StallTimeout = 100 * time.Millisecond
+	start := time.Now()
+	_, err := c.getFrom(context.Background(), srv.URL+"/f", 0, 100, &bytes.Buffer{})
+	if !errors.Is(err, ErrStalled) {
+		t.Fatalf("err %v, want stalled", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("stall detection took too long")
+	}
+}
+
+func TestRootVersion(t *testing.T) {
+	for u, want := range map[string]int64{"http://x/metadata/3.root.json": 3, "http://x/metadata/root.json": 0, "http://x/3.root.json.bak": 0} {
+		v, ok := rootVersion(u)
+		if v != want || ok != (want > 0) {
+			t.Errorf("%s: %d %v", u, v, ok)
+		}
+	}
+}
