@@ -17,6 +17,9 @@ type RoleStatus struct {
 	Expires   time.Time `json:"expires,omitzero"`
 	// Warning is set when the metadata has expired or expires soon.
 	Warning string `json:"warning,omitempty"`
+	// Elsewhere are the key IDs this workspace holds no key file or
+	// reference for: they sign through the ceremony.
+	Elsewhere []string `json:"keys_elsewhere,omitempty"`
 }
 
 // Status describes a workspace.
@@ -45,6 +48,7 @@ func (ws *Workspace) Status() (*Status, error) {
 	}
 	now := ws.Now()
 	st := &Status{Dir: ws.Dir}
+	kr, _ := ws.keyring() // nil when a key file is damaged; Status still reports
 	versions := map[string]int64{metadata.ROOT: root.Signed.Version}
 	expires := map[string]time.Time{metadata.ROOT: root.Signed.Expires}
 	md := filepath.Join(ws.Dir, "metadata")
@@ -62,6 +66,13 @@ func (ws *Workspace) Status() (*Status, error) {
 		ids := append([]string(nil), role.KeyIDs...)
 		sort.Strings(ids)
 		rs := RoleStatus{Role: r, KeyIDs: ids, Threshold: role.Threshold, Version: versions[r], Expires: expires[r]}
+		if kr != nil {
+			for _, id := range ids {
+				if _, ok := kr.byID[id]; !ok {
+					rs.Elsewhere = append(rs.Elsewhere, id)
+				}
+			}
+		}
 		if !rs.Expires.IsZero() {
 			notice := ws.expiry(r) / 4
 			switch left := rs.Expires.Sub(now); {
@@ -87,7 +98,7 @@ func (ws *Workspace) Status() (*Status, error) {
 		}
 	}
 	if pl, err := ws.plan(nil, ws.expiry, false); err == nil {
-		if kr, err := ws.keyring(); err == nil {
+		if kr != nil {
 			st.Pending = pl.missingAfterLocal(kr)
 		}
 		if pl.rootPlan != nil {

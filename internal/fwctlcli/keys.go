@@ -163,6 +163,16 @@ func parseKeyFlags(list []string) (map[string][]string, error) {
 
 // printStatusExtra prints delegations and the signatures still missing.
 func printStatusExtra(w io.Writer, st *repo.Status) {
+	var elsewhere []string
+	for _, r := range st.Roles {
+		if len(r.Elsewhere) > 0 {
+			elsewhere = append(elsewhere, fmt.Sprintf("  %s: %s", r.Role, strings.Join(short(r.Elsewhere), ", ")))
+		}
+	}
+	if len(elsewhere) > 0 {
+		fmt.Fprintln(w, "\nKeys held on other machines (they sign through 'fwctl ceremony'):")
+		fmt.Fprintln(w, strings.Join(elsewhere, "\n"))
+	}
 	if len(st.Delegations) > 0 {
 		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
