@@ -76,7 +76,7 @@ func checkBase(ctx context.Context, base io.ReaderAt, h Header) error {
 }
 
 func hashSection(ctx context.Context, w io.Writer, r io.ReaderAt, n int64) error {
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, min(max(n, 1), 1<<20))
 	for off := int64(0); off < n; {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -126,7 +126,7 @@ func decodeBlocks(ctx context.Context, base io.ReaderAt, h Header, r *bufio.Read
 	zd := decoderPool.Get().(*zstd.Decoder)
 	defer decoderPool.Put(zd)
 	hs := sha256.New()
-	aw := newAsyncWriter(out, hs)
+	aw := newAsyncWriter(out, hs, int(min(max(h.ResultLen, 4096), copyChunk)))
 	closed := false
 	defer func() {
 		if !closed {

@@ -19,15 +19,16 @@ type asyncWriter struct {
 
 const writeBuffers = 4
 
-func newAsyncWriter(w io.Writer, h hash.Hash) *asyncWriter {
+// newAsyncWriter writes through buffers of size bytes (at least fieldLen).
+func newAsyncWriter(w io.Writer, h hash.Hash, size int) *asyncWriter {
 	a := &asyncWriter{
 		full: make(chan []byte, writeBuffers),
 		free: make(chan []byte, writeBuffers),
 		done: make(chan error, 1),
-		cur:  make([]byte, 0, copyChunk),
+		cur:  make([]byte, 0, size),
 	}
 	for range writeBuffers - 1 {
-		a.free <- make([]byte, 0, copyChunk)
+		a.free <- make([]byte, 0, size)
 	}
 	go func() {
 		var err error
