@@ -206,6 +206,7 @@ var layouts = []layout{
 	{"uboot-rauc", "uboot", "rauc"},
 	{"uboot-bootcount", "uboot", "bootcount"},
 	{"file-rauc", "file", "rauc"},
+	{"grub-rauc", "grub", "rauc"},
 }
 
 // Copy size and offsets of the redundant U-Boot environment in uboot.env.
@@ -255,9 +256,9 @@ func (fx *fixture) newDevice(base, name string, lay layout) (*device, error) {
 
 // setRepository (re)writes config.json pointing at url.
 func (d *device) setRepository(url string) error {
-	bl := map[string]any{"type": "file", "path": "bootenv", "tries": 3, "scheme": d.lay.scheme}
+	bl := map[string]any{"type": d.lay.env, "path": filepath.Base(d.envPath()), "tries": 3, "scheme": d.lay.scheme}
 	if d.lay.env == "uboot" {
-		bl = map[string]any{"type": "uboot", "path": "fw_env.config", "tries": 3, "scheme": d.lay.scheme}
+		bl["path"] = "fw_env.config"
 	}
 	cfg := map[string]any{
 		"repository": url, "hardware": hw, "state_dir": "state",
@@ -373,15 +374,18 @@ func (d *device) state() *agent.State {
 
 // envPath is the file holding the bootloader environment.
 func (d *device) envPath() string {
-	if d.lay.env == "uboot" {
+	switch d.lay.env {
+	case "uboot":
 		return filepath.Join(d.dir, "uboot.env")
+	case "grub":
+		return filepath.Join(d.dir, "grubenv")
 	}
 	return filepath.Join(d.dir, "bootenv")
 }
 
 // envSnapshot identifies the environment's bytes and inode, to tell later
-// whether anything wrote it (the file backend replaces it by rename, so an
-// identical rewrite still changes the inode).
+// whether anything wrote it (the file and GRUB backends replace it by
+// rename, so an identical rewrite still changes the inode).
 type envSnapshot struct {
 	data []byte
 	ino  uint64

@@ -321,7 +321,7 @@ func (fx *fixture) killUpdate(d *device, target string, p plan, rng *rand.Rand) 
 func fires(d *device, target string, size int64, trigger string, ev event, w *watcher) bool {
 	switch {
 	// A U-Boot save is one write of the copy, then fsync: the write's
-	// IN_MODIFY comes before the fsync. The file backend renames last.
+	// IN_MODIFY comes before the fsync. File and GRUB rename last.
 	case ev.path == d.envPath() && ev.mask&(unix.IN_MODIFY|unix.IN_MOVED_TO) != 0:
 		w.envSaves++
 		return trigger == trigDisabled && w.envSaves == 1 || trigger == trigSwitched && w.envSaves == 2
