@@ -39,6 +39,10 @@ func Main() int {
 	root.SetArgs(os.Args[1:])
 	err := root.Execute()
 	a.out.JSON = a.json
+	var silent silentExit
+	if errors.As(err, &silent) {
+		return silent.code
+	}
 	if err != nil {
 		return a.out.Fail(err)
 	}
@@ -65,6 +69,7 @@ Key passphrases come from $` + PassphraseEnv + ` or a terminal prompt.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitUsage, err) })
 	root.AddCommand(a.initCmd(), a.targetCmd(), a.publishCmd(), a.statusCmd(), a.verifyCmd())
 	root.AddCommand(a.deltaCmd(), a.auditCmd())
+	root.AddCommand(a.keyCmd(), a.ceremonyCmd(), a.delegateCmd(), a.checkExpiryCmd())
 	return root
 }
 
@@ -92,18 +97,26 @@ func (a *app) initCmd() *cobra.Command {
 		threshold int
 		expiry    []string
 		plaintext bool
+		keys      []string
 	)
 	c := &cobra.Command{
 		Use:   "init DIR",
 		Short: "Create a new signing workspace with root, targets, snapshot and timestamp keys",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(_ *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			exp, err := parseExpiry(expiry)
 			if err != nil {
 				return usage(err)
 			}
+			keyURIs, err := parseKeyFlags(keys)
+			if err != nil {
+				return usage(err)
+			}
+			if len(keyURIs["root"]) > 0 && !cmd.Flags().Changed("root-keys") {
+				rootKeys = -1 // only the given root keys
+			}
 			opt := repo.InitOptions{Algorithm: alg, RootKeys: rootKeys, RootThreshold: threshold, Expiry: exp,
-				InsecurePlaintext: plaintext}
+				InsecurePlaintext: plaintext, KeyURIs: keyURIs}
 			if !plaintext {
 				opt.Passphrase = signer.PassphraseSource(PassphraseEnv, "New key passphrase: ", true)
 			}
@@ -128,6 +141,7 @@ func (a *app) initCmd() *cobra.Command {
 	c.Flags().IntVar(&threshold, "root-threshold", 1, "root signatures required")
 	c.Flags().StringSliceVar(&expiry, "expiry", nil, "metadata lifetime per role, e.g. root=365d,timestamp=24h")
 	c.Flags().BoolVar(&plaintext, "insecure-plaintext-keys", false, "store private keys UNENCRYPTED (tests and throwaway demos only)")
+	c.Flags().StringArrayVar(&keys, "key", nil, "use an existing key for a role instead of generating one: ROLE=URI (file:, pkcs11:, pub:PEMFILE); repeatable")
 	return c
 }
 
@@ -333,6 +347,7 @@ func (a *app) statusCmd() *cobra.Command {
 				tw.Flush()
 				fmt.Fprintln(w)
 				printTargets(w, st.Targets)
+				printStatusExtra(w, st)
 				if st.Unstaged > 0 {
 					fmt.Fprintf(w, "\n%d target(s) staged but not published: run 'fwctl publish'\n", st.Unstaged)
 				}
