@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/fwctl/fwctl/internal/fwagentcli"
 	"github.com/fwctl/fwctl/internal/fwctlcli"
 	"github.com/fwctl/fwctl/internal/fwrepocli"
+	"github.com/fwctl/fwctl/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -45,9 +47,18 @@ func TestScripts(t *testing.T) {
 			"subst":    cmdSubst,
 			"mkimage":  cmdMkImage,
 			"exitcode": cmdExitCode,
+			"missing":  cmdMissing,
 			"swtpm":    cmdSwtpm,
 		},
 	})
+}
+
+// missing WHAT: a real component is missing; under FW_REQUIRE_REAL=1 (CI)
+// that fails the script, otherwise the next line should skip it.
+func cmdMissing(ts *testscript.TestScript, neg bool, args []string) {
+	if testenv.RequireReal() {
+		ts.Fatalf("%s is required (FW_REQUIRE_REAL=1) but missing", strings.Join(args, " "))
+	}
 }
 
 // waitport PORT: wait until 127.0.0.1:PORT accepts connections.
