@@ -21,7 +21,7 @@ func (a *Agent) findDelta(up *updater.Updater, rel *Release, running *SlotState)
 	if running == nil || running.SHA256 == "" || running.Status != SlotGood {
 		return nil
 	}
-	for path, tf := range up.GetTopLevelTargets() {
+	for path, tf := range a.offered(up) {
 		r, fw, err := releaseOf(path, tf)
 		if err != nil || fw.Kind != manifests.KindDelta || !fw.ForHardware(a.cfg.Hardware) {
 			continue

@@ -94,7 +94,7 @@ func (a *Agent) choose(up *updater.Updater, name string, counter uint64) (*Relea
 	}
 	var cands []*Release
 	var others []string
-	for path, tf := range up.GetTopLevelTargets() {
+	for path, tf := range a.offered(up) {
 		r, fw, err := releaseOf(path, tf)
 		if errors.Is(err, manifests.ErrNotFirmware) {
 			continue // proofs, SBOMs and other files that travel with releases
