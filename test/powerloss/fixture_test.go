@@ -2,6 +2,7 @@ package powerloss
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -50,6 +52,11 @@ type fixture struct {
 
 	mu     sync.Mutex
 	ranges []string // Range headers of target requests, both servers
+	// deltaGets counts downloads of delta targets.
+	deltaGets atomic.Int64
+	// delta, when set, is a second repository whose v2 is also offered as
+	// a delta from v1 (runs that start from v1 install it by delta).
+	delta *fixture
 }
 
 // image is a complete image a slot may legitimately hold.
@@ -73,13 +80,28 @@ func sha256hex(b []byte) string {
 // newFixture publishes v1 and v2 (counters 1 and 2), v2 throttled to
 // throttleRate.
 func newFixture(t *testing.T) *fixture {
-	return publishFixture(t, throttleRate, newImage("factory", factorySize),
+	return publishFixture(t, throttleRate, false, newImage("factory", factorySize),
 		newImage("1.0.0", v1Size), newImage("2.0.0", v2Size))
 }
 
-// publishFixture publishes releases with counters 1, 2, ... and serves
+// newDeltaFixture publishes v1, and v2 both as a full image and as a delta
+// from v1: v2 is v1 with 1 MiB of new data inserted and a few bytes
+// changed, so the delta is about 1 MiB.
+func newDeltaFixture(t *testing.T) *fixture {
+	v1 := newImage("1.0.0", v1Size)
+	fresh := newImage("", 1<<20).data
+	b := append(append(bytes.Clone(v1.data[:1<<20]), fresh...), v1.data[1<<20:]...)
+	for _, off := range []int{1000, 2_500_000, 3_000_000} {
+		b[off] ^= 0xff
+	}
+	v2 := image{name: "2.0.0", sha256: sha256hex(b), data: b}
+	return publishFixture(t, throttleRate, true, newImage("factory", factorySize), v1, v2)
+}
+
+// publishFixture publishes releases with counters 1, 2, ... (and, with
+// withDelta, a delta from the previous release to the last) and serves
 // them, the slow server at rate bytes per second.
-func publishFixture(t *testing.T, rate int, factory image, releases ...image) *fixture {
+func publishFixture(t *testing.T, rate int, withDelta bool, factory image, releases ...image) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	ws := filepath.Join(dir, "ws")
@@ -103,6 +125,11 @@ func publishFixture(t *testing.T, rate int, factory image, releases ...image) *f
 		if i == 0 {
 			fx.v1Target = tg.Path
 		}
+		if withDelta && i == len(releases)-1 {
+			if ds, err := w.AddDeltas(context.Background(), tg.Path, 1, nil); err != nil || len(ds) != 1 {
+				t.Fatalf("delta to %s: %v, %v", tg.Path, ds, err)
+			}
+		}
 	}
 	pub := filepath.Join(dir, "pub")
 	if _, err := w.Publish(pub, repo.PublishOptions{}); err != nil {
@@ -120,6 +147,9 @@ func publishFixture(t *testing.T, rate int, factory image, releases ...image) *f
 			fx.mu.Lock()
 			fx.ranges = append(fx.ranges, r.Header.Get("Range"))
 			fx.mu.Unlock()
+			if strings.HasSuffix(r.URL.Path, repo.DeltaSuffix) {
+				fx.deltaGets.Add(1)
+			}
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -177,12 +207,16 @@ func (s *slowWriter) Write(p []byte) (int, error) {
 	return done, nil
 }
 
-// calibrate measures one complete throttled update from the factory image.
-func (fx *fixture) calibrate(t *testing.T, base string) time.Duration {
+// calibrate measures one complete throttled update, from the factory
+// image or (fromV1) from a confirmed v1.
+func (fx *fixture) calibrate(t *testing.T, base string, fromV1 bool) time.Duration {
 	t.Helper()
-	d, err := fx.newDevice(base, "calibrate", layouts[0])
+	d, err := fx.newDevice(base, fmt.Sprintf("calibrate-%p", fx), layouts[0])
 	if err == nil {
 		err = d.provisionAndBoot(fx)
+	}
+	if err == nil && fromV1 {
+		err = d.installV1(fx)
 	}
 	if err == nil {
 		d.setRepository(fx.slow)

@@ -99,8 +99,11 @@ func TestPowerLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Calibrate: how long one whole update takes on this machine, now.
-	fx.updateTime = fx.calibrate(t, base)
-	t.Logf("seed %d, %d runs, a throttled update takes %v", s, n, fx.updateTime.Round(time.Millisecond))
+	fx.updateTime = fx.calibrate(t, base, false)
+	fx.delta = newDeltaFixture(t)
+	fx.delta.updateTime = fx.delta.calibrate(t, base, true)
+	t.Logf("seed %d, %d runs, a throttled update takes %v (by delta %v)", s, n,
+		fx.updateTime.Round(time.Millisecond), fx.delta.updateTime.Round(time.Millisecond))
 
 	idx := make([]int, 0, n)
 	for i := range n {
@@ -149,8 +152,8 @@ func TestPowerLoss(t *testing.T) {
 		os.RemoveAll(base)
 	}
 	summary := fmt.Sprintf("%d runs, %d unbootable, %d corrupted", len(results), unbootable, corrupted)
-	detail := fmt.Sprintf("kills by phase: %s; %d more kills during confirm; %d could not update again (seed %d)",
-		formatPhases(phases), confirmKills, stuck, s)
+	detail := fmt.Sprintf("kills by phase: %s; %d more kills during confirm; %d delta downloads; %d could not update again (seed %d)",
+		formatPhases(phases), confirmKills, fx.delta.deltaGets.Load(), stuck, s)
 	t.Log(summary)
 	t.Log(detail)
 	fmt.Println(summary)

@@ -22,7 +22,7 @@ func TestPowerLossResume(t *testing.T) {
 	}
 	s := seed(t) ^ 0x5e5e // a different stream from TestPowerLoss's
 	const size = 40 << 20
-	fx := publishFixture(t, 64<<20, newImage("factory", factorySize), newImage("3.0.0", size))
+	fx := publishFixture(t, 64<<20, false, newImage("factory", factorySize), newImage("3.0.0", size))
 	base, err := os.MkdirTemp("", "powerloss-resume-")
 	if err != nil {
 		t.Fatal(err)

@@ -56,8 +56,10 @@ var triggers = []struct {
 
 // plan is one random kill point and what the power cut adds to it.
 type plan struct {
-	layout  layout
-	start   string // "factory": update from the factory image; "v1": from a confirmed v1
+	layout layout
+	// start is "factory" (update from the factory image), "v1" (from a
+	// confirmed v1) or "v1-delta" (from v1, with v2 offered as a delta).
+	start   string
 	trigger string
 	delay   time.Duration
 	torn    bool // emulate power-cut damage on top of the kill (see powerCut)
@@ -103,13 +105,15 @@ func (r *result) describe() string {
 }
 
 func (fx *fixture) newPlan(rng *rand.Rand) plan {
-	p := plan{layout: layouts[rng.IntN(len(layouts))], start: "factory", boots: 1 + rng.IntN(4)}
-	if rng.IntN(2) == 0 {
-		p.start = "v1"
+	p := plan{layout: layouts[rng.IntN(len(layouts))], boots: 1 + rng.IntN(4)}
+	p.start = []string{"factory", "v1", "v1-delta"}[rng.IntN(3)]
+	updateTime := fx.updateTime
+	if p.start == "v1-delta" {
+		updateTime = fx.delta.updateTime
 	}
 	if rng.IntN(2) == 0 {
 		p.trigger = trigTime
-		p.delay = time.Duration(rng.Int64N(int64(fx.updateTime)))
+		p.delay = time.Duration(rng.Int64N(int64(updateTime)))
 	} else {
 		tr := triggers[rng.IntN(len(triggers))]
 		p.trigger = tr.name
@@ -125,7 +129,11 @@ func (fx *fixture) newPlan(rng *rand.Rand) plan {
 // run performs one kill point: set up, kill an update, emulate the power
 // cut, boot, check, and recover with the next update.
 func (fx *fixture) run(base string, i int, rng *rand.Rand) *result {
-	return fx.runPlan(base, i, fx.newPlan(rng), rng)
+	p := fx.newPlan(rng)
+	if p.start == "v1-delta" {
+		return fx.delta.runPlan(base, i, p, rng)
+	}
+	return fx.runPlan(base, i, p, rng)
 }
 
 // runPlan performs one kill point with a given plan.
@@ -147,7 +155,7 @@ func (fx *fixture) runPlan(base string, i int, p plan, rng *rand.Rand) *result {
 		return r
 	}
 	allowed := map[string]string{fx.factory.sha256: "factory", fx.v2.sha256: "v2 " + fx.v2.name}
-	if r.plan.start == "v1" {
+	if r.plan.start != "factory" {
 		if err := d.installV1(fx); err != nil {
 			r.problem("install v1: %v", err)
 			return r
