@@ -88,43 +88,13 @@ func (ws *Workspace) addDelta(ctx context.Context, staged *metadata.Metadata[met
 	basePath string, baseTF *metadata.TargetFiles, baseFW *manifests.Firmware,
 	newPath string, newTF *metadata.TargetFiles, newFW *manifests.Firmware,
 	progress func(base string, done, total int64)) (*Target, error) {
-	open := func(p string) (*os.File, int64, error) {
-		f, err := os.Open(filepath.Join(ws.Dir, "targets", filepath.FromSlash(p)))
-		if err != nil {
-			return nil, 0, err
-		}
-		fi, err := f.Stat()
-		if err != nil {
-			f.Close()
-			return nil, 0, err
-		}
-		return f, fi.Size(), nil
-	}
-	base, baseLen, err := open(basePath)
-	if err != nil {
-		return nil, err
-	}
-	defer base.Close()
-	img, imgLen, err := open(newPath)
-	if err != nil {
-		return nil, err
-	}
-	defer img.Close()
-
 	dpath := newPath + ".from-" + baseFW.Version + DeltaSuffix
-	dst := filepath.Join(ws.Dir, "targets", filepath.FromSlash(dpath))
-	h := sha256.New()
-	var n int64
-	opts := &delta.EncodeOptions{}
+	var prog func(done, total int64)
 	if progress != nil {
-		opts.Progress = func(done, total int64) { progress(path.Base(basePath)+" "+baseFW.Version, done, total) }
+		prog = func(done, total int64) { progress(path.Base(basePath)+" "+baseFW.Version, done, total) }
 	}
-	err = atomicfile.WriteFrom(dst, func(w io.Writer) error {
-		cw := &countWriter{w: io.MultiWriter(w, h)}
-		err := delta.Encode(ctx, base, baseLen, img, imgLen, cw, opts)
-		n = cw.n
-		return err
-	}, 0o644)
+	local := func(p string) string { return filepath.Join(ws.Dir, "targets", filepath.FromSlash(p)) }
+	n, sum, err := WriteDelta(ctx, local(basePath), local(newPath), local(dpath), prog)
 	if err != nil {
 		return nil, err
 	}
@@ -137,8 +107,45 @@ func (ws *Workspace) addDelta(ctx context.Context, staged *metadata.Metadata[met
 		return nil, err
 	}
 	raw := json.RawMessage(custom)
-	staged.Signed.Targets[dpath] = &metadata.TargetFiles{Length: n, Hashes: metadata.Hashes{"sha256": h.Sum(nil)}, Custom: &raw, Path: dpath}
-	return &Target{Path: dpath, Length: n, SHA256: hex.EncodeToString(h.Sum(nil)), Firmware: fw}, nil
+	staged.Signed.Targets[dpath] = &metadata.TargetFiles{Length: n, Hashes: metadata.Hashes{"sha256": sum}, Custom: &raw, Path: dpath}
+	return &Target{Path: dpath, Length: n, SHA256: hex.EncodeToString(sum), Firmware: fw}, nil
+}
+
+// WriteDelta encodes a delta that rebuilds the file target from the file
+// base and writes it atomically to out. It returns the delta's length and
+// SHA-256.
+func WriteDelta(ctx context.Context, base, target, out string, progress func(done, total int64)) (int64, []byte, error) {
+	open := func(p string) (*os.File, int64, error) {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, 0, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		return f, fi.Size(), nil
+	}
+	b, bLen, err := open(base)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer b.Close()
+	t, tLen, err := open(target)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer t.Close()
+	h := sha256.New()
+	var n int64
+	err = atomicfile.WriteFrom(out, func(w io.Writer) error {
+		cw := &countWriter{w: io.MultiWriter(w, h)}
+		err := delta.Encode(ctx, b, bLen, t, tLen, cw, &delta.EncodeOptions{Progress: progress})
+		n = cw.n
+		return err
+	}, 0o644)
+	return n, h.Sum(nil), err
 }
 
 type countWriter struct {

@@ -13,6 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/fwctl/fwctl/transparency/rekortest"
 	"io"
 	"net/http"
 	"os"
@@ -195,7 +196,7 @@ func TestUploadAndVerify(t *testing.T) {
 
 // writeGolden stores the real server's answers as agent/tlog's test vectors.
 func writeGolden(t *testing.T, url string, u *uploaded) {
-	if !rekor.fresh {
+	if !rekortest.Fresh() {
 		t.Fatal("FW_UPDATE_GOLDEN=1 needs a fresh log: unset REKOR_URL")
 	}
 	dir := "../agent/tlog/testdata"
@@ -219,7 +220,8 @@ func writeGolden(t *testing.T, url string, u *uploaded) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	write("rekor.pub", rekor.pubPEM)
+	_, logPEM := rekortest.Need(t)
+	write("rekor.pub", logPEM)
 	write("release.pub", u.pubPEM)
 	for i, e := range u.entries {
 		write(fmt.Sprintf("image-%d.bin", i), u.rels[i].image)

@@ -10,8 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/fwctl/fwctl/delta"
-	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/repo"
 )
 
@@ -51,39 +49,19 @@ func (a *app) deltaCmd() *cobra.Command {
 		Short: "Encode a delta that rebuilds TARGET from BASE (fwctl's own format, delta/FORMAT.md)",
 		Args:  cobra.ExactArgs(3),
 		RunE: func(_ *cobra.Command, args []string) error {
-			base, err := os.Open(args[0])
+			ti, err := os.Stat(args[1])
 			if err != nil {
 				return usage(err)
-			}
-			defer base.Close()
-			target, err := os.Open(args[1])
-			if err != nil {
-				return usage(err)
-			}
-			defer target.Close()
-			bi, err := base.Stat()
-			if err != nil {
-				return err
-			}
-			ti, err := target.Stat()
-			if err != nil {
-				return err
 			}
 			progress, done := a.out.Progress("encode")
 			start := time.Now()
-			var n int64
-			err = atomicfile.WriteFrom(args[2], func(w io.Writer) error {
-				cw := &counter{w: w}
-				err := delta.Encode(context.Background(), base, bi.Size(), target, ti.Size(), cw, &delta.EncodeOptions{Progress: progress})
-				n = cw.n
-				return err
-			}, 0o644)
+			n, _, err := repo.WriteDelta(context.Background(), args[0], args[1], args[2], progress)
 			done()
+			if errors.Is(err, os.ErrNotExist) {
+				return usage(err)
+			}
 			if err != nil {
 				return err
-			}
-			if n == 0 {
-				return errors.New("empty delta written")
 			}
 			res := map[string]any{"out": args[2], "bytes": n, "target_bytes": ti.Size(), "seconds": time.Since(start).Seconds()}
 			return a.out.Result(res, func(w io.Writer) {
@@ -91,15 +69,4 @@ func (a *app) deltaCmd() *cobra.Command {
 			})
 		},
 	}
-}
-
-type counter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *counter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }

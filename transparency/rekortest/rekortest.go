@@ -26,7 +26,12 @@ var log struct {
 	url     string
 	pubPEM  []byte
 	missing string
+	fresh   bool // started here, so it began empty
 }
+
+// Fresh reports whether the log was started by this test binary (and so
+// held no entries before its tests ran), rather than given by REKOR_URL.
+func Fresh() bool { return log.fresh }
 
 // ToolsDir is where scripts/rekor.sh and scripts/cosign.sh put binaries.
 func ToolsDir() string {
@@ -119,6 +124,6 @@ func start() (stop func(), err error) {
 	if err != nil {
 		return stop, fmt.Errorf("rekor.sh env: %w", err)
 	}
-	log.url, log.pubPEM = env["REKOR_URL"], pub
+	log.url, log.pubPEM, log.fresh = env["REKOR_URL"], pub, true
 	return stop, nil
 }
