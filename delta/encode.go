@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/bits"
 	"runtime"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -122,15 +123,8 @@ func encodeBytes(ctx context.Context, b, t []byte, w io.Writer, o *EncodeOptions
 	}()
 	for range o.Workers {
 		go func() {
-			enc, err := zstd.NewWriter(nil,
-				zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-				zstd.WithEncoderConcurrency(1),
-				zstd.WithWindowSize(windowFor(o.BlockSize)),
-				zstd.WithEncoderCRC(false))
-			if err != nil {
-				panic(err) // static options; cannot fail
-			}
-			defer enc.Close()
+			enc := getEncoder(windowFor(o.BlockSize))
+			defer putEncoder(enc)
 			s := &scanner{ix: ix, b: b, t: t}
 			for j := range jobs {
 				lo := j.k * o.BlockSize
@@ -164,6 +158,35 @@ func encodeBytes(ctx context.Context, b, t []byte, w io.Writer, o *EncodeOptions
 	return nil
 }
 
+// encoders pools zstd encoders by window size: building one costs far more
+// than encoding a small block.
+var encoders sync.Map // int -> *sync.Pool
+
+type pooledEncoder struct {
+	*zstd.Encoder
+	window int
+}
+
+func getEncoder(window int) pooledEncoder {
+	p, _ := encoders.LoadOrStore(window, &sync.Pool{New: func() any {
+		enc, err := zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(window),
+			zstd.WithEncoderCRC(false))
+		if err != nil {
+			panic(err) // static options; cannot fail
+		}
+		return enc
+	}})
+	return pooledEncoder{p.(*sync.Pool).Get().(*zstd.Encoder), window}
+}
+
+func putEncoder(e pooledEncoder) {
+	p, _ := encoders.Load(e.window)
+	p.(*sync.Pool).Put(e.Encoder)
+}
+
 // windowFor returns the zstd window that holds a whole block's raw data.
 func windowFor(blockSize int) int {
 	w := 1 << 10
@@ -174,7 +197,7 @@ func windowFor(blockSize int) int {
 }
 
 // block encodes target[lo:hi] as one block, ready to write.
-func (s *scanner) block(enc *zstd.Encoder, lo, hi int) []byte {
+func (s *scanner) block(enc pooledEncoder, lo, hi int) []byte {
 	s.scan(lo, hi)
 	var best []byte
 	// Field values are written two ways and the smaller block is kept:
