@@ -55,7 +55,12 @@ bench_pair() { # name base target
   local newmb=$(( $(stat -c %s "$new") / 1000000 ))
   echo
   echo "## $name: $(basename "$old") -> $(basename "$new") ($(mb "$(stat -c %s "$old")") MB -> $(mb "$(stat -c %s "$new")") MB)"
+  # Floor for any apply: read the base, write and hash the result. Best of two runs, so that it
+  # is measured with the page cache as warm as the tools get it.
+  local f1
+  measure bash -c 'cat "$0" >/dev/null && tee "$2" <"$1" | sha256sum' "$old" "$new" "$WORK/floor.out"; f1=$T
   measure bash -c 'cat "$0" >/dev/null && tee "$2" <"$1" | sha256sum' "$old" "$new" "$WORK/floor.out"
+  T=$(awk -v a="$f1" -v b="$T" 'BEGIN { print (a < b ? a : b) }')
   echo "apply floor (read base, write and hash result): ${T} s"
   rm -f "$WORK/floor.out"
   printf '| %-34s | %9s | %9s | %9s | %9s | %9s |\n' tool "size MB" "enc s" "enc MiB" "apply s" "apply MiB"
