@@ -58,6 +58,7 @@ type Agent struct {
 	cfg    *Config
 	trust  trust.Store
 	sw     boot.Scheme
+	env    bootenv.Env
 	client *tufclient.Client
 	log    *slog.Logger
 	// Now is the clock (tests move it to check expiry).
@@ -102,7 +103,7 @@ func New(cfg *Config, store trust.Store, log *slog.Logger) (*Agent, error) {
 	c.OnRetry = func(attempt int, offset int64, err error) {
 		log.Warn("download broke off; resuming", "attempt", attempt, "offset", offset, "err", err)
 	}
-	return &Agent{cfg: cfg, trust: store, log: log, Now: time.Now, client: c, sw: sw}, nil
+	return &Agent{cfg: cfg, trust: store, log: log, Now: time.Now, client: c, sw: sw, env: env}, nil
 }
 
 // Trust returns the trust store.
@@ -170,9 +171,38 @@ func (a *Agent) Provision(ctx context.Context, rootJSON []byte) (*Provisioned, e
 		TrustStore: a.trust.Kind(), BootedSlot: booted}, nil
 }
 
+// bootedSlot finds the running slot from the kernel command line, the
+// boot environment, or both (which must then agree). Anything unclear is
+// boot.ErrAmbiguous, and the agent writes nothing.
 func (a *Agent) bootedSlot() (string, error) {
-	return boot.BootedSlot(a.cfg.BootedSlot.Cmdline, a.cfg.BootedSlot.Param, a.cfg.SlotNames())
+	bs := a.cfg.BootedSlot
+	var fromCmdline, fromEnv string
+	var err error
+	if bs.Source != "env" {
+		if fromCmdline, err = boot.BootedSlot(bs.Cmdline, bs.Param, a.cfg.SlotNames()); err != nil {
+			return "", err
+		}
+	}
+	if bs.Source == "env" || bs.Source == "both" {
+		vars, err := a.env.Load()
+		if err != nil {
+			return "", fmt.Errorf("%w: %v", boot.ErrAmbiguous, err)
+		}
+		if fromEnv, err = boot.BootedSlotFromEnv(vars, bs.Variable, a.cfg.SlotNames()); err != nil {
+			return "", err
+		}
+	}
+	switch {
+	case bs.Source == "env":
+		return fromEnv, nil
+	case bs.Source == "both" && fromEnv != fromCmdline:
+		return "", fmt.Errorf("%w: the kernel command line says slot %s, the environment's %s says %s", boot.ErrAmbiguous, fromCmdline, bs.Variable, fromEnv)
+	}
+	return fromCmdline, nil
 }
+
+// Env exposes the boot environment (for the simulated bootloader).
+func (a *Agent) Env() bootenv.Env { return a.env }
 
 func (a *Agent) inactive(booted string) string {
 	for _, s := range a.cfg.SlotNames() {

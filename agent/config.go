@@ -65,8 +65,16 @@ type BootloaderConfig struct {
 
 // BootedSlotConfig says where the running slot is read from.
 type BootedSlotConfig struct {
+	// Source is "cmdline" (default), "env" (a variable the boot script
+	// sets and saves before booting), or "both" (they must agree).
+	Source  string `json:"source,omitempty"`
 	Cmdline string `json:"cmdline"` // default /proc/cmdline
 	Param   string `json:"param"`   // default fwctl.slot
+	// Variable is the environment variable naming the booted slot (default
+	// fwctl_booted). The boot script must set it to the slot it is about to
+	// boot and save the environment; fwctl_slot and BOOT_ORDER name the
+	// slot to boot next, which differs while an update waits for a reboot.
+	Variable string `json:"variable,omitempty"`
 }
 
 // TrustConfig selects the trust store.
@@ -137,6 +145,12 @@ func (c *Config) defaults() {
 	if c.BootedSlot.Param == "" {
 		c.BootedSlot.Param = "fwctl.slot"
 	}
+	if c.BootedSlot.Source == "" {
+		c.BootedSlot.Source = "cmdline"
+	}
+	if c.BootedSlot.Variable == "" {
+		c.BootedSlot.Variable = "fwctl_booted"
+	}
 	if c.Trust.Type == "" {
 		c.Trust.Type = "file"
 	}
@@ -185,6 +199,11 @@ func (c *Config) Validate() error {
 	case "", "rauc", "bootcount":
 	default:
 		errs = append(errs, fmt.Errorf("bootloader.scheme: %q, want \"rauc\" or \"bootcount\"", c.Bootloader.Scheme))
+	}
+	switch c.BootedSlot.Source {
+	case "cmdline", "env", "both":
+	default:
+		errs = append(errs, fmt.Errorf("booted_slot.source: %q, want \"cmdline\", \"env\" or \"both\"", c.BootedSlot.Source))
 	}
 	switch c.Trust.Type {
 	case "file":

@@ -1,13 +1,16 @@
 package test
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/fwctl/fwctl/agent/boot"
 	"github.com/fwctl/fwctl/internal/testenv"
 )
 
@@ -109,5 +112,52 @@ func TestBootloadersInstallAndFallback(t *testing.T) {
 				d.ag.Confirm(context.Background())
 			}
 		})
+	}
+}
+
+// TestBootedSlotFromEnvironment: the running slot can come from a variable
+// the boot script saves; with "both" the command line and the environment
+// must agree, or the agent refuses to write anything.
+func TestBootedSlotFromEnvironment(t *testing.T) {
+	r := newRelease(t)
+	v1 := r.add("1.0.0", 1, 20_000)
+	r.publish()
+	d := newDevice(t, r.serve(), hw)
+	withConfig(t, d, func(m map[string]any) {
+		m["bootloader"] = ubootSetup("bootcount")(t, d.dir)
+		m["booted_slot"] = map[string]any{"source": "both", "cmdline": "cmdline"}
+	})
+	// Before the first boot the environment names no slot: ambiguous.
+	if _, err := d.ag.Provision(context.Background(), r.rootJSON()); !errors.Is(err, boot.ErrAmbiguous) {
+		t.Fatalf("provision with no booted slot in the environment: %v, want ambiguous", err)
+	}
+	vars, _ := d.ag.Env().Load()
+	vars["fwctl_booted"] = "A"
+	d.ag.Env().Save(vars)
+	d.provision(r.rootJSON())
+	res, err := d.update()
+	if err != nil || !res.Installed {
+		t.Fatalf("update: %v", err)
+	}
+	// A reboot that records the slot in both places: agreement.
+	slot := d.boot()
+	vars, _ = d.ag.Env().Load()
+	vars["fwctl_booted"] = slot
+	d.ag.Env().Save(vars)
+	if _, err := d.ag.Confirm(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	d.assertRunning(v1)
+	// The two sources disagree: nothing is written.
+	vars["fwctl_booted"] = "A"
+	d.ag.Env().Save(vars)
+	before := mustRead(t, d.cfg.Slots["A"])
+	r.add("2.0.0", 2, 20_000)
+	r.publish()
+	if _, err := d.update(); !errors.Is(err, boot.ErrAmbiguous) {
+		t.Fatalf("update with disagreeing sources: %v, want ambiguous", err)
+	}
+	if !bytes.Equal(mustRead(t, d.cfg.Slots["A"]), before) {
+		t.Fatal("the agent wrote a slot although the running slot was ambiguous")
 	}
 }

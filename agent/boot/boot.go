@@ -211,3 +211,17 @@ func BootedSlot(cmdlineFile, param string, slots []string) (string, error) {
 	}
 	return found, nil
 }
+
+// BootedSlotFromEnv reads the running slot from an environment variable the
+// boot script sets (and saves) before it boots. A missing variable or an
+// unknown slot name is ErrAmbiguous.
+func BootedSlotFromEnv(vars map[string]string, variable string, slots []string) (string, error) {
+	v, ok := vars[variable]
+	if !ok || v == "" {
+		return "", fmt.Errorf("%w: the boot environment has no %s; make the boot script set and save it, or use the kernel command line", ErrAmbiguous, variable)
+	}
+	if !slices.Contains(slots, v) {
+		return "", fmt.Errorf("%w: %s=%s is not a configured slot %v", ErrAmbiguous, variable, v, slots)
+	}
+	return v, nil
+}

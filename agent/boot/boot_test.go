@@ -93,3 +93,22 @@ func TestBootedSlot(t *testing.T) {
 		}
 	}
 }
+
+func TestBootedSlotFromEnv(t *testing.T) {
+	slots := []string{"A", "B"}
+	for _, tt := range []struct {
+		vars map[string]string
+		want string
+		err  error
+	}{
+		{map[string]string{"fwctl_slot": "B"}, "B", nil},
+		{map[string]string{}, "", ErrAmbiguous},
+		{map[string]string{"fwctl_slot": ""}, "", ErrAmbiguous},
+		{map[string]string{"fwctl_slot": "C"}, "", ErrAmbiguous},
+	} {
+		got, err := BootedSlotFromEnv(tt.vars, "fwctl_slot", slots)
+		if got != tt.want || !errors.Is(err, tt.err) {
+			t.Errorf("%v: %q %v, want %q %v", tt.vars, got, err, tt.want, tt.err)
+		}
+	}
+}

@@ -485,6 +485,17 @@ a real reboot would. Use it with file slots in tests and demos.`,
 			if err := atomicfile.Write(cfg.BootedSlot.Cmdline, []byte(line), 0o644); err != nil {
 				return err
 			}
+			if cfg.BootedSlot.Source != "cmdline" {
+				// The boot script records the slot it boots, then saves.
+				vars, err := ag.Env().Load()
+				if err != nil {
+					return err
+				}
+				vars[cfg.BootedSlot.Variable] = slot
+				if err := ag.Env().Save(vars); err != nil {
+					return err
+				}
+			}
 			return a.out.Result(map[string]string{"booted_slot": slot}, func(w io.Writer) {
 				fmt.Fprintf(w, "booted slot %s\n", slot)
 			})
