@@ -40,8 +40,10 @@ deps:
 	@scripts/rekor.sh build
 	@scripts/cosign.sh >/dev/null
 
+# Every test, then the agent's packages under qemu-user (arm64, riscv64).
 test: deps
 	$(GO) test -count=1 -timeout 15m ./...
+	scripts/cross-test.sh
 
 # 1,000 random kill points instead of make test's 200.
 torture: deps
