@@ -56,7 +56,19 @@ func TestTPMRollbackAfterStateRestore(t *testing.T) {
 			}
 			r.add("2.0.0", 40, 20_000) // counters jump
 			r.publish()
-			d.mustInstall(mustRead(t, targetFile(t, r, "2.0.0")))
+			if res, err := d.update(); err != nil || !res.Installed {
+				t.Fatalf("update to 2.0.0: %v", err)
+			}
+			if c, _ := d.store.Counter(context.Background()); c != 1 {
+				t.Fatalf("counter %d before confirm, want it still 1", c)
+			}
+			d.boot()
+			if _, err := d.ag.Confirm(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if c, _ := d.store.Counter(context.Background()); c != 40 {
+				t.Fatalf("counter %d after confirm, want 40", c)
+			}
 
 			os.RemoveAll(d.cfg.StateDir)
 			if out, err := exec.Command("cp", "-a", backup, d.cfg.StateDir).CombinedOutput(); err != nil {
