@@ -18,7 +18,7 @@ const (
 	ways     = 4       // candidates kept per hash bucket
 	maxSeeds = 1 << 25 // index entries before the base is sampled more sparsely
 
-	margin    = 8 // a new alignment must beat the current one by this much
+	margin    = 16 // a new alignment must beat the current one by this much
 	skipShift = 5 // after 2^skipShift fruitless probes, skip a byte more
 )
 
