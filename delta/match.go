@@ -19,7 +19,7 @@ const (
 	maxSeeds = 1 << 25 // index entries before the base is sampled more sparsely
 
 	margin    = 16 // a new alignment must beat the current one by this much
-	skipShift = 5 // after 2^skipShift fruitless probes, skip a byte more
+	skipShift = 5  // after 2^skipShift fruitless probes, skip a byte more
 )
 
 // An alignment is extended approximately while more than
