@@ -22,13 +22,19 @@ const (
 	skipShift = 5  // after 2^skipShift fruitless probes, skip a byte more
 )
 
-// An alignment is extended approximately while more than
-// extendDen/extendNum of the bytes agree (bsdiff uses one half).
-var extendNum, extendDen = 2, 1
-
-var maxSkip = 7 // most bytes skipped between probes
-
-var minSwitch = 24 // shortest exact match that starts a new alignment
+// Tuning knobs, measured on the benchmark corpus (scripts/bench-delta.sh).
+// They are variables only so that TestStats can try other values; nothing
+// changes them at run time.
+var (
+	// An alignment is extended approximately while more than
+	// extendDen/extendNum of the bytes agree (bsdiff uses one half).
+	extendNum, extendDen = 2, 1
+	// maxSkip is the most bytes skipped between probes in unmatched data.
+	maxSkip = 7
+	// minSwitch is the shortest exact match that starts a new alignment:
+	// shorter ones are mostly coincidences that cost more ops than they save.
+	minSwitch = 24
+)
 
 // index maps seedLen-byte strings of the base to positions. Positions are
 // sampled every step bytes so that the table stays near maxSeeds entries;
