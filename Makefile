@@ -47,7 +47,7 @@ test: deps
 
 # 1,000 random kill points instead of make test's 200.
 torture: deps
-	cd test/powerloss && FW_TORTURE=1000 $(GO) test -count=1 -timeout 60m .
+	cd test/powerloss && $(GO) test -count=1 -timeout 60m -torture
 
 cross-test: deps
 	scripts/cross-test.sh
@@ -71,7 +71,7 @@ bench: cross
 bench-delta:
 	@scripts/bench-delta.sh
 
-bench-install: build
+bench-install:
 	@scripts/bench-install.sh
 
 clean:

@@ -94,10 +94,23 @@ func (s *Switch) update(fn func(vars map[string]string)) error {
 	return s.Env.Save(vars)
 }
 
+// first puts slot at the front of BOOT_ORDER, keeping the others that are
+// in it. Slots taken out (disabled) stay out until they are tried again.
 func (s *Switch) first(vars map[string]string, slot string) {
 	order := []string{slot}
-	for _, o := range append(s.order(vars), s.Slots...) {
+	for _, o := range s.order(vars) {
 		if !slices.Contains(order, o) {
+			order = append(order, o)
+		}
+	}
+	vars["BOOT_ORDER"] = strings.Join(order, " ")
+}
+
+// remove takes slot out of BOOT_ORDER.
+func (s *Switch) remove(vars map[string]string, slot string) {
+	var order []string
+	for _, o := range s.order(vars) {
+		if o != slot {
 			order = append(order, o)
 		}
 	}
@@ -114,17 +127,26 @@ func (s *Switch) Init(active string) (bool, error) {
 	if _, ok := vars["BOOT_ORDER"]; ok {
 		return false, nil
 	}
-	s.first(vars, active)
+	order := []string{active}
 	for _, sl := range s.Slots {
 		vars["BOOT_"+sl+"_LEFT"] = "0"
+		if sl != active {
+			order = append(order, sl)
+		}
 	}
+	vars["BOOT_ORDER"] = strings.Join(order, " ")
 	vars["BOOT_"+active+"_LEFT"] = strconv.Itoa(s.tries())
 	return true, s.Env.Save(vars)
 }
 
-// Disable makes slot unbootable, before its contents are overwritten.
+// Disable makes slot unbootable, before its contents are overwritten: no
+// attempts left, and out of BOOT_ORDER so that the bootloader's last-resort
+// refill (every slot in BOOT_ORDER out of attempts) never revives it.
 func (s *Switch) Disable(slot string) error {
-	return s.update(func(v map[string]string) { v["BOOT_"+slot+"_LEFT"] = "0" })
+	return s.update(func(v map[string]string) {
+		v["BOOT_"+slot+"_LEFT"] = "0"
+		s.remove(v, slot)
+	})
 }
 
 // Try makes slot the first choice with a limited number of attempts; if it
@@ -158,8 +180,8 @@ func (s *Switch) Primary() (string, int, error) {
 
 // Select is the bootloader's side: it picks the slot to boot and decrements
 // its attempts, exactly like examples/boot's scripts. With no attempts left
-// anywhere it refills them all and boots the first slot in order, as RAUC's
-// reference script does, rather than leaving the device dead.
+// for any slot in BOOT_ORDER it refills those (never a slot taken out of the
+// order) and boots the first, rather than leaving the device dead.
 func (s *Switch) Select() (string, error) {
 	var chosen string
 	err := s.update(func(v map[string]string) {

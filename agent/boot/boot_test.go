@@ -112,3 +112,23 @@ func TestBootedSlotFromEnv(t *testing.T) {
 		}
 	}
 }
+
+// TestDisabledSlotNeverRefilled: a slot being written is out of BOOT_ORDER,
+// so even when the running slot exhausts its attempts (nobody confirms) the
+// bootloader's last-resort refill never revives the partial slot.
+func TestDisabledSlotNeverRefilled(t *testing.T) {
+	s := &Switch{Env: bootenv.File{Path: filepath.Join(t.TempDir(), "env")}, Slots: []string{"A", "B"}, Tries: 3}
+	s.Init("A")
+	s.Try("B")
+	s.MarkGood("B") // B confirmed, A the fallback
+	s.Disable("A")  // A is being overwritten when power fails
+	for i := range 12 {
+		if sl, _ := s.Select(); sl != "B" {
+			t.Fatalf("boot %d chose %s, a slot that may hold a partial image", i, sl)
+		}
+	}
+	s.Try("A") // written and verified: back in the order
+	if sl, _ := s.Select(); sl != "A" {
+		t.Fatalf("after Try the bootloader chose %s, want A", sl)
+	}
+}

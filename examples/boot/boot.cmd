@@ -50,11 +50,15 @@ for s in ${BOOT_ORDER}; do
 done
 
 if test -z "${fwctl_slot}"; then
-	# Every slot used up its attempts. Rather than leave the device dead,
-	# give every slot its attempts back and start over from BOOT_ORDER.
+	# Every slot in BOOT_ORDER used up its attempts. Rather than leave the
+	# device dead, give those slots their attempts back and start over. A
+	# slot the agent took out of BOOT_ORDER (being written, or bad) is
+	# never refilled: it may hold a partial image.
 	echo "fwctl: no slot has boot attempts left; refilling and resetting"
-	setenv BOOT_A_LEFT ${fwctl_tries}
-	setenv BOOT_B_LEFT ${fwctl_tries}
+	for s in ${BOOT_ORDER}; do
+		if test "${s}" = "A"; then setenv BOOT_A_LEFT ${fwctl_tries}; fi
+		if test "${s}" = "B"; then setenv BOOT_B_LEFT ${fwctl_tries}; fi
+	done
 	saveenv
 	reset
 fi
