@@ -325,26 +325,52 @@ func (a *Agent) write(ctx context.Context, up *updater.Updater, rel *Release, sl
 		st.Slots[sl.Name].Written = n
 		return a.saveState(st)
 	}}
-	if err := a.client.Resume(ctx, up, rel.tf, cw, h, offset, a.Progress); err != nil {
+	err = a.client.Resume(ctx, up, rel.tf, cw, h, offset, a.Progress)
+	if werr := cw.wait(); err == nil {
+		err = werr
+	}
+	if err != nil {
 		w.Abort()
 		return classify(fmt.Errorf("download %s into slot %s: %w", rel.Target, sl.Name, err))
 	}
 	return w.Commit()
 }
 
+// checkpointWriter makes install progress durable every checkpointEvery
+// bytes. The fsync and state save run beside the stream (the data up to the
+// checkpoint was written before they start, so the recorded offset is
+// covered by the fsync); the next checkpoint and the end of the stream wait
+// for the one in flight. The stream keeps going instead of stalling on
+// every fsync.
 type checkpointWriter struct {
 	w    *slot.Writer
 	next int64
 	save func(n int64) error
+	done chan error // the checkpoint in flight, if any
 }
 
 func (c *checkpointWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	if err == nil && c.w.Offset() >= c.next {
-		c.next = c.w.Offset() + checkpointEvery
-		err = c.save(c.w.Offset())
+		if err = c.wait(); err != nil {
+			return n, err
+		}
+		off := c.w.Offset()
+		c.next = off + checkpointEvery
+		c.done = make(chan error, 1)
+		go func() { c.done <- c.save(off) }()
 	}
 	return n, err
+}
+
+// wait waits for the checkpoint in flight and returns its error.
+func (c *checkpointWriter) wait() error {
+	if c.done == nil {
+		return nil
+	}
+	err := <-c.done
+	c.done = nil
+	return err
 }
 
 // reconcile brings the state file in line with what booted: a pending

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -350,14 +351,19 @@ func mustRead(t *testing.T, p string) []byte {
 
 func TestResumeAfterBrokenConnection(t *testing.T) {
 	r, d := installed(t)
-	var served int64
-	var ranges []string
-	broken := false
+	var (
+		mu     sync.Mutex // the handler runs on the server's goroutines
+		served int64
+		ranges []string
+		broken bool
+	)
 	r.wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {
 		if !strings.HasPrefix(req.URL.Path, "/targets/") {
 			next.ServeHTTP(w, req)
 			return
 		}
+		mu.Lock()
+		defer mu.Unlock()
 		ranges = append(ranges, req.Header.Get("Range"))
 		if broken {
 			rec := &countingWriter{ResponseWriter: w}
@@ -377,6 +383,8 @@ func TestResumeAfterBrokenConnection(t *testing.T) {
 		conn.Close()
 	}
 	d.mustInstall(mustRead(t, targetFile(t, r, "2.0.0")))
+	mu.Lock()
+	defer mu.Unlock()
 	if len(ranges) != 2 || ranges[0] != "" || !strings.HasPrefix(ranges[1], "bytes=") {
 		t.Fatalf("requests' Range headers %q, want a resumed second request", ranges)
 	}
