@@ -32,16 +32,22 @@ var ErrKeyNotFound = errors.New("key not found")
 //
 //	file:PATH                                     an encrypted fwctl key file
 //	pkcs11:token=LABEL;object=LABEL[;module-path=SO][?module-path=SO]
+//	tpm:[DEVICE]?handle=0x81xxxxxx                 a non-exportable ECDSA P-256 key in a TPM
+//
+// DEVICE is a TPM character device (default /dev/tpmrm0) or tcp://HOST:PORT
+// for swtpm; see tpm.go.
 //
 // A pkcs11 URI follows RFC 7512's syntax for the attributes fwctl uses.
 // The PIN is never part of a URI: it comes from $FWCTL_PKCS11_PIN or a
 // prompt.
 type Ref struct {
-	Scheme string // "file" or "pkcs11"
+	Scheme string // "file", "pkcs11" or "tpm"
 	Path   string // file: the key file
 	Token  string // pkcs11: token label
 	Object string // pkcs11: key label (CKA_LABEL)
 	Module string // pkcs11: module path; empty means $FWCTL_PKCS11_MODULE
+	Device string // tpm: device path or tcp://HOST:PORT
+	Handle uint32 // tpm: persistent handle of the key
 }
 
 // String returns the URI form of r.
@@ -55,6 +61,8 @@ func (r Ref) String() string {
 			s += "?module-path=" + pctEncode(r.Module)
 		}
 		return s
+	case "tpm":
+		return r.tpmString()
 	}
 	return r.Scheme + ":?"
 }
@@ -66,6 +74,9 @@ func pctEncode(s string) string {
 // ParseRef parses a key URI. A bare path (no scheme) is taken as file:PATH.
 func ParseRef(uri string) (Ref, error) {
 	scheme, rest, ok := strings.Cut(uri, ":")
+	if ok && scheme == "tpm" {
+		return parseTPMRef(uri, rest)
+	}
 	if !ok || (scheme != "file" && scheme != "pkcs11") {
 		if strings.HasPrefix(uri, "pkcs11") {
 			return Ref{}, fmt.Errorf("key URI %q: want pkcs11:token=LABEL;object=LABEL", uri)
@@ -159,8 +170,10 @@ func (o Options) pin() func() ([]byte, error) {
 }
 
 // Open returns the private key that uri names, behind crypto.Signer. A
-// PKCS#11 key stays in its token; the returned signer also implements
-// io.Closer, which ends the session.
+// PKCS#11 key stays in its token, a TPM key in its TPM; the returned signer
+// then also implements io.Closer, which ends the session or releases the
+// TPM connection (swtpm serves one client at a time: Close signers when
+// done; see Close).
 func Open(uri string, o Options) (crypto.Signer, error) {
 	r, err := ParseRef(uri)
 	if err != nil {
@@ -184,6 +197,12 @@ func (r Ref) Open(o Options) (crypto.Signer, error) {
 		return s, err
 	case "pkcs11":
 		return openPKCS11(r, o.pin())
+	case "tpm":
+		s, _, err := openTPM(r, false)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	return nil, fmt.Errorf("key URI %s: unknown scheme", r)
 }
@@ -211,6 +230,13 @@ func (r Ref) Public(o Options) (crypto.PublicKey, error) {
 			return nil, err
 		}
 		defer closeSigner(s)
+		return s.Public(), nil
+	case "tpm":
+		s, _, err := openTPM(r, false)
+		if err != nil {
+			return nil, err
+		}
+		defer s.Close()
 		return s.Public(), nil
 	}
 	return nil, fmt.Errorf("key URI %s: unknown scheme", r)
@@ -247,7 +273,8 @@ func closeSigner(s crypto.Signer) {
 	}
 }
 
-// Close releases what s holds (a PKCS#11 session); other signers ignore it.
+// Close releases what s holds (a PKCS#11 session, a TPM connection); other
+// signers ignore it.
 func Close(s crypto.Signer) { closeSigner(s) }
 
 // Verify checks a TUF signature (as made by TUF(s).SignMessage) over msg.

@@ -73,10 +73,11 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if tsKey != "" {
-				key, _, err := signer.Load(tsKey, signer.PassphraseSource(PassphraseEnv, "Timestamp key passphrase: ", false))
+				key, err := signer.Open(tsKey, signer.Options{Passphrase: signer.PassphraseSource(PassphraseEnv, "Timestamp key passphrase: ", false)})
 				if err != nil {
 					return err
 				}
+				defer signer.Close(key) // a TPM or PKCS#11 key is held until fwrepo stops
 				if err := repo.CheckTimestampKey(dir, key); err != nil {
 					return cli.WithCode(cli.ExitUsage, err)
 				}
@@ -111,7 +112,7 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 	c.Flags().StringVar(&dir, "dir", "", "published repository directory (fwctl publish --out)")
 	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address")
 	c.Flags().StringVar(&dbPath, "db", "", "inventory database: enables the device API (/api/v1/nonce, /api/v1/manifests); see 'fwrepo devices'")
-	c.Flags().StringVar(&tsKey, "timestamp-key", "", "online timestamp key file; enables re-signing (passphrase in $"+PassphraseEnv+")")
+	c.Flags().StringVar(&tsKey, "timestamp-key", "", "online timestamp key: a key file or key URI (file:PATH, pkcs11:…, tpm:DEVICE?handle=…); enables re-signing (passphrase in $"+PassphraseEnv+")")
 	c.Flags().DurationVar(&tsLifetime, "timestamp-lifetime", 24*time.Hour, "lifetime of re-signed timestamps; re-signed when less than half is left")
 	c.Flags().DurationVar(&tsMaxAge, "timestamp-max-age", 10*time.Second, "Cache-Control max-age for timestamp.json")
 	return c
