@@ -273,6 +273,13 @@ func GenerateKey(uri, role, alg string, passphrase func() ([]byte, error), o sig
 			return nil, nil, err
 		}
 		pub = k.Public()
+	case "tpm":
+		s, _, err := signer.GenerateTPM(r, alg)
+		if err != nil {
+			return nil, nil, err
+		}
+		pub = s.Public()
+		signer.Close(s)
 	case "pkcs11":
 		s, err := signer.GeneratePKCS11(r, alg, o)
 		if err != nil {
