@@ -59,7 +59,7 @@ demo: build
 	@scripts/demo.sh
 
 lint:
-	@echo "gofmt:"; test -z "$$(gofmt -l . | tee /dev/stderr)"
+	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	@command -v staticcheck >/dev/null || { echo "installing staticcheck $(STATICCHECK_VERSION)"; $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); }
 	staticcheck ./...
