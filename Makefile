@@ -35,8 +35,9 @@ cross:
 # Real components (swtpm, U-Boot/GRUB tools, ...) are installed by
 # scripts/deps.sh when missing; with FW_REQUIRE_REAL=1 (CI) a test whose
 # component is missing fails instead of skipping.
-deps: tools
+deps:
 	@scripts/deps.sh
+	@$(MAKE) --no-print-directory tools
 
 # The pinned Rekor, Trillian and cosign binaries the transparency tests run,
 # built once into $$FW_TOOLS_DIR (about 12 minutes from a cold build cache
