@@ -271,18 +271,17 @@ func (a *app) delegateCmd() *cobra.Command {
 	binsCmd.Flags().StringArrayVar(&bins.Keys, "key", nil, "key URI (repeatable)")
 	binsCmd.Flags().IntVar(&bins.Threshold, "threshold", 1, "signatures required")
 
-	var aopt repo.AddOptions
-	var counter int64
+	var img imageFlags
 	var role string
 	target := &cobra.Command{
 		Use:   "target IMAGE [--role ROLE]",
 		Short: "Stage an image in a delegated role (or its hashed bin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if len(aopt.Hardware) == 0 || aopt.Version == "" || counter < 0 {
-				return usage(errors.New("--hardware, --version and --counter (>= 0) are required"))
+			aopt, err := img.options()
+			if err != nil {
+				return err
 			}
-			aopt.Counter = uint64(counter)
 			ws, err := a.open()
 			if err != nil {
 				return err
@@ -301,11 +300,7 @@ func (a *app) delegateCmd() *cobra.Command {
 		},
 	}
 	target.Flags().StringVar(&role, "role", "", "delegated role (default: the hashed bin of the path)")
-	target.Flags().StringSliceVar(&aopt.Hardware, "hardware", nil, "hardware ID(s) this image is for")
-	target.Flags().StringVar(&aopt.Version, "version", "", "human version")
-	target.Flags().Int64Var(&counter, "counter", -1, "security counter")
-	target.Flags().StringVar(&aopt.Name, "name", "", "file name in the target path")
-	target.Flags().BoolVar(&aopt.Force, "force", false, "allow a lower counter")
+	img.register(target)
 	c.AddCommand(add, binsCmd, target)
 	return c
 }

@@ -178,18 +178,17 @@ func parseExpiry(list []string) (map[string]time.Duration, error) {
 
 func (a *app) targetCmd() *cobra.Command {
 	c := &cobra.Command{Use: "target", Short: "Add and list firmware targets"}
-	var opt repo.AddOptions
-	var counter int64
+	var img imageFlags
 	var deltaFrom int
 	add := &cobra.Command{
 		Use:   "add IMAGE",
 		Short: "Hash a firmware image and stage it as a target for the next publish",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			if len(opt.Hardware) == 0 || opt.Version == "" || counter < 0 {
-				return usage(errors.New("--hardware, --version and --counter (>= 0) are required"))
+			opt, err := img.options()
+			if err != nil {
+				return err
 			}
-			opt.Counter = uint64(counter)
 			ws, err := a.open()
 			if err != nil {
 				return err
@@ -220,11 +219,7 @@ func (a *app) targetCmd() *cobra.Command {
 			})
 		},
 	}
-	add.Flags().StringSliceVar(&opt.Hardware, "hardware", nil, "hardware ID(s) this image is for (repeatable)")
-	add.Flags().StringVar(&opt.Version, "version", "", "human version, e.g. 2.4.1")
-	add.Flags().Int64Var(&counter, "counter", -1, "security counter: devices refuse images with a lower one")
-	add.Flags().StringVar(&opt.Name, "name", "", "file name in the target path (default: the image's)")
-	add.Flags().BoolVar(&opt.Force, "force", false, "allow a counter lower than an existing release for the hardware")
+	img.register(add)
 	add.Flags().IntVar(&deltaFrom, "delta-from", 0, "also stage deltas from the last N releases of this hardware")
 	list := &cobra.Command{
 		Use:   "list",
@@ -244,6 +239,30 @@ func (a *app) targetCmd() *cobra.Command {
 	}
 	c.AddCommand(add, list)
 	return c
+}
+
+// imageFlags are the flags that describe a firmware image, shared by
+// 'target add' and 'delegate target'.
+type imageFlags struct {
+	opt     repo.AddOptions
+	counter int64
+}
+
+func (f *imageFlags) register(c *cobra.Command) {
+	c.Flags().StringSliceVar(&f.opt.Hardware, "hardware", nil, "hardware ID(s) this image is for (repeatable)")
+	c.Flags().StringVar(&f.opt.Version, "version", "", "human version, e.g. 2.4.1")
+	c.Flags().Int64Var(&f.counter, "counter", -1, "security counter: devices refuse images with a lower one")
+	c.Flags().StringVar(&f.opt.Name, "name", "", "file name in the target path (default: the image's)")
+	c.Flags().BoolVar(&f.opt.Force, "force", false, "allow a counter lower than an existing release for the hardware")
+}
+
+// options checks the required flags and returns the image's AddOptions.
+func (f *imageFlags) options() (repo.AddOptions, error) {
+	if len(f.opt.Hardware) == 0 || f.opt.Version == "" || f.counter < 0 {
+		return f.opt, usage(errors.New("--hardware, --version and --counter (>= 0) are required"))
+	}
+	f.opt.Counter = uint64(f.counter)
+	return f.opt, nil
 }
 
 func printTargets(w io.Writer, ts []repo.Target) {
