@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/fwctl/fwctl/agent/slot"
@@ -15,13 +16,13 @@ import (
 	"github.com/fwctl/fwctl/manifests"
 )
 
-// findDelta returns a delta target that rebuilds rel from the image the
-// running slot holds, if the repository offers one.
-func (a *Agent) findDelta(up *updater.Updater, rel *Release, running *SlotState) *Release {
+// findDelta returns a delta target among offered that rebuilds rel from the
+// image the running slot holds, if the repository offers one.
+func (a *Agent) findDelta(offered map[string]*metadata.TargetFiles, rel *Release, running *SlotState) *Release {
 	if running == nil || running.SHA256 == "" || running.Status != SlotGood {
 		return nil
 	}
-	for path, tf := range a.offered(up) {
+	for path, tf := range offered {
 		r, fw, err := releaseOf(path, tf)
 		if err != nil || fw.Kind != manifests.KindDelta || !fw.ForHardware(a.cfg.Hardware) {
 			continue

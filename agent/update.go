@@ -35,6 +35,10 @@ type CheckResult struct {
 	Available  *Release `json:"available,omitempty"`
 	UpToDate   bool     `json:"up_to_date"`
 	Message    string   `json:"message"`
+
+	// offered is every target the device may consider (see Agent.offered),
+	// computed once per refresh for choosing a release and finding its delta.
+	offered map[string]*metadata.TargetFiles
 }
 
 // refresh verifies the root chain and updates metadata from the repository.
@@ -71,7 +75,7 @@ func releaseOf(path string, tf *metadata.TargetFiles) (*Release, *manifests.Firm
 
 // choose picks the release to install: the named target, or the full image
 // for this hardware with the highest counter (then version).
-func (a *Agent) choose(up *updater.Updater, name string, counter uint64) (*Release, error) {
+func (a *Agent) choose(up *updater.Updater, offered map[string]*metadata.TargetFiles, name string, counter uint64) (*Release, error) {
 	if name != "" {
 		tf, err := up.GetTargetInfo(name)
 		if err != nil {
@@ -94,7 +98,7 @@ func (a *Agent) choose(up *updater.Updater, name string, counter uint64) (*Relea
 	}
 	var cands []*Release
 	var others []string
-	for path, tf := range a.offered(up) {
+	for path, tf := range offered {
 		r, fw, err := releaseOf(path, tf)
 		if errors.Is(err, manifests.ErrNotFirmware) {
 			continue // proofs, SBOMs and other files that travel with releases
@@ -158,7 +162,8 @@ func (a *Agent) check(ctx context.Context, name string) (*CheckResult, *updater.
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	rel, err := a.choose(up, name, counter)
+	res.offered = a.offered(up)
+	rel, err := a.choose(up, res.offered, name, counter)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -246,7 +251,7 @@ func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, e
 		return nil, err
 	}
 	written := false
-	if d := a.findDelta(up, rel, st.Slots[chk.BootedSlot]); d != nil && resumeAt == 0 {
+	if d := a.findDelta(chk.offered, rel, st.Slots[chk.BootedSlot]); d != nil && resumeAt == 0 {
 		a.log.Info("installing by delta", "delta", d.Target, "bytes", d.Length, "full_bytes", rel.Length)
 		running := slot.Slot{Name: chk.BootedSlot, Path: a.cfg.Slots[chk.BootedSlot]}
 		err := a.writeDelta(ctx, up, d, rel, running, st.Slots[chk.BootedSlot].Length, sl)
