@@ -188,6 +188,50 @@ func TestCompresses(t *testing.T) {
 	}
 }
 
+// TestRewrittenParts checks incompressible images (like a squashfs) where
+// some parts were rewritten in place: each part must cost about its own size,
+// not more (as when one alignment's approximate copy is stretched across it
+// with a patched field every few bytes), and the copy must resume after it.
+func TestRewrittenParts(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	base := randBytes(r, 1<<20)
+	for _, c := range []struct {
+		name  string
+		parts [][2]int // offset, length of rewritten parts
+	}{
+		{"one part", [][2]int{{400_000, 16_000}}},
+		{"several parts", [][2]int{{10_000, 3_000}, {200_000, 40_000}, {600_000, 500}, {900_000, 70_000}}},
+		{"across a block", [][2]int{{1<<18 - 5_000, 10_000}}},
+	} {
+		target := bytes.Clone(base)
+		rewritten := 0
+		for _, p := range c.parts {
+			copy(target[p[0]:p[0]+p[1]], randBytes(r, p[1]))
+			rewritten += p[1]
+		}
+		d := roundTrip(t, base, target, &EncodeOptions{BlockSize: 1 << 18})
+		if limit := rewritten + 200 + 40*len(c.parts); len(d) > limit {
+			t.Errorf("%s: delta is %d bytes for %d rewritten bytes, want at most %d", c.name, len(d), rewritten, limit)
+		}
+	}
+}
+
+// TestShortSharedRuns checks that short runs shared with the base (headers of
+// otherwise unrelated compressed blocks) are copied, not sent as literals.
+func TestShortSharedRuns(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	var base, target []byte
+	for range 64 {
+		hdr := randBytes(r, 40) // in both, once each, so only copying saves it
+		base = append(append(base, randBytes(r, 4000)...), hdr...)
+		target = append(append(target, hdr...), randBytes(r, 4000)...)
+	}
+	d := roundTrip(t, base, target, nil)
+	if limit := 64*4000 + 64*20; len(d) > limit {
+		t.Errorf("delta is %d bytes, want at most %d: the shared headers were not copied", len(d), limit)
+	}
+}
+
 func TestWrongBase(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	base := fakeExecutable(r, 100_000)

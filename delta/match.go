@@ -27,13 +27,24 @@ const (
 // changes them at run time.
 var (
 	// An alignment is extended approximately while more than
-	// extendDen/extendNum of the bytes agree (bsdiff uses one half).
-	extendNum, extendDen = 2, 1
+	// extendDen/extendNum of the bytes agree. bsdiff uses one half; a
+	// quarter is better here because xDrop (below) already stops an
+	// extension at a stretch of unrelated bytes, which is what the
+	// stricter ratio protected against.
+	extendNum, extendDen = 4, 1
 	// maxSkip is the most bytes skipped between probes in unmatched data.
-	maxSkip = 7
+	// 0 probes every byte: short matches between unrelated data (such as
+	// the headers of compressed blocks in a squashfs image) pay for their
+	// op, and probing costs encode time only where nothing matched.
+	maxSkip = 0
 	// minSwitch is the shortest exact match that starts a new alignment:
 	// shorter ones are mostly coincidences that cost more ops than they save.
 	minSwitch = 24
+	// xDrop stops an approximate extension once its score has fallen this
+	// far below its best (BLAST's X-drop): a stretch of unrelated bytes
+	// between two matching parts becomes literal data and a new op instead
+	// of a costly run of patched fields.
+	xDrop = 256
 )
 
 // index maps seedLen-byte strings of the base to positions. Positions are
@@ -197,6 +208,7 @@ func (s *scanner) scan(ws, we int) {
 	s.we, s.ops = we, s.ops[:0]
 	t, b := s.t, s.b
 	last, off, have := ws, 0, false // region start and alignment of the current anchor
+	runEnd := ws                    // end of the current alignment's last exact run of seedLen or more
 	misses := 0                     // probes since the data last matched anything
 	for i := ws; i < we; {
 		if have {
@@ -204,6 +216,16 @@ func (s *scanner) scan(ws, we int) {
 				if n := matchFwd(t[i:we], b[j:]); n > 0 {
 					if n >= seedLen {
 						misses = 0
+						// The current alignment matches again after a stretch
+						// that it does not cover (an inserted or rewritten
+						// part, such as a recompressed file): start a new
+						// region here, or emit's extension from the old start
+						// would stop at the stretch and lose this match.
+						if start := i - matchBack(t[runEnd:i], b[max(0, runEnd+off):j]); start-runEnd >= minSwitch &&
+							n+i-start >= minSwitch && 2*s.score(runEnd, start, off) < start-runEnd {
+							last = s.emit(last, off, have, start, off)
+						}
+						runEnd = i + n
 					}
 					i += n
 					continue
@@ -217,6 +239,7 @@ func (s *scanner) scan(ws, we int) {
 				last = s.emit(last, off, have, tpos, noff)
 				off, have = noff, true
 				i = tpos + n
+				runEnd = i
 				misses = 0
 				continue
 			}
@@ -247,8 +270,10 @@ func (s *scanner) emit(last, off int, have bool, next, noff int) int {
 				sc++
 			}
 			k++
-			if extendNum*sc-extendDen*k > extendNum*best-extendDen*lenf {
+			if v, top := extendNum*sc-extendDen*k, extendNum*best-extendDen*lenf; v > top {
 				best, lenf = sc, k
+			} else if v < top-xDrop {
+				break
 			}
 		}
 	}
@@ -259,8 +284,10 @@ func (s *scanner) emit(last, off int, have bool, next, noff int) int {
 			if t[next-k] == b[next-k+noff] {
 				sc++
 			}
-			if extendNum*sc-extendDen*k > extendNum*best-extendDen*lenb {
+			if v, top := extendNum*sc-extendDen*k, extendNum*best-extendDen*lenb; v > top {
 				best, lenb = sc, k
+			} else if v < top-xDrop {
+				break
 			}
 		}
 	}

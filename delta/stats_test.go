@@ -25,6 +25,9 @@ func TestStats(t *testing.T) {
 	if v := os.Getenv("DELTA_SKIP"); v != "" {
 		fmt.Sscanf(v, "%d", &maxSkip)
 	}
+	if v := os.Getenv("DELTA_XDROP"); v != "" {
+		fmt.Sscanf(v, "%d", &xDrop)
+	}
 	if v := os.Getenv("DELTA_MIN"); v != "" {
 		fmt.Sscanf(v, "%d", &minSwitch)
 	}
@@ -39,11 +42,11 @@ func TestStats(t *testing.T) {
 	s := &scanner{ix: newIndex(context.Background(), b, 2), b: b, t: tg}
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
 		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(windowFor(DefaultBlockSize)))
-	var nops, total int
+	var nops, total, blocks int
 	var raw, comp [numSections]int
 	for lo := 0; lo < len(tg); lo += DefaultBlockSize {
 		hi := min(lo+DefaultBlockSize, len(tg))
-		s.scan(lo, hi)
+		blocks += len(s.block(pooledEncoder{enc, 0}, lo, hi))
 		nops += len(s.ops)
 		secs, _ := s.sections(lo, hi, os.Getenv("DELTA_SIZED") != "")
 		for i, sec := range secs {
@@ -53,5 +56,5 @@ func TestStats(t *testing.T) {
 			total += c
 		}
 	}
-	t.Logf("ops %d; sections ctrl/gaps/vals/extra raw %v compressed %v; total %d", nops, raw, comp, total)
+	t.Logf("ops %d; sections ctrl/gaps/sizes/vals/extra raw %v compressed %v; total %d; as encoded %d", nops, raw, comp, total, blocks)
 }
