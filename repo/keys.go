@@ -242,6 +242,9 @@ type KeyInfo struct {
 	KeyID     string `json:"keyid"`
 	Algorithm string `json:"algorithm"`
 	URI       string `json:"uri,omitempty"`
+	// Reused is set by GenerateKey when the key already existed (a TPM
+	// handle that holds a key): it was opened, not created or replaced.
+	Reused bool `json:"reused,omitempty"`
 }
 
 // ResolvePublic returns the TUF key for a key URI, or for a PEM public key

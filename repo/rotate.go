@@ -244,6 +244,9 @@ func pruneRootKeys(root *metadata.Metadata[metadata.RootType]) {
 // file (file:PATH, encrypted with passphrase, or plaintext when passphrase
 // is nil) or a PKCS#11 token (pkcs11:token=…;object=…). It returns the key
 // ID and public key; the key can then be added to a role by URI.
+//
+// It never replaces a key: an existing key file is refused, and a tpm: URI
+// whose handle already holds a key returns that key with Reused set.
 func GenerateKey(uri, role, alg string, passphrase func() ([]byte, error), o signer.Options) (*KeyInfo, []byte, error) {
 	r, err := signer.ParseRef(uri)
 	if err != nil {
@@ -251,6 +254,7 @@ func GenerateKey(uri, role, alg string, passphrase func() ([]byte, error), o sig
 	}
 	r = r.Abs()
 	var pub any
+	reused := false
 	switch r.Scheme {
 	case "file":
 		if _, err := os.Stat(r.Path); err == nil {
@@ -274,11 +278,11 @@ func GenerateKey(uri, role, alg string, passphrase func() ([]byte, error), o sig
 		}
 		pub = k.Public()
 	case "tpm":
-		s, _, err := signer.GenerateTPM(r, alg)
+		s, created, err := signer.GenerateTPM(r, alg)
 		if err != nil {
 			return nil, nil, err
 		}
-		pub = s.Public()
+		pub, reused = s.Public(), !created
 		signer.Close(s)
 	case "pkcs11":
 		s, err := signer.GeneratePKCS11(r, alg, o)
@@ -296,7 +300,7 @@ func GenerateKey(uri, role, alg string, passphrase func() ([]byte, error), o sig
 	if err != nil {
 		return nil, nil, err
 	}
-	return &KeyInfo{Role: role, KeyID: id, Algorithm: signer.Algorithm(pub), URI: r.String()}, pemb, nil
+	return &KeyInfo{Role: role, KeyID: id, Algorithm: signer.Algorithm(pub), URI: r.String(), Reused: reused}, pemb, nil
 }
 
 // RenewRoot stages the next root version with a fresh expiry and no other

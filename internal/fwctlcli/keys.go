@@ -27,10 +27,12 @@ func (a *app) keyCmd() *cobra.Command {
 	var plaintext bool
 	gen := &cobra.Command{
 		Use:   "generate URI",
-		Short: "Create a key: an encrypted file (file:PATH) or a key in a PKCS#11 token (pkcs11:token=…;object=…)",
+		Short: "Create a key: an encrypted file (file:PATH), a key in a PKCS#11 token (pkcs11:token=…;object=…) or in a TPM (tpm:DEVICE?handle=…)",
 		Long: `Create a key where URI says. No workspace is needed: run it on the
 air-gapped machine that will hold the key, and bring only the public key
 (--public-out) to the workspace ('fwctl key add ROLE pub:FILE').
+An existing key is never replaced: a key file that exists is refused, and a
+TPM handle that already holds a key is reused (the output says so).
 The passphrase comes from $` + PassphraseEnv + ` or a prompt, the PKCS#11 PIN
 from $` + signer.PINEnv + ` or a prompt.`,
 		Args: cobra.ExactArgs(1),
@@ -49,7 +51,11 @@ from $` + signer.PINEnv + ` or a prompt.`,
 				}
 			}
 			return a.out.Result(info, func(w io.Writer) {
-				fmt.Fprintf(w, "Created %s key %s\n  uri %s\n", info.Algorithm, info.KeyID, info.URI)
+				if info.Reused {
+					fmt.Fprintf(w, "Reused the existing %s key %s (it was already there; nothing was created or overwritten)\n  uri %s\n", info.Algorithm, info.KeyID, info.URI)
+				} else {
+					fmt.Fprintf(w, "Created %s key %s\n  uri %s\n", info.Algorithm, info.KeyID, info.URI)
+				}
 				if pubOut != "" {
 					fmt.Fprintf(w, "  public key written to %s (add it with: fwctl key add ROLE pub:%s)\n", pubOut, pubOut)
 				}
