@@ -31,11 +31,11 @@ func devicesCmd(jsonOut *bool) *cobra.Command {
 	var dbPath string
 	c := &cobra.Command{
 		Use:   "devices",
-		Short: "Register devices and list the fleet's installed versions (inventory database)",
+		Short: "Register, list and remove devices: the fleet's installed versions (inventory database)",
 		Args:  cobra.NoArgs,
 	}
 	c.PersistentFlags().StringVar(&dbPath, "db", defaultDB(), "inventory database, shared with 'fwrepo serve --db' ($"+DBEnv+")")
-	c.AddCommand(devicesAddCmd(jsonOut, &dbPath), devicesListCmd(jsonOut, &dbPath))
+	c.AddCommand(devicesAddCmd(jsonOut, &dbPath), devicesListCmd(jsonOut, &dbPath), devicesRemoveCmd(jsonOut, &dbPath))
 	return c
 }
 
@@ -97,6 +97,40 @@ func devicesAddCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 	c.Flags().StringVar(&pubFile, "pubkey", "", "device public key, PEM (fwagent identity --pem)")
 	c.Flags().BoolVar(&replace, "replace", false, "re-register an existing device ID with a new key (replaced TPM)")
 	return c
+}
+
+// removal is the --json document of 'fwrepo devices remove'.
+type removal struct {
+	*inventory.Device
+	Removed bool `json:"removed"`
+}
+
+func devicesRemoveCmd(jsonOut *bool, dbPath *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "remove DEVICE_ID",
+		Short: "Remove (decommission) a device: its key and last report are deleted and its reports refused",
+		Long: `Remove (decommission) a registered device. Its key and latest report are
+deleted, and fwrepo serve refuses its reports from then on (403, "removed").
+Registering it again with 'fwrepo devices add' puts it back into service.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			db, err := openInventory(*dbPath)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			dev, err := db.RemoveDevice(cmd.Context(), args[0])
+			if errors.Is(err, inventory.ErrUnknownDevice) {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			if err != nil {
+				return err
+			}
+			return cli.Std(*jsonOut).Result(removal{dev, true}, func(w io.Writer) {
+				fmt.Fprintf(w, "Removed device %s (key %s); its reports are now refused\n", dev.ID, dev.KeyID)
+			})
+		},
+	}
 }
 
 // fleet is the --json document of 'fwrepo devices list'.

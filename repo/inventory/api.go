@@ -82,13 +82,13 @@ func (a *api) serve(w http.ResponseWriter, r *http.Request) (int, []any) {
 }
 
 // refusalStatus maps Accept's refusals to HTTP statuses: 400 for a
-// malformed manifest, 403 for an unregistered device, a bad signature or a
-// bad nonce.
+// malformed manifest, 403 for an unregistered or removed device, a bad
+// signature or a bad nonce.
 func refusalStatus(err error) int {
 	switch {
 	case errors.Is(err, manifests.ErrInvalidDeviceManifest), errors.Is(err, manifests.ErrUnsupportedSchema):
 		return http.StatusBadRequest
-	case errors.Is(err, ErrUnknownDevice), errors.Is(err, manifests.ErrBadSignature), errors.Is(err, ErrNonce):
+	case errors.Is(err, ErrUnknownDevice), errors.Is(err, ErrDeviceRemoved), errors.Is(err, manifests.ErrBadSignature), errors.Is(err, ErrNonce):
 		return http.StatusForbidden
 	}
 	return http.StatusInternalServerError

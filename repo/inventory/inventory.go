@@ -27,6 +27,10 @@ import (
 var (
 	// ErrUnknownDevice means no device with that ID is registered.
 	ErrUnknownDevice = errors.New("device is not registered")
+	// ErrDeviceRemoved means the device was registered and then removed
+	// (decommissioned) with RemoveDevice: its reports are refused until
+	// it is registered again.
+	ErrDeviceRemoved = errors.New("device was removed from the inventory (decommissioned)")
 	// ErrDeviceExists means the ID is registered with another key.
 	ErrDeviceExists = errors.New("device is already registered with another key")
 	// ErrKeyInUse means the key is registered for another device ID.
@@ -69,6 +73,14 @@ CREATE TABLE IF NOT EXISTS devices (
 CREATE TABLE IF NOT EXISTS nonces (
 	nonce   TEXT PRIMARY KEY,
 	expires INTEGER NOT NULL
+);
+-- Removed (decommissioned) devices, kept so that a report from one is
+-- refused as such. Added without a schema version bump: an older fwrepo
+-- ignores the table and still refuses the device (it is not in devices).
+CREATE TABLE IF NOT EXISTS removed (
+	id         TEXT PRIMARY KEY,
+	key_id     TEXT NOT NULL,
+	removed_at INTEGER NOT NULL
 );
 PRAGMA user_version = 1;
 `
@@ -170,6 +182,10 @@ func (d *DB) AddDevice(ctx context.Context, id string, pubPEM []byte, opt AddOpt
 	if err != nil {
 		return nil, false, fmt.Errorf("register device %s: %w", id, err)
 	}
+	// Registering a removed device again puts it back into service.
+	if _, err := tx.ExecContext(ctx, "DELETE FROM removed WHERE id = ?", id); err != nil {
+		return nil, false, fmt.Errorf("register device %s: %w", id, err)
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, false, fmt.Errorf("register device %s: %w", id, err)
 	}
@@ -177,14 +193,68 @@ func (d *DB) AddDevice(ctx context.Context, id string, pubPEM []byte, opt AddOpt
 }
 
 // Device returns the registered device id, or an error wrapping
-// ErrUnknownDevice.
+// ErrDeviceRemoved (it was removed) or ErrUnknownDevice (never registered).
 func (d *DB) Device(ctx context.Context, id string) (*Device, error) {
 	row := d.db.QueryRowContext(ctx, "SELECT id, key_id, public_key, added_at, last_seen, manifest FROM devices WHERE id = ?", id)
 	dev, err := scanDevice(row)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: %q (register it with 'fwrepo devices add %s --pubkey FILE')", ErrUnknownDevice, id, id)
+		return nil, d.notRegistered(ctx, d.db, id)
 	}
 	return dev, err
+}
+
+// notRegistered explains why id is not a registered device: removed (and
+// when), or never registered.
+func (d *DB) notRegistered(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id string) error {
+	var at int64
+	switch err := q.QueryRowContext(ctx, "SELECT removed_at FROM removed WHERE id = ?", id).Scan(&at); {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("%w: %q (register it with 'fwrepo devices add %s --pubkey FILE')", ErrUnknownDevice, id, id)
+	case err != nil:
+		return fmt.Errorf("look up device %s: %w", id, err)
+	}
+	return fmt.Errorf("%w: %q was removed at %s; its reports are refused (register it again with 'fwrepo devices add %s --pubkey FILE' if it returns to service)",
+		ErrDeviceRemoved, id, time.Unix(0, at).UTC().Format(time.RFC3339), id)
+}
+
+// RemoveDevice removes (decommissions) the registered device id: its key
+// and latest report are deleted and from then on its reports are refused
+// with ErrDeviceRemoved. It returns the device as it was. An id that is not
+// registered gives an error wrapping ErrUnknownDevice (also when it was
+// already removed).
+func (d *DB) RemoveDevice(ctx context.Context, id string) (*Device, error) {
+	tx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	row := tx.QueryRowContext(ctx, "SELECT id, key_id, public_key, added_at, last_seen, manifest FROM devices WHERE id = ?", id)
+	dev, err := scanDevice(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		err := d.notRegistered(ctx, tx, id)
+		if errors.Is(err, ErrDeviceRemoved) {
+			return nil, fmt.Errorf("%w: %w", ErrUnknownDevice, err)
+		}
+		return nil, fmt.Errorf("%w; 'fwrepo devices list' shows the registered IDs", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("remove device %s: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM devices WHERE id = ?", id); err != nil {
+		return nil, fmt.Errorf("remove device %s: %w", id, err)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO removed (id, key_id, removed_at) VALUES (?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET key_id = excluded.key_id, removed_at = excluded.removed_at`,
+		id, dev.KeyID, d.Now().UTC().UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("remove device %s: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("remove device %s: %w", id, err)
+	}
+	return dev, nil
 }
 
 // List returns every registered device, ordered by ID.
@@ -262,9 +332,9 @@ func (d *DB) Nonce(ctx context.Context) (string, time.Time, error) {
 // Accept verifies a signed device manifest and stores it as the device's
 // latest. It refuses, in this order: a malformed manifest
 // (manifests.ErrInvalidDeviceManifest), an unregistered device
-// (ErrUnknownDevice), a signature that does not verify under the
-// registered key (manifests.ErrBadSignature), and a nonce that was not
-// issued, has expired or was used (ErrNonce). The nonce is consumed only
+// (ErrUnknownDevice) or a removed one (ErrDeviceRemoved), a signature that
+// does not verify under the registered key (manifests.ErrBadSignature), and
+// a nonce that was not issued, has expired or was used (ErrNonce). The nonce is consumed only
 // by a correctly signed manifest, so forgeries cannot burn a device's nonce.
 func (d *DB) Accept(ctx context.Context, envelope []byte) (*manifests.DeviceManifest, error) {
 	s, err := manifests.ParseDeviceManifest(envelope)
@@ -302,8 +372,14 @@ func (d *DB) Accept(ctx context.Context, envelope []byte) (*manifests.DeviceMani
 		}
 		return nil, fmt.Errorf("%w: device %s: nonce expired at %s; fetch a fresh one and report within %s", ErrNonce, m.DeviceID, time.Unix(0, exp).UTC().Format(time.RFC3339), d.NonceTTL)
 	}
-	if _, err := tx.ExecContext(ctx, "UPDATE devices SET last_seen = ?, manifest = ? WHERE id = ?", now.UnixNano(), envelope, m.DeviceID); err != nil {
+	res, err := tx.ExecContext(ctx, "UPDATE devices SET last_seen = ?, manifest = ? WHERE id = ?", now.UnixNano(), envelope, m.DeviceID)
+	if err != nil {
 		return nil, fmt.Errorf("store manifest of %s: %w", m.DeviceID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		// Removed while its report was being checked: refuse it, and keep
+		// the nonce (the rollback), as for any refusal before this point.
+		return nil, errors.Join(d.notRegistered(ctx, tx, m.DeviceID), err)
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("store manifest of %s: %w", m.DeviceID, err)

@@ -268,3 +268,65 @@ func TestHandler(t *testing.T) {
 		})
 	}
 }
+
+// TestRemoveDevice: a removed (decommissioned) device leaves the fleet, its
+// reports are refused as removed (403 over HTTP), removing it again or an
+// ID never registered is ErrUnknownDevice, and registering it again puts it
+// back into service.
+func TestRemoveDevice(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	a, b := newTestDevice(t, "gw-1"), newTestDevice(t, "gw-2")
+	for _, d := range []*testDevice{a, b} {
+		if _, _, err := db.AddDevice(ctx, d.id, d.pem, AddOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.Accept(ctx, a.sign(t, a.manifest(nonce(t, db), "1.0.0"))); err != nil {
+		t.Fatal(err)
+	}
+	// Signed before the removal with a nonce issued before it: still refused.
+	pending := a.sign(t, a.manifest(nonce(t, db), "1.0.1"))
+	tests := []struct {
+		name string
+		id   string
+		want error
+	}{
+		{"registered", a.id, nil},
+		{"again", a.id, ErrUnknownDevice},
+		{"never registered", "gw-9", ErrUnknownDevice},
+		{"empty", "", ErrUnknownDevice},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dev, err := db.RemoveDevice(ctx, tt.id)
+			if !errors.Is(err, tt.want) || (err == nil) != (tt.want == nil) {
+				t.Fatalf("RemoveDevice(%q) = %v, want %v", tt.id, err, tt.want)
+			}
+			if err == nil && (dev.ID != tt.id || dev.Manifest == nil) {
+				t.Fatalf("RemoveDevice returned %+v, want the device with its last report", dev)
+			}
+		})
+	}
+	devs, err := db.List(ctx)
+	if err != nil || len(devs) != 1 || devs[0].ID != b.id {
+		t.Fatalf("List after removal = %v, %v; want only %s", devs, err, b.id)
+	}
+	_, err = db.Accept(ctx, pending)
+	if !errors.Is(err, ErrDeviceRemoved) || !strings.Contains(err.Error(), "was removed at") {
+		t.Fatalf("report of a removed device: %v, want ErrDeviceRemoved", err)
+	}
+	if got := refusalStatus(err); got != http.StatusForbidden {
+		t.Fatalf("HTTP status for a removed device: %d, want 403", got)
+	}
+	// The other device still reports; the removed one, registered again, too.
+	if _, err := db.Accept(ctx, b.sign(t, b.manifest(nonce(t, db), "1.0.0"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, added, err := db.AddDevice(ctx, a.id, a.pem, AddOptions{}); err != nil || !added {
+		t.Fatalf("register a removed device again: %v %v", added, err)
+	}
+	if _, err := db.Accept(ctx, a.sign(t, a.manifest(nonce(t, db), "1.0.2"))); err != nil {
+		t.Fatalf("report after re-registering: %v", err)
+	}
+}
