@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -227,8 +228,8 @@ func (a *Agent) trustedRoot(ctx context.Context) ([]byte, int64, error) {
 	var first []byte
 	var firstV int64
 	for _, f := range files {
-		var v int64
-		if _, err := fmt.Sscanf(filepath.Base(f), "%d.root.json", &v); err != nil {
+		v, rest, ok := leadingInt(filepath.Base(f), 64)
+		if !ok || !strings.HasPrefix(rest, ".root.json") {
 			continue
 		}
 		if first == nil || v < firstV {

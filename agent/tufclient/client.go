@@ -19,6 +19,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -90,13 +91,33 @@ func (c *Client) DownloadFile(u string, maxLength int64, _ time.Duration) ([]byt
 	return buf.b, nil
 }
 
+// rootVersion is N for a URL ending in N.root.json, N written canonically.
 func rootVersion(u string) (int64, bool) {
-	var v int64
-	name := path.Base(u)
-	if _, err := fmt.Sscanf(name, "%d.root.json", &v); err == nil && name == fmt.Sprintf("%d.root.json", v) {
-		return v, true
+	num, ok := strings.CutSuffix(path.Base(u), ".root.json")
+	if !ok {
+		return 0, false
 	}
-	return 0, false
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || strconv.FormatInt(v, 10) != num {
+		return 0, false
+	}
+	return v, true
+}
+
+// contentRangeStart is the first byte position of a Content-Range header
+// "bytes FIRST-LAST/LENGTH". (strconv rather than fmt.Sscanf: fmt's scanner
+// is about 25 kB of the agent binary, and this was its only use there.)
+func contentRangeStart(h string) (int64, bool) {
+	rest, ok := strings.CutPrefix(h, "bytes")
+	if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '\t') {
+		return 0, false
+	}
+	first, _, ok := strings.Cut(strings.TrimLeft(rest, " \t"), "-")
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(first, 10, 64)
+	return v, err == nil
 }
 
 type limitedBuffer struct {
@@ -140,8 +161,7 @@ func (c *Client) getFrom(ctx context.Context, u string, offset, maxLength int64,
 	skip := int64(0)
 	switch {
 	case offset > 0 && res.StatusCode == http.StatusPartialContent:
-		var start int64
-		if _, err := fmt.Sscanf(res.Header.Get("Content-Range"), "bytes %d-", &start); err != nil || start != offset {
+		if start, ok := contentRangeStart(res.Header.Get("Content-Range")); !ok || start != offset {
 			return 0, fmt.Errorf("%w: %s: asked for bytes from %d, got Content-Range %q", ErrTransport, u, offset, res.Header.Get("Content-Range"))
 		}
 	case offset > 0 && res.StatusCode == http.StatusRequestedRangeNotSatisfiable:

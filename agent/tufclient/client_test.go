@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -80,10 +81,26 @@ func TestStall(t *testing.T) {
 }
 
 func TestRootVersion(t *testing.T) {
-	for u, want := range map[string]int64{"http://x/metadata/3.root.json": 3, "http://x/metadata/root.json": 0, "http://x/3.root.json.bak": 0} {
+	for u, want := range map[string]int64{"http://x/metadata/3.root.json": 3, "http://x/metadata/root.json": 0, "http://x/3.root.json.bak": 0,
+		"http://x/12.root.json": 12, "http://x/+3.root.json": 0, "http://x/03.root.json": 0, "http://x/99999999999999999999.root.json": 0} {
 		v, ok := rootVersion(u)
 		if v != want || ok != (want > 0) {
 			t.Errorf("%s: %d %v", u, v, ok)
+		}
+	}
+}
+
+// TestContentRangeStart holds the Content-Range parser to what
+// fmt.Sscanf(h, "bytes %d-", …) accepted before the agent stopped linking
+// fmt's scanner.
+func TestContentRangeStart(t *testing.T) {
+	for _, h := range []string{"bytes 100-199/200", "bytes 0-0/1", "bytes 100-", "bytes 100", "bytes -5/10", "bytes */200",
+		"bytes  7-9/10", "bytes7-9/10", "bits 7-9/10", "", "bytes", "bytes x-9/10", "bytes 99999999999999999999-1/2", "bytes +7-9/10", "bytes\t7-9/10", "bytes \t 7-9/10", "bytes\n7-9/10"} {
+		var want int64
+		_, err := fmt.Sscanf(h, "bytes %d-", &want)
+		got, ok := contentRangeStart(h)
+		if ok != (err == nil) || (ok && got != want) {
+			t.Errorf("contentRangeStart(%q) = %d, %v; fmt.Sscanf gives %d, %v", h, got, ok, want, err)
 		}
 	}
 }
