@@ -19,7 +19,10 @@ import (
 // VerifyResult reports a verified repository.
 type VerifyResult struct {
 	Versions map[string]int64 `json:"versions"`
-	Targets  []Target         `json:"targets"`
+	// Delegated lists the delegated targets roles verified (named roles
+	// and hashed bins), breadth first from the top-level targets.
+	Delegated []VerifiedRole `json:"delegated,omitempty"`
+	Targets   []Target       `json:"targets"`
 
 	targets map[string]*metadata.TargetFiles
 }
@@ -27,8 +30,11 @@ type VerifyResult struct {
 // VerifyDir verifies a published repository directory the way a device
 // does: starting from trustedRoot, it follows the root chain, then checks
 // timestamp, snapshot and targets (signatures, thresholds, versions, hashes,
-// expiry at now), then streams every target file and checks its length,
-// hash and firmware metadata.
+// expiry at now), then every delegated targets role reachable from targets
+// (the same checks against the delegating role's keys and threshold, and
+// that each of its targets is within the delegated paths; a failure is a
+// *RoleError), then streams every target file and checks its length, hash
+// and firmware metadata.
 func VerifyDir(dir string, trustedRoot []byte, now time.Time) (*VerifyResult, error) {
 	md := filepath.Join(dir, "metadata")
 	tm, err := trustedmetadata.New(trustedRoot)
@@ -80,16 +86,33 @@ func VerifyDir(dir string, trustedRoot []byte, now time.Time) (*VerifyResult, er
 	res := &VerifyResult{Targets: nil, targets: targets.Signed.Targets, Versions: map[string]int64{
 		metadata.ROOT: tm.Root.Signed.Version, metadata.TIMESTAMP: tm.Timestamp.Signed.Version,
 		metadata.SNAPSHOT: tm.Snapshot.Signed.Version, metadata.TARGETS: targets.Signed.Version}}
-	for _, tf := range sortedTargetFiles(targets.Signed.Targets) {
-		if _, err := parseTarget(tf); err != nil && !errors.Is(err, manifests.ErrNotFirmware) {
-			return nil, fmt.Errorf("target %s: %w", tf.Path, err)
-		}
-		if err := verifyFile(filepath.Join(dir, "targets", filepath.FromSlash(HashedTargetPath(tf))), tf); err != nil {
-			return nil, err
+	delegated, delegatedTargets, err := verifyDelegated(tm, md)
+	if err != nil {
+		return nil, err
+	}
+	res.Delegated = delegated
+	all := map[string]*metadata.TargetFiles{}
+	for i, m := range append([]map[string]*metadata.TargetFiles{targets.Signed.Targets}, delegatedTargets...) {
+		for _, tf := range sortedTargetFiles(m) {
+			if err := verifyTarget(dir, tf); err != nil {
+				if i > 0 {
+					err = fmt.Errorf("delegated role %s: %w", delegated[i-1].Role, err)
+				}
+				return nil, err
+			}
+			all[tf.Path] = tf
 		}
 	}
-	res.Targets = listTargets(targets.Signed.Targets)
+	res.Targets = listTargets(all)
 	return res, nil
+}
+
+// verifyTarget checks a target's firmware metadata and its file.
+func verifyTarget(dir string, tf *metadata.TargetFiles) error {
+	if _, err := parseTarget(tf); err != nil && !errors.Is(err, manifests.ErrNotFirmware) {
+		return fmt.Errorf("target %s: %w", tf.Path, err)
+	}
+	return verifyFile(filepath.Join(dir, "targets", filepath.FromSlash(HashedTargetPath(tf))), tf)
 }
 
 func verifyFile(path string, tf *metadata.TargetFiles) error {

@@ -396,6 +396,9 @@ func (a *app) verifyCmd() *cobra.Command {
 			return a.out.Result(res, func(w io.Writer) {
 				fmt.Fprintf(w, "OK: %s verifies from %s (root v%d, targets v%d, snapshot v%d, timestamp v%d)\n\n", dir, rootFile,
 					res.Versions[metadata.ROOT], res.Versions[metadata.TARGETS], res.Versions[metadata.SNAPSHOT], res.Versions[metadata.TIMESTAMP])
+				if len(res.Delegated) > 0 {
+					fmt.Fprintf(w, "Delegated roles verified: %d (%s)\n\n", len(res.Delegated), delegatedSummary(res.Delegated))
+				}
 				printTargets(w, res.Targets)
 			})
 		},
@@ -403,4 +406,19 @@ func (a *app) verifyCmd() *cobra.Command {
 	c.Flags().StringVar(&rootFile, "root", "", "trusted root.json (as provisioned on devices)")
 	c.Flags().StringVar(&dir, "repo", "", "published repository directory")
 	return c
+}
+
+// delegatedSummary names the verified delegated roles with their versions,
+// eliding the middle of a long list (hashed bins).
+func delegatedSummary(roles []repo.VerifiedRole) string {
+	var parts []string
+	for i, r := range roles {
+		if len(roles) > 8 && i == 3 {
+			parts = append(parts, fmt.Sprintf("… %d more …", len(roles)-6))
+		}
+		if len(roles) <= 8 || i < 3 || i >= len(roles)-3 {
+			parts = append(parts, fmt.Sprintf("%s v%d", r.Role, r.Version))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
