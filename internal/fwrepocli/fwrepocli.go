@@ -4,7 +4,6 @@ package fwrepocli
 
 import (
 	"context"
-	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -73,13 +72,13 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if tsKey != "" {
-				key, err := signer.Open(tsKey, signer.Options{Passphrase: signer.PassphraseSource(PassphraseEnv, "Timestamp key passphrase: ", false)})
-				if err != nil {
+				ot := &repo.OnlineTimestamp{Dir: dir, KeyURI: tsKey, Lifetime: tsLifetime, Log: log,
+					Options: signer.Options{Passphrase: signer.PassphraseSource(PassphraseEnv, "Timestamp key passphrase: ", false)}}
+				if err := ot.Reload("start"); err != nil {
+					if errors.Is(err, repo.ErrOnlineKeyNotAuthorised) {
+						return cli.WithCode(cli.ExitUsage, err)
+					}
 					return err
-				}
-				defer signer.Close(key) // a TPM or PKCS#11 key is held until fwrepo stops
-				if err := repo.CheckTimestampKey(dir, key); err != nil {
-					return cli.WithCode(cli.ExitUsage, err)
 				}
 				var lastErr atomic.Pointer[error]
 				srv.SetHealthCheck(func() error {
@@ -88,7 +87,19 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 					}
 					return nil
 				})
-				go resignLoop(ctx, log, dir, key, tsLifetime, &lastErr)
+				hup := make(chan os.Signal, 1)
+				signal.Notify(hup, syscall.SIGHUP)
+				loopDone := make(chan struct{})
+				go func() {
+					defer close(loopDone)
+					defer ot.Close() // a TPM or PKCS#11 key is held until fwrepo stops
+					resignLoop(ctx, log, ot, hup, &lastErr)
+				}()
+				defer func() {
+					signal.Stop(hup)
+					stop()
+					<-loopDone
+				}()
 			}
 			var handler http.Handler = srv
 			if dbPath != "" {
@@ -112,26 +123,23 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 	c.Flags().StringVar(&dir, "dir", "", "published repository directory (fwctl publish --out)")
 	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address")
 	c.Flags().StringVar(&dbPath, "db", "", "inventory database: enables the device API (/api/v1/nonce, /api/v1/manifests); see 'fwrepo devices'")
-	c.Flags().StringVar(&tsKey, "timestamp-key", "", "online timestamp key: a key file or key URI (file:PATH, pkcs11:…, tpm:DEVICE?handle=…); enables re-signing (passphrase in $"+PassphraseEnv+")")
+	c.Flags().StringVar(&tsKey, "timestamp-key", "", "online timestamp key: a key file or key URI (file:PATH, pkcs11:…, tpm:DEVICE?handle=…); enables re-signing (passphrase in $"+PassphraseEnv+"); re-opened on SIGHUP, when the file changes, or when a new root revokes it")
 	c.Flags().DurationVar(&tsLifetime, "timestamp-lifetime", 24*time.Hour, "lifetime of re-signed timestamps; re-signed when less than half is left")
 	c.Flags().DurationVar(&tsMaxAge, "timestamp-max-age", 10*time.Second, "Cache-Control max-age for timestamp.json")
 	return c
 }
 
 // resignLoop re-signs timestamp.json whenever less than half its lifetime
-// is left.
-func resignLoop(ctx context.Context, log *slog.Logger, dir string, key crypto.Signer, lifetime time.Duration, lastErr *atomic.Pointer[error]) {
-	check := min(max(lifetime/8, time.Second), time.Minute)
+// is left or it is not signed by the online key, following a rotated key
+// and newly published metadata (ot.Check). SIGHUP re-opens the key at once.
+func resignLoop(ctx context.Context, log *slog.Logger, ot *repo.OnlineTimestamp, hup <-chan os.Signal, lastErr *atomic.Pointer[error]) {
+	check := min(max(ot.Lifetime/8, time.Second), time.Minute)
 	t := time.NewTicker(check)
 	defer t.Stop()
 	for {
-		exp, err := repo.TimestampExpires(dir)
-		if err == nil && time.Until(exp) < lifetime/2 {
-			var v int64
-			v, err = repo.ResignTimestamp(dir, key, lifetime, time.Now())
-			if err == nil {
-				log.Info("re-signed timestamp", "version", v, "expires", time.Now().Add(lifetime).UTC())
-			}
+		res, err := ot.Check()
+		if err == nil && res.Resigned {
+			log.Info("re-signed timestamp", "version", res.Version, "expires", res.Expires, "keyid", res.KeyID, "reason", res.Reason)
 		}
 		if err != nil {
 			log.Error("timestamp re-signing failed", "err", err)
@@ -140,6 +148,11 @@ func resignLoop(ctx context.Context, log *slog.Logger, dir string, key crypto.Si
 		select {
 		case <-ctx.Done():
 			return
+		case <-hup:
+			log.Info("SIGHUP: re-opening the timestamp key and re-reading the repository")
+			if err := ot.Reload("SIGHUP"); err != nil {
+				log.Error("timestamp key reload failed; keeping the previous key", "err", err)
+			}
 		case <-t.C:
 		}
 	}
