@@ -93,7 +93,7 @@ bench_pair() { # name base target
     rm -f "$out"
   done
   if [ "$oursz" -gt 0 ] && [ -n "$best" ]; then
-    awk -v o="$oursz" -v b="$bestsz" -v n="$best" 'BEGIN { printf "ours / best other (%s): %.3f\n", n, o/b }'
+    awk -v o="$oursz" -v b="$bestsz" -v n="$best" 'BEGIN { printf "ours / best other (%s): %d / %d bytes = %.4f\n", n, o, b, o/b }'
   fi
 }
 
