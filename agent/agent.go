@@ -62,6 +62,7 @@ type Agent struct {
 	env    bootenv.Env
 	client *tufclient.Client
 	log    *slog.Logger
+	swept  bool // sweepTemp ran
 	// Now is the clock (tests move it to check expiry).
 	Now func() time.Time
 	// Progress, when set, reports download progress.
@@ -134,6 +135,7 @@ func (a *Agent) Provision(ctx context.Context, rootJSON []byte) (*Provisioned, e
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidRoot, err)
 	}
+	a.sweepTemp()
 	booted, err := a.bootedSlot()
 	if err != nil {
 		return nil, err

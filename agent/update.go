@@ -203,6 +203,7 @@ type UpdateResult struct {
 // Update installs the newest release (or opt.Target) into the inactive
 // slot and asks the bootloader to try it on the next boot.
 func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, error) {
+	a.sweepTemp()
 	chk, up, st, err := a.check(ctx, opt.Target)
 	if err != nil {
 		return nil, err
@@ -417,6 +418,7 @@ type ConfirmResult struct {
 // anti-rollback counter to the new release's. Run it on every boot once the
 // system is healthy.
 func (a *Agent) Confirm(ctx context.Context) (*ConfirmResult, error) {
+	a.sweepTemp()
 	booted, err := a.bootedSlot()
 	if err != nil {
 		return nil, err
