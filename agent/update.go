@@ -198,6 +198,28 @@ type UpdateResult struct {
 	Delta string `json:"delta,omitempty"`
 	// DeltaError says why an offered delta was not used (the full image was).
 	DeltaError string `json:"delta_error,omitempty"`
+	// RebootPending means the chosen release was already installed and the
+	// bootloader set to try it; nothing was written.
+	RebootPending bool `json:"reboot_pending"`
+}
+
+// installedPending reports whether rel is the pending install in slot sl
+// that the bootloader will try next, and sl still holds it. Then an update
+// has nothing to do but wait for the reboot; rewriting the slot would
+// disable it and download it all again.
+func (a *Agent) installedPending(st *State, rel *Release, sl slot.Slot) bool {
+	p, s := st.Pending, st.Slots[sl.Name]
+	if p == nil || p.Slot != sl.Name || p.SHA256 != rel.SHA256 || s == nil || s.Status != SlotInstalled || s.SHA256 != rel.SHA256 {
+		return false
+	}
+	if next, _, err := a.sw.Primary(); err != nil || next != sl.Name {
+		return false
+	}
+	if err := sl.Verify(rel.Length, rel.SHA256); err != nil {
+		a.log.Warn("the pending slot no longer holds its image; installing it again", "slot", sl.Name, "err", err)
+		return false
+	}
+	return true
 }
 
 // Update installs the newest release (or opt.Target) into the inactive
@@ -223,6 +245,11 @@ func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, e
 	rel := chk.Available
 	target := a.inactive(chk.BootedSlot)
 	sl := slot.Slot{Name: target, Path: a.cfg.Slots[target]}
+	if a.installedPending(st, rel, sl) {
+		res.Slot, res.RebootNeeded, res.RebootPending = target, true, true
+		res.Message = fmt.Sprintf("%s (version %s) is already installed in slot %s and waits for a reboot; nothing to do", rel.Target, rel.Version, target)
+		return res, nil
+	}
 	a.log.Info("installing", "target", rel.Target, "version", rel.Version, "counter", rel.Counter, "slot", target)
 
 	if err := a.checkTransparency(ctx, up, rel, st); err != nil {

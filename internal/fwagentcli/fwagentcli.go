@@ -334,7 +334,7 @@ func (a *app) updateCmd() *command {
 	return &command{
 		name:  "update",
 		args:  "[--target PATH]",
-		short: "Install the newest release into the inactive slot (exit 10: reboot needed, 0: nothing to do)",
+		short: "Install the newest release into the inactive slot (exit 10: installed or already waiting for a reboot, 0: nothing to do)",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&target, "target", "", "install this target path instead of the newest release")
 		},
@@ -353,7 +353,7 @@ func (a *app) updateCmd() *command {
 			if err := a.out.Result(res, func(w io.Writer) { fmt.Fprintln(w, res.Message) }); err != nil {
 				return err
 			}
-			if res.Installed {
+			if res.Installed || res.RebootPending {
 				return &cli.ExitError{Code: cli.ExitInstalled, Err: errors.New("reboot needed")}
 			}
 			return nil
@@ -440,6 +440,8 @@ func (a *app) daemonCmd() *command {
 						log.Info("rebooting", "command", strings.Join(cfg.RebootCommand, " "))
 						return exec.CommandContext(ctx, cfg.RebootCommand[0], cfg.RebootCommand[1:]...).Run()
 					}
+				case res.RebootPending:
+					log.Info("update installed earlier; waiting for a reboot", "version", res.Available.Version, "slot", res.Slot)
 				default:
 					log.Info("no update", "message", res.Message)
 				}
