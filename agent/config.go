@@ -47,6 +47,18 @@ type Config struct {
 	Hooks Hooks `json:"hooks,omitempty"`
 	// RebootCommand, if set, is run by the daemon after an install.
 	RebootCommand []string `json:"reboot_command,omitempty"`
+	// Report, when set, makes 'fwagent daemon' send signed device manifests
+	// to the repository's device API, as 'fwagent report' does.
+	Report *ReportConfig `json:"report,omitempty"`
+}
+
+// ReportConfig drives the daemon's device reports.
+type ReportConfig struct {
+	// Interval between reports (default 6h); a new install result (install,
+	// confirmation, fallback) is reported within a minute.
+	Interval Duration `json:"interval,omitempty"`
+	// DeviceID names the device to fwrepo (default: the device key ID).
+	DeviceID string `json:"device_id,omitempty"`
 }
 
 // BootloaderConfig selects the boot environment.
@@ -213,6 +225,9 @@ func (c *Config) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("trust.type: %q, want \"file\" or \"tpm\"", c.Trust.Type))
+	}
+	if c.Report != nil && c.Trust.Type != "tpm" {
+		errs = append(errs, errors.New("report: needs trust.type \"tpm\" (reports are signed by the TPM device key)"))
 	}
 	if c.Transparency.Require && (c.Transparency.LogPublicKey == "" || c.Transparency.ReleasePublicKey == "") {
 		errs = append(errs, errors.New("transparency: require needs log_public_key and release_public_key"))

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -417,7 +416,7 @@ func (a *app) daemonCmd() *command {
 	return &command{
 		name:  "daemon",
 		args:  "[--once]",
-		short: "Poll the repository (interval with jitter) and install updates",
+		short: "Poll the repository (interval with jitter), install updates, send reports if configured",
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&once, "once", false, "poll once and exit (for timers and tests)")
 		},
@@ -426,39 +425,24 @@ func (a *app) daemonCmd() *command {
 			if err != nil {
 				return err
 			}
-			log := a.logger(slog.LevelInfo)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			for {
-				res, err := ag.Update(ctx, agent.UpdateOptions{})
-				switch {
-				case err != nil:
-					log.Error("update failed", "err", err)
-				case res.Installed:
-					log.Info("update installed; reboot needed", "version", res.Available.Version, "slot", res.Slot)
-					if len(cfg.RebootCommand) > 0 {
-						log.Info("rebooting", "command", strings.Join(cfg.RebootCommand, " "))
-						return exec.CommandContext(ctx, cfg.RebootCommand[0], cfg.RebootCommand[1:]...).Run()
-					}
-				case res.RebootPending:
-					log.Info("update installed earlier; waiting for a reboot", "version", res.Available.Version, "slot", res.Slot)
-				default:
-					log.Info("no update", "message", res.Message)
+			opt := agent.DaemonOptions{Once: once}
+			if r := cfg.Report; r != nil {
+				key, err := a.deviceKey(ctx, ag, cfg)
+				if err != nil {
+					return err
 				}
-				if once {
-					return nil
-				}
-				wait := time.Duration(cfg.PollInterval)
-				if j := time.Duration(cfg.PollJitter); j > 0 {
-					wait += time.Duration(rand.Int64N(int64(2*j))) - j
-				}
-				log.Debug("sleeping", "duration", wait)
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-time.After(wait):
+				opt.Reporter = &agent.Reporter{Agent: ag, Key: key, Interval: time.Duration(r.Interval),
+					Options: agent.ReportOptions{DeviceID: r.DeviceID}}
+			}
+			if c := cfg.RebootCommand; len(c) > 0 {
+				opt.Reboot = func(ctx context.Context) error {
+					a.logger(slog.LevelInfo).Info("rebooting", "command", strings.Join(c, " "))
+					return exec.CommandContext(ctx, c[0], c[1:]...).Run()
 				}
 			}
+			return ag.Daemon(ctx, opt)
 		}),
 	}
 }
