@@ -29,6 +29,21 @@ type EncodeOptions struct {
 	// Progress, if set, is called from Encode's goroutine after each block
 	// is written, with the result bytes covered so far and the total.
 	Progress func(done, total int64)
+	// Compressor, if set, compresses again the sections that the built-in
+	// pure-Go zstd encoder could compress, and the smaller frame is kept.
+	// Package delta/zstdref provides one backed by the reference zstd
+	// library, which makes the field streams of executables' deltas about
+	// 15 % smaller.
+	Compressor Compressor
+}
+
+// Compressor compresses one section of a block into a single zstd frame
+// whose window is at most the section's length (any conforming zstd encoder
+// does this for input of known size). Compress appends the frame to dst and
+// returns it, or returns nil if it cannot compress src, in which case the
+// section is stored. Encode calls it from several goroutines at once.
+type Compressor interface {
+	Compress(dst, src []byte) []byte
 }
 
 // Encode writes to w a delta that rebuilds target from base. Both images are
@@ -129,7 +144,7 @@ func encodeBytes(ctx context.Context, b, t []byte, w io.Writer, o *EncodeOptions
 			for j := range jobs {
 				lo := j.k * o.BlockSize
 				hi := min(lo+o.BlockSize, len(t))
-				j.res <- s.block(enc, lo, hi)
+				j.res <- s.block(enc, o.Compressor, lo, hi)
 			}
 		}()
 	}
@@ -182,6 +197,9 @@ func getEncoder(window int) pooledEncoder {
 	return pooledEncoder{p.(*sync.Pool).Get().(*zstd.Encoder), window}
 }
 
+// Compress implements Compressor.
+func (e pooledEncoder) Compress(dst, src []byte) []byte { return e.EncodeAll(src, dst) }
+
 func putEncoder(e pooledEncoder) {
 	p, _ := encoders.Load(e.window)
 	p.(*sync.Pool).Put(e.Encoder)
@@ -196,12 +214,17 @@ func windowFor(blockSize int) int {
 	return w
 }
 
-// block encodes target[lo:hi] as one block, ready to write.
-func (s *scanner) block(enc pooledEncoder, lo, hi int) []byte {
+// block encodes target[lo:hi] as one block, ready to write. Field values
+// can be written two ways (varints suit small address shifts, sized values
+// random changes); both layouts are compressed with fast, the built-in
+// encoder, and the smaller is kept. If better is set, that layout's
+// compressible sections are then compressed again with it, keeping the
+// smaller frame: a slow encoder is spent once per section, and not on data
+// that does not compress at all.
+func (s *scanner) block(fast, better Compressor, lo, hi int) []byte {
 	s.scan(lo, hi)
-	var best []byte
-	// Field values are written two ways and the smaller block is kept:
-	// varints suit small address shifts, sized values suit random changes.
+	var raw, comp [numSections][]byte
+	size := -1
 	for _, sized := range []bool{false, true} {
 		secs, ok := s.sections(lo, hi, sized)
 		if !ok {
@@ -212,27 +235,48 @@ func (s *scanner) block(enc pooledEncoder, lo, hi int) []byte {
 			s.ops = append(s.ops[:0], op{extraLen: hi - lo})
 			secs, _ = s.sections(lo, hi, false)
 		}
-		out := binary.AppendUvarint(nil, uint64(hi-lo))
-		for _, sec := range secs {
-			out = binary.AppendUvarint(out, uint64(len(sec)))
-			var comp []byte
-			if len(sec) > 0 {
-				comp = enc.EncodeAll(sec, nil)
-			}
-			if len(comp) >= len(sec) {
-				comp = sec // stored
-			}
-			out = binary.AppendUvarint(out, uint64(len(comp)))
-			out = append(out, comp...)
+		var c [numSections][]byte
+		n := 0
+		for i, sec := range secs {
+			c[i] = compressSection(fast, sec)
+			n += len(c[i])
 		}
-		if best == nil || len(out) < len(best) {
-			best = out
+		if size < 0 || n < size {
+			raw, comp, size = secs, c, n
 		}
 		if len(secs[secGaps]) == 0 {
 			break // no fields: both ways are the same
 		}
 	}
-	return best
+	if better != nil {
+		for i, sec := range raw {
+			if len(comp[i]) >= len(sec)-len(sec)/64 {
+				continue // (nearly) incompressible
+			}
+			if c := compressSection(better, sec); len(c) < len(comp[i]) {
+				comp[i] = c
+			}
+		}
+	}
+	out := binary.AppendUvarint(nil, uint64(hi-lo))
+	for i, sec := range raw {
+		out = binary.AppendUvarint(out, uint64(len(sec)))
+		out = binary.AppendUvarint(out, uint64(len(comp[i])))
+		out = append(out, comp[i]...)
+	}
+	return out
+}
+
+// compressSection returns sec's frame, or sec itself (stored) when
+// compressing does not make it smaller.
+func compressSection(c Compressor, sec []byte) []byte {
+	if len(sec) == 0 {
+		return sec
+	}
+	if comp := c.Compress(nil, sec); comp != nil && len(comp) < len(sec) {
+		return comp
+	}
+	return sec
 }
 
 // sections lays out the block's sections (see FORMAT.md) for s.ops over

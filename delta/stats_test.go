@@ -46,7 +46,7 @@ func TestStats(t *testing.T) {
 	var raw, comp [numSections]int
 	for lo := 0; lo < len(tg); lo += DefaultBlockSize {
 		hi := min(lo+DefaultBlockSize, len(tg))
-		blocks += len(s.block(pooledEncoder{enc, 0}, lo, hi))
+		blocks += len(s.block(pooledEncoder{enc, 0}, nil, lo, hi))
 		nops += len(s.ops)
 		secs, _ := s.sections(lo, hi, os.Getenv("DELTA_SIZED") != "")
 		for i, sec := range secs {

@@ -15,6 +15,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/fwctl/fwctl/delta"
+	"github.com/fwctl/fwctl/delta/zstdref"
 	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/manifests"
 )
@@ -141,7 +142,7 @@ func WriteDelta(ctx context.Context, base, target, out string, progress func(don
 	var n int64
 	err = atomicfile.WriteFrom(out, func(w io.Writer) error {
 		cw := &countWriter{w: io.MultiWriter(w, h)}
-		err := delta.Encode(ctx, b, bLen, t, tLen, cw, &delta.EncodeOptions{Progress: progress})
+		err := delta.Encode(ctx, b, bLen, t, tLen, cw, &delta.EncodeOptions{Progress: progress, Compressor: zstdref.Compressor()})
 		n = cw.n
 		return err
 	}, 0o644)

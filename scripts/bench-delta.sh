@@ -1,7 +1,7 @@
 #!/bin/bash
 # bench-delta.sh - compare fwctl's delta engine with bsdiff, xdelta3 and zstd --patch-from.
 #
-# Usage: scripts/bench-delta.sh [pair...]     pairs: gobin gobin-deps ext4 sqfs (default: gobin ext4 sqfs)
+# Usage: scripts/bench-delta.sh [pair...]     pairs: gobin gobin-deps ext4 sqfs (default: all four)
 # Env:   CORPUS   corpus directory (default /work/cache/corpus; built with make_corpus.sh if missing)
 #        WORK     scratch directory for deltas and outputs (default: a temp dir, removed at exit)
 #        TIMEOUT  per-command limit in seconds (default 1800); a tool that exceeds it is reported as such
@@ -15,7 +15,7 @@ TIMEOUT=${TIMEOUT:-1800}
 BSDIFF_MAX_MB=${BSDIFF_MAX_MB:-160}
 MAKE_CORPUS=${MAKE_CORPUS:-$HERE/../shared/bench/make_corpus.sh}
 [ -x "$MAKE_CORPUS" ] || MAKE_CORPUS=/work/shared/bench/make_corpus.sh
-PAIRS=("$@"); [ ${#PAIRS[@]} -gt 0 ] || PAIRS=(gobin ext4 sqfs)
+PAIRS=("$@"); [ ${#PAIRS[@]} -gt 0 ] || PAIRS=(gobin gobin-deps ext4 sqfs)
 
 need=()
 command -v bsdiff >/dev/null || need+=(bsdiff)

@@ -21,6 +21,7 @@ func TestAgentDependencies(t *testing.T) {
 		"github.com/gin-gonic/", "github.com/labstack/echo", "github.com/gofiber/", "github.com/go-chi/", "github.com/gorilla/mux",
 		"google.golang.org/grpc", "github.com/miekg/pkcs11", "github.com/ThalesIgnite/crypto11",
 		"github.com/fwctl/fwctl/repo", "github.com/fwctl/fwctl/signer", "github.com/fwctl/fwctl/transparency",
+		"github.com/fwctl/fwctl/delta/zstdref", "github.com/DataDog/zstd", // cgo, release side only
 	}
 	for _, pkg := range strings.Fields(string(out)) {
 		for _, f := range forbidden {

@@ -17,6 +17,7 @@ import (
 	"runtime/pprof"
 
 	"github.com/fwctl/fwctl/delta"
+	"github.com/fwctl/fwctl/delta/zstdref"
 )
 
 func main() {
@@ -108,7 +109,7 @@ func encode(ctx context.Context, baseName, targetName, outName string) error {
 	}
 	defer target.Close()
 	return writeFile(outName, func(w io.Writer) error {
-		return delta.Encode(ctx, base, baseLen, target, targetLen, w, nil)
+		return delta.Encode(ctx, base, baseLen, target, targetLen, w, &delta.EncodeOptions{Compressor: zstdref.Compressor()})
 	})
 }
 
