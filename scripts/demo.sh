@@ -36,9 +36,11 @@ step "1. Release engineer: create a signing workspace (keys encrypted at rest)"
 run fwctl init ws
 echo "Key files are encrypted:"; grep -l '"encrypted"' ws/keys/*.json | sed 's/^/  /'
 
-step "2. Build two sample firmware images"
+step "2. Build sample firmware images (2.0.0 is 1.0.0 with a 64 KiB fix, like a security patch)"
 mkfw() { { printf 'ACME-GW firmware %s\n' "$1"; head -c $((8<<20)) /dev/urandom; } > "$2"; }
-mkfw 1.0.0 fw-1.0.0.img; mkfw 2.0.0 fw-2.0.0.img; mkfw 3.0.0 fw-3.0.0.img
+mkfw 1.0.0 fw-1.0.0.img; mkfw 3.0.0 fw-3.0.0.img
+{ printf 'ACME-GW firmware 2.0.0\n'; tail -c +24 fw-1.0.0.img; } > fw-2.0.0.img
+head -c 65536 /dev/urandom | dd of=fw-2.0.0.img bs=65536 seek=50 conv=notrunc status=none
 ls -l fw-*.img | awk '{print "  " $5, $9}'
 
 step "3. Release v1.0.0 (security counter 1) and publish"
@@ -74,10 +76,13 @@ expect 10 fwagent update
 run fwagent simulate-boot
 run fwagent confirm
 
-step "7. Release v2.0.0 (counter 2), update, reboot, confirm"
-run fwctl -w ws target add fw-2.0.0.img --hardware acme-gw-v2 --version 2.0.0 --counter 2 --name firmware.img
+step "7. Release v2.0.0 (counter 2) with a delta from v1.0.0; the device installs it by delta"
+run fwctl -w ws target add fw-2.0.0.img --hardware acme-gw-v2 --version 2.0.0 --counter 2 --name firmware.img --delta-from 1
 run fwctl -w ws publish --out repo
-expect 10 fwagent update
+ls -l repo/targets/acme-gw-v2/2.0.0/ | awk 'NR>1 {print "  " $5, $9}'
+expect 10 fwagent update >update.log
+cat update.log
+grep -q 'rebuilt from delta' update.log || { echo "demo: expected the device to install by delta" >&2; exit 1; }
 run fwagent simulate-boot
 run fwagent confirm
 run fwagent status
