@@ -12,6 +12,7 @@ pkgs=(
   qemu-user-static binfmt-support      # arm64/riscv64 agent under qemu-user
   softhsm2 opensc                      # PKCS#11 HSM (signer)
   mariadb-server socat                 # Rekor's Trillian storage, loopback forwarder (scripts/rekor.sh)
+  postgresql                           # fwrepo's inventory on PostgreSQL (scripts/postgres.sh)
 )
 missing=()
 for p in "${pkgs[@]}"; do
