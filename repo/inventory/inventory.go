@@ -1,7 +1,9 @@
 // Package inventory is fwrepo's device registry and fleet inventory: the
 // devices allowed to report (ID and public key), the nonces handed out for
 // their reports, and the latest signed device manifest of each, in an
-// embedded SQLite database (modernc.org/sqlite, pure Go).
+// embedded SQLite database (modernc.org/sqlite, pure Go) or, at fleet scale,
+// in PostgreSQL (github.com/jackc/pgx/v5, pure Go), chosen by Open's
+// argument; both keep the same tables and give the same answers.
 //
 // It accepts a manifest only from a registered device, signed by that
 // device's key, carrying a nonce it issued that is neither expired nor used.
@@ -16,6 +18,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
@@ -52,6 +55,8 @@ const (
 // several processes on one file (fwrepo serve and fwrepo devices add).
 type DB struct {
 	db *sql.DB
+	// pg: PostgreSQL, whose placeholders are $1, $2, … instead of ?.
+	pg bool
 	// Now is the clock (tests move it to expire nonces).
 	Now func() time.Time
 	// NonceTTL is how long an issued nonce stays valid.
@@ -85,8 +90,33 @@ CREATE TABLE IF NOT EXISTS removed (
 PRAGMA user_version = 1;
 `
 
-// Open opens (creating if needed) the inventory database at path.
-func Open(path string) (*DB, error) {
+// schemaVersion is the version of the tables this package creates and reads.
+const schemaVersion = 1
+
+// Open opens (creating if needed) the inventory database dsn: a PostgreSQL
+// URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME[?sslmode=…]) or else
+// the path of an SQLite file. It gives up on an unreachable PostgreSQL
+// server after 15 seconds; OpenContext takes a context instead.
+func Open(dsn string) (*DB, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return OpenContext(ctx, dsn)
+}
+
+// OpenContext is Open with a context bounding the connection and schema
+// set-up.
+func OpenContext(ctx context.Context, dsn string) (*DB, error) {
+	if IsPostgres(dsn) {
+		return openPostgres(ctx, dsn)
+	}
+	return openSQLite(ctx, dsn)
+}
+
+func newDB(db *sql.DB, pg bool) *DB {
+	return &DB{db: db, pg: pg, Now: time.Now, NonceTTL: DefaultNonceTTL, MaxOutstanding: DefaultMaxOutstanding}
+}
+
+func openSQLite(ctx context.Context, path string) (*DB, error) {
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(wal)&_pragma=synchronous(full)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -96,19 +126,37 @@ func Open(path string) (*DB, error) {
 	// busy errors out of a single process.
 	db.SetMaxOpenConns(1)
 	var v int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open inventory %s: %w (is it an SQLite database?)", path, err)
 	}
-	if v > 1 {
+	if v > schemaVersion {
 		db.Close()
-		return nil, fmt.Errorf("inventory %s has schema version %d, this fwrepo knows 1: upgrade fwrepo", path, v)
+		return nil, fmt.Errorf("inventory %s has schema version %d, this fwrepo knows %d: upgrade fwrepo", path, v, schemaVersion)
 	}
-	if _, err := db.Exec(schema); err != nil {
+	if _, err := db.ExecContext(ctx, schema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("create inventory schema in %s: %w", path, err)
 	}
-	return &DB{db: db, Now: time.Now, NonceTTL: DefaultNonceTTL, MaxOutstanding: DefaultMaxOutstanding}, nil
+	return newDB(db, false), nil
+}
+
+// q adapts a query written with ? placeholders to the database's dialect.
+func (d *DB) q(query string) string {
+	if !d.pg {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // Close closes the database.
@@ -155,7 +203,7 @@ func (d *DB) AddDevice(ctx context.Context, id string, pubPEM []byte, opt AddOpt
 	}
 	defer tx.Rollback()
 	var oldKey string
-	switch err := tx.QueryRowContext(ctx, "SELECT key_id FROM devices WHERE id = ?", id).Scan(&oldKey); {
+	switch err := tx.QueryRowContext(ctx, d.q("SELECT key_id FROM devices WHERE id = ?"), id).Scan(&oldKey); {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return nil, false, err
@@ -167,7 +215,7 @@ func (d *DB) AddDevice(ctx context.Context, id string, pubPEM []byte, opt AddOpt
 		return nil, false, fmt.Errorf("%w: %s has key %s, the new key is %s; use --replace if the device's TPM was replaced", ErrDeviceExists, id, oldKey, keyID)
 	}
 	var other string
-	switch err := tx.QueryRowContext(ctx, "SELECT id FROM devices WHERE key_id = ? AND id != ?", keyID, id).Scan(&other); {
+	switch err := tx.QueryRowContext(ctx, d.q("SELECT id FROM devices WHERE key_id = ? AND id != ?"), keyID, id).Scan(&other); {
 	case errors.Is(err, sql.ErrNoRows):
 	case err != nil:
 		return nil, false, err
@@ -175,15 +223,18 @@ func (d *DB) AddDevice(ctx context.Context, id string, pubPEM []byte, opt AddOpt
 		return nil, false, fmt.Errorf("%w: key %s belongs to device %s; one key identifies one device", ErrKeyInUse, keyID, other)
 	}
 	now := d.Now().UTC()
-	_, err = tx.ExecContext(ctx, `INSERT INTO devices (id, key_id, public_key, added_at) VALUES (?, ?, ?, ?)
+	_, err = tx.ExecContext(ctx, d.q(`INSERT INTO devices (id, key_id, public_key, added_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET key_id = excluded.key_id, public_key = excluded.public_key,
-		added_at = excluded.added_at, last_seen = NULL, manifest = NULL`,
+		added_at = excluded.added_at, last_seen = NULL, manifest = NULL`),
 		id, keyID, string(pubPEM), now.UnixNano())
+	if keyConflict(err) {
+		return nil, false, fmt.Errorf("%w: key %s was just registered for another device; one key identifies one device", ErrKeyInUse, keyID)
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("register device %s: %w", id, err)
 	}
 	// Registering a removed device again puts it back into service.
-	if _, err := tx.ExecContext(ctx, "DELETE FROM removed WHERE id = ?", id); err != nil {
+	if _, err := tx.ExecContext(ctx, d.q("DELETE FROM removed WHERE id = ?"), id); err != nil {
 		return nil, false, fmt.Errorf("register device %s: %w", id, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -195,7 +246,7 @@ func (d *DB) AddDevice(ctx context.Context, id string, pubPEM []byte, opt AddOpt
 // Device returns the registered device id, or an error wrapping
 // ErrDeviceRemoved (it was removed) or ErrUnknownDevice (never registered).
 func (d *DB) Device(ctx context.Context, id string) (*Device, error) {
-	row := d.db.QueryRowContext(ctx, "SELECT id, key_id, public_key, added_at, last_seen, manifest FROM devices WHERE id = ?", id)
+	row := d.db.QueryRowContext(ctx, d.q("SELECT id, key_id, public_key, added_at, last_seen, manifest FROM devices WHERE id = ?"), id)
 	dev, err := scanDevice(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, d.notRegistered(ctx, d.db, id)
@@ -209,7 +260,7 @@ func (d *DB) notRegistered(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, id string) error {
 	var at int64
-	switch err := q.QueryRowContext(ctx, "SELECT removed_at FROM removed WHERE id = ?", id).Scan(&at); {
+	switch err := q.QueryRowContext(ctx, d.q("SELECT removed_at FROM removed WHERE id = ?"), id).Scan(&at); {
 	case errors.Is(err, sql.ErrNoRows):
 		return fmt.Errorf("%w: %q (register it with 'fwrepo devices add %s --pubkey FILE')", ErrUnknownDevice, id, id)
 	case err != nil:
@@ -230,7 +281,7 @@ func (d *DB) RemoveDevice(ctx context.Context, id string) (*Device, error) {
 		return nil, err
 	}
 	defer tx.Rollback()
-	row := tx.QueryRowContext(ctx, "SELECT id, key_id, public_key, added_at, last_seen, manifest FROM devices WHERE id = ?", id)
+	row := tx.QueryRowContext(ctx, d.q("SELECT id, key_id, public_key, added_at, last_seen, manifest FROM devices WHERE id = ?"), id)
 	dev, err := scanDevice(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		err := d.notRegistered(ctx, tx, id)
@@ -242,11 +293,11 @@ func (d *DB) RemoveDevice(ctx context.Context, id string) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remove device %s: %w", id, err)
 	}
-	if _, err := tx.ExecContext(ctx, "DELETE FROM devices WHERE id = ?", id); err != nil {
+	if _, err := tx.ExecContext(ctx, d.q("DELETE FROM devices WHERE id = ?"), id); err != nil {
 		return nil, fmt.Errorf("remove device %s: %w", id, err)
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO removed (id, key_id, removed_at) VALUES (?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET key_id = excluded.key_id, removed_at = excluded.removed_at`,
+	_, err = tx.ExecContext(ctx, d.q(`INSERT INTO removed (id, key_id, removed_at) VALUES (?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET key_id = excluded.key_id, removed_at = excluded.removed_at`),
 		id, dev.KeyID, d.Now().UTC().UnixNano())
 	if err != nil {
 		return nil, fmt.Errorf("remove device %s: %w", id, err)
@@ -259,7 +310,7 @@ func (d *DB) RemoveDevice(ctx context.Context, id string) (*Device, error) {
 
 // List returns every registered device, ordered by ID.
 func (d *DB) List(ctx context.Context) ([]*Device, error) {
-	rows, err := d.db.QueryContext(ctx, "SELECT id, key_id, public_key, added_at, last_seen, manifest FROM devices ORDER BY id")
+	rows, err := d.db.QueryContext(ctx, d.q("SELECT id, key_id, public_key, added_at, last_seen, manifest FROM devices ORDER BY id"))
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
 	}
@@ -313,17 +364,17 @@ func (d *DB) Nonce(ctx context.Context) (string, time.Time, error) {
 		return "", time.Time{}, err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, "DELETE FROM nonces WHERE expires <= ?", now.UnixNano()); err != nil {
+	if _, err := tx.ExecContext(ctx, d.q("DELETE FROM nonces WHERE expires <= ?"), now.UnixNano()); err != nil {
 		return "", time.Time{}, fmt.Errorf("expire nonces: %w", err)
 	}
 	var n int
-	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM nonces").Scan(&n); err != nil {
+	if err := tx.QueryRowContext(ctx, d.q("SELECT count(*) FROM nonces")).Scan(&n); err != nil {
 		return "", time.Time{}, err
 	}
 	if n >= d.MaxOutstanding {
 		return "", time.Time{}, fmt.Errorf("%w (%d); retry in %s", ErrBusy, n, d.NonceTTL)
 	}
-	if _, err := tx.ExecContext(ctx, "INSERT INTO nonces (nonce, expires) VALUES (?, ?)", nonce, exp.UnixNano()); err != nil {
+	if _, err := tx.ExecContext(ctx, d.q("INSERT INTO nonces (nonce, expires) VALUES (?, ?)"), nonce, exp.UnixNano()); err != nil {
 		return "", time.Time{}, fmt.Errorf("store nonce: %w", err)
 	}
 	return nonce, exp, tx.Commit()
@@ -360,7 +411,7 @@ func (d *DB) Accept(ctx context.Context, envelope []byte) (*manifests.DeviceMani
 	}
 	defer tx.Rollback()
 	var exp int64
-	switch err := tx.QueryRowContext(ctx, "DELETE FROM nonces WHERE nonce = ? RETURNING expires", m.Nonce).Scan(&exp); {
+	switch err := tx.QueryRowContext(ctx, d.q("DELETE FROM nonces WHERE nonce = ? RETURNING expires"), m.Nonce).Scan(&exp); {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, fmt.Errorf("%w: device %s: nonce %.16s… was not issued by this server or was already used; fetch a fresh one", ErrNonce, m.DeviceID, m.Nonce)
 	case err != nil:
@@ -372,7 +423,7 @@ func (d *DB) Accept(ctx context.Context, envelope []byte) (*manifests.DeviceMani
 		}
 		return nil, fmt.Errorf("%w: device %s: nonce expired at %s; fetch a fresh one and report within %s", ErrNonce, m.DeviceID, time.Unix(0, exp).UTC().Format(time.RFC3339), d.NonceTTL)
 	}
-	res, err := tx.ExecContext(ctx, "UPDATE devices SET last_seen = ?, manifest = ? WHERE id = ?", now.UnixNano(), envelope, m.DeviceID)
+	res, err := tx.ExecContext(ctx, d.q("UPDATE devices SET last_seen = ?, manifest = ? WHERE id = ?"), now.UnixNano(), envelope, m.DeviceID)
 	if err != nil {
 		return nil, fmt.Errorf("store manifest of %s: %w", m.DeviceID, err)
 	}
