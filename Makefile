@@ -40,11 +40,13 @@ deps:
 	@$(MAKE) --no-print-directory tools
 
 # The pinned Rekor, Trillian and cosign binaries the transparency tests run,
-# built once into $$FW_TOOLS_DIR (about 12 minutes from a cold build cache
-# on 2 cores; seconds when present).
+# and versitygw (the S3-compatible server of the object storage tests),
+# built once into $$FW_TOOLS_DIR (about 15 minutes from a cold build cache
+# on 2 cores, versitygw 3 of them; seconds when present).
 tools:
 	@scripts/rekor.sh build
 	@scripts/cosign.sh >/dev/null
+	@scripts/s3.sh build
 
 # Every test, then the agent's packages under qemu-user (arm64, riscv64).
 test: deps

@@ -1,0 +1,135 @@
+package blob_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/fwctl/fwctl/internal/testenv"
+	"github.com/fwctl/fwctl/repo/blob"
+)
+
+// testStore is the conformance suite every Store passes.
+func testStore(t *testing.T, st blob.Store) {
+	ctx := context.Background()
+	put := func(name, data string) {
+		t.Helper()
+		if err := st.Put(ctx, name, strings.NewReader(data), int64(len(data))); err != nil {
+			t.Fatalf("Put %s: %v", name, err)
+		}
+	}
+	get := func(name string, off, n int64) string {
+		t.Helper()
+		rc, err := st.Get(ctx, name, off, n)
+		if err != nil {
+			t.Fatalf("Get %s %d %d: %v", name, off, n, err)
+		}
+		defer rc.Close()
+		b, err := io.ReadAll(rc)
+		if err != nil {
+			t.Fatalf("read %s: %v", name, err)
+		}
+		return string(b)
+	}
+
+	if _, err := st.Stat(ctx, "metadata/timestamp.json"); !errors.Is(err, blob.ErrNotExist) {
+		t.Fatalf("Stat of a missing file: %v, want ErrNotExist", err)
+	}
+	if _, err := st.Get(ctx, "metadata/timestamp.json", 0, -1); !errors.Is(err, blob.ErrNotExist) {
+		t.Fatalf("Get of a missing file: %v, want ErrNotExist", err)
+	}
+	put("metadata/timestamp.json", `{"v":1}`)
+	put("metadata/1.root.json", `root`)
+	put("targets/hw/abc.fw.img", "0123456789")
+	put("metadata/timestamp.json", `{"v":2}`) // replace
+	if got := get("metadata/timestamp.json", 0, -1); got != `{"v":2}` {
+		t.Errorf("after replacing: %q", got)
+	}
+	for _, c := range []struct {
+		off, n int64
+		want   string
+	}{{0, -1, "0123456789"}, {2, 3, "234"}, {7, -1, "789"}, {0, 10, "0123456789"}, {4, 0, ""}} {
+		if got := get("targets/hw/abc.fw.img", c.off, c.n); got != c.want {
+			t.Errorf("Get(%d, %d) = %q, want %q", c.off, c.n, got, c.want)
+		}
+	}
+	fi, err := st.Stat(ctx, "targets/hw/abc.fw.img")
+	if err != nil || fi.Size != 10 || fi.Name != "targets/hw/abc.fw.img" || fi.ModTime.IsZero() {
+		t.Errorf("Stat = %+v, %v", fi, err)
+	}
+	list, err := st.List(ctx, "metadata/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range list {
+		names = append(names, f.Name)
+	}
+	if strings.Join(names, " ") != "metadata/1.root.json metadata/timestamp.json" {
+		t.Errorf("List(metadata/) = %v", names)
+	}
+	if all, err := st.List(ctx, ""); err != nil || len(all) != 3 {
+		t.Errorf("List() = %v, %v; want 3 files", all, err)
+	}
+	if _, err := st.Stat(ctx, "targets/hw"); !errors.Is(err, blob.ErrNotExist) {
+		t.Errorf("Stat of a directory: %v, want ErrNotExist", err)
+	}
+	for _, bad := range []string{"../x", "/etc/passwd", "a/../../b", ""} {
+		if err := st.Put(ctx, bad, strings.NewReader("x"), 1); err == nil {
+			t.Errorf("Put(%q) accepted", bad)
+		}
+		if _, err := st.Get(ctx, bad, 0, -1); err == nil {
+			t.Errorf("Get(%q) accepted", bad)
+		}
+	}
+	// blob.Reader serves ranges as http.ServeContent asks for them.
+	r := blob.NewReader(ctx, st, "targets/hw/abc.fw.img", 10)
+	defer r.Close()
+	if n, _ := r.Seek(0, io.SeekEnd); n != 10 {
+		t.Errorf("Seek end = %d", n)
+	}
+	r.Seek(3, io.SeekStart)
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(r, b); err != nil || string(b) != "3456" {
+		t.Errorf("Reader at 3: %q, %v", b, err)
+	}
+	r.Seek(1, io.SeekStart)
+	if rest, err := io.ReadAll(r); err != nil || !bytes.Equal(rest, []byte("123456789")) {
+		t.Errorf("Reader at 1: %q, %v", rest, err)
+	}
+}
+
+func TestDir(t *testing.T) { testStore(t, blob.Dir(t.TempDir())) }
+
+// TestS3 runs the suite against a real S3-compatible server (versitygw).
+func TestS3(t *testing.T) {
+	s3 := testenv.RequireS3(t)
+	s3.Setenv(t)
+	st, err := blob.Open(s3.URL("fleet/prod"), blob.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testStore(t, st)
+	// The prefix confines the store: the bucket root sees the files
+	// under it.
+	whole, err := blob.Open(s3.URL(""), blob.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := whole.Stat(context.Background(), "fleet/prod/metadata/1.root.json"); err != nil {
+		t.Errorf("object not under the prefix: %v", err)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	if _, err := blob.Open("s3://b/p", blob.Options{}); err == nil || !strings.Contains(err.Error(), "AWS_ACCESS_KEY_ID") {
+		t.Errorf("no credentials: %v", err)
+	}
+	if _, err := blob.Open("s3:///p", blob.Options{}); err == nil {
+		t.Error("no bucket accepted")
+	}
+}
