@@ -34,12 +34,17 @@ func devicesCmd(jsonOut *bool) *cobra.Command {
 		Short: "Register, list and remove devices: the fleet's installed versions (inventory database)",
 		Args:  cobra.NoArgs,
 	}
-	c.PersistentFlags().StringVar(&dbPath, "db", defaultDB(), "inventory database, shared with 'fwrepo serve --db' ($"+DBEnv+")")
+	// The default is resolved when the command runs, not shown by --help:
+	// $FWREPO_DB may hold a PostgreSQL password.
+	c.PersistentFlags().StringVar(&dbPath, "db", "", "inventory database, shared with 'fwrepo serve --db': an SQLite file or a postgres:// URL (default $"+DBEnv+", else fwrepo.db)")
 	c.AddCommand(devicesAddCmd(jsonOut, &dbPath), devicesListCmd(jsonOut, &dbPath), devicesRemoveCmd(jsonOut, &dbPath))
 	return c
 }
 
 func openInventory(path string) (*inventory.DB, error) {
+	if path == "" {
+		path = defaultDB()
+	}
 	db, err := inventory.Open(path)
 	if err != nil {
 		return nil, cli.WithCode(cli.ExitUsage, err)
@@ -199,6 +204,6 @@ func withDeviceAPI(dbPath string, repository http.Handler, log *slog.Logger) (ht
 	mux := http.NewServeMux()
 	mux.Handle("/api/", inventory.Handler(db, log))
 	mux.Handle("/", repository)
-	log.Info("device API enabled", "db", dbPath, "nonce", manifests.NoncePath, "manifests", manifests.ManifestPath)
+	log.Info("device API enabled", "db", inventory.RedactDSN(dbPath), "nonce", manifests.NoncePath, "manifests", manifests.ManifestPath)
 	return mux, db.Close, nil
 }

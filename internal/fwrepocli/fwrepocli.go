@@ -102,6 +102,9 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 				}()
 			}
 			var handler http.Handler = srv
+			if dbPath == "" {
+				dbPath = os.Getenv(DBEnv)
+			}
 			if dbPath != "" {
 				var closeDB func() error
 				if handler, closeDB, err = withDeviceAPI(dbPath, srv, log); err != nil {
@@ -122,7 +125,7 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 	}
 	c.Flags().StringVar(&dir, "dir", "", "published repository directory (fwctl publish --out)")
 	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address")
-	c.Flags().StringVar(&dbPath, "db", "", "inventory database: enables the device API (/api/v1/nonce, /api/v1/manifests); see 'fwrepo devices'")
+	c.Flags().StringVar(&dbPath, "db", "", "inventory database, an SQLite file or a postgres:// URL: enables the device API (/api/v1/nonce, /api/v1/manifests); see 'fwrepo devices' (default $"+DBEnv+", which keeps a password off the command line)")
 	c.Flags().StringVar(&tsKey, "timestamp-key", "", "online timestamp key: a key file or key URI (file:PATH, pkcs11:…, tpm:DEVICE?handle=…); enables re-signing (passphrase in $"+PassphraseEnv+"); re-opened on SIGHUP, when the file changes, or when a new root revokes it")
 	c.Flags().DurationVar(&tsLifetime, "timestamp-lifetime", 24*time.Hour, "lifetime of re-signed timestamps; re-signed when less than half is left")
 	c.Flags().DurationVar(&tsMaxAge, "timestamp-max-age", 10*time.Second, "Cache-Control max-age for timestamp.json")
