@@ -49,6 +49,13 @@ func TestScripts(t *testing.T) {
 			"exitcode": cmdExitCode,
 			"missing":  cmdMissing,
 			"swtpm":    cmdSwtpm,
+			"postgres": cmdPostgres,
+		},
+		Condition: func(cond string) (bool, error) {
+			if cond == "postgres" {
+				return testenv.HavePostgres(), nil
+			}
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 	})
 }

@@ -23,6 +23,17 @@ type Postgres struct {
 	n   atomic.Int64
 }
 
+// HavePostgres reports whether PostgreSQL's server programs are installed
+// (where scripts/postgres.sh looks: Debian's /usr/lib/postgresql/*/bin, or
+// initdb on $PATH).
+func HavePostgres() bool {
+	if m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb"); len(m) > 0 {
+		return true
+	}
+	_, err := exec.LookPath("initdb")
+	return err == nil
+}
+
 // StartPostgres starts a private PostgreSQL server. The error wraps
 // ErrNoPostgres when PostgreSQL is not installed. Stop it with Stop.
 func StartPostgres() (*Postgres, error) {
