@@ -1,17 +1,18 @@
 package repo
 
 import (
+	"context"
 	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/signer"
 )
 
@@ -26,8 +27,11 @@ var ErrOnlineKeyNotAuthorised = errors.New("online key is not a timestamp key of
 // replaced in place. It is not safe for concurrent use: one goroutine
 // calls Check and Reload.
 type OnlineTimestamp struct {
-	// Dir is the published repository.
+	// Dir is the published repository directory; ignored when Store is set.
 	Dir string
+	// Store holds the published repository (a directory or an S3 bucket,
+	// see blob.Open); re-signed timestamps are written back to it.
+	Store blob.Store
 	// KeyURI names the key: a key file or file:, pkcs11: or tpm: URI.
 	KeyURI string
 	// Options open the key (passphrase, PIN).
@@ -53,6 +57,13 @@ type ResignResult struct {
 	Expires  time.Time // its expiry
 	KeyID    string    // the key that signed it
 	Reason   string    // why it was re-signed
+}
+
+func (o *OnlineTimestamp) store() blob.Store {
+	if o.Store == nil {
+		return blob.Dir(o.Dir)
+	}
+	return o.Store
 }
 
 func (o *OnlineTimestamp) log() *slog.Logger {
@@ -104,7 +115,7 @@ func (o *OnlineTimestamp) Reload(reason string) error {
 	if err != nil {
 		return fmt.Errorf("open timestamp key %s: %w", o.KeyURI, err)
 	}
-	root, err := LatestRoot(o.Dir)
+	root, err := latestRootIn(context.Background(), o.store())
 	if err != nil {
 		signer.Close(key)
 		return err
@@ -152,7 +163,8 @@ func (o *OnlineTimestamp) Check() (*ResignResult, error) {
 			o.log().Warn("timestamp key file changed but cannot be used; keeping the previous key", "keyid", o.keyID, "err", err)
 		}
 	}
-	root, err := LatestRoot(o.Dir)
+	ctx := context.Background()
+	root, err := latestRootIn(ctx, o.store())
 	if err != nil {
 		return nil, err
 	}
@@ -165,9 +177,9 @@ func (o *OnlineTimestamp) Check() (*ResignResult, error) {
 		}
 		o.rootVersion = root.Signed.Version
 	}
-	ts, err := metadata.Timestamp().FromFile(filepath.Join(o.Dir, "metadata", "timestamp.json"))
+	ts, err := readTimestamp(ctx, o.store())
 	if err != nil {
-		return nil, fmt.Errorf("read timestamp: %w", err)
+		return nil, err
 	}
 	now := o.now()
 	reason := ""
@@ -179,7 +191,7 @@ func (o *OnlineTimestamp) Check() (*ResignResult, error) {
 	default:
 		return &ResignResult{Version: ts.Signed.Version, Expires: ts.Signed.Expires}, nil
 	}
-	v, err := ResignTimestamp(o.Dir, o.key, o.Lifetime, now)
+	v, err := resignTimestampIn(ctx, o.store(), o.key, o.Lifetime, now)
 	if err != nil {
 		return nil, err
 	}

@@ -1,27 +1,53 @@
 package repo
 
 import (
+	"bytes"
+	"context"
 	"crypto"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/signer"
 )
 
 // LatestRoot returns the newest N.root.json of a published repository.
 func LatestRoot(dir string) (*metadata.Metadata[metadata.RootType], error) {
-	roots, err := versionedFiles(filepath.Join(dir, "metadata"), "root")
+	return latestRootIn(context.Background(), blob.Dir(dir))
+}
+
+// latestRootIn returns the newest metadata/N.root.json in st.
+func latestRootIn(ctx context.Context, st blob.Store) (*metadata.Metadata[metadata.RootType], error) {
+	files, err := st.List(ctx, "metadata/")
 	if err != nil {
 		return nil, err
 	}
-	if len(roots) == 0 {
-		return nil, fmt.Errorf("%s: no N.root.json: not a published fwctl repository", dir)
+	newest, name := int64(0), ""
+	for _, f := range files {
+		v, rest, ok := strings.Cut(strings.TrimPrefix(f.Name, "metadata/"), ".")
+		n, err := strconv.ParseInt(v, 10, 64)
+		if ok && err == nil && rest == "root.json" && n > newest {
+			newest, name = n, f.Name
+		}
 	}
-	return metadata.Root().FromFile(filepath.Join(dir, "metadata", roots[len(roots)-1]))
+	if name == "" {
+		return nil, fmt.Errorf("%s: no metadata/N.root.json: not a published fwctl repository", st)
+	}
+	b, err := blob.ReadAll(ctx, st, name)
+	if err != nil {
+		return nil, err
+	}
+	root, err := metadata.Root().FromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s in %s: %w", name, st, err)
+	}
+	return root, nil
 }
 
 // CheckTimestampKey reports whether key is authorised for timestamp in the
@@ -53,10 +79,31 @@ func TimestampExpires(dir string) (time.Time, error) {
 // ResignTimestamp re-signs a published repository's timestamp.json with a
 // new version and expiry (online key), replacing it atomically.
 func ResignTimestamp(dir string, key crypto.Signer, lifetime time.Duration, now time.Time) (int64, error) {
-	path := filepath.Join(dir, "metadata", "timestamp.json")
-	ts, err := metadata.Timestamp().FromFile(path)
+	return resignTimestampIn(context.Background(), blob.Dir(dir), key, lifetime, now)
+}
+
+// readTimestamp reads metadata/timestamp.json from st.
+func readTimestamp(ctx context.Context, st blob.Store) (*metadata.Metadata[metadata.TimestampType], error) {
+	b, err := blob.ReadAll(ctx, st, timestampName)
 	if err != nil {
-		return 0, fmt.Errorf("read timestamp: %w", err)
+		return nil, fmt.Errorf("read timestamp: %w", err)
+	}
+	ts, err := metadata.Timestamp().FromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("read timestamp from %s: %w", st, err)
+	}
+	return ts, nil
+}
+
+// timestampName is where a repository keeps its timestamp.
+const timestampName = "metadata/timestamp.json"
+
+// resignTimestampIn is ResignTimestamp for any store; the store's Put
+// replaces the file atomically (rename, or one S3 object write).
+func resignTimestampIn(ctx context.Context, st blob.Store, key crypto.Signer, lifetime time.Duration, now time.Time) (int64, error) {
+	ts, err := readTimestamp(ctx, st)
+	if err != nil {
+		return 0, err
 	}
 	ts.Signed.Version++
 	ts.Signed.Expires = now.UTC().Add(lifetime)
@@ -64,8 +111,12 @@ func ResignTimestamp(dir string, key crypto.Signer, lifetime time.Duration, now 
 	if _, err := ts.Sign(signer.TUF(key)); err != nil {
 		return 0, fmt.Errorf("sign timestamp: %w", err)
 	}
-	if err := writeMetadata(path, ts); err != nil {
-		return 0, err
+	b, err := ts.ToBytes(true)
+	if err != nil {
+		return 0, fmt.Errorf("encode timestamp: %w", err)
+	}
+	if err := st.Put(ctx, timestampName, bytes.NewReader(b), int64(len(b))); err != nil {
+		return 0, fmt.Errorf("write re-signed timestamp: %w", err)
 	}
 	return ts.Signed.Version, nil
 }

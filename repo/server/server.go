@@ -1,11 +1,13 @@
 // Package server serves a published fwctl repository over HTTP: metadata and
 // targets with correct content types, HTTP Range, strong ETags and cache
 // headers suited to TUF (short for timestamp.json, immutable for
-// version- and hash-named files), and a health endpoint. It only reads the
-// repository directory; it never serves anything outside it.
+// version- and hash-named files), and a health endpoint. The repository is a
+// directory or any other blob.Store (an S3 bucket); the server only reads
+// it and never serves anything outside metadata/ and targets/.
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,16 +18,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/fwctl/fwctl/repo/blob"
 )
 
 // Options configure a Server.
 type Options struct {
-	Dir    string
+	// Dir is the repository directory; ignored when Store is set.
+	Dir string
+	// Store holds the repository (a directory or bucket, see blob.Open).
+	Store  blob.Store
 	Logger *slog.Logger
 	// TimestampMaxAge is the Cache-Control max-age of timestamp.json.
 	TimestampMaxAge time.Duration
@@ -33,20 +39,24 @@ type Options struct {
 
 // Server is an HTTP handler for a repository directory.
 type Server struct {
-	root   *os.Root
+	store  blob.Store
 	log    *slog.Logger
 	tsAge  time.Duration
 	health func() error
 }
 
-// New opens dir for serving.
+// New opens the repository for serving.
 func New(opt Options) (*Server, error) {
-	root, err := os.OpenRoot(opt.Dir)
-	if err != nil {
-		return nil, fmt.Errorf("open repository %s: %w", opt.Dir, err)
+	st := opt.Store
+	if st == nil {
+		st = blob.Dir(opt.Dir)
 	}
-	if _, err := root.Stat("metadata"); err != nil {
-		return nil, fmt.Errorf("%s has no metadata directory: publish first with 'fwctl publish --out %s'", opt.Dir, opt.Dir)
+	md, err := st.List(context.Background(), "metadata/")
+	if err != nil {
+		return nil, fmt.Errorf("open repository %s: %w", st, err)
+	}
+	if len(md) == 0 {
+		return nil, fmt.Errorf("%s has no metadata: publish first with 'fwctl publish --out %s'", st, st)
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -54,7 +64,7 @@ func New(opt Options) (*Server, error) {
 	if opt.TimestampMaxAge == 0 {
 		opt.TimestampMaxAge = 10 * time.Second
 	}
-	return &Server{root: root, log: opt.Logger, tsAge: opt.TimestampMaxAge}, nil
+	return &Server{store: st, log: opt.Logger, tsAge: opt.TimestampMaxAge}, nil
 }
 
 // SetHealthCheck installs a function /healthz consults.
@@ -105,14 +115,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	f, err := s.root.Open(p)
+	fi, err := s.store.Stat(r.Context(), p)
 	if err != nil {
-		http.NotFound(w, r)
-		return
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil || !fi.Mode().IsRegular() {
+		if !errors.Is(err, blob.ErrNotExist) {
+			// The store is unreachable: a retryable error, not a 404
+			// a CDN would cache.
+			s.log.Error("stat failed", "path", p, "err", err)
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "repository storage unavailable", http.StatusServiceUnavailable)
+			return
+		}
 		http.NotFound(w, r)
 		return
 	}
@@ -132,21 +144,29 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		h.Set("Cache-Control", "no-cache")
 	}
+	var content io.ReadSeeker
 	if top == "targets" && hashedRE.MatchString(name) {
 		h.Set("ETag", `"sha256-`+name[:64]+`"`)
-	} else if fi.Size() <= 16<<20 {
-		sum := sha256.New()
-		if _, err := io.Copy(sum, f); err != nil {
+	} else if fi.Size <= 16<<20 {
+		// Small files (metadata) are read whole to hash them for the
+		// ETag, and served from memory: one read from the store.
+		b, err := blob.ReadAll(r.Context(), s.store, p)
+		if err != nil {
+			s.log.Error("read failed", "path", p, "err", err)
 			http.Error(w, "read error", http.StatusInternalServerError)
 			return
 		}
-		h.Set("ETag", `"sha256-`+hex.EncodeToString(sum.Sum(nil))+`"`)
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			http.Error(w, "read error", http.StatusInternalServerError)
-			return
-		}
+		sum := sha256.Sum256(b)
+		h.Set("ETag", `"sha256-`+hex.EncodeToString(sum[:])+`"`)
+		content = bytes.NewReader(b)
 	}
-	http.ServeContent(w, r, name, fi.ModTime(), f)
+	if content == nil {
+		// Large files are read only in the ranges asked for.
+		rd := blob.NewReader(r.Context(), s.store, p, fi.Size)
+		defer rd.Close()
+		content = rd
+	}
+	http.ServeContent(w, r, name, fi.ModTime, content)
 }
 
 type recorder struct {
