@@ -19,6 +19,7 @@ import (
 	"github.com/fwctl/fwctl/internal/cli"
 	"github.com/fwctl/fwctl/manifests"
 	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/signer"
 )
 
@@ -279,13 +280,17 @@ func printTargets(w io.Writer, ts []repo.Target) {
 }
 
 func (a *app) publishCmd() *cobra.Command {
-	var out, rekorURL string
+	var out, rekorURL, s3Endpoint string
 	var expiry []string
 	c := &cobra.Command{
 		Use:   "publish",
 		Short: "Sign targets, snapshot and timestamp and write the repository atomically",
-		Args:  cobra.NoArgs,
+		Long: `Sign targets, snapshot and timestamp and write the repository atomically:
+to a directory, or with --out s3://BUCKET/PREFIX to S3-compatible object
+storage (images and versioned metadata first, timestamp.json last).`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
+			ctx := context.Background()
 			exp, err := parseExpiry(expiry)
 			if err != nil {
 				return usage(err)
@@ -301,27 +306,49 @@ func (a *app) publishCmd() *cobra.Command {
 			if a.out.Interactive() {
 				opt.Progress = func(m string) { fmt.Fprintln(a.out.Err, m) }
 			}
+			// Object storage: publish into a local staging directory,
+			// then upload it in a safe order.
+			dir := out
+			var store blob.Store
+			if blob.IsURL(out) {
+				if store, err = blob.Open(out, blob.Options{S3Endpoint: s3Endpoint}); err != nil {
+					return usage(err)
+				}
+				if dir, err = repo.StageFrom(ctx, store); err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+			}
 			var logged []repo.Logged
 			if rekorURL != "" {
-				if logged, err = ws.LogTargets(context.Background(), rekorURL); err != nil {
+				if logged, err = ws.LogTargets(ctx, rekorURL); err != nil {
 					return err
 				}
 			}
-			res, err := ws.Publish(out, opt)
+			res, err := ws.Publish(dir, opt)
 			if err != nil {
 				return err
 			}
 			if rekorURL != "" {
-				l, err := ws.LogTargetsMetadata(context.Background(), rekorURL, out, res.Versions[metadata.TARGETS])
+				l, err := ws.LogTargetsMetadata(ctx, rekorURL, dir, res.Versions[metadata.TARGETS])
 				if err != nil {
 					return err
 				}
 				logged = append(logged, *l)
 			}
+			var up *repo.UploadResult
+			if store != nil {
+				rerun := "fwctl " + strings.Join(os.Args[1:], " ")
+				if up, err = repo.Upload(ctx, dir, store, rerun, repo.UploadOptions{Progress: opt.Progress}); err != nil {
+					return err
+				}
+				res.Out = out
+			}
 			full := struct {
 				*repo.PublishResult
-				Logged []repo.Logged `json:"logged,omitempty"`
-			}{res, logged}
+				Logged []repo.Logged      `json:"logged,omitempty"`
+				Upload *repo.UploadResult `json:"upload,omitempty"`
+			}{res, logged, up}
 			return a.out.Result(full, func(w io.Writer) {
 				fmt.Fprintf(w, "Published %d targets to %s\n", res.Targets, res.Out)
 				for _, r := range repo.Roles {
@@ -330,11 +357,15 @@ func (a *app) publishCmd() *cobra.Command {
 				for _, l := range logged {
 					fmt.Fprintf(w, "  logged %s at index %d (proof %s)\n", l.Path, l.LogIndex, l.Bundle)
 				}
+				if up != nil {
+					fmt.Fprintf(w, "  uploaded %d files, timestamp.json last (%d already there)\n", len(up.Uploaded), up.Skipped)
+				}
 			})
 		},
 	}
 	c.Flags().StringVar(&rekorURL, "rekor", os.Getenv("FWCTL_REKOR_URL"), "record new images and this targets version in the Rekor log at URL ($FWCTL_REKOR_URL)")
-	c.Flags().StringVarP(&out, "out", "o", "", "output repository directory (default WORKSPACE/repository)")
+	c.Flags().StringVarP(&out, "out", "o", "", "output repository: a directory (default WORKSPACE/repository) or s3://BUCKET/PREFIX (credentials from $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY)")
+	c.Flags().StringVar(&s3Endpoint, "s3-endpoint", "", "S3 API endpoint for an s3:// --out, e.g. http://127.0.0.1:7070 (default $AWS_ENDPOINT_URL, else AWS)")
 	c.Flags().StringSliceVar(&expiry, "expiry", nil, "override lifetimes for this publish, e.g. timestamp=1h")
 	return c
 }
