@@ -19,6 +19,7 @@ import (
 
 	"github.com/fwctl/fwctl/internal/cli"
 	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/repo/server"
 	"github.com/fwctl/fwctl/signer"
 )
@@ -49,6 +50,7 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 	var (
 		dir, addr, tsKey string
 		dbPath           string
+		s3Endpoint       string
 		tsLifetime       time.Duration
 		tsMaxAge         time.Duration
 	)
@@ -65,14 +67,18 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 			if dir == "" {
 				return cli.WithCode(cli.ExitUsage, errors.New("--dir is required"))
 			}
-			srv, err := server.New(server.Options{Dir: dir, Logger: log, TimestampMaxAge: tsMaxAge})
+			store, err := blob.Open(dir, blob.Options{S3Endpoint: s3Endpoint})
+			if err != nil {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			srv, err := server.New(server.Options{Store: store, Logger: log, TimestampMaxAge: tsMaxAge})
 			if err != nil {
 				return cli.WithCode(cli.ExitUsage, err)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if tsKey != "" {
-				ot := &repo.OnlineTimestamp{Dir: dir, KeyURI: tsKey, Lifetime: tsLifetime, Log: log,
+				ot := &repo.OnlineTimestamp{Store: store, KeyURI: tsKey, Lifetime: tsLifetime, Log: log,
 					Options: signer.Options{Passphrase: signer.PassphraseSource(PassphraseEnv, "Timestamp key passphrase: ", false)}}
 				if err := ot.Reload("start"); err != nil {
 					if errors.Is(err, repo.ErrOnlineKeyNotAuthorised) {
@@ -123,7 +129,8 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 			return err
 		},
 	}
-	c.Flags().StringVar(&dir, "dir", "", "published repository directory (fwctl publish --out)")
+	c.Flags().StringVar(&dir, "dir", "", "published repository (fwctl publish --out): a directory or s3://BUCKET/PREFIX (credentials from $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY)")
+	c.Flags().StringVar(&s3Endpoint, "s3-endpoint", "", "S3 API endpoint for an s3:// --dir, e.g. http://127.0.0.1:7070 (default $AWS_ENDPOINT_URL, else AWS)")
 	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address")
 	c.Flags().StringVar(&dbPath, "db", "", "inventory database, an SQLite file or a postgres:// URL: enables the device API (/api/v1/nonce, /api/v1/manifests); see 'fwrepo devices' (default $"+DBEnv+", which keeps a password off the command line)")
 	c.Flags().StringVar(&tsKey, "timestamp-key", "", "online timestamp key: a key file or key URI (file:PATH, pkcs11:…, tpm:DEVICE?handle=…); enables re-signing (passphrase in $"+PassphraseEnv+"); re-opened on SIGHUP, when the file changes, or when a new root revokes it")
