@@ -5,10 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/fwctl/fwctl/agent/tlog"
 	"github.com/fwctl/fwctl/internal/atomicfile"
@@ -35,7 +39,8 @@ type AuditReport struct {
 
 // AuditOptions name what Audit checks against.
 type AuditOptions struct {
-	Repo        string // published repository directory
+	Repo        string // published repository directory, when Source is nil
+	Source      Source // the published repository (a directory, bucket or URL)
 	TrustedRoot []byte // root.json the repository must verify from
 	RekorURL    string
 	LogKeyPEM   []byte // the log's public key, pinned by the auditor
@@ -66,7 +71,11 @@ func (ws *Workspace) Audit(ctx context.Context, opt AuditOptions) (*AuditReport,
 	if err != nil {
 		return nil, fmt.Errorf("log key: %w", err)
 	}
-	v, err := VerifyDir(opt.Repo, opt.TrustedRoot, time.Now())
+	src := opt.Source
+	if src == nil {
+		src = DirSource(opt.Repo)
+	}
+	v, err := Verify(ctx, src, opt.TrustedRoot, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("the repository itself does not verify: %w", err)
 	}
@@ -103,7 +112,8 @@ func (ws *Workspace) Audit(ctx context.Context, opt AuditOptions) (*AuditReport,
 			add("missing-proof", "%s names proof %s, which is not a signed target", t.Path, t.Firmware.Tlog)
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(opt.Repo, "targets", filepath.FromSlash(HashedTargetPath(tf))))
+		// Verify checked this file; read it again, no longer than signed.
+		b, err := readLimited(ctx, src, "targets/"+HashedTargetPath(tf), tf.Length, true)
 		if err != nil {
 			add("missing-proof", "%s: %v", t.Path, err)
 			continue
@@ -111,22 +121,28 @@ func (ws *Workspace) Audit(ctx context.Context, opt AuditOptions) (*AuditReport,
 		d, _ := hex.DecodeString(t.SHA256)
 		checkBundle(t.Path, b, d)
 	}
-	versions, err := versionedFiles(filepath.Join(opt.Repo, "metadata"), "targets")
-	if err != nil {
-		return nil, err
-	}
-	for _, name := range versions {
-		rep.Metadata++
-		b, err := os.ReadFile(filepath.Join(opt.Repo, "metadata", name))
+	// Every targets version up to the verified one. A source cannot be
+	// listed (HTTP), so ask for each; a version no longer published is
+	// skipped, as it would be absent from a directory listing.
+	for tv := int64(1); tv <= v.Versions[metadata.TARGETS]; tv++ {
+		name := fmt.Sprintf("%d.targets.json", tv)
+		b, err := readLimited(ctx, src, "metadata/"+name, maxTargetsLength, false)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
+		rep.Metadata++
 		d := sha256.Sum256(b)
 		known[hex.EncodeToString(d[:])] = true
-		bundle, err := os.ReadFile(filepath.Join(opt.Repo, "metadata", name+BundleSuffix))
-		if err != nil {
+		bundle, err := readLimited(ctx, src, "metadata/"+name+BundleSuffix, maxBundleLength, false)
+		if errors.Is(err, fs.ErrNotExist) {
 			add("missing-proof", "metadata/%s has no transparency proof", name)
 			continue
+		}
+		if err != nil {
+			return nil, err
 		}
 		checkBundle("metadata/"+name, bundle, d[:])
 	}

@@ -1,13 +1,13 @@
 package repo
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"io/fs"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
@@ -27,24 +27,32 @@ type VerifyResult struct {
 	targets map[string]*metadata.TargetFiles
 }
 
-// VerifyDir verifies a published repository directory the way a device
-// does: starting from trustedRoot, it follows the root chain, then checks
-// timestamp, snapshot and targets (signatures, thresholds, versions, hashes,
-// expiry at now), then every delegated targets role reachable from targets
-// (the same checks against the delegating role's keys and threshold, and
-// that each of its targets is within the delegated paths; a failure is a
-// *RoleError), then streams every target file and checks its length, hash
-// and firmware metadata.
+// VerifyDir verifies a published repository directory: Verify reading dir.
 func VerifyDir(dir string, trustedRoot []byte, now time.Time) (*VerifyResult, error) {
-	md := filepath.Join(dir, "metadata")
+	return Verify(context.Background(), DirSource(dir), trustedRoot, now)
+}
+
+// Verify verifies a published repository the way a device does: starting
+// from trustedRoot, it follows the root chain, then checks timestamp,
+// snapshot and targets (signatures, thresholds, versions, hashes, expiry at
+// now), then every delegated targets role reachable from targets (the same
+// checks against the delegating role's keys and threshold, and that each of
+// its targets is within the delegated paths; a failure is a *RoleError),
+// then streams every target file and checks its length, hash and firmware
+// metadata. It reads no more of any file than signed metadata records for
+// it (or, where none does, than a device would), so a directory, a bucket
+// and a served repository are verified alike. Errors reading src wrap
+// fs.ErrNotExist for a missing file and ErrUnreachable for a transport
+// failure.
+func Verify(ctx context.Context, src Source, trustedRoot []byte, now time.Time) (*VerifyResult, error) {
 	tm, err := trustedmetadata.New(trustedRoot)
 	if err != nil {
 		return nil, fmt.Errorf("trusted root: %w", err)
 	}
 	tm.RefTime = now
 	for v := tm.Root.Signed.Version + 1; ; v++ {
-		b, err := os.ReadFile(filepath.Join(md, fmt.Sprintf("%d.root.json", v)))
-		if errors.Is(err, os.ErrNotExist) {
+		b, err := readLimited(ctx, src, fmt.Sprintf("metadata/%d.root.json", v), maxRootLength, false)
+		if errors.Is(err, fs.ErrNotExist) {
 			break
 		}
 		if err != nil {
@@ -54,30 +62,43 @@ func VerifyDir(dir string, trustedRoot []byte, now time.Time) (*VerifyResult, er
 			return nil, fmt.Errorf("root version %d: %w", v, err)
 		}
 	}
-	read := func(name string) ([]byte, error) {
-		b, err := os.ReadFile(filepath.Join(md, name))
+	read := func(name string, limit int64, signed bool) ([]byte, error) {
+		b, err := readLimited(ctx, src, "metadata/"+name, limit, signed)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", name, err)
 		}
 		return b, nil
 	}
-	b, err := read("timestamp.json")
+	b, err := read("timestamp.json", maxTimestampLength, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: is %s the repository's root (the one holding metadata/ and targets/), and was it published?", err, src)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if _, err := tm.UpdateTimestamp(b); err != nil {
 		return nil, fmt.Errorf("timestamp: %w", err)
 	}
-	b, err = read(fmt.Sprintf("%d.snapshot.json", tm.Timestamp.Signed.Meta["snapshot.json"].Version))
-	if err != nil {
+	snap := tm.Timestamp.Signed.Meta["snapshot.json"]
+	limit, signed := metaLimit(snap, maxSnapshotLength)
+	b, err = read(fmt.Sprintf("%d.snapshot.json", snap.Version), limit, signed)
+	if err != nil && !isLengthMismatch(err) {
 		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	if _, err := tm.UpdateSnapshot(b, false); err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
-	b, err = read(fmt.Sprintf("%d.targets.json", tm.Snapshot.Signed.Meta["targets.json"].Version))
-	if err != nil {
+	tmeta := tm.Snapshot.Signed.Meta["targets.json"]
+	limit, signed = metaLimit(tmeta, maxTargetsLength)
+	b, err = read(fmt.Sprintf("%d.targets.json", tmeta.Version), limit, signed)
+	if err != nil && !isLengthMismatch(err) {
 		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("targets: %w", err)
 	}
 	targets, err := tm.UpdateTargets(b)
 	if err != nil {
@@ -86,7 +107,7 @@ func VerifyDir(dir string, trustedRoot []byte, now time.Time) (*VerifyResult, er
 	res := &VerifyResult{Targets: nil, targets: targets.Signed.Targets, Versions: map[string]int64{
 		metadata.ROOT: tm.Root.Signed.Version, metadata.TIMESTAMP: tm.Timestamp.Signed.Version,
 		metadata.SNAPSHOT: tm.Snapshot.Signed.Version, metadata.TARGETS: targets.Signed.Version}}
-	delegated, delegatedTargets, err := verifyDelegated(tm, md)
+	delegated, delegatedTargets, err := verifyDelegated(ctx, tm, src)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +115,7 @@ func VerifyDir(dir string, trustedRoot []byte, now time.Time) (*VerifyResult, er
 	all := map[string]*metadata.TargetFiles{}
 	for i, m := range append([]map[string]*metadata.TargetFiles{targets.Signed.Targets}, delegatedTargets...) {
 		for _, tf := range sortedTargetFiles(m) {
-			if err := verifyTarget(dir, tf); err != nil {
+			if err := verifyTarget(ctx, src, tf); err != nil {
 				if i > 0 {
 					err = fmt.Errorf("delegated role %s: %w", delegated[i-1].Role, err)
 				}
@@ -107,16 +128,24 @@ func VerifyDir(dir string, trustedRoot []byte, now time.Time) (*VerifyResult, er
 	return res, nil
 }
 
+// isLengthMismatch reports a file longer than signed metadata records.
+func isLengthMismatch(err error) bool {
+	var e *metadata.ErrLengthOrHashMismatch
+	return errors.As(err, &e)
+}
+
 // verifyTarget checks a target's firmware metadata and its file.
-func verifyTarget(dir string, tf *metadata.TargetFiles) error {
+func verifyTarget(ctx context.Context, src Source, tf *metadata.TargetFiles) error {
 	if _, err := parseTarget(tf); err != nil && !errors.Is(err, manifests.ErrNotFirmware) {
 		return fmt.Errorf("target %s: %w", tf.Path, err)
 	}
-	return verifyFile(filepath.Join(dir, "targets", filepath.FromSlash(HashedTargetPath(tf))), tf)
+	return verifyFile(ctx, src, "targets/"+HashedTargetPath(tf), tf)
 }
 
-func verifyFile(path string, tf *metadata.TargetFiles) error {
-	f, err := os.Open(path)
+// verifyFile streams name from src, reading at most one byte more than
+// tf's signed length, and checks its length and SHA-256.
+func verifyFile(ctx context.Context, src Source, name string, tf *metadata.TargetFiles) error {
+	f, err := src.Open(ctx, name)
 	if err != nil {
 		return fmt.Errorf("target %s: %w", tf.Path, err)
 	}

@@ -1,10 +1,9 @@
 package repo
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -87,7 +86,7 @@ func delegatedRoles(delegator string, d *metadata.Delegations) []pendingRole {
 // and threshold, the version and hashes snapshot records for it, and expiry;
 // then that each of its targets' paths is one every delegation on the way
 // allows. It returns the verified roles and their targets.
-func verifyDelegated(tm *trustedmetadata.TrustedMetadata, md string) ([]VerifiedRole, []map[string]*metadata.TargetFiles, error) {
+func verifyDelegated(ctx context.Context, tm *trustedmetadata.TrustedMetadata, src Source) ([]VerifiedRole, []map[string]*metadata.TargetFiles, error) {
 	queue := delegatedRoles(metadata.TARGETS, tm.Targets[metadata.TARGETS].Signed.Delegations)
 	seen := map[string]bool{metadata.TARGETS: true}
 	var roles []VerifiedRole
@@ -99,7 +98,7 @@ func verifyDelegated(tm *trustedmetadata.TrustedMetadata, md string) ([]Verified
 			continue // delegated twice (or a cycle): verified the first time
 		}
 		seen[p.role] = true
-		t, err := verifyRole(tm, md, p)
+		t, err := verifyRole(ctx, tm, src, p)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -116,7 +115,7 @@ func verifyDelegated(tm *trustedmetadata.TrustedMetadata, md string) ([]Verified
 
 // verifyRole loads and verifies one delegated role and checks its targets'
 // paths.
-func verifyRole(tm *trustedmetadata.TrustedMetadata, md string, p pendingRole) (*metadata.Metadata[metadata.TargetsType], error) {
+func verifyRole(ctx context.Context, tm *trustedmetadata.TrustedMetadata, src Source, p pendingRole) (*metadata.Metadata[metadata.TargetsType], error) {
 	fail := func(err error, fix string) error {
 		return &RoleError{Role: p.role, Delegator: p.delegator, Err: err, Fix: fix}
 	}
@@ -126,7 +125,11 @@ func verifyRole(tm *trustedmetadata.TrustedMetadata, md string, p pendingRole) (
 		return nil, fail(fmt.Errorf("snapshot v%d does not list %s.json", tm.Snapshot.Signed.Version, p.role), republish)
 	}
 	name := fmt.Sprintf("%d.%s.json", meta.Version, p.role)
-	b, err := os.ReadFile(filepath.Join(md, name))
+	limit, signed := metaLimit(meta, maxTargetsLength)
+	b, err := readLimited(ctx, src, "metadata/"+name, limit, signed)
+	if isLengthMismatch(err) {
+		return nil, roleFailure(p, name, nil, err)
+	}
 	if err != nil {
 		return nil, fail(fmt.Errorf("snapshot v%d names %s: %w", tm.Snapshot.Signed.Version, name, err), republish)
 	}

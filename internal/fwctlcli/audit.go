@@ -12,13 +12,14 @@ import (
 
 	"github.com/fwctl/fwctl/internal/cli"
 	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/transparency"
 )
 
 func (a *app) auditCmd() *cobra.Command {
-	var dir, rootFile, rekorURL, logKey string
+	var dir, rootFile, rekorURL, logKey, s3Endpoint string
 	c := &cobra.Command{
-		Use:   "audit --repo DIR --root ROOT --rekor URL [--log-key FILE]",
+		Use:   "audit --repo DIR|s3://BUCKET/PREFIX|URL --root ROOT --rekor URL [--log-key FILE]",
 		Short: "Check a published repository against the transparency log (exit 3 on any finding)",
 		Long: `audit checks that every firmware image and every signed targets version has
 a log entry whose content matches, that the inclusion proofs verify against
@@ -42,6 +43,10 @@ the first audit fetches from the log and keeps (trust on first use).`,
 			if err != nil {
 				return usage(err)
 			}
+			src, err := repo.OpenSource(dir, blob.Options{S3Endpoint: s3Endpoint})
+			if err != nil {
+				return usage(err)
+			}
 			state := filepath.Join(ws.Dir, "transparency")
 			if logKey == "" {
 				logKey = filepath.Join(state, "log.pub")
@@ -60,7 +65,10 @@ the first audit fetches from the log and keeps (trust on first use).`,
 			if err != nil {
 				return usage(err)
 			}
-			rep, err := ws.Audit(context.Background(), repo.AuditOptions{Repo: dir, TrustedRoot: root, RekorURL: rekorURL, LogKeyPEM: pub, StateDir: state})
+			rep, err := ws.Audit(context.Background(), repo.AuditOptions{Source: src, TrustedRoot: root, RekorURL: rekorURL, LogKeyPEM: pub, StateDir: state})
+			if errors.Is(err, repo.ErrUnreachable) {
+				return cli.WithCode(cli.ExitNetwork, err)
+			}
 			if err != nil {
 				return err
 			}
@@ -82,7 +90,8 @@ the first audit fetches from the log and keeps (trust on first use).`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&dir, "repo", "", "published repository directory")
+	c.Flags().StringVar(&dir, "repo", "", "published repository: a directory, s3://BUCKET/PREFIX or http(s)://URL")
+	c.Flags().StringVar(&s3Endpoint, "s3-endpoint", "", "S3 API endpoint for an s3:// --repo (default $AWS_ENDPOINT_URL, else AWS)")
 	c.Flags().StringVar(&rootFile, "root", "", "trusted root.json")
 	c.Flags().StringVar(&rekorURL, "rekor", os.Getenv("FWCTL_REKOR_URL"), "Rekor URL ($FWCTL_REKOR_URL)")
 	c.Flags().StringVar(&logKey, "log-key", "", "the log's public key (PEM); default: pinned in the workspace")

@@ -407,11 +407,17 @@ func (a *app) statusCmd() *cobra.Command {
 }
 
 func (a *app) verifyCmd() *cobra.Command {
-	var rootFile, dir string
+	var rootFile, dir, s3Endpoint string
 	c := &cobra.Command{
-		Use:   "verify",
+		Use:   "verify --root ROOT --repo DIR|s3://BUCKET/PREFIX|URL",
 		Short: "Verify a published repository from a trusted root, as a device would",
-		Args:  cobra.NoArgs,
+		Long: `Verify a published repository from a trusted root, as a device would: a
+directory, object storage (s3://BUCKET/PREFIX, credentials from
+$AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY) or a served repository
+(http(s)://…, the URL devices use). Every file is read no further than the
+length signed metadata records for it. Exit 3: the repository is refused;
+exit 4: it could not be reached.`,
+		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if rootFile == "" || dir == "" {
 				return usage(errors.New("--root and --repo are required"))
@@ -420,9 +426,13 @@ func (a *app) verifyCmd() *cobra.Command {
 			if err != nil {
 				return usage(err)
 			}
-			res, err := repo.VerifyDir(dir, root, time.Now())
+			src, err := repo.OpenSource(dir, blob.Options{S3Endpoint: s3Endpoint})
 			if err != nil {
-				return cli.WithCode(cli.ExitRefused, fmt.Errorf("verify %s: %w", dir, err))
+				return usage(err)
+			}
+			res, err := repo.Verify(context.Background(), src, root, time.Now())
+			if err != nil {
+				return verifyError(dir, err)
 			}
 			return a.out.Result(res, func(w io.Writer) {
 				fmt.Fprintf(w, "OK: %s verifies from %s (root v%d, targets v%d, snapshot v%d, timestamp v%d)\n\n", dir, rootFile,
@@ -435,8 +445,18 @@ func (a *app) verifyCmd() *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&rootFile, "root", "", "trusted root.json (as provisioned on devices)")
-	c.Flags().StringVar(&dir, "repo", "", "published repository directory")
+	c.Flags().StringVar(&dir, "repo", "", "published repository: a directory, s3://BUCKET/PREFIX or http(s)://URL")
+	c.Flags().StringVar(&s3Endpoint, "s3-endpoint", "", "S3 API endpoint for an s3:// --repo (default $AWS_ENDPOINT_URL, else AWS)")
 	return c
+}
+
+// verifyError gives a failed verification of location its exit code: 4
+// when the repository could not be reached (retry), 3 when it was refused.
+func verifyError(location string, err error) error {
+	if errors.Is(err, repo.ErrUnreachable) {
+		return cli.WithCode(cli.ExitNetwork, fmt.Errorf("verify %s: %w", location, err))
+	}
+	return cli.WithCode(cli.ExitRefused, fmt.Errorf("verify %s: %w", location, err))
 }
 
 // delegatedSummary names the verified delegated roles with their versions,
