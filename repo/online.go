@@ -57,6 +57,10 @@ type ResignResult struct {
 	Expires  time.Time // its expiry
 	KeyID    string    // the key that signed it
 	Reason   string    // why it was re-signed
+	// Lost is set when timestamp.json changed between reading and
+	// writing it (a publish landed): nothing was written, and the next
+	// Check reads the new one.
+	Lost bool
 }
 
 func (o *OnlineTimestamp) store() blob.Store {
@@ -192,6 +196,13 @@ func (o *OnlineTimestamp) Check() (*ResignResult, error) {
 		return &ResignResult{Version: ts.Signed.Version, Expires: ts.Signed.Expires}, nil
 	}
 	v, err := resignTimestampIn(ctx, o.store(), o.key, o.Lifetime, now)
+	if errors.Is(err, blob.ErrChanged) {
+		// Not an error: the newer timestamp stays, and is looked at
+		// afresh on the next Check.
+		o.log().Info("timestamp.json changed while re-signing it (a publish landed); kept the new one, re-reading on the next check",
+			"read_version", ts.Signed.Version, "err", err)
+		return &ResignResult{Version: ts.Signed.Version, Expires: ts.Signed.Expires, Reason: reason, Lost: true}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/fwctl/fwctl/internal/atomicfile"
+	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/signer"
 )
 
@@ -237,7 +238,6 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 		data []byte
 	}{
 		{fmt.Sprintf("%d.snapshot.json", snapshot.Signed.Version), snapshotBytes},
-		{"timestamp.json", timestampBytes},
 	}...)
 	for _, f := range files {
 		progress("write metadata/" + f.name)
@@ -245,6 +245,14 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 			return nil, err
 		}
 	}
+	progress("write metadata/timestamp.json")
+	timestampBytes, err = writePublishedTimestamp(out, timestamp, timestampBytes, func() error {
+		return sign(metadata.TIMESTAMP, func(k crypto.Signer) error { _, err := timestamp.Sign(signer.TUF(k)); return err })
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Versions[metadata.TIMESTAMP] = timestamp.Signed.Version
 
 	// Record what was published in the workspace.
 	wsmd := filepath.Join(ws.Dir, "metadata")
@@ -269,6 +277,36 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 		return nil, err
 	}
 	return res, nil
+}
+
+// writePublishedTimestamp replaces out's timestamp.json with ts (encoded
+// as b) while holding blob.Dir's lock on it, the lock fwrepo's re-sign
+// (blob.Dir.Swap) takes for its compare-and-rename, so the two cannot
+// interleave. If fwrepo re-signed the published timestamp since Publish
+// chose ts's version, ts is re-signed (sign) one version above the stored
+// one: a device that already fetched fwrepo's would refuse an equal
+// version. It returns the bytes written.
+func writePublishedTimestamp(out string, ts *metadata.Metadata[metadata.TimestampType], b []byte, sign func() error) ([]byte, error) {
+	unlock, err := blob.Dir(out).Lock(timestampName)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	p := filepath.Join(out, filepath.FromSlash(timestampName))
+	if cur, err := metadata.Timestamp().FromFile(p); err == nil && cur.Signed.Version >= ts.Signed.Version {
+		ts.Signed.Version = cur.Signed.Version + 1
+		ts.ClearSignatures()
+		if err := sign(); err != nil {
+			return nil, err
+		}
+		if b, err = ts.ToBytes(true); err != nil {
+			return nil, err
+		}
+	}
+	if err := atomicfile.Write(p, b, 0o644); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // rootFiles lists N.root.json in version order.

@@ -1,7 +1,6 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"fmt"
@@ -98,12 +97,24 @@ func readTimestamp(ctx context.Context, st blob.Store) (*metadata.Metadata[metad
 // timestampName is where a repository keeps its timestamp.
 const timestampName = "metadata/timestamp.json"
 
-// resignTimestampIn is ResignTimestamp for any store; the store's Put
-// replaces the file atomically (rename, or one S3 object write).
+// resignTimestampIn is ResignTimestamp for any store. The new timestamp
+// replaces only the exact timestamp.json it was made from (blob.Swapper):
+// if a publish wrote a newer one in between, nothing is written and the
+// error wraps blob.ErrChanged, so the caller reads again next time instead
+// of un-publishing that release. Its version is always one more than the
+// version it replaces, which is therefore the one stored.
 func resignTimestampIn(ctx context.Context, st blob.Store, key crypto.Signer, lifetime time.Duration, now time.Time) (int64, error) {
-	ts, err := readTimestamp(ctx, st)
+	sw, ok := st.(blob.Swapper)
+	if !ok {
+		return 0, fmt.Errorf("re-sign timestamp in %s: the store cannot replace a file conditionally, so a re-sign could overwrite a newer publish; use a directory or S3", st)
+	}
+	old, tag, err := sw.GetTagged(ctx, timestampName)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("read timestamp: %w", err)
+	}
+	ts, err := metadata.Timestamp().FromBytes(old)
+	if err != nil {
+		return 0, fmt.Errorf("read timestamp from %s: %w", st, err)
 	}
 	ts.Signed.Version++
 	ts.Signed.Expires = now.UTC().Add(lifetime)
@@ -115,8 +126,8 @@ func resignTimestampIn(ctx context.Context, st blob.Store, key crypto.Signer, li
 	if err != nil {
 		return 0, fmt.Errorf("encode timestamp: %w", err)
 	}
-	if err := st.Put(ctx, timestampName, bytes.NewReader(b), int64(len(b))); err != nil {
-		return 0, fmt.Errorf("write re-signed timestamp: %w", err)
+	if err := sw.Swap(ctx, timestampName, b, tag); err != nil {
+		return 0, fmt.Errorf("write re-signed timestamp v%d: %w", ts.Signed.Version, err)
 	}
 	return ts.Signed.Version, nil
 }

@@ -67,7 +67,7 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 			if dir == "" {
 				return cli.WithCode(cli.ExitUsage, errors.New("--dir is required"))
 			}
-			store, err := blob.Open(dir, blob.Options{S3Endpoint: s3Endpoint})
+			store, err := blob.Open(dir, blob.Options{S3Endpoint: s3Endpoint, Log: log})
 			if err != nil {
 				return cli.WithCode(cli.ExitUsage, err)
 			}

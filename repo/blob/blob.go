@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"strings"
 	"time"
 )
@@ -49,6 +50,9 @@ type Options struct {
 	// S3Endpoint is the S3 API endpoint (https://… or http://host:port);
 	// empty means $AWS_ENDPOINT_URL_S3, then $AWS_ENDPOINT_URL, then AWS.
 	S3Endpoint string
+	// Log receives warnings about the store, such as an S3 server that
+	// cannot make conditional writes (default: discarded).
+	Log *slog.Logger
 }
 
 // IsURL reports whether location names object storage (s3://BUCKET/PREFIX)
@@ -64,7 +68,12 @@ func Open(location string, opt Options) (Store, error) {
 	if bucket == "" {
 		return nil, fmt.Errorf("%q has no bucket: write s3://BUCKET/PREFIX", location)
 	}
-	return NewS3(bucket, prefix, opt.S3Endpoint)
+	s, err := NewS3(bucket, prefix, opt.S3Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	s.Log = opt.Log
+	return s, nil
 }
 
 // ReadAll reads the whole of name.

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path"
 	"sort"
 	"strings"
+	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -25,6 +27,19 @@ type S3 struct {
 	client *s3.Client
 	bucket string
 	prefix string // "" or ends in "/"
+
+	// Log receives the warning when the server cannot make conditional
+	// writes (default: discarded).
+	Log *slog.Logger
+
+	noIfMatch atomic.Bool // the server answered 501 to If-Match
+}
+
+func (s *S3) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
 }
 
 // NewS3 returns the store for bucket and key prefix at endpoint (see
