@@ -50,6 +50,7 @@ func TestS3Scripts(t *testing.T) {
 			"mkimage":  cmdMkImage,
 			"exitcode": cmdExitCode,
 			"s3get":    cmdS3Get,
+			"s3tamper": cmdS3Tamper,
 		},
 	})
 }
@@ -73,6 +74,38 @@ func cmdS3Get(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	ts.Check(err)
 	ts.Check(os.WriteFile(ts.MkAbs(args[1]), b, 0o644))
+}
+
+// s3store opens the store at $S3_URL with the script's credentials.
+func s3store(ts *testscript.TestScript) blob.Store {
+	for _, k := range []string{"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} {
+		os.Setenv(k, ts.Getenv(k)) // the test process's own S3 client
+	}
+	st, err := blob.Open(ts.Getenv("S3_URL"), blob.Options{})
+	ts.Check(err)
+	return st
+}
+
+// s3tamper PREFIX OFFSET: flip the byte at OFFSET of the one object in
+// $S3_URL whose name starts with PREFIX, as someone with write access to
+// the bucket could.
+func cmdS3Tamper(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: s3tamper PREFIX OFFSET")
+	}
+	off, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	st := s3store(ts)
+	ctx := context.Background()
+	files, err := st.List(ctx, args[0])
+	ts.Check(err)
+	if len(files) != 1 {
+		ts.Fatalf("%d objects start with %s in %s, want 1", len(files), args[0], st)
+	}
+	b, err := blob.ReadAll(ctx, st, files[0].Name)
+	ts.Check(err)
+	b[off] ^= 0xff
+	ts.Check(st.Put(ctx, files[0].Name, bytes.NewReader(b), int64(len(b))))
 }
 
 // TestS3ServeRangeETag: fwrepo's server reading a bucket answers Range

@@ -106,7 +106,8 @@ func cmdExitCode(ts *testscript.TestScript, neg bool, args []string) {
 	want, _ := strconv.Atoi(args[0])
 	cmd := exec.Command(args[1], args[2:]...)
 	cmd.Dir = ts.MkAbs(".")
-	for _, k := range []string{"PATH", "HOME", "TMPDIR", "FWCTL_PASSPHRASE", "FWAGENT_CONFIG", "CI"} {
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "FWCTL_PASSPHRASE", "FWAGENT_CONFIG", "CI",
+		"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} {
 		cmd.Env = append(cmd.Env, k+"="+ts.Getenv(k))
 	}
 	out, _ := cmd.CombinedOutput()
