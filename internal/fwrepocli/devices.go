@@ -138,15 +138,20 @@ Registering it again with 'fwrepo devices add' puts it back into service.`,
 	}
 }
 
-// fleet is the --json document of 'fwrepo devices list'.
+// fleet is the --json document of 'fwrepo devices list': {"devices":
+// [...]}, and with --all also "removed": [{"device_id", "key_id",
+// "removed_at"}, ...] (an empty list when none were removed). Without
+// --all the document is what it always was.
 type fleet struct {
-	Devices []*inventory.Device `json:"devices"`
+	Devices []*inventory.Device         `json:"devices"`
+	Removed *[]*inventory.RemovedDevice `json:"removed,omitempty"`
 }
 
 func devicesListCmd(jsonOut *bool, dbPath *string) *cobra.Command {
-	return &cobra.Command{
-		Use:   "list",
-		Short: "List registered devices with their running version, counter, last result and last report",
+	var all bool
+	c := &cobra.Command{
+		Use:   "list [--all]",
+		Short: "List registered devices with their running version, counter, last result and last report; --all adds removed ones",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			db, err := openInventory(*dbPath)
@@ -161,19 +166,33 @@ func devicesListCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 			if devs == nil {
 				devs = []*inventory.Device{}
 			}
-			return cli.Std(*jsonOut).Result(fleet{devs}, func(w io.Writer) { printFleet(w, devs) })
+			doc := fleet{Devices: devs}
+			if all {
+				removed, err := db.ListRemoved(cmd.Context())
+				if err != nil {
+					return err
+				}
+				if removed == nil {
+					removed = []*inventory.RemovedDevice{}
+				}
+				doc.Removed = &removed
+			}
+			return cli.Std(*jsonOut).Result(doc, func(w io.Writer) { printFleet(w, doc) })
 		},
 	}
+	c.Flags().BoolVar(&all, "all", false, "also list removed (decommissioned) devices, with their key and when they were removed")
+	return c
 }
 
-func printFleet(w io.Writer, devs []*inventory.Device) {
-	if len(devs) == 0 {
-		fmt.Fprintln(w, "No devices registered; add one with 'fwrepo devices add --pubkey FILE'")
-		return
-	}
+func printFleet(w io.Writer, f fleet) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DEVICE\tHARDWARE\tRUNNING\tVERSION\tCOUNTER\tLAST RESULT\tLAST SEEN")
-	for _, d := range devs {
+	defer tw.Flush()
+	if len(f.Devices) == 0 {
+		fmt.Fprintln(tw, "No devices registered; add one with 'fwrepo devices add --pubkey FILE'")
+	} else {
+		fmt.Fprintln(tw, "DEVICE\tHARDWARE\tRUNNING\tVERSION\tCOUNTER\tLAST RESULT\tLAST SEEN")
+	}
+	for _, d := range f.Devices {
 		m := d.Manifest
 		if m == nil {
 			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tnever reported\n", d.ID)
@@ -191,7 +210,19 @@ func printFleet(w io.Writer, devs []*inventory.Device) {
 		fmt.Fprintf(tw, "%s\t%s\tslot %s\t%s\t%d\t%s\t%s\n", d.ID, m.Hardware, m.RunningSlot, version, m.Counter, last,
 			d.LastSeen.Format(time.RFC3339))
 	}
+	if f.Removed == nil {
+		return
+	}
+	// A second table: removed devices keep no hardware, versions or reports.
 	tw.Flush()
+	if len(*f.Removed) == 0 {
+		fmt.Fprintln(tw, "\nNo removed devices")
+		return
+	}
+	fmt.Fprintln(tw, "\nREMOVED DEVICE\tKEY\tREMOVED AT")
+	for _, r := range *f.Removed {
+		fmt.Fprintf(tw, "%s\t%s\tremoved %s\n", r.ID, r.KeyID, r.RemovedAt.Format(time.RFC3339))
+	}
 }
 
 // withDeviceAPI opens the inventory at dbPath and serves its device API

@@ -326,6 +326,37 @@ func (d *DB) List(ctx context.Context) ([]*Device, error) {
 	return out, rows.Err()
 }
 
+// RemovedDevice is a device taken out of service ('fwrepo devices
+// remove'): only its ID, the key it had and when it was removed are kept.
+type RemovedDevice struct {
+	ID        string    `json:"device_id"`
+	KeyID     string    `json:"key_id"`
+	RemovedAt time.Time `json:"removed_at"`
+}
+
+// ListRemoved returns every removed device that was not registered again,
+// ordered by ID.
+func (d *DB) ListRemoved(ctx context.Context) ([]*RemovedDevice, error) {
+	rows, err := d.db.QueryContext(ctx, d.q("SELECT id, key_id, removed_at FROM removed ORDER BY id"))
+	if err != nil {
+		return nil, fmt.Errorf("list removed devices: %w", err)
+	}
+	defer rows.Close()
+	var out []*RemovedDevice
+	for rows.Next() {
+		var (
+			r  RemovedDevice
+			at int64
+		)
+		if err := rows.Scan(&r.ID, &r.KeyID, &at); err != nil {
+			return nil, fmt.Errorf("list removed devices: %w", err)
+		}
+		r.RemovedAt = time.Unix(0, at).UTC()
+		out = append(out, &r)
+	}
+	return out, rows.Err()
+}
+
 func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
 	var (
 		dev      Device

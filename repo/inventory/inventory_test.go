@@ -380,6 +380,10 @@ func TestRemoveDevice(t *testing.T) {
 		if err != nil || len(devs) != 1 || devs[0].ID != b.id {
 			t.Fatalf("List after removal = %v, %v; want only %s", devs, err, b.id)
 		}
+		removed, err := db.ListRemoved(ctx)
+		if err != nil || len(removed) != 1 || removed[0].ID != a.id || removed[0].KeyID != keyIDOf(&a.key.PublicKey) || removed[0].RemovedAt.IsZero() {
+			t.Fatalf("ListRemoved = %+v, %v; want %s with its key and removal time", removed, err, a.id)
+		}
 		_, err = db.Accept(ctx, pending)
 		if !errors.Is(err, ErrDeviceRemoved) || !strings.Contains(err.Error(), "was removed at") {
 			t.Fatalf("report of a removed device: %v, want ErrDeviceRemoved", err)
@@ -393,6 +397,9 @@ func TestRemoveDevice(t *testing.T) {
 		}
 		if _, added, err := db.AddDevice(ctx, a.id, a.pem, AddOptions{}); err != nil || !added {
 			t.Fatalf("register a removed device again: %v %v", added, err)
+		}
+		if removed, err := db.ListRemoved(ctx); err != nil || len(removed) != 0 {
+			t.Fatalf("ListRemoved after re-registering = %+v, %v; want none", removed, err)
 		}
 		if _, err := db.Accept(ctx, a.sign(t, a.manifest(nonce(t, db), "1.0.2"))); err != nil {
 			t.Fatalf("report after re-registering: %v", err)
@@ -468,4 +475,9 @@ func TestConcurrentReports(t *testing.T) {
 			t.Fatalf("%d of %d reports with one nonce accepted, want 1; errors: %v", accepted, n, errs)
 		}
 	})
+}
+
+func keyIDOf(pub *ecdsa.PublicKey) string {
+	id, _ := manifests.KeyID(pub)
+	return id
 }
