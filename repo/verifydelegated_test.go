@@ -1,10 +1,13 @@
 package repo
 
 import (
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,25 +243,35 @@ func TestVerifyDelegatedRoles(t *testing.T) {
 			if tt.breakIt != nil {
 				tt.breakIt(t, r)
 			}
-			res, err := VerifyDir(r.pub, r.root, time.Now())
-			if tt.want == nil {
-				if err != nil {
-					t.Fatalf("VerifyDir: %v", err)
+			// The same verdict and message from the directory and from
+			// the same files served over HTTP.
+			srv := httptest.NewServer(http.FileServer(http.Dir(r.pub)))
+			defer srv.Close()
+			remote, err := NewHTTPSource(srv.URL, HTTPOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, src := range []Source{DirSource(r.pub), remote} {
+				res, err := Verify(context.Background(), src, r.root, time.Now())
+				if tt.want == nil {
+					if err != nil {
+						t.Fatalf("Verify(%s): %v", src, err)
+					}
+					if len(res.Delegated) != tt.roles || len(res.Targets) != len(r.paths) {
+						t.Fatalf("%s: verified %d delegated roles and %d targets, want %d and %d", src, len(res.Delegated), len(res.Targets), tt.roles, len(r.paths))
+					}
+					continue
 				}
-				if len(res.Delegated) != tt.roles || len(res.Targets) != len(r.paths) {
-					t.Fatalf("verified %d delegated roles and %d targets, want %d and %d", len(res.Delegated), len(res.Targets), tt.roles, len(r.paths))
+				if err == nil {
+					t.Fatalf("Verify(%s) accepted the broken repository", src)
 				}
-				return
-			}
-			if err == nil {
-				t.Fatal("VerifyDir accepted the broken repository")
-			}
-			if tt.want != errAnyFile && !errors.Is(err, tt.want) {
-				t.Fatalf("VerifyDir = %v\nwant %T", err, tt.want)
-			}
-			for _, s := range tt.says {
-				if !strings.Contains(err.Error(), s) {
-					t.Errorf("message %q\ndoes not say %q", err, s)
+				if tt.want != errAnyFile && !errors.Is(err, tt.want) {
+					t.Fatalf("Verify(%s) = %v\nwant %T", src, err, tt.want)
+				}
+				for _, s := range tt.says {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("%s: message %q\ndoes not say %q", src, err, s)
+					}
 				}
 			}
 		})
