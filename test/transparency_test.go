@@ -100,6 +100,22 @@ func TestTransparency(t *testing.T) {
 		}
 	})
 
+	t.Run("audit over HTTP", func(t *testing.T) {
+		// The same repository served by fwrepo's handler audits alike.
+		src, err := repo.NewHTTPSource(r.serve(), repo.HTTPOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, err := r.ws.Audit(ctx, repo.AuditOptions{Source: src, TrustedRoot: r.rootJSON(), RekorURL: rekorURL,
+			LogKeyPEM: logPub, StateDir: filepath.Join(r.ws.Dir, "transparency")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Findings) != 0 || rep.Targets != 2 || rep.Metadata != 2 {
+			t.Fatalf("audit over HTTP of two logged releases: %+v", rep)
+		}
+	})
+
 	relPub := filepath.Join(r.ws.Dir, "release.pub")
 	logPubFile := filepath.Join(t.TempDir(), "log.pub")
 	os.WriteFile(logPubFile, logPub, 0o644)
