@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -31,13 +30,9 @@ func TestS3Scripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "testdata/s3",
 		Setup: func(env *testscript.Env) error {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
+			if err := setupScript(env); err != nil {
 				return err
 			}
-			env.Setenv("PORT", strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
-			l.Close()
-			env.Setenv("CI", "1")
 			for k, v := range s3.Env {
 				env.Setenv(k, v)
 			}

@@ -27,21 +27,25 @@ func TestMain(m *testing.M) {
 	})
 }
 
+// setupScript gives a script a free $PORT for fwrepo and CI=1 (no progress
+// bars).
+func setupScript(env *testscript.Env) error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	env.Setenv("PORT", strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	l.Close()
+	env.Setenv("CI", "1")
+	return nil
+}
+
 // TestScripts runs the CLI flows in testdata/*.txtar across the three
 // programs, as a user would type them.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
-		Dir: "testdata",
-		Setup: func(env *testscript.Env) error {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return err
-			}
-			env.Setenv("PORT", strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
-			l.Close()
-			env.Setenv("CI", "1")
-			return nil
-		},
+		Dir:   "testdata",
+		Setup: setupScript,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"waitport": cmdWaitPort,
 			"subst":    cmdSubst,
