@@ -84,25 +84,7 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 	prevSnapshot, _ := metadata.Snapshot().FromFile(filepath.Join(ws.Dir, "metadata", "snapshot.json"))
 
 	sign := func(role string, sign func(crypto.Signer) error) error {
-		a := rootAuthority(root, role)
-		n := 0
-		for _, id := range a.keyIDs {
-			k, err := kr.signer(id)
-			if err != nil {
-				return fmt.Errorf("%s key: %w", role, err)
-			}
-			if k == nil {
-				continue
-			}
-			if err := sign(k); err != nil {
-				return fmt.Errorf("sign %s: %w", role, err)
-			}
-			n++
-		}
-		if n < a.threshold {
-			return &ThresholdError{Missing: []Missing{{Role: role, Have: n, Need: a.threshold, By: a.by + " (online role: its keys must be in " + filepath.Join(ws.Dir, "keys") + ")"}}}
-		}
-		return nil
+		return kr.signOnline(rootAuthority(root, role), role, sign)
 	}
 
 	targetsBytes, err := targets.ToBytes(true)
@@ -377,4 +359,49 @@ func copyVerified(src, dst string, tf *metadata.TargetFiles) error {
 		}
 		return nil
 	}, 0o644)
+}
+
+// signOnline signs for an online role (snapshot, timestamp) with every key
+// of a this workspace holds, and fails with a *ThresholdError when that is
+// fewer than a's threshold.
+func (kr *keyring) signOnline(a authority, role string, sign func(crypto.Signer) error) error {
+	n := 0
+	for _, id := range a.keyIDs {
+		k, err := kr.signer(id)
+		if err != nil {
+			return fmt.Errorf("%s key: %w", role, err)
+		}
+		if k == nil {
+			continue
+		}
+		if err := sign(k); err != nil {
+			return fmt.Errorf("sign %s: %w", role, err)
+		}
+		n++
+	}
+	if n < a.threshold {
+		return &ThresholdError{Missing: []Missing{{Role: role, Have: n, Need: a.threshold, By: a.by + " (online role: its keys must be in " + filepath.Join(kr.ws.Dir, "keys") + ")"}}}
+	}
+	return nil
+}
+
+// SignTimestamp replaces ts's signatures with the workspace's timestamp
+// keys, as the root it last published names them: Upload uses it to
+// re-sign a release's timestamp with a version above one fwrepo re-signed
+// while the release was uploading.
+func (ws *Workspace) SignTimestamp(ts *metadata.Metadata[metadata.TimestampType]) error {
+	root, err := metadata.Root().FromFile(filepath.Join(ws.Dir, "metadata", "root.json"))
+	if err != nil {
+		return fmt.Errorf("read the workspace's root: %w", err)
+	}
+	kr, err := ws.keyring()
+	if err != nil {
+		return err
+	}
+	defer kr.close()
+	ts.ClearSignatures()
+	return kr.signOnline(rootAuthority(root, metadata.TIMESTAMP), metadata.TIMESTAMP, func(k crypto.Signer) error {
+		_, err := ts.Sign(signer.TUF(k))
+		return err
+	})
 }

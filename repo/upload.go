@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
 	"github.com/fwctl/fwctl/repo/blob"
 )
 
@@ -18,7 +21,16 @@ import (
 type UploadOptions struct {
 	// Progress, when set, is told about each file uploaded or skipped.
 	Progress func(msg string)
+	// SignTimestamp signs a timestamp again (its signatures cleared) after
+	// Upload raised its version above one fwrepo re-signed meanwhile
+	// (Workspace.SignTimestamp). Without it, such a race fails the upload.
+	SignTimestamp func(ts *metadata.Metadata[metadata.TimestampType]) error
 }
+
+// timestampAttempts bounds how often Upload writes timestamp.json when
+// another writer keeps replacing it (fwrepo re-signs at most every few
+// minutes, so losing more than once in a row is already unusual).
+const timestampAttempts = 4
 
 // UploadResult reports what Upload did.
 type UploadResult struct {
@@ -99,6 +111,14 @@ func UploadOrder(names []string) []string {
 // N.ROLE.json) that st already holds with the same size are skipped, and
 // timestamp.json is written last. If a write fails, Upload stops before
 // timestamp.json and returns an *UploadError naming rerun as the fix.
+//
+// When dir came from StageFrom, timestamp.json replaces only the one
+// StageFrom read (blob.Swapper: S3 If-Match, or If-None-Match: * when there
+// was none). If fwrepo re-signed it in between, Upload re-reads it and
+// writes ours again one version above it (the snapshot it names is
+// unchanged), a few times at most; if it still loses, or a timestamp
+// naming another snapshot landed (another publish), it stops with an
+// *UploadError wrapping blob.ErrChanged and writes nothing over it.
 func Upload(ctx context.Context, dir string, st blob.Store, rerun string, opt UploadOptions) (*UploadResult, error) {
 	progress := opt.Progress
 	if progress == nil {
@@ -120,6 +140,10 @@ func Upload(ctx context.Context, dir string, st blob.Store, rerun string, opt Up
 	if sizes[timestampName] == 0 {
 		return nil, fmt.Errorf("%s has no %s: run 'fwctl publish' into it first", dir, timestampName)
 	}
+	seed, err := readSeed(dir, st)
+	if err != nil {
+		return nil, err
+	}
 	names = UploadOrder(names)
 	res := &UploadResult{}
 	for i, name := range names {
@@ -136,7 +160,11 @@ func Upload(ctx context.Context, dir string, st blob.Store, rerun string, opt Up
 			}
 		}
 		progress(fmt.Sprintf("upload %s (%d/%d)", name, i+1, len(names)))
-		if err := putFile(ctx, st, name, filepath.Join(dir, filepath.FromSlash(name)), sizes[name]); err != nil {
+		if name == timestampName && seed != nil {
+			if err := putTimestamp(ctx, dir, st, seed, opt.SignTimestamp); err != nil {
+				return res, fail(err)
+			}
+		} else if err := putFile(ctx, st, name, filepath.Join(dir, filepath.FromSlash(name)), sizes[name]); err != nil {
 			return res, fail(err)
 		}
 		res.Uploaded = append(res.Uploaded, name)
@@ -156,27 +184,144 @@ func putFile(ctx context.Context, st blob.Store, name, src string, size int64) e
 // StageFrom prepares a local directory to Publish into before Upload to
 // st: an empty repository holding st's current timestamp.json (if any), so
 // the new timestamp's version follows the one fwrepo may have re-signed
-// online. The caller removes the directory.
+// online, and a note of which timestamp that was, so Upload replaces only
+// it. The caller removes the directory.
 func StageFrom(ctx context.Context, st blob.Store) (string, error) {
 	dir, err := os.MkdirTemp("", "fwctl-publish-")
 	if err != nil {
 		return "", fmt.Errorf("staging directory: %w", err)
 	}
-	b, err := blob.ReadAll(ctx, st, timestampName)
-	switch {
-	case errors.Is(err, blob.ErrNotExist):
-		return dir, nil // first publish
-	case err != nil:
+	b, seed, err := readStoredTimestamp(ctx, st)
+	if err != nil {
 		os.RemoveAll(dir)
 		return "", fmt.Errorf("read the published timestamp: %w", err)
 	}
 	err = os.MkdirAll(filepath.Join(dir, "metadata"), 0o755)
-	if err == nil {
+	if err == nil && b != nil {
 		err = os.WriteFile(filepath.Join(dir, filepath.FromSlash(timestampName)), b, 0o644)
+	}
+	if err == nil && seed != nil {
+		var j []byte
+		if j, err = json.Marshal(seed); err == nil {
+			err = os.WriteFile(filepath.Join(dir, seedFile), j, 0o644)
+		}
 	}
 	if err != nil {
 		os.RemoveAll(dir)
 		return "", fmt.Errorf("staging directory: %w", err)
 	}
 	return dir, nil
+}
+
+// seedFile, in a staging directory (outside metadata/ and targets/, so
+// never uploaded), records the stageSeed StageFrom read.
+const seedFile = ".fwctl-seed.json"
+
+// stageSeed identifies the timestamp.json a store held when it was read.
+type stageSeed struct {
+	Tag      string `json:"tag"`                // blob.Swapper tag; "" when there was none
+	Snapshot int64  `json:"snapshot,omitempty"` // the snapshot version it names
+}
+
+// readStoredTimestamp reads st's timestamp.json (nil if there is none) and
+// its stageSeed, which is nil when st cannot replace files conditionally.
+func readStoredTimestamp(ctx context.Context, st blob.Store) ([]byte, *stageSeed, error) {
+	sw, ok := st.(blob.Swapper)
+	if !ok {
+		b, err := blob.ReadAll(ctx, st, timestampName)
+		if errors.Is(err, blob.ErrNotExist) {
+			return nil, nil, nil
+		}
+		return b, nil, err
+	}
+	b, tag, err := sw.GetTagged(ctx, timestampName)
+	switch {
+	case errors.Is(err, blob.ErrNotExist):
+		return nil, &stageSeed{}, nil // first publish
+	case err != nil:
+		return nil, nil, err
+	}
+	ts, err := metadata.Timestamp().FromBytes(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s in %s: %w", timestampName, st, err)
+	}
+	seed := &stageSeed{Tag: tag}
+	if m := ts.Signed.Meta["snapshot.json"]; m != nil {
+		seed.Snapshot = m.Version
+	}
+	return b, seed, nil
+}
+
+// readSeed returns the stageSeed StageFrom left in dir, or nil when dir
+// was not staged from a store that can replace files conditionally (then
+// timestamp.json is written unconditionally, as to a plain directory).
+func readSeed(dir string, st blob.Store) (*stageSeed, error) {
+	b, err := os.ReadFile(filepath.Join(dir, seedFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var seed stageSeed
+	if err := json.Unmarshal(b, &seed); err != nil {
+		return nil, fmt.Errorf("%s: %w: remove %s and publish again", filepath.Join(dir, seedFile), err, dir)
+	}
+	if _, ok := st.(blob.Swapper); !ok {
+		return nil, fmt.Errorf("%s cannot replace files conditionally, so timestamp.json could overwrite a re-signed one: upload to a directory or S3", st)
+	}
+	return &seed, nil
+}
+
+// putTimestamp writes dir's timestamp.json over the one seed names, and
+// over timestamps fwrepo re-signed from that one since (see Upload).
+func putTimestamp(ctx context.Context, dir string, st blob.Store, seed *stageSeed, sign func(*metadata.Metadata[metadata.TimestampType]) error) error {
+	sw := st.(blob.Swapper) // readSeed checked
+	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(timestampName)))
+	if err != nil {
+		return err
+	}
+	ts, err := metadata.Timestamp().FromBytes(data)
+	if err != nil {
+		return fmt.Errorf("staged %s: %w", timestampName, err)
+	}
+	tag := seed.Tag
+	for attempt := 1; ; attempt++ {
+		err := sw.Swap(ctx, timestampName, data, tag)
+		if !errors.Is(err, blob.ErrChanged) {
+			return err
+		}
+		if attempt == timestampAttempts {
+			return fmt.Errorf("%w: it was replaced %d times while this publish wrote it (fwrepo re-signing it?); every other file of the release is uploaded", err, attempt)
+		}
+		cur, curTag, err := sw.GetTagged(ctx, timestampName)
+		if err != nil {
+			return fmt.Errorf("read %s again after losing a race for it: %w", timestampName, err)
+		}
+		stored, err := metadata.Timestamp().FromBytes(cur)
+		if err != nil {
+			return fmt.Errorf("%s in %s: %w", timestampName, st, err)
+		}
+		if m := stored.Signed.Meta["snapshot.json"]; seed.Tag == "" || m == nil || m.Version != seed.Snapshot {
+			// Not a re-sign of what was read: another publish landed.
+			// Replacing its timestamp would un-publish that release.
+			return fmt.Errorf("%w: another publish wrote timestamp v%d meanwhile, naming another snapshot than the one read; every other file of this release is uploaded, and nothing was written over that timestamp",
+				blob.ErrChanged, stored.Signed.Version)
+		}
+		tag = curTag
+		if ts.Signed.Version > stored.Signed.Version {
+			continue // ours is still newer: write it as it is
+		}
+		if sign == nil {
+			return fmt.Errorf("%w: fwrepo re-signed it as v%d, and this upload cannot sign ours again; every other file of the release is uploaded", blob.ErrChanged, stored.Signed.Version)
+		}
+		ts.Signed.Version = stored.Signed.Version + 1
+		ts.ClearSignatures()
+		if err := sign(ts); err != nil {
+			return fmt.Errorf("sign timestamp v%d: %w", ts.Signed.Version, err)
+		}
+		if data, err = ts.ToBytes(true); err != nil {
+			return fmt.Errorf("encode timestamp: %w", err)
+		}
+	}
 }

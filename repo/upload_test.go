@@ -10,8 +10,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/fwctl/fwctl/internal/testenv"
 	"github.com/fwctl/fwctl/repo/blob"
+	"github.com/fwctl/fwctl/signer"
 )
 
 func TestUploadOrder(t *testing.T) {
@@ -38,6 +43,19 @@ func (r *recording) Put(ctx context.Context, name string, rd io.Reader, size int
 	}
 	r.puts = append(r.puts, name)
 	return r.Store.Put(ctx, name, rd, size)
+}
+
+func (r *recording) GetTagged(ctx context.Context, name string) ([]byte, string, error) {
+	return r.Store.(blob.Swapper).GetTagged(ctx, name)
+}
+
+// Swap records a conditional write (Upload's of timestamp.json) as a Put.
+func (r *recording) Swap(ctx context.Context, name string, data []byte, tag string) error {
+	if name == r.failOn {
+		return errors.New("connection reset by peer")
+	}
+	r.puts = append(r.puts, name)
+	return r.Store.(blob.Swapper).Swap(ctx, name, data, tag)
 }
 
 // stageRelease adds an image and publishes it into a staging directory the
@@ -119,5 +137,157 @@ func TestUploadTimestampLastAndFailureKeepsOld(t *testing.T) {
 	}
 	if v, err := readTimestamp(ctx, dst); err != nil || v.Signed.Version != 2 {
 		t.Errorf("published timestamp after the re-run: %v, %v", v, err)
+	}
+}
+
+// TestUploadAfterResignS3: fwrepo re-signs the bucket's timestamp after
+// publish seeded its staging directory from it, so both carry the same
+// version. The upload must not overwrite the re-signed one blindly: it
+// loses the If-Match, re-signs its own one version above fwrepo's and
+// writes that, so devices that fetched fwrepo's still take the release.
+func TestUploadAfterResignS3(t *testing.T) {
+	s3 := testenv.RequireS3(t)
+	s3.Setenv(t)
+	ctx := context.Background()
+	st, err := blob.Open(s3.URL("fleet"), blob.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsDir := filepath.Join(t.TempDir(), "ws")
+	if _, err := Init(wsDir, InitOptions{InsecurePlaintext: true}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Open(wsDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := UploadOptions{SignTimestamp: w.SignTimestamp}
+	if _, err := Upload(ctx, stageRelease(t, w, st, "1.0", 1), st, "fwctl publish", opt); err != nil {
+		t.Fatal(err)
+	}
+	files, err := w.keyFiles(metadata.TIMESTAMP)
+	if err != nil || len(files) != 1 {
+		t.Fatalf("timestamp key files %v %v", files, err)
+	}
+	key, _, err := signer.Load(files[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	staged := stageRelease(t, w, st, "2.0", 2)
+	ours, err := metadata.Timestamp().FromFile(filepath.Join(staged, "metadata", "timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// fwrepo re-signs just before the upload writes timestamp.json.
+	var resigned int64
+	rs := &racingStore{Store: st, publish: func() {
+		if resigned, err = resignTimestampIn(ctx, st, key, 24*time.Hour, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}}
+	if _, err := Upload(ctx, staged, rs, "fwctl publish", opt); err != nil {
+		t.Fatal(err)
+	}
+	if resigned != ours.Signed.Version {
+		t.Fatalf("fwrepo re-signed v%d, publish staged v%d: the test needs them equal", resigned, ours.Signed.Version)
+	}
+	got, err := readTimestamp(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := got.Signed.Meta["snapshot.json"]
+	if snap == nil || snap.Version != ours.Signed.Meta["snapshot.json"].Version || !got.Signed.Expires.Equal(ours.Signed.Expires) {
+		t.Fatalf("stored timestamp is not the one publish staged: names snapshot %+v, expires %v; want snapshot v%d, expiry %v",
+			snap, got.Signed.Expires, ours.Signed.Meta["snapshot.json"].Version, ours.Signed.Expires)
+	}
+	if got.Signed.Version <= resigned {
+		t.Fatalf("stored timestamp v%d, want above fwrepo's re-signed v%d", got.Signed.Version, resigned)
+	}
+	root, err := os.ReadFile(filepath.Join(wsDir, "metadata", "1.root.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(ctx, StoreSource(st), root, time.Now()); err != nil {
+		t.Fatalf("the published repository does not verify: %v", err)
+	}
+}
+
+// alwaysResigning re-signs timestamp.json before every conditional write
+// of it, so the writer never wins.
+type alwaysResigning struct {
+	blob.Store
+	resign func()
+}
+
+func (a *alwaysResigning) GetTagged(ctx context.Context, name string) ([]byte, string, error) {
+	return a.Store.(blob.Swapper).GetTagged(ctx, name)
+}
+
+func (a *alwaysResigning) Swap(ctx context.Context, name string, data []byte, tag string) error {
+	a.resign()
+	return a.Store.(blob.Swapper).Swap(ctx, name, data, tag)
+}
+
+// TestUploadKeepsLosingToResign: a bounded number of tries, then an
+// UploadError that says the files are there and what to run; and a
+// timestamp from another publish is never overwritten.
+func TestUploadKeepsLosingToResign(t *testing.T) {
+	ctx := context.Background()
+	wsDir := filepath.Join(t.TempDir(), "ws")
+	if _, err := Init(wsDir, InitOptions{InsecurePlaintext: true}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Open(wsDir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := blob.Dir(t.TempDir())
+	opt := UploadOptions{SignTimestamp: w.SignTimestamp}
+	if _, err := Upload(ctx, stageRelease(t, w, dst, "1.0", 1), dst, "fwctl publish", opt); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := w.keyFiles(metadata.TIMESTAMP)
+	key, _, err := signer.Load(files[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resigns := 0
+	rs := &alwaysResigning{Store: dst, resign: func() {
+		resigns++
+		if _, err := resignTimestampIn(ctx, dst, key, time.Hour, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}}
+	_, err = Upload(ctx, stageRelease(t, w, dst, "2.0", 2), rs, "fwctl -w ws publish --out s3://b/p", opt)
+	var ue *UploadError
+	if !errors.As(err, &ue) || ue.File != timestampName || !errors.Is(err, blob.ErrChanged) {
+		t.Fatalf("Upload = %v, want an UploadError at %s wrapping ErrChanged", err, timestampName)
+	}
+	if resigns != timestampAttempts {
+		t.Errorf("%d attempts, want %d", resigns, timestampAttempts)
+	}
+	for _, want := range []string{"every other file of the release is uploaded", "run 'fwctl -w ws publish --out s3://b/p' again"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if ts, _ := readTimestamp(ctx, dst); ts.Signed.Meta["snapshot.json"].Version != 1 {
+		t.Errorf("the lost upload replaced the timestamp: it names snapshot v%d", ts.Signed.Meta["snapshot.json"].Version)
+	}
+
+	// Another publish lands between the seed and the upload: its
+	// timestamp stays.
+	staged := stageRelease(t, w, dst, "3.0", 3)
+	other := stageRelease(t, w, dst, "4.0", 4)
+	if _, err := Upload(ctx, other, dst, "fwctl publish", opt); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := blob.ReadAll(ctx, dst, timestampName)
+	if _, err = Upload(ctx, staged, dst, "fwctl publish", opt); !errors.Is(err, blob.ErrChanged) || !strings.Contains(err.Error(), "another publish") {
+		t.Fatalf("Upload over another publish = %v, want ErrChanged naming another publish", err)
+	}
+	if after, _ := blob.ReadAll(ctx, dst, timestampName); !bytes.Equal(before, after) {
+		t.Error("the upload overwrote another publish's timestamp")
 	}
 }

@@ -339,7 +339,7 @@ storage (images and versioned metadata first, timestamp.json last).`,
 			var up *repo.UploadResult
 			if store != nil {
 				rerun := "fwctl " + strings.Join(os.Args[1:], " ")
-				if up, err = repo.Upload(ctx, dir, store, rerun, repo.UploadOptions{Progress: opt.Progress}); err != nil {
+				if up, err = repo.Upload(ctx, dir, store, rerun, repo.UploadOptions{Progress: opt.Progress, SignTimestamp: ws.SignTimestamp}); err != nil {
 					return err
 				}
 				res.Out = out

@@ -143,6 +143,21 @@ func testSwap(t *testing.T, st blob.Store) {
 	if err := st.Put(ctx, name, strings.NewReader(`{"v":2}`), 7); err != nil {
 		t.Fatal(err)
 	}
+	// An empty tag creates a file that was absent when read, and nothing
+	// else.
+	if err := sw.Swap(ctx, name, []byte(`{"v":9}`), ""); !errors.Is(err, blob.ErrChanged) {
+		t.Errorf("Swap with no tag over an existing file: %v, want ErrChanged", err)
+	}
+	if b, _ := blob.ReadAll(ctx, st, name); string(b) != `{"v":2}` {
+		t.Errorf("a failed Swap with no tag wrote %q", b)
+	}
+	const fresh = "metadata/swapped.json"
+	if err := sw.Swap(ctx, fresh, []byte(`{"v":1}`), ""); err != nil {
+		t.Errorf("Swap with no tag of an absent file: %v", err)
+	}
+	if b, _ := blob.ReadAll(ctx, st, fresh); string(b) != `{"v":1}` {
+		t.Errorf("after Swap with no tag: %q", b)
+	}
 }
 
 func TestDir(t *testing.T) { testStore(t, blob.Dir(t.TempDir())) }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,7 +44,12 @@ func (d Dir) Swap(ctx context.Context, name string, data []byte, tag string) err
 	}
 	defer unlock()
 	cur, err := ReadAll(ctx, d, name)
-	if err != nil {
+	switch {
+	case tag == "" && errors.Is(err, ErrNotExist):
+		return atomicfile.Write(p, data, 0o644)
+	case tag == "" && err == nil:
+		return fmt.Errorf("swap %s in %s: %w (it exists now, and was absent when read)", name, d, ErrChanged)
+	case err != nil:
 		return fmt.Errorf("swap %s: %w", name, err)
 	}
 	if got := contentTag(cur); got != tag {

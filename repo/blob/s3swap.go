@@ -41,17 +41,23 @@ func (s *S3) GetTagged(ctx context.Context, name string) ([]byte, string, error)
 // lock, MinIO). A server that answers 501 Not Implemented to a conditional
 // write gets a read-check-write instead (HEAD, compare the ETag, plain
 // PUT), which is logged once: a write landing between the HEAD and the PUT
-// is then lost.
+// is then lost. An empty tag sends If-None-Match: * instead.
 func (s *S3) Swap(ctx context.Context, name string, data []byte, tag string) error {
 	key, err := s.key(name)
 	if err != nil {
 		return err
 	}
 	if !s.noIfMatch.Load() {
-		_, err = s.client.PutObject(ctx, s.putInput(key, name, data, &tag))
+		in := s.putInput(key, name, data, &tag)
+		if tag == "" {
+			in.IfMatch, in.IfNoneMatch = nil, aws.String("*")
+		}
+		_, err = s.client.PutObject(ctx, in)
 		switch st := httpStatus(err); {
 		case err == nil:
 			return nil
+		case (st == http.StatusPreconditionFailed || st == http.StatusConflict) && tag == "":
+			return fmt.Errorf("swap %s in %s: %w (it exists now, and was absent when read)", name, s, ErrChanged)
 		case st == http.StatusPreconditionFailed, st == http.StatusConflict:
 			// 409: a concurrent conditional write to the same key won.
 			return fmt.Errorf("swap %s in %s: %w (ETag is no longer %s)", name, s, ErrChanged, tag)
@@ -65,7 +71,15 @@ func (s *S3) Swap(ctx context.Context, name string, data []byte, tag string) err
 	}
 	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
 	if err != nil {
-		return s.wrap("swap", name, err)
+		err = s.wrap("swap", name, err)
+	}
+	switch {
+	case tag == "" && errors.Is(err, ErrNotExist):
+		head = &s3.HeadObjectOutput{} // absent, as the caller read it
+	case tag == "" && err == nil:
+		return fmt.Errorf("swap %s in %s: %w (it exists now, and was absent when read)", name, s, ErrChanged)
+	case err != nil:
+		return err
 	}
 	if got := aws.ToString(head.ETag); got != tag {
 		return fmt.Errorf("swap %s in %s: %w (ETag %s, read as %s)", name, s, ErrChanged, got, tag)

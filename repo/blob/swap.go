@@ -19,7 +19,8 @@ type Swapper interface {
 	// this content (an S3 ETag, a SHA-256 for a directory).
 	GetTagged(ctx context.Context, name string) (data []byte, tag string, err error)
 	// Swap replaces name with data if it still holds the content tag
-	// identifies; otherwise it writes nothing and wraps ErrChanged.
+	// identifies; otherwise it writes nothing and wraps ErrChanged. An
+	// empty tag means "only if there is no name yet" (S3 If-None-Match: *).
 	Swap(ctx context.Context, name string, data []byte, tag string) error
 }
 
