@@ -395,6 +395,17 @@ func (d *DB) Nonce(ctx context.Context) (string, time.Time, error) {
 		return "", time.Time{}, err
 	}
 	defer tx.Rollback()
+	// The count below must see every nonce issued before this one. SQLite
+	// gives that already: the DELETE takes the database's single write
+	// lock. PostgreSQL's READ COMMITTED lets concurrent transactions each
+	// count without the others' inserts, overshooting the cap by the
+	// requests in flight, so there issuers queue on an advisory lock held
+	// to commit; each statement after it then sees all earlier commits.
+	if d.pg {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", int64(nonceLock)); err != nil {
+			return "", time.Time{}, fmt.Errorf("lock nonces: %w", err)
+		}
+	}
 	if _, err := tx.ExecContext(ctx, d.q("DELETE FROM nonces WHERE expires <= ?"), now.UnixNano()); err != nil {
 		return "", time.Time{}, fmt.Errorf("expire nonces: %w", err)
 	}

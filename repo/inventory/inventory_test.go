@@ -263,6 +263,66 @@ func TestNonceLimit(t *testing.T) {
 	})
 }
 
+// TestConcurrentNonceLimit: nonce requests sent at once through several
+// handles (several fwrepo servers on one PostgreSQL) never get more than
+// MaxOutstanding nonces between them; the rest are refused with ErrBusy.
+func TestConcurrentNonceLimit(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend, _ func() *DB) {
+		ctx := context.Background()
+		dsn := b.dsn(t)
+		const limit, n, rounds = 5, 64, 5
+		dbs := make([]*DB, 4)
+		for i := range dbs {
+			db, err := Open(dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			db.MaxOutstanding = limit
+			// Keep the connections of one round for the next, so that
+			// requests race instead of queueing behind connection set-up.
+			db.db.SetMaxIdleConns(n)
+			dbs[i] = db
+		}
+		// Several rounds: one overshoot is a race that may not show at once.
+		for round := range rounds {
+			if _, err := dbs[0].db.ExecContext(ctx, "DELETE FROM nonces"); err != nil {
+				t.Fatal(err)
+			}
+			var (
+				wg      sync.WaitGroup
+				mu      sync.Mutex
+				granted int
+				errs    []error
+			)
+			start := make(chan struct{})
+			for i := range n {
+				wg.Go(func() {
+					<-start
+					_, _, err := dbs[i%len(dbs)].Nonce(ctx)
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case err == nil:
+						granted++
+					case !errors.Is(err, ErrBusy):
+						errs = append(errs, fmt.Errorf("nonce %d: %w, want nil or ErrBusy", i, err))
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			if len(errs) > 0 || granted != limit {
+				t.Fatalf("round %d: %d of %d concurrent nonce requests granted, want %d; errors: %v", round, granted, n, limit, errs)
+			}
+			var stored int
+			if err := dbs[0].db.QueryRowContext(ctx, "SELECT count(*) FROM nonces").Scan(&stored); err != nil || stored != limit {
+				t.Fatalf("round %d: %d nonces stored (%v), want %d", round, stored, err, limit)
+			}
+		}
+	})
+}
+
 func TestReopen(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend, _ func() *DB) {
 		p := b.dsn(t)

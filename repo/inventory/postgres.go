@@ -42,6 +42,11 @@ var pgSchema = []string{
 // the schema: concurrent CREATE TABLE IF NOT EXISTS can otherwise fail.
 const schemaLock = 0x667772_65706f // "fwrepo"
 
+// nonceLock is the advisory lock key under which Nonce counts the
+// outstanding nonces and inserts one, so that the cap is exact across
+// connections and fwrepo servers.
+const nonceLock = 0x667772_6e6f6e // "fwrnon"
+
 // IsPostgres reports whether dsn names a PostgreSQL database
 // (postgres:// or postgresql:// URL) rather than an SQLite file.
 func IsPostgres(dsn string) bool {
