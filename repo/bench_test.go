@@ -32,14 +32,7 @@ func BenchmarkSignRelease(b *testing.B) {
 }
 
 func benchSign(b *testing.B, n, bits int) {
-	dir := filepath.Join(b.TempDir(), "ws")
-	if _, err := Init(dir, InitOptions{InsecurePlaintext: true}); err != nil {
-		b.Fatal(err)
-	}
-	ws, err := Open(dir, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	ws := initWorkspace(b, InitOptions{})
 	if bits > 0 {
 		info, _, err := GenerateKey("file:"+filepath.Join(b.TempDir(), "bins.json"), "bins", signer.Ed25519, nil, signer.Options{})
 		if err != nil {

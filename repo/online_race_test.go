@@ -54,14 +54,7 @@ func (r *racingStore) Swap(ctx context.Context, name string, data []byte, tag st
 // higher version.
 func testResignLosesToPublish(t *testing.T, st blob.Store, publish func(w *Workspace)) {
 	ctx := context.Background()
-	wsDir := filepath.Join(t.TempDir(), "ws")
-	if _, err := Init(wsDir, InitOptions{InsecurePlaintext: true}); err != nil {
-		t.Fatal(err)
-	}
-	w, err := Open(wsDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := initWorkspace(t, InitOptions{})
 	publish(w) // release 1.0
 	files, err := w.keyFiles(metadata.TIMESTAMP)
 	if err != nil || len(files) != 1 {
@@ -142,14 +135,7 @@ func TestResignLosesToPublishS3(t *testing.T) {
 // one, so devices that fetched fwrepo's still accept the release.
 func TestPublishAfterResign(t *testing.T) {
 	out := t.TempDir()
-	wsDir := filepath.Join(t.TempDir(), "ws")
-	if _, err := Init(wsDir, InitOptions{InsecurePlaintext: true}); err != nil {
-		t.Fatal(err)
-	}
-	w, err := Open(wsDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := initWorkspace(t, InitOptions{})
 	if _, err := w.Publish(out, hourTS); err != nil {
 		t.Fatal(err)
 	}

@@ -22,14 +22,7 @@ import (
 // key and verifies from the devices' first root.
 func TestOnlineTimestampFollowsRotation(t *testing.T) {
 	dir := t.TempDir()
-	wsDir := filepath.Join(dir, "ws")
-	if _, err := Init(wsDir, InitOptions{InsecurePlaintext: true}); err != nil {
-		t.Fatal(err)
-	}
-	w, err := Open(wsDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := initWorkspace(t, InitOptions{})
 	pub := filepath.Join(dir, "pub")
 	shortTS := PublishOptions{Expiry: map[string]time.Duration{metadata.TIMESTAMP: time.Hour}}
 	if _, err := w.Publish(pub, shortTS); err != nil {
@@ -68,7 +61,7 @@ func TestOnlineTimestampFollowsRotation(t *testing.T) {
 		if err != nil || len(ts.Signatures) != 1 || ts.Signatures[0].KeyID != wantKey {
 			t.Fatalf("timestamp signatures %+v, %v; want one by %s", ts.Signatures, err, wantKey)
 		}
-		if _, err := VerifyDir(pub, mustRoot(t, wsDir), now); err != nil {
+		if _, err := VerifyDir(pub, mustRoot(t, w.Dir), now); err != nil {
 			t.Fatalf("repository does not verify from 1.root.json: %v", err)
 		}
 	}

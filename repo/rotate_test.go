@@ -12,14 +12,13 @@ import (
 	"github.com/fwctl/fwctl/signer"
 )
 
-func testWorkspace(t *testing.T, now ...time.Time) *Workspace {
+// initWorkspace creates a workspace with unencrypted keys (opt's other
+// fields as given) in a temporary directory, and opens it.
+func initWorkspace(t testing.TB, opt InitOptions) *Workspace {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "ws")
-	clock := time.Now
-	if len(now) > 0 {
-		clock = func() time.Time { return now[0] }
-	}
-	if _, err := Init(dir, InitOptions{InsecurePlaintext: true, RootKeys: 2, RootThreshold: 1, Now: clock}); err != nil {
+	opt.InsecurePlaintext = true
+	if _, err := Init(dir, opt); err != nil {
 		t.Fatal(err)
 	}
 	ws, err := Open(dir, nil)
@@ -27,6 +26,15 @@ func testWorkspace(t *testing.T, now ...time.Time) *Workspace {
 		t.Fatal(err)
 	}
 	return ws
+}
+
+func testWorkspace(t *testing.T, now ...time.Time) *Workspace {
+	t.Helper()
+	clock := time.Now
+	if len(now) > 0 {
+		clock = func() time.Time { return now[0] }
+	}
+	return initWorkspace(t, InitOptions{RootKeys: 2, RootThreshold: 1, Now: clock})
 }
 
 func pubKey(t *testing.T) string {

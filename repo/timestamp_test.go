@@ -11,11 +11,7 @@ import (
 
 func TestResignTimestamp(t *testing.T) {
 	dir := t.TempDir()
-	ws := filepath.Join(dir, "ws")
-	if _, err := Init(ws, InitOptions{InsecurePlaintext: true}); err != nil {
-		t.Fatal(err)
-	}
-	w, _ := Open(ws, nil)
+	w := initWorkspace(t, InitOptions{})
 	pub := filepath.Join(dir, "pub")
 	if _, err := w.Publish(pub, PublishOptions{Expiry: map[string]time.Duration{"timestamp": time.Minute}}); err != nil {
 		t.Fatal(err)
@@ -36,7 +32,7 @@ func TestResignTimestamp(t *testing.T) {
 	if err != nil || v != 2 {
 		t.Fatalf("re-sign: version %d, %v", v, err)
 	}
-	if _, err := VerifyDir(pub, mustRoot(t, ws), time.Now().Add(time.Hour)); err != nil {
+	if _, err := VerifyDir(pub, mustRoot(t, w.Dir), time.Now().Add(time.Hour)); err != nil {
 		t.Fatalf("re-signed repository does not verify an hour later: %v", err)
 	}
 	// The next publish continues above the online version.

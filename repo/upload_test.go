@@ -80,14 +80,7 @@ func stageRelease(t *testing.T, w *Workspace, st blob.Store, version string, cou
 
 func TestUploadTimestampLastAndFailureKeepsOld(t *testing.T) {
 	ctx := context.Background()
-	wsDir := filepath.Join(t.TempDir(), "ws")
-	if _, err := Init(wsDir, InitOptions{InsecurePlaintext: true}); err != nil {
-		t.Fatal(err)
-	}
-	w, err := Open(wsDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := initWorkspace(t, InitOptions{})
 	dst := blob.Dir(t.TempDir())
 
 	// First release: everything uploaded, timestamp.json last.
@@ -107,7 +100,7 @@ func TestUploadTimestampLastAndFailureKeepsOld(t *testing.T) {
 	// and the error says what to run.
 	staged := stageRelease(t, w, dst, "2.0", 2)
 	rec = &recording{Store: dst, failOn: "metadata/2.snapshot.json"}
-	_, err = Upload(ctx, staged, rec, "fwctl -w ws publish --out s3://b/p", UploadOptions{})
+	_, err := Upload(ctx, staged, rec, "fwctl -w ws publish --out s3://b/p", UploadOptions{})
 	var ue *UploadError
 	if !errors.As(err, &ue) || ue.File != "metadata/2.snapshot.json" {
 		t.Fatalf("Upload = %v, want an UploadError at metadata/2.snapshot.json", err)
@@ -153,14 +146,7 @@ func TestUploadAfterResignS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wsDir := filepath.Join(t.TempDir(), "ws")
-	if _, err := Init(wsDir, InitOptions{InsecurePlaintext: true}); err != nil {
-		t.Fatal(err)
-	}
-	w, err := Open(wsDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := initWorkspace(t, InitOptions{})
 	opt := UploadOptions{SignTimestamp: w.SignTimestamp}
 	if _, err := Upload(ctx, stageRelease(t, w, st, "1.0", 1), st, "fwctl publish", opt); err != nil {
 		t.Fatal(err)
@@ -204,7 +190,7 @@ func TestUploadAfterResignS3(t *testing.T) {
 	if got.Signed.Version <= resigned {
 		t.Fatalf("stored timestamp v%d, want above fwrepo's re-signed v%d", got.Signed.Version, resigned)
 	}
-	root, err := os.ReadFile(filepath.Join(wsDir, "metadata", "1.root.json"))
+	root, err := os.ReadFile(filepath.Join(w.Dir, "metadata", "1.root.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,14 +220,7 @@ func (a *alwaysResigning) Swap(ctx context.Context, name string, data []byte, ta
 // timestamp from another publish is never overwritten.
 func TestUploadKeepsLosingToResign(t *testing.T) {
 	ctx := context.Background()
-	wsDir := filepath.Join(t.TempDir(), "ws")
-	if _, err := Init(wsDir, InitOptions{InsecurePlaintext: true}); err != nil {
-		t.Fatal(err)
-	}
-	w, err := Open(wsDir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := initWorkspace(t, InitOptions{})
 	dst := blob.Dir(t.TempDir())
 	opt := UploadOptions{SignTimestamp: w.SignTimestamp}
 	if _, err := Upload(ctx, stageRelease(t, w, dst, "1.0", 1), dst, "fwctl publish", opt); err != nil {

@@ -33,13 +33,7 @@ type delegatedRepo struct {
 func newDelegatedRepo(t *testing.T, bins bool) *delegatedRepo {
 	t.Helper()
 	dir := t.TempDir()
-	if _, err := Init(filepath.Join(dir, "ws"), InitOptions{InsecurePlaintext: true}); err != nil {
-		t.Fatal(err)
-	}
-	ws, err := Open(filepath.Join(dir, "ws"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ws := initWorkspace(t, InitOptions{})
 	keyPath := filepath.Join(dir, "delegate.json")
 	info, _, err := GenerateKey("file:"+keyPath, "", signer.Ed25519, nil, signer.Options{})
 	if err != nil {
