@@ -12,7 +12,6 @@ import (
 
 	"github.com/fwctl/fwctl/internal/cli"
 	"github.com/fwctl/fwctl/repo"
-	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/transparency"
 )
 
@@ -39,13 +38,9 @@ the first audit fetches from the log and keeps (trust on first use).`,
 			if err != nil {
 				return err
 			}
-			root, err := os.ReadFile(rootFile)
+			root, src, err := openRepo(rootFile, dir, s3Endpoint)
 			if err != nil {
-				return usage(err)
-			}
-			src, err := repo.OpenSource(dir, blob.Options{S3Endpoint: s3Endpoint})
-			if err != nil {
-				return usage(err)
+				return err
 			}
 			state := filepath.Join(ws.Dir, "transparency")
 			if logKey == "" {

@@ -422,13 +422,9 @@ exit 4: it could not be reached.`,
 			if rootFile == "" || dir == "" {
 				return usage(errors.New("--root and --repo are required"))
 			}
-			root, err := os.ReadFile(rootFile)
+			root, src, err := openRepo(rootFile, dir, s3Endpoint)
 			if err != nil {
-				return usage(err)
-			}
-			src, err := repo.OpenSource(dir, blob.Options{S3Endpoint: s3Endpoint})
-			if err != nil {
-				return usage(err)
+				return err
 			}
 			res, err := repo.Verify(context.Background(), src, root, time.Now())
 			if err != nil {
@@ -472,4 +468,19 @@ func delegatedSummary(roles []repo.VerifiedRole) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// openRepo reads the trusted root that verify and audit start from and opens
+// the published repository they check: a directory, s3://BUCKET/PREFIX or
+// an http(s) URL. Either failure is a usage error.
+func openRepo(rootFile, dir, s3Endpoint string) ([]byte, repo.Source, error) {
+	root, err := os.ReadFile(rootFile)
+	if err != nil {
+		return nil, nil, usage(err)
+	}
+	src, err := repo.OpenSource(dir, blob.Options{S3Endpoint: s3Endpoint})
+	if err != nil {
+		return nil, nil, usage(err)
+	}
+	return root, src, nil
 }
