@@ -289,29 +289,10 @@ func TestConcurrentNonceLimit(t *testing.T) {
 			if _, err := dbs[0].db.ExecContext(ctx, "DELETE FROM nonces"); err != nil {
 				t.Fatal(err)
 			}
-			var (
-				wg      sync.WaitGroup
-				mu      sync.Mutex
-				granted int
-				errs    []error
-			)
-			start := make(chan struct{})
-			for i := range n {
-				wg.Go(func() {
-					<-start
-					_, _, err := dbs[i%len(dbs)].Nonce(ctx)
-					mu.Lock()
-					defer mu.Unlock()
-					switch {
-					case err == nil:
-						granted++
-					case !errors.Is(err, ErrBusy):
-						errs = append(errs, fmt.Errorf("nonce %d: %w, want nil or ErrBusy", i, err))
-					}
-				})
-			}
-			close(start)
-			wg.Wait()
+			granted, errs := race(n, "nonce", ErrBusy, func(i int) error {
+				_, _, err := dbs[i%len(dbs)].Nonce(ctx)
+				return err
+			})
 			if len(errs) > 0 || granted != limit {
 				t.Fatalf("round %d: %d of %d concurrent nonce requests granted, want %d; errors: %v", round, granted, n, limit, errs)
 			}
@@ -491,11 +472,10 @@ func TestConcurrentReports(t *testing.T) {
 		}
 		const n = 24
 		var (
-			wg       sync.WaitGroup
-			mu       sync.Mutex
-			nonces   = map[string]bool{}
-			accepted int
-			errs     []error
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			nonces = map[string]bool{}
+			errs   []error
 		)
 		for i := range n {
 			wg.Go(func() {
@@ -509,32 +489,49 @@ func TestConcurrentReports(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		if len(errs) > 0 {
+			t.Fatalf("concurrent nonce requests: %v", errs)
+		}
 		shared := nonce(t, dbs[0])
 		envs := make([][]byte, n)
 		for i := range envs {
 			envs[i] = dev.sign(t, dev.manifest(shared, fmt.Sprintf("1.0.%d", i)))
 		}
-		start := make(chan struct{})
-		for i := range n {
-			wg.Go(func() {
-				<-start
-				_, err := dbs[i%len(dbs)].Accept(ctx, envs[i])
-				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case err == nil:
-					accepted++
-				case !errors.Is(err, ErrNonce):
-					errs = append(errs, fmt.Errorf("report %d: %w, want nil or ErrNonce", i, err))
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
+		accepted, errs := race(n, "report", ErrNonce, func(i int) error {
+			_, err := dbs[i%len(dbs)].Accept(ctx, envs[i])
+			return err
+		})
 		if len(errs) > 0 || accepted != 1 {
 			t.Fatalf("%d of %d reports with one nonce accepted, want 1; errors: %v", accepted, n, errs)
 		}
 	})
+}
+
+// race runs call(0), …, call(n-1) at once (released together) and returns how
+// many succeeded, and every error other than refused.
+func race(n int, what string, refused error, call func(i int) error) (ok int, errs []error) {
+	var (
+		wg sync.WaitGroup
+		mu sync.Mutex
+	)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			err := call(i)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				ok++
+			case !errors.Is(err, refused):
+				errs = append(errs, fmt.Errorf("%s %d: %w, want nil or %v", what, i, err, refused))
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	return ok, errs
 }
 
 func keyIDOf(pub *ecdsa.PublicKey) string {
