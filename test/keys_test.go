@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/tufclient"
@@ -297,16 +298,7 @@ func TestDelegatedVendorOutsidePaths(t *testing.T) {
 	dt.ToFile(staged, true)
 	r.publish()
 
-	c := tufclient.New(r.serve(), t.TempDir())
-	rootFile := filepath.Join(t.TempDir(), "root.json")
-	os.WriteFile(rootFile, r.rootJSON(), 0o644)
-	if err := c.Init(rootFile); err != nil {
-		t.Fatal(err)
-	}
-	up, err := c.Refresh(r.rootJSON())
-	if err != nil {
-		t.Fatal(err)
-	}
+	up := r.refresh()
 	if _, err := up.GetTargetInfo(hw + "/1.0.0/fw.img"); err != nil {
 		t.Fatalf("delegated target inside the paths: %v", err)
 	}
@@ -344,16 +336,7 @@ func TestHashedBins(t *testing.T) {
 	if res.Targets != 5 {
 		t.Fatalf("published %d targets, want 5", res.Targets)
 	}
-	c := tufclient.New(r.serve(), t.TempDir())
-	rootFile := filepath.Join(t.TempDir(), "root.json")
-	os.WriteFile(rootFile, r.rootJSON(), 0o644)
-	if err := c.Init(rootFile); err != nil {
-		t.Fatal(err)
-	}
-	up, err := c.Refresh(r.rootJSON())
-	if err != nil {
-		t.Fatal(err)
-	}
+	up := r.refresh()
 	for _, p := range paths {
 		if _, err := up.GetTargetInfo(p); err != nil {
 			t.Fatalf("%s: %v", p, err)
@@ -363,4 +346,24 @@ func TestHashedBins(t *testing.T) {
 	if len(st.Delegations) != 1 || st.Delegations[0].Bins != 16 || st.Delegations[0].Targets != 5 {
 		t.Fatalf("status: %+v", st.Delegations)
 	}
+}
+
+// refresh runs the agent's TUF client against the served repository from its
+// first root, as a freshly provisioned device would, and returns the updated
+// metadata.
+func (r *release) refresh() *updater.Updater {
+	r.t.Helper()
+	c := tufclient.New(r.serve(), r.t.TempDir())
+	rootFile := filepath.Join(r.t.TempDir(), "root.json")
+	if err := os.WriteFile(rootFile, r.rootJSON(), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := c.Init(rootFile); err != nil {
+		r.t.Fatal(err)
+	}
+	up, err := c.Refresh(r.rootJSON())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return up
 }
