@@ -18,8 +18,7 @@ const (
 	ways     = 4       // candidates kept per hash bucket
 	maxSeeds = 1 << 25 // index entries before the base is sampled more sparsely
 
-	margin    = 16 // a new alignment must beat the current one by this much
-	skipShift = 5  // after 2^skipShift fruitless probes, skip a byte more
+	margin = 16 // a new alignment must beat the current one by this much
 )
 
 // Tuning knobs, measured on the benchmark corpus (scripts/bench-delta.sh).
@@ -32,11 +31,6 @@ var (
 	// extension at a stretch of unrelated bytes, which is what the
 	// stricter ratio protected against.
 	extendNum, extendDen = 4, 1
-	// maxSkip is the most bytes skipped between probes in unmatched data.
-	// 0 probes every byte: short matches between unrelated data (such as
-	// the headers of compressed blocks in a squashfs image) pay for their
-	// op, and probing costs encode time only where nothing matched.
-	maxSkip = 0
 	// minSwitch is the shortest exact match that starts a new alignment:
 	// shorter ones are mostly coincidences that cost more ops than they save.
 	minSwitch = 24
@@ -60,7 +54,6 @@ type index struct {
 	// seed's hash, so most false candidates are rejected without touching
 	// the base (a cache miss). 0 is empty.
 	table []uint32
-	skips []int // probe distances for scan's acceleration, coprime to step
 }
 
 const checkBits = 6 // 32 bits minus the 26 that maxSeeds+1 needs
@@ -74,18 +67,13 @@ func hashSeed(v uint64, shift uint) (bucket int, check uint32) {
 func load64(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i:]) }
 
 func newIndex(ctx context.Context, base []byte, workers int) *index {
-	ix := &index{base: base, skips: []int{1}}
+	ix := &index{base: base}
 	n := len(base) - seedLen + 1
 	if n <= 0 {
 		return ix
 	}
 	step := (n + maxSeeds - 1) / maxSeeds
 	ix.step = step
-	for d := 2; len(ix.skips) <= maxSkip; d++ {
-		if gcd(d, step) == 1 {
-			ix.skips = append(ix.skips, d)
-		}
-	}
 	entries := n / step
 	b := max(bits.Len(uint(entries))-2, 4)
 	ix.shift = uint(64 - b)
@@ -209,13 +197,11 @@ func (s *scanner) scan(ws, we int) {
 	t, b := s.t, s.b
 	last, off, have := ws, 0, false // region start and alignment of the current anchor
 	runEnd := ws                    // end of the current alignment's last exact run of seedLen or more
-	misses := 0                     // probes since the data last matched anything
 	for i := ws; i < we; {
 		if have {
 			if j := i + off; j >= 0 && j < len(b) {
 				if n := matchFwd(t[i:we], b[j:]); n > 0 {
 					if n >= seedLen {
-						misses = 0
 						// The current alignment matches again after a stretch
 						// that it does not cover (an inserted or rewritten
 						// part, such as a recompressed file): start a new
@@ -240,17 +226,14 @@ func (s *scanner) scan(ws, we int) {
 				off, have = noff, true
 				i = tpos + n
 				runEnd = i
-				misses = 0
 				continue
 			}
 		}
-		// In data that matches nothing (new or compressed content) probe
-		// ever more sparsely, like LZ4's acceleration: long matches are
-		// still found, and those are the only ones worth having there.
-		// Skips are coprime to the index's sampling step, or a run of equal
-		// skips could keep missing the sampled phase of a long match.
-		misses++
-		i += s.ix.skips[min(misses>>skipShift, len(s.ix.skips)-1)]
+		// Probe every byte, also in data that matches nothing (new or
+		// compressed content): short matches there, such as the headers
+		// that compressed blocks share, pay for their op. Skipping ahead
+		// like LZ4's acceleration made squashfs deltas larger.
+		i++
 	}
 	s.emit(last, off, have, we, 0)
 }
@@ -322,11 +305,4 @@ func (s *scanner) emit(last, off int, have bool, next, noff int) int {
 		s.ops = append(s.ops, op{pos: pos, diffLen: lenf, extraLen: extra})
 	}
 	return next - lenb
-}
-
-func gcd(a, b int) int {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
 }

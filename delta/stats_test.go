@@ -12,8 +12,9 @@ import (
 
 // TestStats prints where the bytes of a delta go, for tuning the matcher:
 // DELTA_STATS=base,target go test -run Stats -v ./delta
-// DELTA_EXT=1/2 sets the approximate-extension match fraction; DELTA_SKIP the
-// largest probe skip.
+// DELTA_EXT=1/2 sets the approximate-extension match fraction, DELTA_XDROP
+// the extension's drop limit, DELTA_MIN the shortest match that switches
+// alignment.
 func TestStats(t *testing.T) {
 	bn, tn, ok := strings.Cut(os.Getenv("DELTA_STATS"), ",")
 	if !ok {
@@ -21,9 +22,6 @@ func TestStats(t *testing.T) {
 	}
 	if v := os.Getenv("DELTA_EXT"); v != "" {
 		fmt.Sscanf(v, "%d/%d", &extendDen, &extendNum)
-	}
-	if v := os.Getenv("DELTA_SKIP"); v != "" {
-		fmt.Sscanf(v, "%d", &maxSkip)
 	}
 	if v := os.Getenv("DELTA_XDROP"); v != "" {
 		fmt.Sscanf(v, "%d", &xDrop)
