@@ -20,14 +20,9 @@ TRILLIAN_VERSION=v1.7.2
 TOOLS=${FW_TOOLS_DIR:-$HOME/.cache/fwctl-tools/bin}
 ORIGIN_HOST=rekor.fwctl.local
 
-say() { [ -n "${FW_QUIET:-}" ] || echo "rekor.sh: $*" >&2; }
-die() {
-	echo "rekor.sh: error: $*" >&2
-	exit 1
-}
-
-# modversion BINARY prints the version of the main module BINARY was built from.
-modversion() { go version -m "$1" 2>/dev/null | awk '$1 == "mod" { print $3; exit }'; }
+SERVICE=rekor.sh
+# shellcheck source=lib/service.sh
+. "$(dirname "$0")/lib/service.sh"
 
 build() {
 	command -v go >/dev/null || die "go is not on PATH"
@@ -66,13 +61,6 @@ packages() {
 		die "apt-get install ${missing[*]} failed"
 }
 
-# running PID succeeds if PID is a live process; a zombie (which PID 1 may
-# be slow to reap) does not count.
-running() {
-	local st
-	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) && [ -n "$st" ] && [ "$st" != Z ]
-}
-
 # alive NAME succeeds if the process recorded as NAME runs.
 alive() {
 	local pid
@@ -103,18 +91,6 @@ retry() {
 ns_ready() { [ "$(readlink "$NS")" != "$(readlink /proc/self/ns/net)" ]; }
 
 sql() { mariadb --no-defaults --socket="$SOCK" -u root "$@"; }
-
-freeport() {
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 20000))
-		ss -Htln "sport = :$p" | grep -q . || {
-			echo "$p"
-			return
-		}
-	done
-	die "no free port found"
-}
 
 stop_on_failure() {
 	local rc=$?
@@ -256,24 +232,7 @@ stop_all() {
 	rm -f "$S/env"
 }
 
-cmd=${1:-}
-case $cmd in
-build)
-	build
-	exit 0
-	;;
-start | stop | env) ;;
-*) die "usage: $0 build | start STATEDIR | stop STATEDIR | env STATEDIR" ;;
-esac
-[ $# -eq 2 ] || die "usage: $0 $cmd STATEDIR"
-if [ ! -d "$2" ]; then
-	case $cmd in
-	start) mkdir -p "$2" ;;
-	stop) exit 0 ;;
-	env) die "not running for $2: run $0 start $2" ;;
-	esac
-fi
-S=$(cd "$2" && pwd)
+service_args "$@"
 # A Unix socket path must fit in 108 bytes.
 SOCK=$S/run/mysql.sock
 [ ${#SOCK} -lt 100 ] || SOCK=/tmp/fwrekor-$(printf %s "$S" | sha256sum | cut -c1-16).sock

@@ -17,14 +17,9 @@ ACCESS_KEY=fwctl-test
 SECRET_KEY=fwctl-test-secret
 BUCKET=${FW_S3_BUCKET:-fwctl-test}
 
-say() { [ -n "${FW_QUIET:-}" ] || echo "s3.sh: $*" >&2; }
-die() {
-	echo "s3.sh: error: $*" >&2
-	exit 1
-}
-
-# modversion BINARY prints the version of the main module BINARY was built from.
-modversion() { go version -m "$1" 2>/dev/null | awk '$1 == "mod" { print $3; exit }'; }
+SERVICE=s3.sh
+# shellcheck source=lib/service.sh
+. "$(dirname "$0")/lib/service.sh"
 
 build() {
 	command -v go >/dev/null || die "go is not on PATH"
@@ -35,27 +30,9 @@ build() {
 		die "go install versitygw@$VERSITYGW_VERSION failed"
 }
 
-# running PID succeeds if PID is a live process that is not a zombie.
-running() {
-	local st
-	st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) && [ -n "$st" ] && [ "$st" != Z ]
-}
-
 alive() {
 	local pid
 	pid=$(cat "$S/pid" 2>/dev/null) && [ -n "$pid" ] && running "$pid"
-}
-
-freeport() {
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 20000))
-		ss -Htln "sport = :$p" | grep -q . || {
-			echo "$p"
-			return
-		}
-	done
-	die "no free port found"
 }
 
 start() {
@@ -107,24 +84,7 @@ stop() {
 	rm -rf "$S/pid" "$S/env" "$S/data"
 }
 
-cmd=${1:-}
-case $cmd in
-build)
-	build
-	exit 0
-	;;
-start | stop | env) ;;
-*) die "usage: $0 build | start STATEDIR | stop STATEDIR | env STATEDIR" ;;
-esac
-[ $# -eq 2 ] || die "usage: $0 $cmd STATEDIR"
-if [ ! -d "$2" ]; then
-	case $cmd in
-	start) mkdir -p "$2" ;;
-	stop) exit 0 ;;
-	env) die "not running for $2: run $0 start $2" ;;
-	esac
-fi
-S=$(cd "$2" && pwd)
+service_args "$@"
 case $cmd in
 start) start ;;
 stop) stop ;;
