@@ -11,7 +11,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
-	"github.com/fwctl/fwctl/agent/tlog"
+	"github.com/fwctl/fwctl/tlog"
 	"github.com/fwctl/fwctl/manifests"
 )
 

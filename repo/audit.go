@@ -14,7 +14,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/fwctl/fwctl/agent/tlog"
+	"github.com/fwctl/fwctl/tlog"
 	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/transparency"
 )

@@ -34,7 +34,7 @@ fi
 
 if [ -z "${WORK:-}" ]; then WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT; fi
 mkdir -p "$WORK"
-(cd "$HERE" && go build -trimpath -o "$WORK/fwdelta" ./delta/cmd/fwdelta)
+(cd "$HERE" && go build -trimpath -o "$WORK/fwdelta" ./cmd/fwdelta)
 FW=$WORK/fwdelta
 
 # measure NAME CMD...: run under nice and GNU time; sets T (seconds) and M (peak RSS MiB), or T=fail/timeout.

@@ -4,7 +4,7 @@
 # also works, slowly: ECDSA is ~25x slower there).
 #
 # Packages: ./agent/... and ./manifests/..., static (CGO_ENABLED=0), -short.
-# Left out: agent/tpm (needs swtpm) and the bootenv tests that run the host's
+# Left out: tpm (needs swtpm) and the bootenv tests that run the host's
 # U-Boot and GRUB tools; both run natively in 'make test'. The end-to-end run
 # of the cross-compiled fwagent binary is test/cross_test.go.
 #
@@ -20,7 +20,7 @@ archs=("$@")
 # grub-editenv, U-Boot under QEMU) or need block devices.
 skip='GrubEditenv|GRUBSaveThenGrubEditenv|GRUBFull|FwPrintenv|FwSetenv|Mkenvimage|UBootTornWrite|UBootBlockDevice|TestExample|UBootExportMatches'
 
-mapfile -t pkgs < <(go list ./agent/... ./manifests/... | grep -v -e '/agent/tpm')
+mapfile -t pkgs < <(go list ./agent/... ./manifests/... | grep -v -e '/tpm')
 
 status=0
 for arch in "${archs[@]}"; do

@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(
   bc                                   # make bench
-  swtpm swtpm-tools                    # TPM 2.0 (agent/tpm)
+  swtpm swtpm-tools                    # TPM 2.0 (tpm)
   libubootenv-tool u-boot-tools        # fw_printenv/fw_setenv, mkenvimage (agent/bootenv)
   grub-common grub-emu e2fsprogs       # grub-editenv; grub.cfg booted in grub-emu
   qemu-system-arm u-boot-qemu          # boot.cmd run by real U-Boot under QEMU

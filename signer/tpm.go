@@ -16,7 +16,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/fwctl/fwctl/agent/tpm"
+	"github.com/fwctl/fwctl/tpm"
 )
 
 // TPMOwnerPasswordEnv holds the TPM owner password that creating a key

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwctl/fwctl/agent/tpm"
-	"github.com/fwctl/fwctl/agent/tpm/tpmtest"
+	"github.com/fwctl/fwctl/tpm"
+	"github.com/fwctl/fwctl/tpm/tpmtest"
 	"github.com/fwctl/fwctl/signer"
 )
 

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/fwctl/fwctl/agent/tpm"
+	"github.com/fwctl/fwctl/tpm"
 	"github.com/fwctl/fwctl/internal/testenv"
 )
 

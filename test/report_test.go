@@ -14,8 +14,8 @@ import (
 	"testing"
 
 	"github.com/fwctl/fwctl/agent"
-	"github.com/fwctl/fwctl/agent/tpm"
-	"github.com/fwctl/fwctl/agent/tpm/tpmtest"
+	"github.com/fwctl/fwctl/tpm"
+	"github.com/fwctl/fwctl/tpm/tpmtest"
 	"github.com/fwctl/fwctl/manifests"
 	"github.com/fwctl/fwctl/repo/inventory"
 )

@@ -8,7 +8,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/fwctl/fwctl/agent/tpm/tpmtest"
+	"github.com/fwctl/fwctl/tpm/tpmtest"
 	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/signer"
 )

@@ -18,7 +18,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/fwctl/fwctl/agent"
-	"github.com/fwctl/fwctl/agent/tlog"
+	"github.com/fwctl/fwctl/tlog"
 	"github.com/fwctl/fwctl/internal/testenv"
 	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/transparency"

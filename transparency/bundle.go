@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/fwctl/fwctl/agent/tlog"
+	"github.com/fwctl/fwctl/tlog"
 )
 
 // MarshalBundle writes a Sigstore bundle v0.3 JSON for an image signed with

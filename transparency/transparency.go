@@ -5,7 +5,7 @@
 // trusted root that the real cosign verify-blob accepts.
 //
 // Verification is not here: it is the pure, device-side package
-// agent/tlog, which this package's results are built for. This package
+// tlog, which this package's results are built for. This package
 // must never be imported by the agent (it pulls in the Rekor client).
 package transparency
 
@@ -28,7 +28,7 @@ import (
 	rekortlog "github.com/sigstore/rekor/pkg/generated/client/tlog"
 	"github.com/sigstore/rekor/pkg/generated/models"
 
-	"github.com/fwctl/fwctl/agent/tlog"
+	"github.com/fwctl/fwctl/tlog"
 )
 
 // Entry is a Rekor log entry: what a device verifies, plus the entry's UUID.

@@ -23,7 +23,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwctl/fwctl/agent/tlog"
+	"github.com/fwctl/fwctl/tlog"
 	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/internal/testenv"
 )
@@ -194,12 +194,12 @@ func TestUploadAndVerify(t *testing.T) {
 	}
 }
 
-// writeGolden stores the real server's answers as agent/tlog's test vectors.
+// writeGolden stores the real server's answers as tlog's test vectors.
 func writeGolden(t *testing.T, url string, u *uploaded) {
 	if !rekortest.Fresh() {
 		t.Fatal("FW_UPDATE_GOLDEN=1 needs a fresh log: unset REKOR_URL")
 	}
-	dir := "../agent/tlog/testdata"
+	dir := "../tlog/testdata"
 	write := func(name string, data []byte) {
 		if err := atomicfile.Write(filepath.Join(dir, name), data, 0o644); err != nil {
 			t.Fatal(err)
@@ -340,7 +340,7 @@ func TestTrustedRoot(t *testing.T) {
 }
 
 // TestCosignGolden checks that cosign accepts the bundles checked in as
-// agent/tlog's golden vectors, against the golden log key; no log needed.
+// tlog's golden vectors, against the golden log key; no log needed.
 func TestCosignGolden(t *testing.T) {
 	cosign := cosignPath(t)
 	golden := func(name string) string { return filepath.Join("..", "agent", "tlog", "testdata", name) }

@@ -1,7 +1,7 @@
 // Package trust owns the device's trust anchor and anti-rollback counter: the
 // digest of the root.json provisioned at manufacture, and the highest
 // security counter the device has confirmed. Backends are a TPM (package
-// agent/tpm) or, on devices without one, files in the state directory, which
+// tpm) or, on devices without one, files in the state directory, which
 // anyone able to write the disk can reset and which is therefore weaker.
 package trust
 

@@ -21,7 +21,7 @@ import (
 
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/boot"
-	"github.com/fwctl/fwctl/agent/tpm"
+	"github.com/fwctl/fwctl/tpm"
 	"github.com/fwctl/fwctl/agent/trust"
 	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/internal/cli"

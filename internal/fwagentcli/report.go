@@ -11,7 +11,7 @@ import (
 	"syscall"
 
 	"github.com/fwctl/fwctl/agent"
-	"github.com/fwctl/fwctl/agent/tpm"
+	"github.com/fwctl/fwctl/tpm"
 	"github.com/fwctl/fwctl/internal/cli"
 )
 

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log"
 
-	"github.com/fwctl/fwctl/agent/tpm"
+	"github.com/fwctl/fwctl/tpm"
 )
 
 // Provisioning at the factory, then what the agent does in the field.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/fwctl/fwctl/agent/tlog"
+	"github.com/fwctl/fwctl/tlog"
 )
 
 // A device checks an image against the bundle shipped with it, then keeps

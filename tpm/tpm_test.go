@@ -18,7 +18,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/fwctl/fwctl/agent/tpm/tpmtest"
+	"github.com/fwctl/fwctl/tpm/tpmtest"
 	"github.com/fwctl/fwctl/agent/trust"
 	"github.com/fwctl/fwctl/internal/testenv"
 )
