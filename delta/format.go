@@ -13,8 +13,18 @@ import (
 // Magic opens every delta file. See FORMAT.md for the full layout.
 const Magic = "FWDELTA\x00"
 
-// Version is the format version this package writes and the only one it reads.
-const Version = 1
+// Version is the format version this package writes and the only one it
+// reads. Any change to the bytes a decoder accepts bumps it; FORMAT.md keeps
+// the history and testdata/golden keeps a vector of every version.
+const Version = 2
+
+// retired lists format versions that once existed and that this package
+// refuses with ErrRetired rather than as unknown. Version 1 was changed twice
+// in place before versions were enforced (see FORMAT.md), so a version-1
+// delta cannot be decoded reliably: it must be re-created.
+var retired = map[uint16]string{
+	1: "re-create the delta from its base and target with this fwctl (fwctl delta or fwdelta)",
+}
 
 // HeaderSize is the encoded size of a Header in bytes.
 const HeaderSize = 8 + 2 + 2 + 4 + 8 + 32 + 8 + 32 + 4
@@ -38,6 +48,10 @@ var (
 	ErrCorrupt = errors.New("delta: corrupt or truncated delta")
 	// ErrUnsupported means the delta has an unknown magic, version or flag.
 	ErrUnsupported = errors.New("delta: unsupported delta format")
+	// ErrRetired means the delta has a version this package once wrote but
+	// no longer reads. It wraps ErrUnsupported, so callers that only fall
+	// back to a full image on ErrUnsupported keep working.
+	ErrRetired = fmt.Errorf("%w: retired format version", ErrUnsupported)
 	// ErrBaseMismatch means the base given to Apply is not the one the delta was made for.
 	ErrBaseMismatch = errors.New("delta: base image does not match delta")
 	// ErrResultMismatch means the rebuilt image does not have the length or
@@ -109,6 +123,9 @@ func parseHeader(b []byte) (Header, error) {
 		return h, fmt.Errorf("%w: bad magic %q (not an fwctl delta)", ErrUnsupported, b[:8])
 	}
 	if v := binary.BigEndian.Uint16(b[8:]); v != Version {
+		if what, ok := retired[v]; ok {
+			return h, fmt.Errorf("%w: version %d is no longer supported; %s", ErrRetired, v, what)
+		}
 		return h, fmt.Errorf("%w: version %d, this build reads version %d", ErrUnsupported, v, Version)
 	}
 	if got, want := binary.BigEndian.Uint32(b[HeaderSize-4:]), crc32.Checksum(b[:HeaderSize-4], castagnoli); got != want {

@@ -3,18 +3,25 @@ package delta
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/golden from the current encoder")
+var update = flag.Bool("update", false, "add a golden vector from the current encoder to testdata/golden (never overwrites one)")
 
-// goldenInputs are the fixed images of the golden vector. They are also
-// written to testdata so that other implementations can use the vector
+// goldenInputs are the fixed images of the golden vectors. They are also
+// written to testdata so that other implementations can use the vectors
 // without running Go.
 func goldenInputs() (base, target []byte) {
 	r := rand.New(rand.NewPCG(2026, 11))
@@ -34,45 +41,145 @@ func readGolden(t *testing.T, name string) []byte {
 	return b
 }
 
-// TestGoldenApply must keep passing for as long as format version 1 exists:
-// a delta written by any past encoder applies to the same result.
-func TestGoldenApply(t *testing.T) {
-	base, target := readGolden(t, "base.bin"), readGolden(t, "target.bin")
-	got, h, err := apply(base, readGolden(t, "v1.fwdelta"))
+// A golden vector is testdata/golden/v<version>-<n>.fwdelta: the n-th delta
+// of base.bin to target.bin written under that format version. Vectors are
+// only ever added, never rewritten, so every delta any past encoder wrote
+// stays under test.
+type goldenVector struct {
+	name    string
+	version int
+	seq     int
+}
+
+var vectorName = regexp.MustCompile(`^v([0-9]+)-([0-9]+)\.fwdelta$`)
+
+func goldenVectors(t *testing.T) []goldenVector {
+	t.Helper()
+	ents, err := os.ReadDir(goldenDir)
 	if err != nil {
-		t.Fatalf("Apply golden delta: %v", err)
+		t.Fatal(err)
 	}
-	if !bytes.Equal(got, target) {
-		t.Fatal("golden delta rebuilt a different image")
+	var vs []goldenVector
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".fwdelta") {
+			continue
+		}
+		m := vectorName.FindStringSubmatch(e.Name())
+		if m == nil {
+			t.Fatalf("%s: golden vectors are named v<version>-<n>.fwdelta", e.Name())
+		}
+		v, _ := strconv.Atoi(m[1])
+		n, _ := strconv.Atoi(m[2])
+		vs = append(vs, goldenVector{e.Name(), v, n})
 	}
-	if want := readGolden(t, "v1.header.txt"); h.String()+"\n" != string(want) {
-		t.Errorf("header\n got %s\nwant %s", h, want)
+	slices.SortFunc(vs, func(a, b goldenVector) int {
+		if a.version != b.version {
+			return a.version - b.version
+		}
+		return a.seq - b.seq
+	})
+	return vs
+}
+
+// TestGoldenVersions: every format version from 1 to Version has a vector,
+// and no vector claims a version this package does not know of.
+func TestGoldenVersions(t *testing.T) {
+	have := map[int]bool{}
+	for _, v := range goldenVectors(t) {
+		have[v.version] = true
+		if v.version > Version {
+			t.Errorf("%s: version %d is newer than Version %d", v.name, v.version, Version)
+		}
+	}
+	for v := 1; v <= Version; v++ {
+		if !have[v] {
+			t.Errorf("no golden vector for format version %d: every version keeps one in %s", v, goldenDir)
+		}
 	}
 }
 
-// TestGoldenEncode catches unintended encoder changes. An intended change
-// (better matching, a new zstd version) regenerates the vector with
-// `go test -run Golden -update`; TestGoldenApply must then still pass
-// against the old vector before it is replaced (git stash the new one).
+// TestGoldenApply: a delta written by any past encoder either applies to the
+// same result (current version) or is refused with ErrRetired naming its
+// version (retired versions, FORMAT.md "Versions"). A format change that
+// forgets to bump Version makes the older vectors of the current version
+// fail here.
+func TestGoldenApply(t *testing.T) {
+	base, target := readGolden(t, "base.bin"), readGolden(t, "target.bin")
+	for _, v := range goldenVectors(t) {
+		t.Run(v.name, func(t *testing.T) {
+			d := readGolden(t, v.name)
+			if got := int(binary.BigEndian.Uint16(d[len(Magic):])); got != v.version {
+				t.Fatalf("header says version %d, file name says %d", got, v.version)
+			}
+			got, h, err := apply(base, d)
+			if _, old := retired[uint16(v.version)]; old {
+				want := fmt.Sprintf("version %d is no longer supported", v.version)
+				if !errors.Is(err, ErrRetired) || !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), want) {
+					t.Fatalf("retired version %d: got %v, want ErrRetired saying %q", v.version, err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Apply golden delta: %v", err)
+			}
+			if !bytes.Equal(got, target) {
+				t.Fatal("golden delta rebuilt a different image")
+			}
+			if want := readGolden(t, fmt.Sprintf("v%d.header.txt", v.version)); h.String()+"\n" != string(want) {
+				t.Errorf("header\n got %s\nwant %s", h, want)
+			}
+		})
+	}
+}
+
+// TestGoldenEncode catches unintended encoder changes: the encoder must
+// reproduce the newest vector of the current version. An intended change
+// adds a vector with `go test -run Golden -update` (the next v<Version>-<n>);
+// the older ones stay and TestGoldenApply keeps applying them. A change to
+// the format itself also bumps Version.
 func TestGoldenEncode(t *testing.T) {
 	base, target := goldenInputs()
 	d := encode(t, base, target, &EncodeOptions{BlockSize: 4096})
-	if *update {
-		os.MkdirAll(goldenDir, 0o755)
-		h, _ := ReadHeader(bytes.NewReader(d))
-		for name, b := range map[string][]byte{
-			"base.bin": base, "target.bin": target, "v1.fwdelta": d, "v1.header.txt": []byte(h.String() + "\n"),
-		} {
-			if err := os.WriteFile(filepath.Join(goldenDir, name), b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
 	if !bytes.Equal(readGolden(t, "base.bin"), base) || !bytes.Equal(readGolden(t, "target.bin"), target) {
 		t.Fatal("golden inputs changed: the generator must stay fixed")
 	}
-	if !bytes.Equal(readGolden(t, "v1.fwdelta"), d) {
-		t.Fatal("encoder output differs from testdata/golden/v1.fwdelta; if intended, run go test -run Golden -update")
+	var latest *goldenVector
+	for _, v := range goldenVectors(t) {
+		if v.version == Version {
+			latest = &v
+		}
+	}
+	if latest != nil && bytes.Equal(readGolden(t, latest.name), d) {
+		return
+	}
+	if !*update {
+		if latest == nil {
+			t.Fatalf("no golden vector for version %d; add one with go test -run Golden -update", Version)
+		}
+		t.Fatalf("encoder output differs from %s/%s; if intended, add a vector with go test -run Golden -update", goldenDir, latest.name)
+	}
+	seq := 1
+	if latest != nil {
+		seq = latest.seq + 1
+	}
+	h, _ := ReadHeader(bytes.NewReader(d))
+	files := map[string][]byte{fmt.Sprintf("v%d-%d.fwdelta", Version, seq): d}
+	if latest == nil {
+		files[fmt.Sprintf("v%d.header.txt", Version)] = []byte(h.String() + "\n")
+	}
+	for name, b := range files {
+		f, err := os.OpenFile(filepath.Join(goldenDir, name), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			t.Fatalf("golden vectors are never overwritten: %v", err)
+		}
+		_, err = f.Write(b)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("added %s/%s", goldenDir, name)
 	}
 }
 
