@@ -14,8 +14,10 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/fwctl/fwctl/tlog"
 	"github.com/fwctl/fwctl/internal/atomicfile"
+	"github.com/fwctl/fwctl/repo/layout"
+	"github.com/fwctl/fwctl/repo/verify"
+	"github.com/fwctl/fwctl/tlog"
 	"github.com/fwctl/fwctl/transparency"
 )
 
@@ -39,9 +41,9 @@ type AuditReport struct {
 
 // AuditOptions name what Audit checks against.
 type AuditOptions struct {
-	Repo        string // published repository directory, when Source is nil
-	Source      Source // the published repository (a directory, bucket or URL)
-	TrustedRoot []byte // root.json the repository must verify from
+	Repo        string        // published repository directory, when Source is nil
+	Source      verify.Source // the published repository (a directory, bucket or URL)
+	TrustedRoot []byte        // root.json the repository must verify from
 	RekorURL    string
 	LogKeyPEM   []byte // the log's public key, pinned by the auditor
 	// StateDir keeps the last checkpoint seen, to prove the log only grew.
@@ -73,9 +75,9 @@ func (ws *Workspace) Audit(ctx context.Context, opt AuditOptions) (*AuditReport,
 	}
 	src := opt.Source
 	if src == nil {
-		src = DirSource(opt.Repo)
+		src = verify.DirSource(opt.Repo)
 	}
-	v, err := Verify(ctx, src, opt.TrustedRoot, time.Now())
+	v, err := verify.Verify(ctx, src, opt.TrustedRoot, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("the repository itself does not verify: %w", err)
 	}
@@ -107,13 +109,13 @@ func (ws *Workspace) Audit(ctx context.Context, opt AuditOptions) (*AuditReport,
 			add("missing-proof", "%s (%s) has no transparency proof", t.Path, t.Firmware.Version)
 			continue
 		}
-		tf, ok := v.targets[t.Firmware.Tlog]
+		tf, ok := v.File(t.Firmware.Tlog)
 		if !ok {
 			add("missing-proof", "%s names proof %s, which is not a signed target", t.Path, t.Firmware.Tlog)
 			continue
 		}
 		// Verify checked this file; read it again, no longer than signed.
-		b, err := readLimited(ctx, src, "targets/"+HashedTargetPath(tf), tf.Length, true)
+		b, err := verify.ReadLimited(ctx, src, verify.TargetFile(tf), tf.Length, true)
 		if err != nil {
 			add("missing-proof", "%s: %v", t.Path, err)
 			continue
@@ -126,7 +128,7 @@ func (ws *Workspace) Audit(ctx context.Context, opt AuditOptions) (*AuditReport,
 	// skipped, as it would be absent from a directory listing.
 	for tv := int64(1); tv <= v.Versions[metadata.TARGETS]; tv++ {
 		name := fmt.Sprintf("%d.targets.json", tv)
-		b, err := readLimited(ctx, src, "metadata/"+name, maxTargetsLength, false)
+		b, err := verify.ReadLimited(ctx, src, "metadata/"+name, layout.MaxTargetsLength, false)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -136,7 +138,7 @@ func (ws *Workspace) Audit(ctx context.Context, opt AuditOptions) (*AuditReport,
 		rep.Metadata++
 		d := sha256.Sum256(b)
 		known[hex.EncodeToString(d[:])] = true
-		bundle, err := readLimited(ctx, src, "metadata/"+name+BundleSuffix, maxBundleLength, false)
+		bundle, err := verify.ReadLimited(ctx, src, "metadata/"+name+BundleSuffix, layout.MaxBundleLength, false)
 		if errors.Is(err, fs.ErrNotExist) {
 			add("missing-proof", "metadata/%s has no transparency proof", name)
 			continue

@@ -11,12 +11,13 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/fwctl/fwctl/repo/verify"
 	"github.com/fwctl/fwctl/signer"
 )
 
 // ErrOutsideDelegation means a target path is not one a delegated role may
-// sign.
-var ErrOutsideDelegation = errors.New("target path outside the role's delegated paths")
+// sign: staging refuses what verify would.
+var ErrOutsideDelegation = verify.ErrOutsideDelegation
 
 var roleName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 

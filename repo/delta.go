@@ -18,6 +18,7 @@ import (
 	"github.com/fwctl/fwctl/delta/zstdref"
 	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo/verify"
 )
 
 // DeltaSuffix ends the target path of a delta: HW/V/NAME.from-BASEVERSION.delta.
@@ -36,7 +37,7 @@ func (ws *Workspace) AddDeltas(ctx context.Context, newPath string, n int, progr
 	if !ok {
 		return nil, fmt.Errorf("target %s is not staged", newPath)
 	}
-	newFW, err := parseTarget(newTF)
+	newFW, err := verify.TargetFirmware(newTF)
 	if err != nil || newFW.Kind != manifests.KindFull {
 		return nil, fmt.Errorf("target %s is not a full firmware image", newPath)
 	}
@@ -47,7 +48,7 @@ func (ws *Workspace) AddDeltas(ctx context.Context, newPath string, n int, progr
 	}
 	var bases []cand
 	for p, tf := range staged.Signed.Targets {
-		fw, err := parseTarget(tf)
+		fw, err := verify.TargetFirmware(tf)
 		if err != nil || p == newPath || fw.Kind != manifests.KindFull || !sharesHardware(fw, newFW) {
 			continue
 		}

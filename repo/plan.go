@@ -6,13 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/fwctl/fwctl/internal/atomicfile"
+	"github.com/fwctl/fwctl/repo/verify"
 )
 
 // ErrThreshold means a role lacks signatures: publish refuses until the
@@ -134,7 +134,7 @@ func (ws *Workspace) plan(kr *keyring, expiry func(string) time.Duration, refres
 		return nil, err
 	}
 	pl.targets = top
-	for _, name := range delegatedNames(top.targets) {
+	for _, name := range verify.DelegatedNames(top.targets) {
 		a, _ := delegatedAuthority(top.targets, name)
 		dp, err := ws.planTargets(kr, name, a, now, expiry(metadata.TARGETS), refresh)
 		if err != nil {
@@ -170,24 +170,6 @@ func unionAuthority(as []authority) authority {
 		}
 	}
 	return u
-}
-
-// delegatedNames lists the delegated roles of a top-level targets: named
-// roles, or every hashed bin.
-func delegatedNames(t *metadata.Metadata[metadata.TargetsType]) []string {
-	d := t.Signed.Delegations
-	if d == nil {
-		return nil
-	}
-	var out []string
-	for _, r := range d.Roles {
-		out = append(out, r.Name)
-	}
-	if d.SuccinctRoles != nil {
-		out = append(out, d.SuccinctRoles.GetRoles()...)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // sameContent reports whether two targets metadata list the same targets

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,17 +9,17 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/repo/blob"
+	"github.com/fwctl/fwctl/repo/layout"
+	"github.com/fwctl/fwctl/repo/upload"
+	"github.com/fwctl/fwctl/repo/verify"
 	"github.com/fwctl/fwctl/signer"
 )
 
@@ -160,15 +161,15 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 	if err := os.MkdirAll(mdOut, 0o755); err != nil {
 		return nil, err
 	}
-	all := sortedTargetFiles(targets.Signed.Targets)
+	all := verify.SortedTargetFiles(targets.Signed.Targets)
 	for _, dp := range pl.delegated {
-		all = append(all, sortedTargetFiles(dp.targets.Signed.Targets)...)
+		all = append(all, verify.SortedTargetFiles(dp.targets.Signed.Targets)...)
 	}
 	for _, tf := range all {
 		if opt.skipCopy {
 			break
 		}
-		dst := filepath.Join(out, "targets", filepath.FromSlash(HashedTargetPath(tf)))
+		dst := filepath.Join(out, "targets", filepath.FromSlash(layout.HashedTarget(tf.Path, tf.Hashes["sha256"])))
 		if _, err := os.Stat(dst); err == nil {
 			continue
 		}
@@ -262,33 +263,26 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 }
 
 // writePublishedTimestamp replaces out's timestamp.json with ts (encoded
-// as b) while holding blob.Dir's lock on it, the lock fwrepo's re-sign
-// (blob.Dir.Swap) takes for its compare-and-rename, so the two cannot
-// interleave. If fwrepo re-signed the published timestamp since Publish
-// chose ts's version, ts is re-signed (sign) one version above the stored
-// one: a device that already fetched fwrepo's would refuse an equal
-// version. It returns the bytes written.
+// as b) through blob.Replace, the same compare-and-swap fwrepo's online
+// re-sign and Upload use, so the three cannot interleave. If fwrepo
+// re-signed the published timestamp since Publish chose ts's version, ts
+// is re-signed (sign) one version above the stored one: a device that
+// already fetched fwrepo's would refuse an equal version. It returns the
+// bytes written.
 func writePublishedTimestamp(out string, ts *metadata.Metadata[metadata.TimestampType], b []byte, sign func() error) ([]byte, error) {
-	unlock, err := blob.Dir(out).Lock(timestampName)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	p := filepath.Join(out, filepath.FromSlash(timestampName))
-	if cur, err := metadata.Timestamp().FromFile(p); err == nil && cur.Signed.Version >= ts.Signed.Version {
-		ts.Signed.Version = cur.Signed.Version + 1
+	return blob.Replace(context.Background(), blob.Dir(out), layout.Timestamp, upload.TimestampAttempts, func(cur []byte, _ string) ([]byte, error) {
+		c, err := metadata.Timestamp().FromBytes(cur)
+		if cur == nil || err != nil || c.Signed.Version < ts.Signed.Version {
+			return b, nil
+		}
+		ts.Signed.Version = c.Signed.Version + 1
 		ts.ClearSignatures()
 		if err := sign(); err != nil {
 			return nil, err
 		}
-		if b, err = ts.ToBytes(true); err != nil {
-			return nil, err
-		}
-	}
-	if err := atomicfile.Write(p, b, 0o644); err != nil {
-		return nil, err
-	}
-	return b, nil
+		b, err = ts.ToBytes(true)
+		return b, err
+	})
 }
 
 // rootFiles lists N.root.json in version order.
@@ -296,46 +290,17 @@ func (ws *Workspace) rootFiles() ([]string, error) {
 	return versionedFiles(filepath.Join(ws.Dir, "metadata"), "root")
 }
 
+// versionedFiles lists the files N.ROLE.json in dir, in version order.
 func versionedFiles(dir, role string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
-	type vf struct {
-		v    int
-		name string
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
 	}
-	var list []vf
-	for _, e := range entries {
-		v, rest, ok := strings.Cut(e.Name(), ".")
-		n, err := strconv.Atoi(v)
-		if ok && err == nil && rest == role+".json" {
-			list = append(list, vf{n, e.Name()})
-		}
-	}
-	sort.Slice(list, func(i, j int) bool { return list[i].v < list[j].v })
-	var out []string
-	for _, f := range list {
-		out = append(out, f.name)
-	}
-	return out, nil
-}
-
-func sortedTargetFiles(m map[string]*metadata.TargetFiles) []*metadata.TargetFiles {
-	var out []*metadata.TargetFiles
-	for p, tf := range m {
-		tf.Path = p
-		out = append(out, tf)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
-	return out
-}
-
-// HashedTargetPath is where a consistent-snapshot repository serves a
-// target: DIR/SHA256.NAME.
-func HashedTargetPath(tf *metadata.TargetFiles) string {
-	dir, name := path.Split(tf.Path)
-	return dir + hex.EncodeToString(tf.Hashes["sha256"]) + "." + name
+	return layout.SortVersioned(names, role), nil
 }
 
 // copyVerified copies src to dst, checking it still matches tf.

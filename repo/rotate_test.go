@@ -9,6 +9,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/fwctl/fwctl/repo/verify"
 	"github.com/fwctl/fwctl/signer"
 )
 
@@ -135,12 +136,12 @@ func TestExpiringWithin(t *testing.T) {
 		{0, 8 * 24 * time.Hour, []string{"timestamp", "snapshot"}},
 		{0, 400 * 24 * time.Hour, []string{"timestamp", "snapshot", "targets", "root"}},
 	} {
-		all, err := Expiries(filepath.Join(ws.Dir, "metadata"), now.Add(tc.at))
+		all, err := verify.Expiries(filepath.Join(ws.Dir, "metadata"), now.Add(tc.at))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var got []string
-		for _, e := range ExpiringWithin(all, tc.within) {
+		for _, e := range verify.ExpiringWithin(all, tc.within) {
 			got = append(got, e.Role)
 			if tc.at > time.Hour && e.Role == "timestamp" && !e.Expired {
 				t.Errorf("timestamp not marked expired at +%s", tc.at)

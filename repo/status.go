@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/fwctl/fwctl/repo/verify"
 )
 
 // RoleStatus describes one top-level role.
@@ -88,13 +90,13 @@ func (ws *Workspace) Status() (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	st.Targets = listTargets(targets.Signed.Targets)
+	st.Targets = verify.ListTargets(targets.Signed.Targets)
 	if st.Delegations, err = ws.Delegations(); err != nil {
 		return nil, err
 	}
-	for _, d := range delegatedNames(targets) {
+	for _, d := range verify.DelegatedNames(targets) {
 		if dt, err := metadata.Targets().FromFile(ws.stagedRolePath(d)); err == nil {
-			st.Targets = append(st.Targets, listTargets(dt.Signed.Targets)...)
+			st.Targets = append(st.Targets, verify.ListTargets(dt.Signed.Targets)...)
 		}
 	}
 	if pl, err := ws.plan(nil, ws.expiry, false); err == nil {

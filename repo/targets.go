@@ -10,12 +10,12 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo/verify"
 )
 
 // ErrCounterRegression means a new target's security counter is lower than
@@ -35,13 +35,8 @@ type AddOptions struct {
 	Progress func(done, total int64)
 }
 
-// Target describes one firmware target.
-type Target struct {
-	Path     string              `json:"path"`
-	Length   int64               `json:"length"`
-	SHA256   string              `json:"sha256"`
-	Firmware *manifests.Firmware `json:"fw"`
-}
+// Target describes one firmware target (the description verify reports).
+type Target = verify.Target
 
 // AddTarget hashes image (streaming, while copying it into the workspace)
 // and stages it as a target. Nothing is published until Publish.
@@ -69,7 +64,7 @@ func (ws *Workspace) AddTarget(image string, opt AddOptions) (*Target, error) {
 	}
 	if !opt.Force {
 		for p, tf := range staged.Signed.Targets {
-			old, err := parseTarget(tf)
+			old, err := verify.TargetFirmware(tf)
 			if err != nil {
 				continue
 			}
@@ -135,35 +130,7 @@ func (ws *Workspace) Targets() ([]Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	return listTargets(staged.Signed.Targets), nil
-}
-
-func listTargets(m map[string]*metadata.TargetFiles) []Target {
-	var out []Target
-	for p, tf := range m {
-		fw, _ := parseTarget(tf)
-		out = append(out, Target{Path: p, Length: tf.Length, SHA256: hex.EncodeToString(tf.Hashes["sha256"]), Firmware: fw})
-	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.Firmware != nil && b.Firmware != nil {
-			if a.Firmware.Hardware[0] != b.Firmware.Hardware[0] {
-				return a.Firmware.Hardware[0] < b.Firmware.Hardware[0]
-			}
-			if a.Firmware.Counter != b.Firmware.Counter {
-				return a.Firmware.Counter < b.Firmware.Counter
-			}
-		}
-		return a.Path < b.Path
-	})
-	return out
-}
-
-func parseTarget(tf *metadata.TargetFiles) (*manifests.Firmware, error) {
-	if tf.Custom == nil {
-		return nil, manifests.ErrNotFirmware
-	}
-	return manifests.ParseCustom(*tf.Custom)
+	return verify.ListTargets(staged.Signed.Targets), nil
 }
 
 type progressReader struct {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo/verify"
 	"github.com/fwctl/fwctl/signer"
 	"github.com/fwctl/fwctl/transparency"
 )
@@ -135,7 +136,7 @@ func (ws *Workspace) LogTargets(ctx context.Context, rekorURL string) ([]Logged,
 	sort.Strings(paths)
 	for _, p := range paths {
 		tf := staged.Signed.Targets[p]
-		fw, err := parseTarget(tf)
+		fw, err := verify.TargetFirmware(tf)
 		if err != nil || fw.Tlog != "" {
 			continue
 		}

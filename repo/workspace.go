@@ -1,8 +1,14 @@
-// Package repo owns the TUF repository of firmware releases: creating a
-// signing workspace, recording targets with their firmware metadata, signing
-// and publishing metadata with consistent snapshots, verifying a published
-// repository the way a device would, and re-signing the timestamp online.
-// Metadata is built and signed with go-tuf v2's metadata package.
+// Package repo owns the signing workspace of a TUF repository of firmware
+// releases: keys, roles, delegations, targets with their firmware
+// metadata, deltas, the offline signing ceremony, key rotation, and
+// Workspace.Release, which owns the whole publish order (log to Rekor,
+// sign and write with consistent snapshots, log the targets version,
+// upload, timestamp last). Metadata is built and signed with go-tuf v2's
+// metadata package.
+//
+// Verifying a published repository is repo/verify's, the naming rule
+// repo/layout's, uploading repo/upload's; fwrepo's online roles
+// (repo/online) never import this package.
 //
 // A workspace is a directory:
 //

@@ -19,6 +19,7 @@ import (
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/tufclient"
 	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/verify"
 )
 
 func TestInstallConfirmUpdate(t *testing.T) {
@@ -330,12 +331,12 @@ func TestVerifyDir(t *testing.T) {
 	r := newRelease(t)
 	r.add("1.0.0", 1, 1000)
 	r.publish()
-	if _, err := repo.VerifyDir(r.pub, r.rootJSON(), time.Now()); err != nil {
+	if _, err := verify.VerifyDir(r.pub, r.rootJSON(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	p := targetFile(t, r, "1.0.0")
 	os.WriteFile(p, []byte("tampered"), 0o644)
-	if _, err := repo.VerifyDir(r.pub, r.rootJSON(), time.Now()); err == nil {
+	if _, err := verify.VerifyDir(r.pub, r.rootJSON(), time.Now()); err == nil {
 		t.Fatal("verify accepted a tampered target")
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/tufclient"
 	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/layout"
+	"github.com/fwctl/fwctl/repo/verify"
 	"github.com/fwctl/fwctl/signer"
 	"github.com/fwctl/fwctl/signer/softhsmtest"
 )
@@ -90,7 +92,7 @@ func TestRoot2of3AcrossBackends(t *testing.T) {
 	v2 := r.add("2.0.0", 2, 20_000)
 	r.publish()
 	back2()
-	if _, err := repo.VerifyDir(r.pub, root1, time.Now()); err != nil {
+	if _, err := verify.VerifyDir(r.pub, root1, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	d.mustInstall(v2)
@@ -148,7 +150,7 @@ func forgeRelease(t *testing.T, r *release, targetsKey crypto.Signer, img []byte
 	}
 	tb, _ := tg.ToBytes(true)
 	os.WriteFile(filepath.Join(md, fmt.Sprintf("%d.targets.json", tg.Signed.Version)), tb, 0o644)
-	dst := filepath.Join(r.pub, "targets", filepath.FromSlash(repo.HashedTargetPath(tf)))
+	dst := filepath.Join(r.pub, "targets", filepath.FromSlash(layout.HashedTarget(tf.Path, tf.Hashes["sha256"])))
 	os.MkdirAll(filepath.Dir(dst), 0o755)
 	os.WriteFile(dst, img, 0o644)
 

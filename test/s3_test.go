@@ -18,6 +18,7 @@ import (
 	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/repo/server"
+	"github.com/fwctl/fwctl/repo/upload"
 )
 
 // TestS3Scripts runs testdata/s3/*.txtar against a real S3-compatible
@@ -116,7 +117,7 @@ func TestS3ServeRangeETag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := repo.Upload(context.Background(), r.pub, st, "fwctl publish", repo.UploadOptions{}); err != nil {
+	if _, err := upload.Upload(context.Background(), r.pub, st, "fwctl publish", upload.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	h, err := server.New(server.Options{Store: st})

@@ -18,9 +18,10 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/fwctl/fwctl/agent"
-	"github.com/fwctl/fwctl/tlog"
 	"github.com/fwctl/fwctl/internal/testenv"
 	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/verify"
+	"github.com/fwctl/fwctl/tlog"
 	"github.com/fwctl/fwctl/transparency"
 	"github.com/fwctl/fwctl/transparency/rekortest"
 )
@@ -102,7 +103,7 @@ func TestTransparency(t *testing.T) {
 
 	t.Run("audit over HTTP", func(t *testing.T) {
 		// The same repository served by fwrepo's handler audits alike.
-		src, err := repo.NewHTTPSource(r.serve(), repo.HTTPOptions{})
+		src, err := verify.NewHTTPSource(r.serve(), verify.HTTPOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

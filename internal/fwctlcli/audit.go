@@ -12,6 +12,7 @@ import (
 
 	"github.com/fwctl/fwctl/internal/cli"
 	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/verify"
 	"github.com/fwctl/fwctl/transparency"
 )
 
@@ -61,7 +62,7 @@ the first audit fetches from the log and keeps (trust on first use).`,
 				return usage(err)
 			}
 			rep, err := ws.Audit(context.Background(), repo.AuditOptions{Source: src, TrustedRoot: root, RekorURL: rekorURL, LogKeyPEM: pub, StateDir: state})
-			if errors.Is(err, repo.ErrUnreachable) {
+			if errors.Is(err, verify.ErrUnreachable) {
 				return cli.WithCode(cli.ExitNetwork, err)
 			}
 			if err != nil {

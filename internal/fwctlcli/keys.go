@@ -6,13 +6,10 @@ import (
 	"io"
 	"strconv"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fwctl/fwctl/internal/atomicfile"
-	"github.com/fwctl/fwctl/internal/cli"
 	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/signer"
 )
@@ -165,106 +162,6 @@ func parseKeyFlags(list []string) (map[string][]string, error) {
 		out[r] = append(out[r], u)
 	}
 	return out, nil
-}
-
-// printStatusExtra prints delegations and the signatures still missing.
-func printStatusExtra(w io.Writer, st *repo.Status) {
-	var elsewhere []string
-	for _, r := range st.Roles {
-		if len(r.Elsewhere) > 0 {
-			elsewhere = append(elsewhere, fmt.Sprintf("  %s: %s", r.Role, strings.Join(short(r.Elsewhere), ", ")))
-		}
-	}
-	if len(elsewhere) > 0 {
-		fmt.Fprintln(w, "\nKeys held on other machines (they sign through 'fwctl ceremony'):")
-		fmt.Fprintln(w, strings.Join(elsewhere, "\n"))
-	}
-	if len(st.Delegations) > 0 {
-		fmt.Fprintln(w)
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "DELEGATED ROLE\tMAY SIGN\tTHRESHOLD\tKEYS\tVERSION\tTARGETS")
-		for _, d := range st.Delegations {
-			paths := strings.Join(d.Paths, ",")
-			if d.Bins > 0 {
-				paths = fmt.Sprintf("all paths, %d hashed bins", d.Bins)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%d of %d\t%s\t%d\t%d\n", d.Role, paths, d.Threshold, len(d.KeyIDs), strings.Join(short(d.KeyIDs), ","), d.Version, d.Targets)
-		}
-		tw.Flush()
-	}
-	if st.PendingRoot > 0 {
-		fmt.Fprintf(w, "\nRoot version %d is staged and will be published next.\n", st.PendingRoot)
-	}
-	if len(st.Pending) > 0 {
-		fmt.Fprintln(w, "\nSignatures still missing (fwctl ceremony export / sign / import):")
-		for _, m := range st.Pending {
-			fmt.Fprintf(w, "  %s v%d: %d of %d by %s (%d more)\n", m.Role, m.Version, m.Have, m.Need, m.By, m.Need-m.Have)
-		}
-	}
-}
-
-func (a *app) checkExpiryCmd() *cobra.Command {
-	var within, repoDir string
-	c := &cobra.Command{
-		Use:   "check-expiry",
-		Short: "Fail (exit 1) when published metadata expires within a duration (CI-friendly)",
-		Long: `List every published role (root, targets, snapshot, timestamp, delegated
-roles) that expires within --within, soonest first. Exit 0 when none does,
-1 when any does (or already has). Reads the workspace, or a published
-repository with --repo.`,
-		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			d, err := repo.ParseDuration(within)
-			if err != nil {
-				return usage(fmt.Errorf("--within: %w", err))
-			}
-			dir := repoDir
-			if dir == "" {
-				ws, err := a.open()
-				if err != nil {
-					return err
-				}
-				dir = ws.Dir
-			}
-			all, err := repo.Expiries(dir+"/metadata", time.Now())
-			if err != nil {
-				return err
-			}
-			soon := repo.ExpiringWithin(all, d)
-			type result struct {
-				Within   string        `json:"within"`
-				OK       bool          `json:"ok"`
-				Expiring []repo.Expiry `json:"expiring"`
-				All      []repo.Expiry `json:"roles"`
-			}
-			res := result{Within: within, OK: len(soon) == 0, Expiring: soon, All: all}
-			if res.Expiring == nil {
-				res.Expiring = []repo.Expiry{}
-			}
-			if err := a.out.Result(res, func(w io.Writer) {
-				if len(soon) == 0 {
-					fmt.Fprintf(w, "OK: nothing expires within %s (next: %s v%d in %s)\n", within, all[0].Role, all[0].Version, all[0].Left.Round(time.Minute))
-					return
-				}
-				for _, e := range soon {
-					state := "expires in " + e.Left.Round(time.Minute).String()
-					if e.Expired {
-						state = "EXPIRED " + (-e.Left).Round(time.Minute).String() + " ago"
-					}
-					fmt.Fprintf(w, "%s v%d %s (%s): renew with %s\n", e.Role, e.Version, state, e.Expires.Format(time.RFC3339), e.Action)
-				}
-			}); err != nil {
-				return err
-			}
-			if len(soon) > 0 {
-				return silentExit{cli.ExitFailure} // the result above says why
-			}
-			return nil
-		},
-	}
-	c.Flags().StringVar(&within, "within", "30d", "warn about metadata expiring within this duration, e.g. 30d or 12h")
-	c.Flags().StringVar(&repoDir, "repo", "", "check a published repository directory instead of the workspace")
-	return c
 }
 
 // silentExit ends fwctl with a code after a command already printed its

@@ -1,8 +1,10 @@
 package blob
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 )
 
 // ErrChanged is returned (wrapped) by Swapper.Swap when the file no longer
@@ -28,3 +30,42 @@ var (
 	_ Swapper = Dir("")
 	_ Swapper = (*S3)(nil)
 )
+
+// Replace is the one race-safe way to replace a file that other writers
+// replace too (timestamp.json: 'fwctl publish', its upload, fwrepo's
+// online re-sign). It reads name (cur is nil and tag "" when there is
+// none), asks next for the bytes to write in its place, and writes them
+// only if name still holds what was read (Swap). If another writer
+// replaced it in between, Replace reads it again and asks next again, at
+// most attempts times in all; then it returns an error wrapping
+// ErrChanged. next may refuse (return an error, which Replace returns
+// as it is) or return cur itself to leave the file as it is. Replace
+// returns the bytes it left in place.
+func Replace(ctx context.Context, sw Swapper, name string, attempts int, next func(cur []byte, tag string) ([]byte, error)) ([]byte, error) {
+	var last error
+	for range max(attempts, 1) {
+		cur, tag, err := sw.GetTagged(ctx, name)
+		switch {
+		case errors.Is(err, ErrNotExist):
+			cur, tag = nil, ""
+		case err != nil:
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		data, err := next(cur, tag)
+		if err != nil {
+			return nil, err
+		}
+		if cur != nil && bytes.Equal(cur, data) {
+			return data, nil
+		}
+		err = sw.Swap(ctx, name, data, tag)
+		if err == nil {
+			return data, nil
+		}
+		if !errors.Is(err, ErrChanged) {
+			return nil, err
+		}
+		last = err
+	}
+	return nil, fmt.Errorf("%w: it was replaced %d times while this write was prepared", last, max(attempts, 1))
+}

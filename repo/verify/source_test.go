@@ -1,4 +1,4 @@
-package repo
+package verify_test
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fwctl/fwctl/repo/verify"
 )
 
 // endless streams zeros (chunked, no Content-Length) until the client goes
@@ -79,20 +81,20 @@ func TestHTTPSourceHostileServer(t *testing.T) {
 				}
 			}))
 			defer srv.Close()
-			src, err := NewHTTPSource(srv.URL, HTTPOptions{Stall: 200 * time.Millisecond})
+			src, err := verify.NewHTTPSource(srv.URL, verify.HTTPOptions{Stall: 200 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			_, err = Verify(ctx, src, r.root, time.Now())
+			_, err = verify.Verify(ctx, src, r.root, time.Now())
 			if err == nil {
 				t.Fatal("Verify accepted it")
 			}
 			if ctx.Err() != nil {
 				t.Fatalf("Verify ran into the test's deadline: %v", err)
 			}
-			if errors.Is(err, ErrUnreachable) != tt.unreachable {
+			if errors.Is(err, verify.ErrUnreachable) != tt.unreachable {
 				t.Errorf("errors.Is(%v, ErrUnreachable) = %v, want %v", err, !tt.unreachable, tt.unreachable)
 			}
 			if !strings.Contains(err.Error(), tt.says) {

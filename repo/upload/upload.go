@@ -1,4 +1,11 @@
-package repo
+// Package upload copies a published repository (the directory
+// repo.Workspace.Publish wrote) to a blob store in an order that keeps the
+// store valid at every instant: files nothing references yet first, then
+// unversioned metadata, and timestamp.json last, replaced only by
+// compare-and-swap over the one the publish was staged from (or a re-sign
+// of it by fwrepo). It never signs anything itself: re-signing a timestamp
+// that lost a race goes through a callback.
+package upload
 
 import (
 	"context"
@@ -7,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -15,10 +21,11 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/fwctl/fwctl/repo/blob"
+	"github.com/fwctl/fwctl/repo/layout"
 )
 
-// UploadOptions control Upload.
-type UploadOptions struct {
+// Options control Upload.
+type Options struct {
 	// Progress, when set, is told about each file uploaded or skipped.
 	Progress func(msg string)
 	// SignTimestamp signs a timestamp again (its signatures cleared) after
@@ -27,21 +34,21 @@ type UploadOptions struct {
 	SignTimestamp func(ts *metadata.Metadata[metadata.TimestampType]) error
 }
 
-// timestampAttempts bounds how often Upload writes timestamp.json when
+// TimestampAttempts bounds how often Upload writes timestamp.json when
 // another writer keeps replacing it (fwrepo re-signs at most every few
 // minutes, so losing more than once in a row is already unusual).
-const timestampAttempts = 4
+const TimestampAttempts = 4
 
-// UploadResult reports what Upload did.
-type UploadResult struct {
+// Result reports what Upload did.
+type Result struct {
 	Uploaded []string `json:"uploaded"`
 	Skipped  int      `json:"skipped"` // immutable files the store already held
 }
 
-// UploadError is returned when an upload stops part-way. The store still
+// Error is returned when an upload stops part-way. The store still
 // holds its previous timestamp.json, so devices keep seeing the previous
 // release; running the same publish again finishes the job.
-type UploadError struct {
+type Error struct {
 	Store string // where to
 	File  string // the file that failed
 	Done  int    // files uploaded before it
@@ -51,13 +58,13 @@ type UploadError struct {
 }
 
 // Error says what failed, that devices are unaffected, and what to run.
-func (e *UploadError) Error() string {
+func (e *Error) Error() string {
 	return fmt.Sprintf("upload to %s stopped at %s (file %d of %d): %v; timestamp.json there was not replaced, so devices still see the previous release: fix the cause and run '%s' again to finish",
 		e.Store, e.File, e.Done+1, e.Total, e.Err, e.Rerun)
 }
 
 // Unwrap returns the store's error.
-func (e *UploadError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
 // uploadRank orders a repository's files for upload: files nothing
 // references yet first (images, bundles, N.ROLE.json), then unversioned
@@ -65,35 +72,20 @@ func (e *UploadError) Unwrap() error { return e.Err }
 // first and which names everything else, last.
 func uploadRank(name string) int {
 	switch {
-	case name == timestampName:
+	case name == layout.Timestamp:
 		return 3
-	case strings.HasPrefix(name, "metadata/") && !versionedRE(path.Base(name)):
+	case strings.HasPrefix(name, layout.MetadataDir+"/") && !layout.Immutable(name):
 		return 2
-	case strings.HasPrefix(name, "metadata/"):
+	case strings.HasPrefix(name, layout.MetadataDir+"/"):
 		return 1
 	default:
 		return 0
 	}
 }
 
-// versionedRE reports whether a metadata file name is N.ROLE.json (or a
-// bundle of one): it never changes once published.
-func versionedRE(name string) bool {
-	v, _, ok := strings.Cut(name, ".")
-	if !ok || v == "" {
-		return false
-	}
-	for _, c := range v {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// UploadOrder sorts names (slash-separated, relative to the repository) in
+// Order sorts names (slash-separated, relative to the repository) in
 // the order Upload writes them: timestamp.json last.
-func UploadOrder(names []string) []string {
+func Order(names []string) []string {
 	out := append([]string(nil), names...)
 	sort.SliceStable(out, func(i, j int) bool {
 		ri, rj := uploadRank(out[i]), uploadRank(out[j])
@@ -106,11 +98,11 @@ func UploadOrder(names []string) []string {
 }
 
 // Upload copies the published repository in dir (Publish's output) to st
-// in UploadOrder, so a device or CDN reading st at any moment sees either
+// in Order, so a device or CDN reading st at any moment sees either
 // the previous release or the new one: immutable files (hash-named images,
 // N.ROLE.json) that st already holds with the same size are skipped, and
 // timestamp.json is written last. If a write fails, Upload stops before
-// timestamp.json and returns an *UploadError naming rerun as the fix.
+// timestamp.json and returns an *Error naming rerun as the fix.
 //
 // When dir came from StageFrom, timestamp.json replaces only the one
 // StageFrom read (blob.Swapper: S3 If-Match, or If-None-Match: * when there
@@ -118,8 +110,8 @@ func UploadOrder(names []string) []string {
 // writes ours again one version above it (the snapshot it names is
 // unchanged), a few times at most; if it still loses, or a timestamp
 // naming another snapshot landed (another publish), it stops with an
-// *UploadError wrapping blob.ErrChanged and writes nothing over it.
-func Upload(ctx context.Context, dir string, st blob.Store, rerun string, opt UploadOptions) (*UploadResult, error) {
+// *Error wrapping blob.ErrChanged and writes nothing over it.
+func Upload(ctx context.Context, dir string, st blob.Store, rerun string, opt Options) (*Result, error) {
 	progress := opt.Progress
 	if progress == nil {
 		progress = func(string) {}
@@ -137,18 +129,18 @@ func Upload(ctx context.Context, dir string, st blob.Store, rerun string, opt Up
 			sizes[f.Name] = f.Size
 		}
 	}
-	if sizes[timestampName] == 0 {
-		return nil, fmt.Errorf("%s has no %s: run 'fwctl publish' into it first", dir, timestampName)
+	if sizes[layout.Timestamp] == 0 {
+		return nil, fmt.Errorf("%s has no %s: run 'fwctl publish' into it first", dir, layout.Timestamp)
 	}
 	seed, err := readSeed(dir, st)
 	if err != nil {
 		return nil, err
 	}
-	names = UploadOrder(names)
-	res := &UploadResult{}
+	names = Order(names)
+	res := &Result{}
 	for i, name := range names {
 		fail := func(err error) error {
-			return &UploadError{Store: st.String(), File: name, Done: i, Total: len(names), Err: err, Rerun: rerun}
+			return &Error{Store: st.String(), File: name, Done: i, Total: len(names), Err: err, Rerun: rerun}
 		}
 		if uploadRank(name) <= 1 {
 			// Immutable: hash- or version-named.
@@ -160,7 +152,7 @@ func Upload(ctx context.Context, dir string, st blob.Store, rerun string, opt Up
 			}
 		}
 		progress(fmt.Sprintf("upload %s (%d/%d)", name, i+1, len(names)))
-		if name == timestampName && seed != nil {
+		if name == layout.Timestamp && seed != nil {
 			if err := putTimestamp(ctx, dir, st, seed, opt.SignTimestamp); err != nil {
 				return res, fail(err)
 			}
@@ -198,7 +190,7 @@ func StageFrom(ctx context.Context, st blob.Store) (string, error) {
 	}
 	err = os.MkdirAll(filepath.Join(dir, "metadata"), 0o755)
 	if err == nil && b != nil {
-		err = os.WriteFile(filepath.Join(dir, filepath.FromSlash(timestampName)), b, 0o644)
+		err = os.WriteFile(filepath.Join(dir, filepath.FromSlash(layout.Timestamp)), b, 0o644)
 	}
 	if err == nil && seed != nil {
 		var j []byte
@@ -228,13 +220,13 @@ type stageSeed struct {
 func readStoredTimestamp(ctx context.Context, st blob.Store) ([]byte, *stageSeed, error) {
 	sw, ok := st.(blob.Swapper)
 	if !ok {
-		b, err := blob.ReadAll(ctx, st, timestampName)
+		b, err := blob.ReadAll(ctx, st, layout.Timestamp)
 		if errors.Is(err, blob.ErrNotExist) {
 			return nil, nil, nil
 		}
 		return b, nil, err
 	}
-	b, tag, err := sw.GetTagged(ctx, timestampName)
+	b, tag, err := sw.GetTagged(ctx, layout.Timestamp)
 	switch {
 	case errors.Is(err, blob.ErrNotExist):
 		return nil, &stageSeed{}, nil // first publish
@@ -243,7 +235,7 @@ func readStoredTimestamp(ctx context.Context, st blob.Store) ([]byte, *stageSeed
 	}
 	ts, err := metadata.Timestamp().FromBytes(b)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s in %s: %w", timestampName, st, err)
+		return nil, nil, fmt.Errorf("%s in %s: %w", layout.Timestamp, st, err)
 	}
 	seed := &stageSeed{Tag: tag}
 	if m := ts.Signed.Meta["snapshot.json"]; m != nil {
@@ -274,54 +266,55 @@ func readSeed(dir string, st blob.Store) (*stageSeed, error) {
 }
 
 // putTimestamp writes dir's timestamp.json over the one seed names, and
-// over timestamps fwrepo re-signed from that one since (see Upload).
+// over timestamps fwrepo re-signed from that one since (see Upload),
+// through blob.Replace.
 func putTimestamp(ctx context.Context, dir string, st blob.Store, seed *stageSeed, sign func(*metadata.Metadata[metadata.TimestampType]) error) error {
 	sw := st.(blob.Swapper) // readSeed checked
-	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(timestampName)))
+	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(layout.Timestamp)))
 	if err != nil {
 		return err
 	}
 	ts, err := metadata.Timestamp().FromBytes(data)
 	if err != nil {
-		return fmt.Errorf("staged %s: %w", timestampName, err)
+		return fmt.Errorf("staged %s: %w", layout.Timestamp, err)
 	}
-	tag := seed.Tag
-	for attempt := 1; ; attempt++ {
-		err := sw.Swap(ctx, timestampName, data, tag)
-		if !errors.Is(err, blob.ErrChanged) {
-			return err
+	refused := false
+	_, err = blob.Replace(ctx, sw, layout.Timestamp, TimestampAttempts, func(cur []byte, tag string) ([]byte, error) {
+		if tag == seed.Tag {
+			return data, nil // what the publish was staged from
 		}
-		if attempt == timestampAttempts {
-			return fmt.Errorf("%w: it was replaced %d times while this publish wrote it (fwrepo re-signing it?); every other file of the release is uploaded", err, attempt)
-		}
-		cur, curTag, err := sw.GetTagged(ctx, timestampName)
-		if err != nil {
-			return fmt.Errorf("read %s again after losing a race for it: %w", timestampName, err)
+		refused = true
+		if cur == nil {
+			return nil, fmt.Errorf("%w: %s was removed from %s since this publish read it; every other file of this release is uploaded, and nothing was written", blob.ErrChanged, layout.Timestamp, st)
 		}
 		stored, err := metadata.Timestamp().FromBytes(cur)
 		if err != nil {
-			return fmt.Errorf("%s in %s: %w", timestampName, st, err)
+			return nil, fmt.Errorf("%s in %s: %w", layout.Timestamp, st, err)
 		}
 		if m := stored.Signed.Meta["snapshot.json"]; seed.Tag == "" || m == nil || m.Version != seed.Snapshot {
 			// Not a re-sign of what was read: another publish landed.
 			// Replacing its timestamp would un-publish that release.
-			return fmt.Errorf("%w: another publish wrote timestamp v%d meanwhile, naming another snapshot than the one read; every other file of this release is uploaded, and nothing was written over that timestamp",
+			return nil, fmt.Errorf("%w: another publish wrote timestamp v%d meanwhile, naming another snapshot than the one read; every other file of this release is uploaded, and nothing was written over that timestamp",
 				blob.ErrChanged, stored.Signed.Version)
 		}
-		tag = curTag
-		if ts.Signed.Version > stored.Signed.Version {
-			continue // ours is still newer: write it as it is
+		if ts.Signed.Version <= stored.Signed.Version {
+			if sign == nil {
+				return nil, fmt.Errorf("%w: fwrepo re-signed it as v%d, and this upload cannot sign ours again; every other file of the release is uploaded", blob.ErrChanged, stored.Signed.Version)
+			}
+			ts.Signed.Version = stored.Signed.Version + 1
+			ts.ClearSignatures()
+			if err := sign(ts); err != nil {
+				return nil, fmt.Errorf("sign timestamp v%d: %w", ts.Signed.Version, err)
+			}
+			if data, err = ts.ToBytes(true); err != nil {
+				return nil, fmt.Errorf("encode timestamp: %w", err)
+			}
 		}
-		if sign == nil {
-			return fmt.Errorf("%w: fwrepo re-signed it as v%d, and this upload cannot sign ours again; every other file of the release is uploaded", blob.ErrChanged, stored.Signed.Version)
-		}
-		ts.Signed.Version = stored.Signed.Version + 1
-		ts.ClearSignatures()
-		if err := sign(ts); err != nil {
-			return fmt.Errorf("sign timestamp v%d: %w", ts.Signed.Version, err)
-		}
-		if data, err = ts.ToBytes(true); err != nil {
-			return fmt.Errorf("encode timestamp: %w", err)
-		}
+		refused = false
+		return data, nil
+	})
+	if err != nil && !refused && errors.Is(err, blob.ErrChanged) {
+		return fmt.Errorf("%w (fwrepo re-signing it?); every other file of the release is uploaded", err)
 	}
+	return err
 }

@@ -1,4 +1,4 @@
-package repo
+package verify
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
+
+	"github.com/fwctl/fwctl/repo/layout"
 )
 
 // RoleError says which delegated targets role failed verification, which
@@ -125,8 +127,8 @@ func verifyRole(ctx context.Context, tm *trustedmetadata.TrustedMetadata, src So
 		return nil, fail(fmt.Errorf("snapshot v%d does not list %s.json", tm.Snapshot.Signed.Version, p.role), republish)
 	}
 	name := fmt.Sprintf("%d.%s.json", meta.Version, p.role)
-	limit, signed := metaLimit(meta, maxTargetsLength)
-	b, err := readLimited(ctx, src, "metadata/"+name, limit, signed)
+	limit, signed := MetaLimit(meta, layout.MaxTargetsLength)
+	b, err := ReadLimited(ctx, src, "metadata/"+name, limit, signed)
 	if isLengthMismatch(err) {
 		return nil, roleFailure(p, name, nil, err)
 	}
@@ -137,7 +139,7 @@ func verifyRole(ctx context.Context, tm *trustedmetadata.TrustedMetadata, src So
 	if err != nil {
 		return nil, roleFailure(p, name, b, err)
 	}
-	for _, tf := range sortedTargetFiles(t.Signed.Targets) {
+	for _, tf := range SortedTargetFiles(t.Signed.Targets) {
 		for _, r := range p.rules {
 			if !r.allows(tf.Path) {
 				return nil, fail(fmt.Errorf("%w: it lists target %s, but %s delegates to %s only %s",

@@ -1,4 +1,4 @@
-package repo
+package verify_test
 
 import (
 	"context"
@@ -16,6 +16,8 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/verify"
 	"github.com/fwctl/fwctl/signer"
 )
 
@@ -23,7 +25,7 @@ import (
 // delegated role ("acme", paths hw-a/*/*) or in 4 hashed bins, with every
 // key at hand to forge what a broken or malicious publisher could.
 type delegatedRepo struct {
-	ws       *Workspace
+	ws       *repo.Workspace
 	pub      string
 	root     []byte
 	delegate crypto.Signer // acme's or the bins' key
@@ -33,9 +35,9 @@ type delegatedRepo struct {
 func newDelegatedRepo(t *testing.T, bins bool) *delegatedRepo {
 	t.Helper()
 	dir := t.TempDir()
-	ws := initWorkspace(t, InitOptions{})
+	ws := initWorkspace(t, repo.InitOptions{})
 	keyPath := filepath.Join(dir, "delegate.json")
-	info, _, err := GenerateKey("file:"+keyPath, "", signer.Ed25519, nil, signer.Options{})
+	info, _, err := repo.GenerateKey("file:"+keyPath, "", signer.Ed25519, nil, signer.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,9 +45,9 @@ func newDelegatedRepo(t *testing.T, bins bool) *delegatedRepo {
 	role := "acme"
 	if bins {
 		role = ""
-		err = ws.AddHashedBins(BinsOptions{Bits: 2, Keys: []string{info.URI}})
+		err = ws.AddHashedBins(repo.BinsOptions{Bits: 2, Keys: []string{info.URI}})
 	} else {
-		err = ws.AddDelegation("acme", DelegationOptions{Paths: []string{"hw-a/*/*"}, Keys: []string{info.URI}})
+		err = ws.AddDelegation("acme", repo.DelegationOptions{Paths: []string{"hw-a/*/*"}, Keys: []string{info.URI}})
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -53,13 +55,13 @@ func newDelegatedRepo(t *testing.T, bins bool) *delegatedRepo {
 	for i := range 6 {
 		img := filepath.Join(dir, fmt.Sprintf("fw%d.img", i))
 		os.WriteFile(img, []byte(fmt.Sprintf("firmware image %d", i)), 0o644)
-		tg, err := ws.AddDelegatedTarget(role, img, AddOptions{Hardware: []string{"hw-a"}, Version: fmt.Sprintf("1.%d", i), Counter: uint64(i)})
+		tg, err := ws.AddDelegatedTarget(role, img, repo.AddOptions{Hardware: []string{"hw-a"}, Version: fmt.Sprintf("1.%d", i), Counter: uint64(i)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		r.paths = append(r.paths, tg.Path)
 	}
-	if _, err := ws.Publish(r.pub, PublishOptions{}); err != nil {
+	if _, err := ws.Publish(r.pub, repo.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	r.root = mustRoot(t, ws.Dir)
@@ -77,7 +79,7 @@ func loadKey(t *testing.T, path string) crypto.Signer {
 
 func (r *delegatedRepo) roleKey(t *testing.T, role string) crypto.Signer {
 	t.Helper()
-	files, err := r.ws.keyFiles(role)
+	files, err := filepath.Glob(filepath.Join(r.ws.Dir, "keys", role+"-*.json"))
 	if err != nil || len(files) == 0 {
 		t.Fatalf("%s keys: %v %v", role, files, err)
 	}
@@ -86,7 +88,7 @@ func (r *delegatedRepo) roleKey(t *testing.T, role string) crypto.Signer {
 
 // binOf names the hashed bin of a target path.
 func (r *delegatedRepo) binOf(t *testing.T, path string) string {
-	staged, err := r.ws.stagedTargets()
+	staged, err := metadata.Targets().FromFile(filepath.Join(r.ws.Dir, "staged", "targets.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +192,7 @@ func TestVerifyDelegatedRoles(t *testing.T) {
 				r.forge(t, "acme", func(md *targetsMD) { md.Signed.Version++; sign(t, md, r.delegate) })
 			},
 			says: []string{"delegated role acme", "expected acme version 1, got 2", "mixes metadata"}},
-		{name: "target outside the delegated paths", want: ErrOutsideDelegation,
+		{name: "target outside the delegated paths", want: verify.ErrOutsideDelegation,
 			breakIt: func(t *testing.T, r *delegatedRepo) {
 				r.forge(t, "acme", func(md *targetsMD) {
 					md.Signed.Targets["hw-b/1.0/fw.img"] = md.Signed.Targets[r.paths[0]]
@@ -198,7 +200,7 @@ func TestVerifyDelegatedRoles(t *testing.T) {
 				})
 			},
 			says: []string{"delegated role acme", "it lists target hw-b/1.0/fw.img, but targets delegates to acme only paths hw-a/*/*"}},
-		{name: "bin holds another bin's target", bins: true, want: ErrOutsideDelegation,
+		{name: "bin holds another bin's target", bins: true, want: verify.ErrOutsideDelegation,
 			breakIt: func(t *testing.T, r *delegatedRepo) {
 				from := r.binOf(t, r.paths[0])
 				to := "bins-0"
@@ -241,12 +243,12 @@ func TestVerifyDelegatedRoles(t *testing.T) {
 			// the same files served over HTTP.
 			srv := httptest.NewServer(http.FileServer(http.Dir(r.pub)))
 			defer srv.Close()
-			remote, err := NewHTTPSource(srv.URL, HTTPOptions{})
+			remote, err := verify.NewHTTPSource(srv.URL, verify.HTTPOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, src := range []Source{DirSource(r.pub), remote} {
-				res, err := Verify(context.Background(), src, r.root, time.Now())
+			for _, src := range []verify.Source{verify.DirSource(r.pub), remote} {
+				res, err := verify.Verify(context.Background(), src, r.root, time.Now())
 				if tt.want == nil {
 					if err != nil {
 						t.Fatalf("Verify(%s): %v", src, err)

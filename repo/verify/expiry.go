@@ -1,4 +1,4 @@
-package repo
+package verify
 
 import (
 	"fmt"
@@ -57,7 +57,7 @@ func Expiries(metadataDir string, now time.Time) ([]Expiry, error) {
 	}
 	if t, err := metadata.Targets().FromFile(latest(metadata.TARGETS)); err == nil {
 		add(metadata.TARGETS, t.Signed.Version, t.Signed.Expires, "'fwctl publish' (targets keys; the ceremony if offline)")
-		for _, name := range delegatedNames(t) {
+		for _, name := range DelegatedNames(t) {
 			if d, err := metadata.Targets().FromFile(latest(name)); err == nil {
 				add(name, d.Signed.Version, d.Signed.Expires, "'fwctl publish' ("+name+" keys; the ceremony if offline)")
 			}

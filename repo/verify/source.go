@@ -1,4 +1,4 @@
-package repo
+package verify
 
 import (
 	"context"
@@ -29,16 +29,8 @@ type Source interface {
 // not the repository's: retry later, nothing was refused.
 var ErrUnreachable = errors.New("repository unreachable")
 
-// Limits for metadata whose length no signed metadata records, the same
-// as go-tuf's updater (and so a device) applies.
-const (
-	maxRootLength      = 512000
-	maxTimestampLength = 16384
-	maxSnapshotLength  = 2000000
-	maxTargetsLength   = 5000000
-	maxBundleLength    = 1 << 20 // a transparency proof beside metadata (unsigned)
-)
-
+// The size caps for metadata whose length no signed metadata records are
+// layout.MaxRootLength and its siblings.
 // OpenSource returns the repository at location: http(s)://… (a served
 // repository, see HTTPSource), s3://BUCKET/PREFIX or a directory (through
 // blob.Open with opt).
@@ -75,11 +67,11 @@ func (s storeSource) Open(ctx context.Context, name string) (io.ReadCloser, erro
 // DirSource reads a repository from a local directory.
 func DirSource(dir string) Source { return StoreSource(blob.Dir(dir)) }
 
-// readLimited reads name whole, refusing more than limit bytes. signed says
+// ReadLimited reads name whole, refusing more than limit bytes. signed says
 // limit is the length signed metadata records for name: then a longer file
 // is an *metadata.ErrLengthOrHashMismatch, as go-tuf reports a wrong length.
 // Only limit+1 bytes are ever read, whatever the server claims.
-func readLimited(ctx context.Context, src Source, name string, limit int64, signed bool) ([]byte, error) {
+func ReadLimited(ctx context.Context, src Source, name string, limit int64, signed bool) ([]byte, error) {
 	rc, err := src.Open(ctx, name)
 	if err != nil {
 		return nil, err
@@ -98,9 +90,9 @@ func readLimited(ctx context.Context, src Source, name string, limit int64, sign
 	return b, nil
 }
 
-// metaLimit is the length signed metadata records in m, or def when it
+// MetaLimit is the length signed metadata records in m, or def when it
 // records none.
-func metaLimit(m *metadata.MetaFiles, def int64) (int64, bool) {
+func MetaLimit(m *metadata.MetaFiles, def int64) (int64, bool) {
 	if m != nil && m.Length > 0 {
 		return m.Length, true
 	}

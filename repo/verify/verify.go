@@ -1,4 +1,4 @@
-package repo
+package verify
 
 import (
 	"context"
@@ -14,10 +14,11 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
 	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo/layout"
 )
 
-// VerifyResult reports a verified repository.
-type VerifyResult struct {
+// Result reports a verified repository.
+type Result struct {
 	Versions map[string]int64 `json:"versions"`
 	// Delegated lists the delegated targets roles verified (named roles
 	// and hashed bins), breadth first from the top-level targets.
@@ -28,7 +29,7 @@ type VerifyResult struct {
 }
 
 // VerifyDir verifies a published repository directory: Verify reading dir.
-func VerifyDir(dir string, trustedRoot []byte, now time.Time) (*VerifyResult, error) {
+func VerifyDir(dir string, trustedRoot []byte, now time.Time) (*Result, error) {
 	return Verify(context.Background(), DirSource(dir), trustedRoot, now)
 }
 
@@ -44,14 +45,14 @@ func VerifyDir(dir string, trustedRoot []byte, now time.Time) (*VerifyResult, er
 // and a served repository are verified alike. Errors reading src wrap
 // fs.ErrNotExist for a missing file and ErrUnreachable for a transport
 // failure.
-func Verify(ctx context.Context, src Source, trustedRoot []byte, now time.Time) (*VerifyResult, error) {
+func Verify(ctx context.Context, src Source, trustedRoot []byte, now time.Time) (*Result, error) {
 	tm, err := trustedmetadata.New(trustedRoot)
 	if err != nil {
 		return nil, fmt.Errorf("trusted root: %w", err)
 	}
 	tm.RefTime = now
 	for v := tm.Root.Signed.Version + 1; ; v++ {
-		b, err := readLimited(ctx, src, fmt.Sprintf("metadata/%d.root.json", v), maxRootLength, false)
+		b, err := ReadLimited(ctx, src, fmt.Sprintf("metadata/%d.root.json", v), layout.MaxRootLength, false)
 		if errors.Is(err, fs.ErrNotExist) {
 			break
 		}
@@ -63,13 +64,13 @@ func Verify(ctx context.Context, src Source, trustedRoot []byte, now time.Time) 
 		}
 	}
 	read := func(name string, limit int64, signed bool) ([]byte, error) {
-		b, err := readLimited(ctx, src, "metadata/"+name, limit, signed)
+		b, err := ReadLimited(ctx, src, "metadata/"+name, limit, signed)
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", name, err)
 		}
 		return b, nil
 	}
-	b, err := read("timestamp.json", maxTimestampLength, false)
+	b, err := read("timestamp.json", layout.MaxTimestampLength, false)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: is %s the repository's root (the one holding metadata/ and targets/), and was it published?", err, src)
 	}
@@ -80,7 +81,7 @@ func Verify(ctx context.Context, src Source, trustedRoot []byte, now time.Time) 
 		return nil, fmt.Errorf("timestamp: %w", err)
 	}
 	snap := tm.Timestamp.Signed.Meta["snapshot.json"]
-	limit, signed := metaLimit(snap, maxSnapshotLength)
+	limit, signed := MetaLimit(snap, layout.MaxSnapshotLength)
 	b, err = read(fmt.Sprintf("%d.snapshot.json", snap.Version), limit, signed)
 	if err != nil && !isLengthMismatch(err) {
 		return nil, err
@@ -92,7 +93,7 @@ func Verify(ctx context.Context, src Source, trustedRoot []byte, now time.Time) 
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	tmeta := tm.Snapshot.Signed.Meta["targets.json"]
-	limit, signed = metaLimit(tmeta, maxTargetsLength)
+	limit, signed = MetaLimit(tmeta, layout.MaxTargetsLength)
 	b, err = read(fmt.Sprintf("%d.targets.json", tmeta.Version), limit, signed)
 	if err != nil && !isLengthMismatch(err) {
 		return nil, err
@@ -104,7 +105,7 @@ func Verify(ctx context.Context, src Source, trustedRoot []byte, now time.Time) 
 	if err != nil {
 		return nil, fmt.Errorf("targets: %w", err)
 	}
-	res := &VerifyResult{Targets: nil, targets: targets.Signed.Targets, Versions: map[string]int64{
+	res := &Result{Targets: nil, targets: targets.Signed.Targets, Versions: map[string]int64{
 		metadata.ROOT: tm.Root.Signed.Version, metadata.TIMESTAMP: tm.Timestamp.Signed.Version,
 		metadata.SNAPSHOT: tm.Snapshot.Signed.Version, metadata.TARGETS: targets.Signed.Version}}
 	delegated, delegatedTargets, err := verifyDelegated(ctx, tm, src)
@@ -114,7 +115,7 @@ func Verify(ctx context.Context, src Source, trustedRoot []byte, now time.Time) 
 	res.Delegated = delegated
 	all := map[string]*metadata.TargetFiles{}
 	for i, m := range append([]map[string]*metadata.TargetFiles{targets.Signed.Targets}, delegatedTargets...) {
-		for _, tf := range sortedTargetFiles(m) {
+		for _, tf := range SortedTargetFiles(m) {
 			if err := verifyTarget(ctx, src, tf); err != nil {
 				if i > 0 {
 					err = fmt.Errorf("delegated role %s: %w", delegated[i-1].Role, err)
@@ -124,7 +125,7 @@ func Verify(ctx context.Context, src Source, trustedRoot []byte, now time.Time) 
 			all[tf.Path] = tf
 		}
 	}
-	res.Targets = listTargets(all)
+	res.Targets = ListTargets(all)
 	return res, nil
 }
 
@@ -136,10 +137,10 @@ func isLengthMismatch(err error) bool {
 
 // verifyTarget checks a target's firmware metadata and its file.
 func verifyTarget(ctx context.Context, src Source, tf *metadata.TargetFiles) error {
-	if _, err := parseTarget(tf); err != nil && !errors.Is(err, manifests.ErrNotFirmware) {
+	if _, err := TargetFirmware(tf); err != nil && !errors.Is(err, manifests.ErrNotFirmware) {
 		return fmt.Errorf("target %s: %w", tf.Path, err)
 	}
-	return verifyFile(ctx, src, "targets/"+HashedTargetPath(tf), tf)
+	return verifyFile(ctx, src, TargetFile(tf), tf)
 }
 
 // verifyFile streams name from src, reading at most one byte more than
@@ -162,4 +163,10 @@ func verifyFile(ctx context.Context, src Source, name string, tf *metadata.Targe
 		return fmt.Errorf("target %s: sha256 %s, metadata says %s: the file was modified", tf.Path, got, want)
 	}
 	return nil
+}
+
+// File returns the signed description of the verified target at path.
+func (r *Result) File(path string) (*metadata.TargetFiles, bool) {
+	tf, ok := r.targets[path]
+	return tf, ok
 }

@@ -1,8 +1,9 @@
-package repo
+package upload_test
 
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"errors"
 	"io"
 	"os"
@@ -15,7 +16,11 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/fwctl/fwctl/internal/testenv"
+	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/repo/blob"
+	"github.com/fwctl/fwctl/repo/layout"
+	"github.com/fwctl/fwctl/repo/upload"
+	"github.com/fwctl/fwctl/repo/verify"
 	"github.com/fwctl/fwctl/signer"
 )
 
@@ -24,7 +29,7 @@ func TestUploadOrder(t *testing.T) {
 		"targets/hw/ab.fw.img", "metadata/1.root.json", "metadata/2.targets.json.sigstore.json", "metadata/2.targets.json"}
 	want := []string{"targets/hw/ab.fw.img", "metadata/1.root.json", "metadata/2.snapshot.json",
 		"metadata/2.targets.json", "metadata/2.targets.json.sigstore.json", "metadata/root.json", "metadata/timestamp.json"}
-	if got := UploadOrder(in); !slices.Equal(got, want) {
+	if got := upload.Order(in); !slices.Equal(got, want) {
 		t.Errorf("UploadOrder:\n got %v\nwant %v", got, want)
 	}
 }
@@ -60,19 +65,19 @@ func (r *recording) Swap(ctx context.Context, name string, data []byte, tag stri
 
 // stageRelease adds an image and publishes it into a staging directory the
 // way 'fwctl publish --out s3://…' does, and returns the directory.
-func stageRelease(t *testing.T, w *Workspace, st blob.Store, version string, counter uint64) string {
+func stageRelease(t *testing.T, w *repo.Workspace, st blob.Store, version string, counter uint64) string {
 	t.Helper()
 	img := filepath.Join(t.TempDir(), "fw.img")
 	os.WriteFile(img, bytes.Repeat([]byte(version), 1000), 0o644)
-	if _, err := w.AddTarget(img, AddOptions{Hardware: []string{"hw1"}, Version: version, Counter: counter}); err != nil {
+	if _, err := w.AddTarget(img, repo.AddOptions{Hardware: []string{"hw1"}, Version: version, Counter: counter}); err != nil {
 		t.Fatal(err)
 	}
-	dir, err := StageFrom(context.Background(), st)
+	dir, err := upload.StageFrom(context.Background(), st)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	if _, err := w.Publish(dir, PublishOptions{}); err != nil {
+	if _, err := w.Publish(dir, repo.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -80,12 +85,12 @@ func stageRelease(t *testing.T, w *Workspace, st blob.Store, version string, cou
 
 func TestUploadTimestampLastAndFailureKeepsOld(t *testing.T) {
 	ctx := context.Background()
-	w := initWorkspace(t, InitOptions{})
+	w := initWorkspace(t, repo.InitOptions{})
 	dst := blob.Dir(t.TempDir())
 
 	// First release: everything uploaded, timestamp.json last.
 	rec := &recording{Store: dst}
-	if _, err := Upload(ctx, stageRelease(t, w, dst, "1.0", 1), rec, "fwctl publish", UploadOptions{}); err != nil {
+	if _, err := upload.Upload(ctx, stageRelease(t, w, dst, "1.0", 1), rec, "fwctl publish", upload.Options{}); err != nil {
 		t.Fatal(err)
 	}
 	if len(rec.puts) < 4 || rec.puts[len(rec.puts)-1] != "metadata/timestamp.json" {
@@ -100,10 +105,10 @@ func TestUploadTimestampLastAndFailureKeepsOld(t *testing.T) {
 	// and the error says what to run.
 	staged := stageRelease(t, w, dst, "2.0", 2)
 	rec = &recording{Store: dst, failOn: "metadata/2.snapshot.json"}
-	_, err := Upload(ctx, staged, rec, "fwctl -w ws publish --out s3://b/p", UploadOptions{})
-	var ue *UploadError
+	_, err := upload.Upload(ctx, staged, rec, "fwctl -w ws publish --out s3://b/p", upload.Options{})
+	var ue *upload.Error
 	if !errors.As(err, &ue) || ue.File != "metadata/2.snapshot.json" {
-		t.Fatalf("Upload = %v, want an UploadError at metadata/2.snapshot.json", err)
+		t.Fatalf("Upload = %v, want an upload.Error at metadata/2.snapshot.json", err)
 	}
 	for _, want := range []string{"connection reset", "previous release", "run 'fwctl -w ws publish --out s3://b/p' again"} {
 		if !strings.Contains(err.Error(), want) {
@@ -118,7 +123,7 @@ func TestUploadTimestampLastAndFailureKeepsOld(t *testing.T) {
 	}
 	// Already-uploaded images are not sent again on the re-run.
 	rec = &recording{Store: dst}
-	res, err := Upload(ctx, staged, rec, "fwctl publish", UploadOptions{})
+	res, err := upload.Upload(ctx, staged, rec, "fwctl publish", upload.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,12 +151,12 @@ func TestUploadAfterResignS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := initWorkspace(t, InitOptions{})
-	opt := UploadOptions{SignTimestamp: w.SignTimestamp}
-	if _, err := Upload(ctx, stageRelease(t, w, st, "1.0", 1), st, "fwctl publish", opt); err != nil {
+	w := initWorkspace(t, repo.InitOptions{})
+	opt := upload.Options{SignTimestamp: w.SignTimestamp}
+	if _, err := upload.Upload(ctx, stageRelease(t, w, st, "1.0", 1), st, "fwctl publish", opt); err != nil {
 		t.Fatal(err)
 	}
-	files, err := w.keyFiles(metadata.TIMESTAMP)
+	files, err := filepath.Glob(filepath.Join(w.Dir, "keys", "timestamp-*.json"))
 	if err != nil || len(files) != 1 {
 		t.Fatalf("timestamp key files %v %v", files, err)
 	}
@@ -168,11 +173,11 @@ func TestUploadAfterResignS3(t *testing.T) {
 	// fwrepo re-signs just before the upload writes timestamp.json.
 	var resigned int64
 	rs := &racingStore{Store: st, publish: func() {
-		if resigned, err = resignTimestampIn(ctx, st, key, 24*time.Hour, time.Now()); err != nil {
+		if resigned, err = resign(ctx, st, key, 24*time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}}
-	if _, err := Upload(ctx, staged, rs, "fwctl publish", opt); err != nil {
+	if _, err := upload.Upload(ctx, staged, rs, "fwctl publish", opt); err != nil {
 		t.Fatal(err)
 	}
 	if resigned != ours.Signed.Version {
@@ -194,7 +199,7 @@ func TestUploadAfterResignS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Verify(ctx, StoreSource(st), root, time.Now()); err != nil {
+	if _, err := verify.Verify(ctx, verify.StoreSource(st), root, time.Now()); err != nil {
 		t.Fatalf("the published repository does not verify: %v", err)
 	}
 }
@@ -216,17 +221,17 @@ func (a *alwaysResigning) Swap(ctx context.Context, name string, data []byte, ta
 }
 
 // TestUploadKeepsLosingToResign: a bounded number of tries, then an
-// UploadError that says the files are there and what to run; and a
+// upload.Error that says the files are there and what to run; and a
 // timestamp from another publish is never overwritten.
 func TestUploadKeepsLosingToResign(t *testing.T) {
 	ctx := context.Background()
-	w := initWorkspace(t, InitOptions{})
+	w := initWorkspace(t, repo.InitOptions{})
 	dst := blob.Dir(t.TempDir())
-	opt := UploadOptions{SignTimestamp: w.SignTimestamp}
-	if _, err := Upload(ctx, stageRelease(t, w, dst, "1.0", 1), dst, "fwctl publish", opt); err != nil {
+	opt := upload.Options{SignTimestamp: w.SignTimestamp}
+	if _, err := upload.Upload(ctx, stageRelease(t, w, dst, "1.0", 1), dst, "fwctl publish", opt); err != nil {
 		t.Fatal(err)
 	}
-	files, _ := w.keyFiles(metadata.TIMESTAMP)
+	files, _ := filepath.Glob(filepath.Join(w.Dir, "keys", "timestamp-*.json"))
 	key, _, err := signer.Load(files[0], nil)
 	if err != nil {
 		t.Fatal(err)
@@ -234,17 +239,17 @@ func TestUploadKeepsLosingToResign(t *testing.T) {
 	resigns := 0
 	rs := &alwaysResigning{Store: dst, resign: func() {
 		resigns++
-		if _, err := resignTimestampIn(ctx, dst, key, time.Hour, time.Now()); err != nil {
+		if _, err := resign(ctx, dst, key, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	}}
-	_, err = Upload(ctx, stageRelease(t, w, dst, "2.0", 2), rs, "fwctl -w ws publish --out s3://b/p", opt)
-	var ue *UploadError
-	if !errors.As(err, &ue) || ue.File != timestampName || !errors.Is(err, blob.ErrChanged) {
-		t.Fatalf("Upload = %v, want an UploadError at %s wrapping ErrChanged", err, timestampName)
+	_, err = upload.Upload(ctx, stageRelease(t, w, dst, "2.0", 2), rs, "fwctl -w ws publish --out s3://b/p", opt)
+	var ue *upload.Error
+	if !errors.As(err, &ue) || ue.File != layout.Timestamp || !errors.Is(err, blob.ErrChanged) {
+		t.Fatalf("Upload = %v, want an upload.Error at %s wrapping ErrChanged", err, layout.Timestamp)
 	}
-	if resigns != timestampAttempts {
-		t.Errorf("%d attempts, want %d", resigns, timestampAttempts)
+	if resigns != upload.TimestampAttempts {
+		t.Errorf("%d attempts, want %d", resigns, upload.TimestampAttempts)
 	}
 	for _, want := range []string{"every other file of the release is uploaded", "run 'fwctl -w ws publish --out s3://b/p' again"} {
 		if !strings.Contains(err.Error(), want) {
@@ -259,14 +264,90 @@ func TestUploadKeepsLosingToResign(t *testing.T) {
 	// timestamp stays.
 	staged := stageRelease(t, w, dst, "3.0", 3)
 	other := stageRelease(t, w, dst, "4.0", 4)
-	if _, err := Upload(ctx, other, dst, "fwctl publish", opt); err != nil {
+	if _, err := upload.Upload(ctx, other, dst, "fwctl publish", opt); err != nil {
 		t.Fatal(err)
 	}
-	before, _ := blob.ReadAll(ctx, dst, timestampName)
-	if _, err = Upload(ctx, staged, dst, "fwctl publish", opt); !errors.Is(err, blob.ErrChanged) || !strings.Contains(err.Error(), "another publish") {
+	before, _ := blob.ReadAll(ctx, dst, layout.Timestamp)
+	if _, err = upload.Upload(ctx, staged, dst, "fwctl publish", opt); !errors.Is(err, blob.ErrChanged) || !strings.Contains(err.Error(), "another publish") {
 		t.Fatalf("Upload over another publish = %v, want ErrChanged naming another publish", err)
 	}
-	if after, _ := blob.ReadAll(ctx, dst, timestampName); !bytes.Equal(before, after) {
+	if after, _ := blob.ReadAll(ctx, dst, layout.Timestamp); !bytes.Equal(before, after) {
 		t.Error("the upload overwrote another publish's timestamp")
 	}
+}
+
+// initWorkspace creates a workspace with unencrypted keys in a temporary
+// directory, and opens it.
+func initWorkspace(t testing.TB, opt repo.InitOptions) *repo.Workspace {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "ws")
+	opt.InsecurePlaintext = true
+	if _, err := repo.Init(dir, opt); err != nil {
+		t.Fatal(err)
+	}
+	ws, err := repo.Open(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ws
+}
+
+// readTimestamp reads st's timestamp.json.
+func readTimestamp(ctx context.Context, st blob.Store) (*metadata.Metadata[metadata.TimestampType], error) {
+	b, err := blob.ReadAll(ctx, st, layout.Timestamp)
+	if err != nil {
+		return nil, err
+	}
+	return metadata.Timestamp().FromBytes(b)
+}
+
+// resign re-signs st's timestamp one version up with key, as fwrepo's
+// online timestamp does (through blob.Replace, in one attempt), and
+// returns the new version.
+func resign(ctx context.Context, st blob.Store, key crypto.Signer, lifetime time.Duration) (int64, error) {
+	var v int64
+	_, err := blob.Replace(ctx, st.(blob.Swapper), layout.Timestamp, 1, func(cur []byte, _ string) ([]byte, error) {
+		ts, err := metadata.Timestamp().FromBytes(cur)
+		if err != nil {
+			return nil, err
+		}
+		ts.Signed.Version++
+		ts.Signed.Expires = time.Now().UTC().Add(lifetime)
+		ts.ClearSignatures()
+		if _, err := ts.Sign(signer.TUF(key)); err != nil {
+			return nil, err
+		}
+		v = ts.Signed.Version
+		return ts.ToBytes(true)
+	})
+	return v, err
+}
+
+// racingStore runs publish once, just before the first write of
+// timestamp.json reaches the store (whichever way it is written).
+type racingStore struct {
+	blob.Store
+	publish func()
+}
+
+func (r *racingStore) race(name string) {
+	if name == layout.Timestamp && r.publish != nil {
+		p := r.publish
+		r.publish = nil
+		p()
+	}
+}
+
+func (r *racingStore) Put(ctx context.Context, name string, rd io.Reader, size int64) error {
+	r.race(name)
+	return r.Store.Put(ctx, name, rd, size)
+}
+
+func (r *racingStore) GetTagged(ctx context.Context, name string) ([]byte, string, error) {
+	return r.Store.(blob.Swapper).GetTagged(ctx, name)
+}
+
+func (r *racingStore) Swap(ctx context.Context, name string, data []byte, tag string) error {
+	r.race(name)
+	return r.Store.(blob.Swapper).Swap(ctx, name, data, tag)
 }

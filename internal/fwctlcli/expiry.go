@@ -1,0 +1,77 @@
+package fwctlcli
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fwctl/fwctl/internal/cli"
+	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/verify"
+)
+
+func (a *app) checkExpiryCmd() *cobra.Command {
+	var within, repoDir string
+	c := &cobra.Command{
+		Use:   "check-expiry",
+		Short: "Fail (exit 1) when published metadata expires within a duration (CI-friendly)",
+		Long: `List every published role (root, targets, snapshot, timestamp, delegated
+roles) that expires within --within, soonest first. Exit 0 when none does,
+1 when any does (or already has). Reads the workspace, or a published
+repository with --repo.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			d, err := repo.ParseDuration(within)
+			if err != nil {
+				return usage(fmt.Errorf("--within: %w", err))
+			}
+			dir := repoDir
+			if dir == "" {
+				ws, err := a.open()
+				if err != nil {
+					return err
+				}
+				dir = ws.Dir
+			}
+			all, err := verify.Expiries(dir+"/metadata", time.Now())
+			if err != nil {
+				return err
+			}
+			soon := verify.ExpiringWithin(all, d)
+			type result struct {
+				Within   string          `json:"within"`
+				OK       bool            `json:"ok"`
+				Expiring []verify.Expiry `json:"expiring"`
+				All      []verify.Expiry `json:"roles"`
+			}
+			res := result{Within: within, OK: len(soon) == 0, Expiring: soon, All: all}
+			if res.Expiring == nil {
+				res.Expiring = []verify.Expiry{}
+			}
+			if err := a.out.Result(res, func(w io.Writer) {
+				if len(soon) == 0 {
+					fmt.Fprintf(w, "OK: nothing expires within %s (next: %s v%d in %s)\n", within, all[0].Role, all[0].Version, all[0].Left.Round(time.Minute))
+					return
+				}
+				for _, e := range soon {
+					state := "expires in " + e.Left.Round(time.Minute).String()
+					if e.Expired {
+						state = "EXPIRED " + (-e.Left).Round(time.Minute).String() + " ago"
+					}
+					fmt.Fprintf(w, "%s v%d %s (%s): renew with %s\n", e.Role, e.Version, state, e.Expires.Format(time.RFC3339), e.Action)
+				}
+			}); err != nil {
+				return err
+			}
+			if len(soon) > 0 {
+				return silentExit{cli.ExitFailure} // the result above says why
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&within, "within", "30d", "warn about metadata expiring within this duration, e.g. 30d or 12h")
+	c.Flags().StringVar(&repoDir, "repo", "", "check a published repository directory instead of the workspace")
+	return c
+}
