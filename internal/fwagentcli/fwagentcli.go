@@ -55,6 +55,7 @@ func (a *app) commands() []*command {
 	return []*command{
 		a.provisionCmd(), a.checkCmd(), a.updateCmd(), a.confirmCmd(), a.statusCmd(),
 		a.daemonCmd(), a.simulateBootCmd(), conformanceCmd(), a.reportCmd(), a.identityCmd(),
+		a.versionCmd(), a.completionCmd(),
 	}
 }
 
@@ -91,6 +92,9 @@ func (a *app) usage(w io.Writer) {
 
 func (a *app) main(args []string) int {
 	a.config = envOr("FWAGENT_CONFIG", "/etc/fwagent/config.json")
+	if a.versionFlag(args) { // fwagent --version
+		return cli.ExitOK
+	}
 	top := flag.NewFlagSet("fwagent", flag.ContinueOnError)
 	top.SetOutput(io.Discard)
 	a.globalFlags(top)

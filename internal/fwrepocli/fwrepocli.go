@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fwctl/fwctl/internal/cli"
+	"github.com/fwctl/fwctl/internal/cobracli"
 	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/repo/server"
@@ -39,6 +40,7 @@ func Main() int {
 	root.PersistentFlags().BoolVar(&jsonOut, "json", false, "JSON logs and output")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitUsage, err) })
 	root.AddCommand(serveCmd(&jsonOut), devicesCmd(&jsonOut))
+	cobracli.Install(root) // version, --version, __docs (last: documents every command)
 	root.SetArgs(os.Args[1:])
 	if err := root.Execute(); err != nil {
 		return cli.Std(jsonOut).Fail(err)
