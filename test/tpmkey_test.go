@@ -10,6 +10,7 @@ import (
 
 	"github.com/fwctl/fwctl/tpm/tpmtest"
 	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/online"
 	"github.com/fwctl/fwctl/signer"
 )
 
@@ -86,13 +87,13 @@ func TestTPMTimestampKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer signer.Close(key)
-	if err := repo.CheckTimestampKey(r.pub, keyOf(t, ws, metadata.TARGETS)); err == nil {
+	if err := online.CheckTimestampKey(r.pub, keyOf(t, ws, metadata.TARGETS)); err == nil {
 		t.Fatal("CheckTimestampKey accepted the targets key")
 	}
-	if err := repo.CheckTimestampKey(r.pub, key); err != nil {
+	if err := online.CheckTimestampKey(r.pub, key); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := repo.ResignTimestamp(r.pub, key, time.Hour, time.Now()); err != nil {
+	if _, err := online.ResignTimestamp(r.pub, key, time.Hour, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if time.Now().Before(exp) {

@@ -19,8 +19,8 @@ import (
 
 	"github.com/fwctl/fwctl/internal/cli"
 	"github.com/fwctl/fwctl/internal/cobracli"
-	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/repo/blob"
+	"github.com/fwctl/fwctl/repo/online"
 	"github.com/fwctl/fwctl/repo/server"
 	"github.com/fwctl/fwctl/signer"
 )
@@ -51,6 +51,7 @@ func Main() int {
 func serveCmd(jsonOut *bool) *cobra.Command {
 	var (
 		dir, addr, tsKey string
+		trustedRoot      string
 		dbPath           string
 		s3Endpoint       string
 		tsLifetime       time.Duration
@@ -77,13 +78,18 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 			if err != nil {
 				return cli.WithCode(cli.ExitUsage, err)
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if tsKey != "" {
-				ot := &repo.OnlineTimestamp{Store: store, KeyURI: tsKey, Lifetime: tsLifetime, Log: log,
+				ot := &online.Timestamp{Store: store, KeyURI: tsKey, Lifetime: tsLifetime, Log: log,
 					Options: signer.Options{Passphrase: signer.PassphraseSource(PassphraseEnv, "Timestamp key passphrase: ", false)}}
+				if trustedRoot != "" {
+					if ot.TrustedRoot, err = os.ReadFile(trustedRoot); err != nil {
+						return cli.WithCode(cli.ExitUsage, fmt.Errorf("--root: %w", err))
+					}
+				}
 				if err := ot.Reload("start"); err != nil {
-					if errors.Is(err, repo.ErrOnlineKeyNotAuthorised) {
+					if errors.Is(err, online.ErrKeyNotAuthorised) || errors.Is(err, online.ErrRefused) {
 						return cli.WithCode(cli.ExitUsage, err)
 					}
 					return err
@@ -136,6 +142,7 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address")
 	c.Flags().StringVar(&dbPath, "db", "", "inventory database, an SQLite file or a postgres:// URL: enables the device API (/api/v1/nonce, /api/v1/manifests); see 'fwrepo devices' (default $"+DBEnv+", which keeps a password off the command line)")
 	c.Flags().StringVar(&tsKey, "timestamp-key", "", "online timestamp key: a key file or key URI (file:PATH, pkcs11:…, tpm:DEVICE?handle=…); enables re-signing (passphrase in $"+PassphraseEnv+"); re-opened on SIGHUP, when the file changes, or when a new root revokes it")
+	c.Flags().StringVar(&trustedRoot, "root", "", "trusted root metadata (the 1.root.json devices are provisioned with) the repository's root chain must verify from before any timestamp is re-signed (default: the repository's own 1.root.json as read at start)")
 	c.Flags().DurationVar(&tsLifetime, "timestamp-lifetime", 24*time.Hour, "lifetime of re-signed timestamps; re-signed when less than half is left")
 	c.Flags().DurationVar(&tsMaxAge, "timestamp-max-age", 10*time.Second, "Cache-Control max-age for timestamp.json")
 	return c
@@ -144,7 +151,7 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 // resignLoop re-signs timestamp.json whenever less than half its lifetime
 // is left or it is not signed by the online key, following a rotated key
 // and newly published metadata (ot.Check). SIGHUP re-opens the key at once.
-func resignLoop(ctx context.Context, log *slog.Logger, ot *repo.OnlineTimestamp, hup <-chan os.Signal, lastErr *atomic.Pointer[error]) {
+func resignLoop(ctx context.Context, log *slog.Logger, ot *online.Timestamp, hup <-chan os.Signal, lastErr *atomic.Pointer[error]) {
 	check := min(max(ot.Lifetime/8, time.Second), time.Minute)
 	t := time.NewTicker(check)
 	defer t.Stop()
@@ -153,7 +160,10 @@ func resignLoop(ctx context.Context, log *slog.Logger, ot *repo.OnlineTimestamp,
 		if err == nil && res.Resigned {
 			log.Info("re-signed timestamp", "version", res.Version, "expires", res.Expires, "keyid", res.KeyID, "reason", res.Reason)
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, online.ErrRefused):
+			log.Error("refusing to re-sign timestamp.json: the repository does not verify; /healthz reports 503 until a valid publish", "err", err)
+		case err != nil:
 			log.Error("timestamp re-signing failed", "err", err)
 		}
 		lastErr.Store(&err)

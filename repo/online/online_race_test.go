@@ -1,11 +1,9 @@
-package repo
+package online
 
 import (
 	"bytes"
 	"context"
 	"io"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -13,7 +11,7 @@ import (
 
 	"github.com/fwctl/fwctl/internal/testenv"
 	"github.com/fwctl/fwctl/repo/blob"
-	"github.com/fwctl/fwctl/signer"
+	"github.com/fwctl/fwctl/repo/layout"
 )
 
 // racingStore runs publish once, just before the first write of
@@ -26,7 +24,7 @@ type racingStore struct {
 }
 
 func (r *racingStore) race(name string) {
-	if name == timestampName && r.publish != nil {
+	if name == layout.Timestamp && r.publish != nil {
 		p := r.publish
 		r.publish = nil
 		p()
@@ -52,31 +50,24 @@ func (r *racingStore) Swap(ctx context.Context, name string, data []byte, tag st
 // be replaced by the re-signed old one), Check reports the lost race
 // without an error, and the next Check re-signs the new timestamp with a
 // higher version.
-func testResignLosesToPublish(t *testing.T, st blob.Store, publish func(w *Workspace)) {
+func testResignLosesToPublish(t *testing.T, st blob.Store) {
 	ctx := context.Background()
-	w := initWorkspace(t, InitOptions{})
-	publish(w) // release 1.0
-	files, err := w.keyFiles(metadata.TIMESTAMP)
-	if err != nil || len(files) != 1 {
-		t.Fatalf("timestamp key files %v %v", files, err)
-	}
-	// The published timestamp lives 1h (hourTS below): less than half of
-	// fwrepo's 24h, so the first Check re-signs.
+	f := newFixture(t, st) // release 1.0, its timestamp living 1h
 	var published []byte
 	rs := &racingStore{Store: st, publish: func() {
-		publish(w) // release 2.0
+		f.publish(hour) // release 2.0
 		var err error
-		if published, err = blob.ReadAll(ctx, st, timestampName); err != nil {
+		if published, err = blob.ReadAll(ctx, st, layout.Timestamp); err != nil {
 			t.Fatal(err)
 		}
 	}}
-	ot := &OnlineTimestamp{Store: rs, KeyURI: files[0], Lifetime: 24 * time.Hour}
+	ot := &Timestamp{Store: rs, KeyURI: f.keyFile(metadata.TIMESTAMP), Lifetime: 24 * time.Hour, TrustedRoot: f.firstRoot}
 	defer ot.Close()
 	res, err := ot.Check()
 	if err != nil || res.Resigned || !res.Lost {
 		t.Fatalf("Check during a publish = %+v, %v; want a lost race, nothing written, no error", res, err)
 	}
-	after, err := blob.ReadAll(ctx, st, timestampName)
+	after, err := blob.ReadAll(ctx, st, layout.Timestamp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,21 +79,17 @@ func testResignLosesToPublish(t *testing.T, st blob.Store, publish func(w *Works
 	if err != nil || !res.Resigned || res.Version != pubTS.Signed.Version+1 {
 		t.Fatalf("next Check = %+v, %v; want the new timestamp re-signed as v%d", res, err, pubTS.Signed.Version+1)
 	}
-	cur, err := readTimestamp(ctx, st)
+	cur, err := ReadTimestamp(ctx, st)
 	if err != nil || cur.Signed.Meta["snapshot.json"].Version != pubTS.Signed.Meta["snapshot.json"].Version {
 		t.Fatalf("re-signed timestamp names snapshot %+v, want the published v%d (%v)", cur.Signed.Meta["snapshot.json"], pubTS.Signed.Meta["snapshot.json"].Version, err)
 	}
+	if err := f.verify(time.Now()); err != nil {
+		t.Fatalf("repository does not verify after the re-sign: %v", err)
+	}
 }
 
-var hourTS = PublishOptions{Expiry: map[string]time.Duration{metadata.TIMESTAMP: time.Hour}}
-
 func TestResignLosesToPublishDir(t *testing.T) {
-	pub := t.TempDir()
-	testResignLosesToPublish(t, blob.Dir(pub), func(w *Workspace) {
-		if _, err := w.Publish(pub, hourTS); err != nil {
-			t.Fatal(err)
-		}
-	})
+	testResignLosesToPublish(t, blob.Dir(t.TempDir()))
 }
 
 // TestResignLosesToPublishS3 runs the race against a real versitygw: the
@@ -114,53 +101,5 @@ func TestResignLosesToPublishS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	testResignLosesToPublish(t, st, func(w *Workspace) {
-		dir, err := StageFrom(ctx, st)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer os.RemoveAll(dir)
-		if _, err := w.Publish(dir, hourTS); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := Upload(ctx, dir, st, "fwctl publish", UploadOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	})
-}
-
-// TestPublishAfterResign: fwrepo re-signed the published timestamp after
-// Publish chose its version; Publish writes one version above the stored
-// one, so devices that fetched fwrepo's still accept the release.
-func TestPublishAfterResign(t *testing.T) {
-	out := t.TempDir()
-	w := initWorkspace(t, InitOptions{})
-	if _, err := w.Publish(out, hourTS); err != nil {
-		t.Fatal(err)
-	}
-	files, _ := w.keyFiles(metadata.TIMESTAMP)
-	key, _, err := signer.Load(files[0], nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// fwrepo re-signs five times; Publish still thinks v1 is current.
-	ts := metadata.Timestamp(time.Now().Add(time.Hour))
-	ts.Signed.Version = 2
-	for range 5 {
-		if _, err := ResignTimestamp(out, key, time.Hour, time.Now()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	signs := 0
-	b, _ := ts.ToBytes(true)
-	b, err = writePublishedTimestamp(out, ts, b, func() error { signs++; return nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	stored, _ := os.ReadFile(filepath.Join(out, "metadata", "timestamp.json"))
-	got, err := metadata.Timestamp().FromBytes(stored)
-	if err != nil || got.Signed.Version != 7 || signs != 1 || !bytes.Equal(stored, b) {
-		t.Fatalf("wrote v%d (%v) after %d signs; want v7 (one above fwrepo's v6), signed again once", got.Signed.Version, err, signs)
-	}
+	testResignLosesToPublish(t, st)
 }
