@@ -15,7 +15,6 @@ import (
 	"hash"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -29,17 +28,6 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/fwctl/fwctl/internal/atomicfile"
-)
-
-// Errors callers branch on.
-var (
-	// ErrTargetMismatch means downloaded target bytes do not match the
-	// signed length or hash.
-	ErrTargetMismatch = errors.New("target does not match its signed length and hash")
-	// ErrStalled means a download made no progress for too long.
-	ErrStalled = errors.New("download stalled")
-	// ErrTransport means the connection failed or broke off.
-	ErrTransport = errors.New("connection to the repository failed")
 )
 
 // Client fetches metadata and targets from one repository.
@@ -60,6 +48,11 @@ type Client struct {
 	// Refresh, before it is trusted, so callers can archive the chain.
 	OnRoot func(version int64, data []byte)
 
+	// Limits bound metadata sizes and root rotations (DefaultLimits if zero).
+	Limits Limits
+	// Rate is the minimum download rate (DefaultRate from New; zero: off).
+	Rate Rate
+
 	mu sync.Mutex
 }
 
@@ -73,7 +66,7 @@ func New(base, metadataDir string) *Client {
 			IdleConnTimeout:       60 * time.Second,
 			TLSHandshakeTimeout:   15 * time.Second,
 		}},
-		StallTimeout: 30 * time.Second}
+		StallTimeout: 30 * time.Second, Rate: DefaultRate}
 }
 
 // DownloadFile implements go-tuf's fetcher.Fetcher for metadata.
@@ -102,22 +95,6 @@ func rootVersion(u string) (int64, bool) {
 		return 0, false
 	}
 	return v, true
-}
-
-// contentRangeStart is the first byte position of a Content-Range header
-// "bytes FIRST-LAST/LENGTH". (strconv rather than fmt.Sscanf: fmt's scanner
-// is about 25 kB of the agent binary, and this was its only use there.)
-func contentRangeStart(h string) (int64, bool) {
-	rest, ok := strings.CutPrefix(h, "bytes")
-	if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '\t') {
-		return 0, false
-	}
-	first, _, ok := strings.Cut(strings.TrimLeft(rest, " \t"), "-")
-	if !ok {
-		return 0, false
-	}
-	v, err := strconv.ParseInt(first, 10, 64)
-	return v, err == nil
 }
 
 type limitedBuffer struct {
@@ -302,14 +279,6 @@ func (c *Client) TargetURL(tf *metadata.TargetFiles, consistent bool) string {
 		name = hex.EncodeToString(tf.Hashes["sha256"]) + "." + name
 	}
 	return c.TargetsURL + "/" + escapePath(dir+name)
-}
-
-func escapePath(p string) string {
-	parts := strings.Split(p, "/")
-	for i := range parts {
-		parts[i] = url.PathEscape(parts[i])
-	}
-	return strings.Join(parts, "/")
 }
 
 // Retry controls how a broken target download is resumed.
