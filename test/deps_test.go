@@ -1,33 +1,206 @@
 package test
 
 import (
-	"os/exec"
-	"strings"
+	"maps"
+	"slices"
+	"sync"
 	"testing"
+
+	"github.com/fwctl/fwctl/internal/depcheck"
 )
 
-// TestAgentDependencies holds DESIGN.md's line: the device agent links no
-// cosign, Rekor client, cloud SDK, database driver or server framework.
-func TestAgentDependencies(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "github.com/fwctl/fwctl/cmd/fwagent").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
+// rule says which packages of ours the packages matching from may depend on
+// (transitively; their own tree is always allowed). Every package of the
+// module must match exactly one rule: a new package, or a new import
+// across packages, is a decision written here.
+type rule struct {
+	from, allowed []string
+}
+
+// The arrow of DESIGN.md: cmd → internal/*cli → {repo/..., signer,
+// transparency, agent, delta} → {tlog, tpm, manifests, internal leaves}.
+var rules = []rule{
+	// Leaves: nothing of ours.
+	{from: []string{"manifests/..."}},
+	{from: []string{"tlog/..."}},
+	{from: []string{"tpm"}},
+	{from: []string{"delta/..."}},
+	{from: []string{"internal/atomicfile"}},
+	{from: []string{"internal/testenv"}},
+	{from: []string{"internal/cli"}},
+	{from: []string{"internal/depcheck"}},
+	// Test helpers of leaves.
+	{from: []string{"tpm/tpmtest"}, allowed: []string{"internal/testenv"}},
+
+	// The device.
+	{from: []string{"agent/..."}, allowed: []string{"tpm", "tlog", "manifests", "delta", "internal/atomicfile"}},
+
+	// The release side.
+	{from: []string{"signer"}, allowed: []string{"tpm", "internal/atomicfile"}},
+	{from: []string{"signer/softhsmtest"}, allowed: []string{"signer", "tpm", "internal/atomicfile", "internal/testenv"}},
+	{from: []string{"transparency"}, allowed: []string{"tlog", "manifests", "internal/atomicfile"}},
+	{from: []string{"transparency/rekortest"}, allowed: []string{"tlog", "internal/testenv"}},
+	{from: []string{"repo/layout"}},
+	{from: []string{"repo/blob"}, allowed: []string{"internal/atomicfile"}},
+	{from: []string{"repo/inventory"}, allowed: []string{"manifests", "internal/atomicfile"}},
+	{from: []string{"repo/verify"}, allowed: []string{"repo/blob", "repo/layout", "manifests", "tlog", "internal/atomicfile"}},
+	{from: []string{"repo/upload"}, allowed: []string{"repo/blob", "repo/layout", "manifests", "internal/atomicfile"}},
+	{from: []string{"repo/online"}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "manifests", "signer", "tpm", "tlog", "internal/atomicfile"}},
+	{from: []string{"repo/server"}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/online", "repo/inventory", "manifests", "signer", "tpm", "tlog", "internal/atomicfile"}},
+	{from: []string{"repo"}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/upload", "manifests", "signer", "tpm", "tlog", "transparency", "delta/...", "internal/atomicfile"}},
+
+	// CLIs: wiring only.
+	{from: []string{"internal/cobracli"}, allowed: []string{"internal/cli", "internal/atomicfile"}},
+	{from: []string{"internal/fwagentcli", "cmd/fwagent"}, allowed: []string{"internal/fwagentcli", "internal/cli", "internal/cobracli", "agent/...", "tpm", "tlog", "manifests", "delta", "internal/atomicfile"}},
+	{from: []string{"internal/fwrepocli", "cmd/fwrepo"}, allowed: []string{"internal/fwrepocli", "internal/cli", "internal/cobracli", "repo/blob", "repo/layout", "repo/verify", "repo/online", "repo/server", "repo/inventory", "repo/upload", "manifests", "signer", "tpm", "tlog", "internal/atomicfile"}},
+	{from: []string{"internal/fwctlcli", "cmd/fwctl"}, allowed: []string{"internal/fwctlcli", "internal/cli", "internal/cobracli", "repo/...", "signer/...", "transparency", "manifests", "delta/...", "tpm", "tlog", "internal/atomicfile"}},
+	{from: []string{"cmd/fwdelta"}, allowed: []string{"delta/...", "internal/cli"}},
+
+	// End-to-end tests and their harness may use anything.
+	{from: []string{"test/..."}, allowed: []string{"..."}},
+}
+
+// fwagentModules is the allow-list of third-party modules the device agent
+// links: TUF, the TPM, zstd for deltas, Merkle proofs, and what go-tuf and
+// the Sigstore public-key helpers it uses pull in. Adding one is a decision
+// about the device's attack surface and size budget.
+var fwagentModules = []string{
+	"github.com/cenkalti/backoff/v5",
+	"github.com/google/go-containerregistry",
+	"github.com/google/go-tpm",
+	"github.com/klauspost/compress",
+	"github.com/opencontainers/go-digest",
+	"github.com/secure-systems-lab/go-securesystemslib",
+	"github.com/sigstore/protobuf-specs",
+	"github.com/sigstore/sigstore",
+	"github.com/theupdateframework/go-tuf/v2",
+	"github.com/transparency-dev/merkle",
+	"github.com/youmark/pkcs8",
+	"golang.org/x/crypto",
+	"golang.org/x/sys",
+	"golang.org/x/term",
+	"google.golang.org/genproto/googleapis/api",
+	"google.golang.org/protobuf",
+}
+
+var (
+	graphsOnce sync.Once
+	graphs     []*depcheck.Graph
+	graphsErr  error
+)
+
+// loadGraphs loads the whole module once per shipped configuration.
+func loadGraphs(t *testing.T) []*depcheck.Graph {
+	t.Helper()
+	graphsOnce.Do(func() {
+		for _, c := range depcheck.Shipped() {
+			g, err := depcheck.Load("..", c, "./...")
+			if err != nil {
+				graphsErr = err
+				return
+			}
+			graphs = append(graphs, g)
+		}
+	})
+	if graphsErr != nil {
+		t.Fatal(graphsErr)
 	}
-	forbidden := []string{
-		"github.com/sigstore/cosign", "github.com/sigstore/rekor", "github.com/sigstore/sigstore-go",
-		"github.com/sigstore/sigstore/pkg/signature/kms", "github.com/transparency-dev/trillian",
-		"cloud.google.com/", "github.com/aws/", "github.com/Azure/", "google.golang.org/api",
-		"database/sql", "github.com/lib/pq", "github.com/jackc/", "github.com/go-sql-driver/", "modernc.org/sqlite", "github.com/mattn/go-sqlite3",
-		"github.com/gin-gonic/", "github.com/labstack/echo", "github.com/gofiber/", "github.com/go-chi/", "github.com/gorilla/mux",
-		"google.golang.org/grpc", "github.com/miekg/pkcs11", "github.com/ThalesIgnite/crypto11",
-		"github.com/fwctl/fwctl/repo", "github.com/fwctl/fwctl/signer", "github.com/fwctl/fwctl/transparency",
-		"github.com/fwctl/fwctl/delta/zstdref", "github.com/DataDog/zstd", // cgo, release side only
+	return graphs
+}
+
+// TestDependencyRules holds the allow-list above in every shipped build
+// configuration (linux on amd64, arm64, arm, riscv64; cgo on and off).
+func TestDependencyRules(t *testing.T) {
+	for _, g := range loadGraphs(t) {
+		t.Run(g.Config.String(), func(t *testing.T) {
+			for _, p := range g.Select(g.Module + "/...") {
+				n := 0
+				for _, r := range rules {
+					if g.Match(p.ImportPath, r.from) {
+						n++
+					}
+				}
+				if n != 1 {
+					t.Errorf("%s matches %d dependency rules, want exactly 1: add or narrow its rule in test/deps_test.go", g.Rel(p.ImportPath), n)
+				}
+			}
+			for _, r := range rules {
+				if len(r.allowed) == 1 && r.allowed[0] == "..." {
+					continue
+				}
+				depcheck.AssertOnlyDependencies(t, g, r.from, r.allowed)
+			}
+		})
 	}
-	for _, pkg := range strings.Fields(string(out)) {
-		for _, f := range forbidden {
-			if strings.HasPrefix(pkg, f) {
-				t.Errorf("fwagent depends on %s (forbidden: %s)", pkg, f)
+}
+
+// TestNamedDependencyRules states issue 11's rules in its own words, on top
+// of the allow-list, so that loosening the allow-list cannot drop them.
+func TestNamedDependencyRules(t *testing.T) {
+	for _, g := range loadGraphs(t) {
+		t.Run(g.Config.String(), func(t *testing.T) {
+			for _, leaf := range []string{"manifests", "tlog", "tpm", "delta"} {
+				depcheck.AssertNoDependency(t, g, []string{leaf}, othersThan(g, leaf))
+			}
+			depcheck.AssertNoDependency(t, g, []string{"agent/...", "cmd/fwagent"}, []string{"repo/...", "signer/...", "transparency/..."})
+			depcheck.AssertNoDependency(t, g, []string{"repo/online", "repo/server"}, []string{"transparency/...", "delta/zstdref"})
+		})
+	}
+}
+
+// othersThan is every package of ours outside leaf's own tree.
+func othersThan(g *depcheck.Graph, leaf string) []string {
+	seen := map[string]bool{}
+	for _, p := range g.Packages {
+		for _, d := range append(g.Ours(p), p.ImportPath) {
+			if g.Match(d, []string{g.Module + "/..."}) && !g.Match(d, []string{leaf + "/..."}) {
+				seen[d] = true
 			}
 		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// TestAgentDependencies holds DESIGN.md's line: the device agent links no
+// cosign, Rekor client, cloud SDK, database driver or server framework, and
+// only the third-party modules of its allow-list.
+func TestAgentDependencies(t *testing.T) {
+	forbidden := []string{
+		"github.com/sigstore/cosign/...", "github.com/sigstore/rekor/...", "github.com/sigstore/sigstore-go/...",
+		"github.com/sigstore/sigstore/pkg/signature/kms/...", "github.com/transparency-dev/trillian/...",
+		"cloud.google.com/...", "github.com/aws/...", "github.com/Azure/...", "google.golang.org/api/...",
+		"database/sql/...", "github.com/lib/pq/...", "github.com/jackc/...", "github.com/go-sql-driver/...", "modernc.org/sqlite/...", "github.com/mattn/go-sqlite3/...",
+		"github.com/gin-gonic/...", "github.com/labstack/echo/...", "github.com/gofiber/...", "github.com/go-chi/...", "github.com/gorilla/mux/...",
+		"google.golang.org/grpc/...", "github.com/miekg/pkcs11/...", "github.com/ThalesIgnite/crypto11/...",
+		"github.com/DataDog/zstd/...", // cgo, release side only
+	}
+	for _, g := range loadGraphs(t) {
+		t.Run(g.Config.String(), func(t *testing.T) {
+			depcheck.AssertNoDependency(t, g, []string{"cmd/fwagent"}, forbidden)
+			depcheck.AssertOnlyModules(t, g, "cmd/fwagent", fwagentModules)
+		})
+	}
+}
+
+// TestFwrepoDependencies: fwrepo serves and re-signs; it links no Rekor
+// client, no go-openapi (Rekor's generated client) and no libzstd, and stays
+// at most 400 packages (issue 11).
+func TestFwrepoDependencies(t *testing.T) {
+	for _, g := range loadGraphs(t) {
+		t.Run(g.Config.String(), func(t *testing.T) {
+			t.Run("no-rekor-openapi-libzstd", func(t *testing.T) {
+				depcheck.AssertNoDependency(t, g, []string{"cmd/fwrepo"},
+					[]string{"github.com/sigstore/rekor/...", "github.com/go-openapi/...", "github.com/DataDog/zstd/..."})
+			})
+			t.Run("at-most-400-packages", func(t *testing.T) {
+				p := g.Packages[g.Module+"/cmd/fwrepo"]
+				if p == nil {
+					t.Fatal("cmd/fwrepo not loaded")
+				}
+				if n := len(p.Deps) + 1; n > 400 {
+					t.Errorf("fwrepo links %d packages, want at most 400", n)
+				}
+			})
+		})
 	}
 }

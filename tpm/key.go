@@ -17,8 +17,6 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
-
-	"github.com/fwctl/fwctl/agent/trust"
 )
 
 // Key is the device identity key: ECDSA P-256, created inside the TPM and
@@ -33,7 +31,7 @@ type Key struct {
 var _ crypto.Signer = (*Key)(nil)
 
 // DeviceKey returns the persistent device key, or an error wrapping
-// trust.ErrNotProvisioned if provisioning has not created it yet.
+// ErrNotProvisioned if provisioning has not created it yet.
 func (t *TPM) DeviceKey(ctx context.Context) (*Key, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -44,7 +42,7 @@ func (t *TPM) DeviceKey(ctx context.Context) (*Key, error) {
 	defer done()
 	k, err := t.loadDeviceKey(rw)
 	if errors.Is(err, errNoKey) {
-		return nil, fmt.Errorf("device key at %#08x: %w", uint32(DeviceKeyHandle), trust.ErrNotProvisioned)
+		return nil, fmt.Errorf("device key at %#08x: %w", uint32(DeviceKeyHandle), ErrNotProvisioned)
 	}
 	return k, err
 }

@@ -10,8 +10,6 @@ import (
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
-
-	"github.com/fwctl/fwctl/agent/trust"
 )
 
 func TestSigningKeyTPM(t *testing.T) {
@@ -58,7 +56,7 @@ func TestSigningKeyTPM(t *testing.T) {
 		}
 	}
 	// Signing keys are not the device key.
-	if _, err := tp.DeviceKey(ctx); !errors.Is(err, trust.ErrNotProvisioned) {
+	if _, err := tp.DeviceKey(ctx); !errors.Is(err, ErrNotProvisioned) {
 		t.Fatalf("DeviceKey = %v, want ErrNotProvisioned", err)
 	}
 

@@ -10,11 +10,25 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
-
-	"github.com/fwctl/fwctl/agent/trust"
 )
 
-var _ trust.Store = (*TPM)(nil)
+// The trust-store vocabulary lives here, in the leaf, so that tpm imports
+// nothing of ours; package agent/trust re-exports it (its Store interface
+// is what *TPM implements, checked there) and its file backend uses it too.
+var (
+	// ErrNotProvisioned means the device has no pinned root yet.
+	ErrNotProvisioned = errors.New("device not provisioned: run 'fwagent provision --root root.json' first")
+	// ErrAlreadyPinned means a different root digest is already pinned.
+	ErrAlreadyPinned = errors.New("a different root is already pinned on this device")
+)
+
+// Provisioned reports what provisioning created and what already existed.
+type Provisioned struct {
+	RootPinned     bool   `json:"root_pinned"`     // pinned by this call
+	RootWasPinned  bool   `json:"root_was_pinned"` // already pinned with the same digest
+	CounterCreated bool   `json:"counter_created"`
+	Details        string `json:"details,omitempty"`
+}
 
 // ErrStepTooLarge means RaiseCounter was asked to raise the counter by more
 // than the configured maximum step (see WithMaxStep).
@@ -24,14 +38,14 @@ const anchorSize = 32 + 8 // root digest, counter base
 
 // Report is what ProvisionDevice created and what already existed.
 type Report struct {
-	trust.Provisioned
+	Provisioned
 	KeyCreated bool   `json:"key_created"`
 	KeyID      string `json:"key_id"` // hex SHA-256 of the PKIX public key
 }
 
 // Provision implements trust.Store: it pins rootDigest, creates the counter
 // and the device identity key. See ProvisionDevice.
-func (t *TPM) Provision(ctx context.Context, rootDigest [32]byte) (trust.Provisioned, error) {
+func (t *TPM) Provision(ctx context.Context, rootDigest [32]byte) (Provisioned, error) {
 	r, err := t.ProvisionDevice(ctx, rootDigest)
 	return r.Provisioned, err
 }
@@ -41,7 +55,7 @@ func (t *TPM) Provision(ctx context.Context, rootDigest [32]byte) (trust.Provisi
 // and the counter's value at that moment as the base (then write-locked), and
 // the persistent device key. Every step checks what exists first, so running
 // it again, also after an interruption, is safe; a different root digest is
-// refused with trust.ErrAlreadyPinned.
+// refused with ErrAlreadyPinned.
 func (t *TPM) ProvisionDevice(ctx context.Context, rootDigest [32]byte) (Report, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -93,7 +107,7 @@ func (t *TPM) PinnedRoot(ctx context.Context) ([32]byte, error) {
 }
 
 // Counter implements trust.Store: the TPM counter minus the base recorded at
-// provisioning. It returns trust.ErrNotProvisioned before provisioning.
+// provisioning. It returns ErrNotProvisioned before provisioning.
 func (t *TPM) Counter(ctx context.Context) (uint64, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -202,7 +216,7 @@ func (t *TPM) ensureAnchor(ctx context.Context, rw transport.TPM, digest [32]byt
 			return false, false, err
 		}
 		if !bytes.Equal(data[:32], digest[:]) {
-			return false, false, fmt.Errorf("pin root %x: %w (pinned: %x); this device belongs to another repository", digest, trust.ErrAlreadyPinned, data[:32])
+			return false, false, fmt.Errorf("pin root %x: %w (pinned: %x); this device belongs to another repository", digest, ErrAlreadyPinned, data[:32])
 		}
 		wasPinned = true
 	} else {
@@ -302,7 +316,7 @@ func readAnchor(rw transport.TPM) ([32]byte, uint64, error) {
 	var digest [32]byte
 	pub, name, err := nvPublic(rw, AnchorIndex)
 	if errors.Is(err, errNoIndex) {
-		return digest, 0, trust.ErrNotProvisioned
+		return digest, 0, ErrNotProvisioned
 	}
 	if err != nil {
 		return digest, 0, err
@@ -311,7 +325,7 @@ func readAnchor(rw transport.TPM) ([32]byte, uint64, error) {
 		return digest, 0, err
 	}
 	if !pub.Attributes.Written || !pub.Attributes.WriteLocked {
-		return digest, 0, fmt.Errorf("root pin in NV %#08x is incomplete (provisioning was interrupted; provision again): %w", uint32(AnchorIndex), trust.ErrNotProvisioned)
+		return digest, 0, fmt.Errorf("root pin in NV %#08x is incomplete (provisioning was interrupted; provision again): %w", uint32(AnchorIndex), ErrNotProvisioned)
 	}
 	data, err := nvRead(rw, AnchorIndex, name, anchorSize)
 	if err != nil {

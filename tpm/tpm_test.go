@@ -18,9 +18,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/fwctl/fwctl/tpm/tpmtest"
-	"github.com/fwctl/fwctl/agent/trust"
 	"github.com/fwctl/fwctl/internal/testenv"
+	"github.com/fwctl/fwctl/tpm/tpmtest"
 )
 
 var (
@@ -74,16 +73,16 @@ func TestNotProvisioned(t *testing.T) {
 	t.Parallel()
 	_, tp := open(t)
 	ctx := context.Background()
-	if _, err := tp.PinnedRoot(ctx); !errors.Is(err, trust.ErrNotProvisioned) {
+	if _, err := tp.PinnedRoot(ctx); !errors.Is(err, ErrNotProvisioned) {
 		t.Errorf("PinnedRoot = %v, want ErrNotProvisioned", err)
 	}
-	if _, err := tp.Counter(ctx); !errors.Is(err, trust.ErrNotProvisioned) {
+	if _, err := tp.Counter(ctx); !errors.Is(err, ErrNotProvisioned) {
 		t.Errorf("Counter = %v, want ErrNotProvisioned", err)
 	}
-	if err := tp.RaiseCounter(ctx, 3); !errors.Is(err, trust.ErrNotProvisioned) {
+	if err := tp.RaiseCounter(ctx, 3); !errors.Is(err, ErrNotProvisioned) {
 		t.Errorf("RaiseCounter = %v, want ErrNotProvisioned", err)
 	}
-	if _, err := tp.DeviceKey(ctx); !errors.Is(err, trust.ErrNotProvisioned) {
+	if _, err := tp.DeviceKey(ctx); !errors.Is(err, ErrNotProvisioned) {
 		t.Errorf("DeviceKey = %v, want ErrNotProvisioned", err)
 	}
 	if tp.Kind() != "tpm" {
@@ -115,7 +114,7 @@ func TestProvision(t *testing.T) {
 		t.Errorf("third provisioning = %+v, want existing key %s", third, first.KeyID)
 	}
 
-	if _, err := tp.Provision(ctx, rootB); !errors.Is(err, trust.ErrAlreadyPinned) {
+	if _, err := tp.Provision(ctx, rootB); !errors.Is(err, ErrAlreadyPinned) {
 		t.Errorf("provisioning another root = %v, want ErrAlreadyPinned", err)
 	}
 	got, err := tp.PinnedRoot(ctx)
@@ -194,7 +193,7 @@ func TestCounter(t *testing.T) {
 	if got, err := tp.PinnedRoot(context.Background()); err != nil || got != rootA {
 		t.Errorf("PinnedRoot after restart = %x, %v", got, err)
 	}
-	if _, err := tp.Provision(context.Background(), rootB); !errors.Is(err, trust.ErrAlreadyPinned) {
+	if _, err := tp.Provision(context.Background(), rootB); !errors.Is(err, ErrAlreadyPinned) {
 		t.Errorf("provisioning another root after restart = %v, want ErrAlreadyPinned", err)
 	}
 }
@@ -379,7 +378,7 @@ func TestSwtpmScript(t *testing.T) {
 	l.Close()
 	script := func(verb string) {
 		t.Helper()
-		out, err := exec.Command("../../scripts/swtpm.sh", verb, dir, port).CombinedOutput()
+		out, err := exec.Command("../scripts/swtpm.sh", verb, dir, port).CombinedOutput()
 		if err != nil {
 			t.Fatalf("swtpm.sh %s: %v\n%s", verb, err, out)
 		}

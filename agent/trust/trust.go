@@ -7,8 +7,14 @@ package trust
 
 import (
 	"context"
-	"errors"
+
+	"github.com/fwctl/fwctl/tpm"
 )
+
+// The TPM backend is package tpm, a leaf that imports nothing of ours; the
+// vocabulary of provisioning is defined there and re-exported here so that
+// both backends and their callers share one set of values.
+var _ Store = (*tpm.TPM)(nil)
 
 // Store holds the pinned root digest and the anti-rollback counter.
 type Store interface {
@@ -28,16 +34,11 @@ type Store interface {
 }
 
 // Provisioned reports what provisioning created and what already existed.
-type Provisioned struct {
-	RootPinned     bool   `json:"root_pinned"`     // pinned by this call
-	RootWasPinned  bool   `json:"root_was_pinned"` // already pinned with the same digest
-	CounterCreated bool   `json:"counter_created"`
-	Details        string `json:"details,omitempty"`
-}
+type Provisioned = tpm.Provisioned
 
 var (
 	// ErrNotProvisioned means the device has no pinned root yet.
-	ErrNotProvisioned = errors.New("device not provisioned: run 'fwagent provision --root root.json' first")
+	ErrNotProvisioned = tpm.ErrNotProvisioned
 	// ErrAlreadyPinned means a different root digest is already pinned.
-	ErrAlreadyPinned = errors.New("a different root is already pinned on this device")
+	ErrAlreadyPinned = tpm.ErrAlreadyPinned
 )
