@@ -70,14 +70,23 @@ type DeviceManifest struct {
 	Nonce string    `json:"nonce"`
 }
 
-// SlotReport is what a device knows about one slot's contents.
-type SlotReport struct {
-	Status  string `json:"status"`
+// Image describes one firmware image as a device knows it: the target that
+// delivered it, its human version and security counter, and its hash and
+// length. It is the one description of an image that slot reports, the
+// agent's slot state, pending install and offered release embed; embedded,
+// its fields appear inline in their JSON, and zero fields are left out.
+type Image struct {
 	Target  string `json:"target,omitempty"`
 	Version string `json:"version,omitempty"`
 	Counter uint64 `json:"counter,omitempty"`
 	SHA256  string `json:"sha256,omitempty"`
 	Length  int64  `json:"length,omitempty"`
+}
+
+// SlotReport is what a device knows about one slot's contents.
+type SlotReport struct {
+	Status string `json:"status"`
+	Image
 }
 
 // InstallResult is the outcome of the device's last install attempt.

@@ -59,7 +59,7 @@ func testManifest() *DeviceManifest {
 	at := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 	return &DeviceManifest{Schema: 1, DeviceID: "gw-0001", Hardware: "acme-gw-v2", RunningSlot: "A", NextBoot: "A", Counter: 3,
 		Slots: map[string]SlotReport{
-			"A": {Status: SlotGood, Target: "acme-gw-v2/1.0.0/fw.img", Version: "1.0.0", Counter: 3, SHA256: strings.Repeat("ab", 32), Length: 10},
+			"A": {Status: SlotGood, Image: Image{Target: "acme-gw-v2/1.0.0/fw.img", Version: "1.0.0", Counter: 3, SHA256: strings.Repeat("ab", 32), Length: 10}},
 			"B": {Status: SlotUnknown},
 		},
 		LastResult: &InstallResult{At: at, Outcome: OutcomeConfirmed, Version: "1.0.0"},
@@ -83,12 +83,12 @@ func TestDeviceManifestValidate(t *testing.T) {
 		{"next boot unknown", func(m *DeviceManifest) { m.NextBoot = "C" }, ErrInvalidDeviceManifest, "next_boot"},
 		{"no slots", func(m *DeviceManifest) { m.Slots = nil }, ErrInvalidDeviceManifest, "slots: 0"},
 		{"bad slot status", func(m *DeviceManifest) { m.Slots["B"] = SlotReport{Status: "flaky"} }, ErrInvalidDeviceManifest, "slots.B: status"},
-		{"bad slot hash", func(m *DeviceManifest) { m.Slots["B"] = SlotReport{Status: SlotGood, SHA256: "abc"} }, ErrInvalidDeviceManifest, "sha256"},
+		{"bad slot hash", func(m *DeviceManifest) { m.Slots["B"] = SlotReport{Status: SlotGood, Image: Image{SHA256: "abc"}} }, ErrInvalidDeviceManifest, "sha256"},
 		{"uppercase hash", func(m *DeviceManifest) {
-			m.Slots["B"] = SlotReport{Status: SlotGood, SHA256: strings.Repeat("AB", 32)}
+			m.Slots["B"] = SlotReport{Status: SlotGood, Image: Image{SHA256: strings.Repeat("AB", 32)}}
 		}, ErrInvalidDeviceManifest, "lowercase"},
 		{"bad slot name", func(m *DeviceManifest) { m.Slots["a b"] = SlotReport{Status: SlotGood} }, ErrInvalidDeviceManifest, "name"},
-		{"control char in target", func(m *DeviceManifest) { m.Slots["B"] = SlotReport{Status: SlotGood, Target: "x\x00"} }, ErrInvalidDeviceManifest, "target"},
+		{"control char in target", func(m *DeviceManifest) { m.Slots["B"] = SlotReport{Status: SlotGood, Image: Image{Target: "x\x00"}} }, ErrInvalidDeviceManifest, "target"},
 		{"bad outcome", func(m *DeviceManifest) { m.LastResult.Outcome = "meh" }, ErrInvalidDeviceManifest, "outcome"},
 		{"no time", func(m *DeviceManifest) { m.Time = time.Time{} }, ErrInvalidDeviceManifest, "time"},
 		{"short nonce", func(m *DeviceManifest) { m.Nonce = "abc" }, ErrInvalidDeviceManifest, "nonce"},

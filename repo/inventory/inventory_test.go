@@ -43,7 +43,7 @@ func newTestDevice(t *testing.T, id string) *testDevice {
 func (d *testDevice) manifest(nonce, version string) *manifests.DeviceManifest {
 	return &manifests.DeviceManifest{Schema: 1, DeviceID: d.id, Hardware: "acme-gw-v2", RunningSlot: "A", Counter: 1,
 		Slots: map[string]manifests.SlotReport{
-			"A": {Status: manifests.SlotGood, Version: version, Counter: 1, SHA256: strings.Repeat("ab", 32), Length: 5},
+			"A": {Status: manifests.SlotGood, Image: manifests.Image{Version: version, Counter: 1, SHA256: strings.Repeat("ab", 32), Length: 5}},
 			"B": {Status: manifests.SlotUnknown},
 		},
 		Time: time.Now().UTC().Truncate(time.Second), Nonce: nonce}
