@@ -18,7 +18,6 @@ import (
 
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/tufclient"
-	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/repo/verify"
 )
 

@@ -15,7 +15,6 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/fwctl/fwctl/internal/testenv"
-	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/repo/server"
 	"github.com/fwctl/fwctl/repo/upload"
