@@ -252,11 +252,7 @@ func (t *Trusted) verifyTargets(role string, b []byte, keyIDs []string, threshol
 		return nil, err
 	}
 	if tg.Version != meta.Version {
-		kind := ErrMixAndMatch
-		if tg.Version < meta.Version {
-			kind = ErrRollback
-		}
-		return nil, fail(file, kind, "version %d, snapshot.json lists version %d", tg.Version, meta.Version)
+		return nil, fail(file, ErrMixAndMatch, "version %d, snapshot.json lists version %d", tg.Version, meta.Version)
 	}
 	if !t.Now.Before(tg.Expires) {
 		return nil, fail(file, ErrFreeze, "version %d expired at %s", tg.Version, tg.Expires.UTC().Format(time.RFC3339))

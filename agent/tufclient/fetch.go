@@ -110,6 +110,13 @@ func (c *Client) download(ctx context.Context, file, u string, offset, maxLength
 	if offset > 0 {
 		req.Header.Set("Range", "bytes="+strconv.FormatInt(offset, 10)+"-")
 	}
+	// The rate counts from the request on: a server that sits on the
+	// response headers is as slow as one that trickles the body.
+	var got atomic.Int64
+	if r := c.Rate; r.MinRate > 0 && r.Window > 0 {
+		stop := watchRate(r, file, &got, cancel)
+		defer stop()
+	}
 	res, err := c.HTTP.Do(req)
 	if err != nil {
 		if cause := context.Cause(ctx); cause != nil && errors.Is(cause, ErrStalled) {
@@ -140,11 +147,6 @@ func (c *Client) download(ctx context.Context, file, u string, offset, maxLength
 	}
 	timer := time.AfterFunc(stall, func() { cancel(&SlowError{File: file, Window: stall, Stalled: true}) })
 	defer timer.Stop()
-	var got atomic.Int64
-	if r := c.Rate; r.MinRate > 0 && r.Window > 0 {
-		stop := watchRate(r, file, &got, cancel)
-		defer stop()
-	}
 	buf := make([]byte, 32<<10)
 	var n int64
 	for {

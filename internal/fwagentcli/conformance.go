@@ -5,13 +5,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os/exec"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fwctl/fwctl/agent/tufclient"
 )
 
 // conformanceCmd implements the tuf-conformance client-under-test protocol
-// over the same TUF client (fetcher and metadata store) the agent uses.
+// over the same TUF client (fetcher, verifier and metadata store) the
+// agent uses.
 func conformanceCmd() *command {
 	var (
 		metadataDir, metadataURL, targetBaseURL, targetDir string
@@ -39,6 +43,7 @@ func conformanceCmd() *command {
 			cl := tufclient.New("", metadataDir)
 			cl.MetadataURL = strings.TrimSuffix(metadataURL, "/")
 			cl.TargetsURL = strings.TrimSuffix(targetBaseURL, "/")
+			cl.RefTime = referenceTime()
 			switch args[0] {
 			case "init":
 				if len(args) != 2 {
@@ -53,7 +58,8 @@ func conformanceCmd() *command {
 				if err != nil {
 					return err
 				}
-				up, err := cl.Refresh(root)
+				ctx := context.Background()
+				tr, err := cl.Update(ctx, root)
 				if err != nil {
 					return err
 				}
@@ -64,7 +70,7 @@ func conformanceCmd() *command {
 					return errors.New("download needs --target-name, --target-base-url and --target-dir")
 				}
 				for _, name := range targetNames {
-					if _, err := cl.DownloadTo(context.Background(), up, name, targetDir); err != nil {
+					if _, err := cl.SaveTarget(ctx, tr, name, targetDir); err != nil {
 						return err
 					}
 				}
@@ -73,6 +79,22 @@ func conformanceCmd() *command {
 			return fmt.Errorf("unknown command %q: want init, refresh or download", args[0])
 		},
 	}
+}
+
+// referenceTime is the time the date command reports. The conformance
+// suite shifts the clock with libfaketime, which moves libc's clock; Go
+// reads the time without libc, so this entry point asks a dynamically
+// linked program instead. (The agent itself keeps its injected clock.)
+func referenceTime() time.Time {
+	out, err := exec.Command("date", "+%s").Output()
+	if err != nil {
+		return time.Now()
+	}
+	sec, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		return time.Now()
+	}
+	return time.Unix(sec, 0)
 }
 
 // stringList is a repeatable string flag.
