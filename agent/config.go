@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fwctl/fwctl/internal/duration"
 	"github.com/fwctl/fwctl/manifests"
 )
 
@@ -95,25 +96,9 @@ type TrustConfig struct {
 	Device string `json:"device,omitempty"` // TPM: /dev/tpmrm0 or tcp://127.0.0.1:PORT
 }
 
-// Duration is a time.Duration written as "1h".
-type Duration time.Duration
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("duration must be a string like \"1h\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return err
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalJSON implements json.Marshaler.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+// Duration is a time.Duration written as "1h" (or "30d"): the one duration
+// type of every config, see internal/duration.
+type Duration = duration.Duration
 
 // LoadConfig reads and validates a config file. Relative paths in it are
 // taken relative to the file's directory.

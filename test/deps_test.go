@@ -27,13 +27,14 @@ var rules = []rule{
 	{from: []string{"delta/..."}},
 	{from: []string{"internal/atomicfile"}},
 	{from: []string{"internal/testenv"}},
-	{from: []string{"internal/cli"}},
+	{from: []string{"internal/cli/..."}},
 	{from: []string{"internal/depcheck"}},
+	{from: []string{"internal/duration"}},
 	// Test helpers of leaves.
 	{from: []string{"tpm/tpmtest"}, allowed: []string{"internal/testenv"}},
 
 	// The device.
-	{from: []string{"agent/..."}, allowed: []string{"tpm", "tlog", "manifests", "delta", "internal/atomicfile"}},
+	{from: []string{"agent/..."}, allowed: []string{"tpm", "tlog", "manifests", "delta", "internal/atomicfile", "internal/duration"}},
 
 	// The release side.
 	{from: []string{"signer"}, allowed: []string{"tpm", "internal/atomicfile"}},
@@ -42,22 +43,27 @@ var rules = []rule{
 	{from: []string{"transparency/rekortest"}, allowed: []string{"tlog", "internal/testenv"}},
 	{from: []string{"repo/layout"}},
 	{from: []string{"repo/blob"}, allowed: []string{"internal/atomicfile"}},
-	{from: []string{"repo/inventory"}, allowed: []string{"manifests", "internal/atomicfile"}},
-	{from: []string{"repo/verify"}, allowed: []string{"repo/blob", "repo/layout", "manifests", "tlog", "internal/atomicfile"}},
-	{from: []string{"repo/upload"}, allowed: []string{"repo/blob", "repo/layout", "manifests", "internal/atomicfile"}},
-	{from: []string{"repo/online"}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "manifests", "signer", "tpm", "tlog", "internal/atomicfile"}},
-	{from: []string{"repo/server"}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/online", "repo/inventory", "manifests", "signer", "tpm", "tlog", "internal/atomicfile"}},
-	{from: []string{"repo"}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/upload", "manifests", "signer", "tpm", "tlog", "transparency", "delta/...", "internal/atomicfile"}},
+	{from: []string{"repo/inventory"}, allowed: []string{"manifests", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"repo/verify"}, allowed: []string{"repo/blob", "repo/layout", "manifests", "tlog", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"repo/upload"}, allowed: []string{"repo/blob", "repo/layout", "manifests", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"repo/online"}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "manifests", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"repo/server"}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/online", "repo/inventory", "manifests", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"repo"}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/upload", "manifests", "signer", "tpm", "tlog", "transparency", "delta/...", "internal/atomicfile", "internal/duration"}},
 
 	// CLIs: wiring only.
-	{from: []string{"internal/cobracli"}, allowed: []string{"internal/cli", "internal/atomicfile"}},
-	{from: []string{"internal/fwagentcli", "cmd/fwagent"}, allowed: []string{"internal/fwagentcli", "internal/cli", "internal/cobracli", "agent/...", "tpm", "tlog", "manifests", "delta", "internal/atomicfile"}},
-	{from: []string{"internal/fwrepocli", "cmd/fwrepo"}, allowed: []string{"internal/fwrepocli", "internal/cli", "internal/cobracli", "repo/blob", "repo/layout", "repo/verify", "repo/online", "repo/server", "repo/inventory", "repo/upload", "manifests", "signer", "tpm", "tlog", "internal/atomicfile"}},
-	{from: []string{"internal/fwctlcli", "cmd/fwctl"}, allowed: []string{"internal/fwctlcli", "internal/cli", "internal/cobracli", "repo/...", "signer/...", "transparency", "manifests", "delta/...", "tpm", "tlog", "internal/atomicfile"}},
+	{from: []string{"internal/cobracli"}, allowed: []string{"internal/cli/...", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"internal/fwagentcli", "cmd/fwagent"}, allowed: []string{"internal/fwagentcli", "internal/cli/...", "internal/cobracli", "agent/...", "tpm", "tlog", "manifests", "delta", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"internal/fwrepocli", "cmd/fwrepo"}, allowed: []string{"internal/fwrepocli", "internal/cli/...", "internal/cobracli", "repo/blob", "repo/layout", "repo/verify", "repo/online", "repo/server", "repo/inventory", "repo/upload", "manifests", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"internal/fwctlcli", "cmd/fwctl"}, allowed: []string{"internal/fwctlcli", "internal/cli/...", "internal/cobracli", "repo/...", "signer/...", "transparency", "manifests", "delta/...", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
 	{from: []string{"cmd/fwdelta"}, allowed: []string{"delta/...", "internal/cli"}},
 
-	// End-to-end tests and their harness may use anything.
+	// Release packaging: third-party builders only.
+	{from: []string{"internal/packaging"}},
+
+	// End-to-end tests and their harness, and build tools that ship in no
+	// binary, may use anything.
 	{from: []string{"test/..."}, allowed: []string{"..."}},
+	{from: []string{"tools/..."}, allowed: []string{"..."}},
 }
 
 // fwagentModules is the allow-list of third-party modules the device agent

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fwctl/fwctl/internal/cli"
-	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/internal/duration"
 	"github.com/fwctl/fwctl/repo/verify"
 )
 
@@ -23,7 +23,7 @@ roles) that expires within --within, soonest first. Exit 0 when none does,
 repository with --repo.`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			d, err := repo.ParseDuration(within)
+			d, err := duration.Positive(within)
 			if err != nil {
 				return usage(fmt.Errorf("--within: %w", err))
 			}

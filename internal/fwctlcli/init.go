@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fwctl/fwctl/internal/duration"
 	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/signer"
 )
@@ -82,7 +83,7 @@ func parseExpiry(list []string) (map[string]time.Duration, error) {
 		if !valid {
 			return nil, fmt.Errorf("--expiry %q: unknown role %q (root, targets, snapshot, timestamp)", kv, k)
 		}
-		d, err := repo.ParseDuration(v)
+		d, err := duration.Positive(v)
 		if err != nil {
 			return nil, fmt.Errorf("--expiry %s: %w", k, err)
 		}

@@ -1,0 +1,77 @@
+package duration
+
+import (
+	"encoding/json"
+	"flag"
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	for _, tt := range []struct {
+		in      string
+		want    time.Duration
+		wantErr bool
+	}{
+		{"30d", 30 * 24 * time.Hour, false},
+		{"0d", 0, false},
+		{"1h30m", 90 * time.Minute, false},
+		{"100ms", 100 * time.Millisecond, false},
+		{"0s", 0, false},
+		{"-1s", -time.Second, false},
+		{"1.5d", 0, true},
+		{"-1d", 0, true},
+		{"d", 0, true},
+		{"30", 0, true},
+		{"", 0, true},
+		{"999999999d", 0, true},
+	} {
+		got, err := Parse(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("Parse(%q) = %v, %v; want %v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+	for _, s := range []string{"0s", "0d", "-1h"} {
+		if _, err := Positive(s); err == nil {
+			t.Errorf("Positive(%q) accepted a non-positive duration", s)
+		}
+	}
+}
+
+func TestJSONAndFlag(t *testing.T) {
+	var v struct{ D Duration }
+	if err := json.Unmarshal([]byte(`{"D":"7d"}`), &v); err != nil || time.Duration(v.D) != 7*24*time.Hour {
+		t.Fatalf("unmarshal 7d: %v, %v", v.D, err)
+	}
+	if err := json.Unmarshal([]byte(`{"D":7}`), &v); err == nil {
+		t.Fatal("a number was accepted as a duration")
+	}
+	b, _ := json.Marshal(v)
+	if string(b) != `{"D":"168h0m0s"}` {
+		t.Fatalf("marshal: %s", b)
+	}
+	var d time.Duration
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.Var(Flag{&d}, "within", "")
+	if err := fs.Parse([]string{"-within", "30d"}); err != nil || d != 30*24*time.Hour {
+		t.Fatalf("flag 30d: %v, %v", d, err)
+	}
+}
+
+// FuzzParse: Parse never panics and agrees with time.ParseDuration on
+// everything without a day suffix.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{"30d", "1h", "0", "-5m", "1.5d", "9223372036854775807ns"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := Parse(s)
+		if len(s) > 0 && s[len(s)-1] == 'd' {
+			return
+		}
+		want, werr := time.ParseDuration(s)
+		if (err == nil) != (werr == nil) || d != want {
+			t.Fatalf("Parse(%q) = %v, %v; time.ParseDuration = %v, %v", s, d, err, want, werr)
+		}
+	})
+}
