@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fwctl/fwctl/internal/cli"
+	"github.com/fwctl/fwctl/internal/cli/cobragroups"
 	"github.com/fwctl/fwctl/internal/cobracli"
 	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/repo/online"
@@ -41,6 +42,8 @@ func Main() int {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitUsage, err) })
 	root.AddCommand(serveCmd(&jsonOut), devicesCmd(&jsonOut))
 	cobracli.Install(root) // version, --version, __docs (last: documents every command)
+	// An unknown subcommand of a group exits 2, not 0 with help.
+	cobragroups.Strict(root)
 	root.SetArgs(os.Args[1:])
 	if err := root.Execute(); err != nil {
 		return cli.Std(jsonOut).Fail(err)
@@ -56,6 +59,9 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 		s3Endpoint       string
 		tsLifetime       time.Duration
 		tsMaxAge         time.Duration
+		lim              server.Limits
+		cacheBytes       int64
+		accessLog        bool
 	)
 	c := &cobra.Command{
 		Use:   "serve",
@@ -74,7 +80,8 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 			if err != nil {
 				return cli.WithCode(cli.ExitUsage, err)
 			}
-			srv, err := server.New(server.Options{Store: store, Logger: log, TimestampMaxAge: tsMaxAge})
+			srv, err := server.New(server.Options{Store: store, Logger: log, TimestampMaxAge: tsMaxAge,
+				CacheBytes: cacheBytes, NoAccessLog: !accessLog})
 			if err != nil {
 				return cli.WithCode(cli.ExitUsage, err)
 			}
@@ -130,9 +137,11 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log.Info("serving", "dir", dir, "addr", ln.Addr().String(), "online_timestamp", tsKey != "")
+			log.Info("serving", "dir", dir, "addr", ln.Addr().String(), "online_timestamp", tsKey != "",
+				"max_connections", lim.MaxConns, "min_send_rate", lim.MinSendRate, "send_window", lim.SendWindow.String(), "cache_bytes", cacheBytes)
 			fmt.Fprintf(cmd.OutOrStdout(), "fwrepo serving %s on http://%s\n", dir, ln.Addr())
-			err = server.Run(ctx, ln, handler, 10*time.Second)
+			lim.Log = log
+			err = server.Run(ctx, ln, handler, lim)
 			log.Info("stopped")
 			return err
 		},
@@ -145,6 +154,11 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 	c.Flags().StringVar(&trustedRoot, "root", "", "trusted root metadata (the 1.root.json devices are provisioned with) the repository's root chain must verify from before any timestamp is re-signed (default: the repository's own 1.root.json as read at start)")
 	c.Flags().DurationVar(&tsLifetime, "timestamp-lifetime", 24*time.Hour, "lifetime of re-signed timestamps; re-signed when less than half is left")
 	c.Flags().DurationVar(&tsMaxAge, "timestamp-max-age", 10*time.Second, "Cache-Control max-age for timestamp.json")
+	c.Flags().IntVar(&lim.MaxConns, "max-connections", server.DefaultMaxConns, "open connections at most; at the cap new ones wait in the listen queue (logged); keep it below the file descriptor limit, at about half")
+	c.Flags().Int64Var(&lim.MinSendRate, "min-send-rate", server.DefaultMinSendRate, "bytes per second a client must take, measured over --send-window of waiting to write to it; a slower connection is closed (a slow download above this rate is never cut)")
+	c.Flags().DurationVar(&lim.SendWindow, "send-window", server.DefaultSendWindow, "window over which --min-send-rate is measured")
+	c.Flags().Int64Var(&cacheBytes, "cache-bytes", server.DefaultCacheBytes, "metadata kept in memory, in bytes (one shared copy per file; files over 16 MiB or this size are streamed)")
+	c.Flags().BoolVar(&accessLog, "access-log", true, "log one line per request")
 	return c
 }
 

@@ -4,19 +4,23 @@
 // version- and hash-named files), and a health endpoint. The repository is a
 // directory or any other blob.Store (an S3 bucket); the server only reads
 // it and never serves anything outside metadata/ and targets/.
+//
+// Its memory is bounded whatever the request mix: metadata is kept in one
+// shared buffer per file version (up to Options.CacheBytes in all), a
+// cold file is read once however many requests ask for it at once, and
+// images are streamed from the file (sendfile in a directory). Run adds the
+// limits a public server needs: a connection cap, and a minimum rate at
+// which a client must take what it asked for (see Limits).
 package server
 
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"path"
 	"regexp"
@@ -24,6 +28,14 @@ import (
 	"time"
 
 	"github.com/fwctl/fwctl/repo/blob"
+	"github.com/fwctl/fwctl/repo/layout"
+)
+
+// Defaults of Options.
+const (
+	DefaultCacheBytes    = 64 << 20
+	DefaultMaxCachedFile = 16 << 20
+	DefaultRevalidate    = time.Second
 )
 
 // Options configure a Server.
@@ -31,18 +43,32 @@ type Options struct {
 	// Dir is the repository directory; ignored when Store is set.
 	Dir string
 	// Store holds the repository (a directory or bucket, see blob.Open).
+	// A blob.Dir is served from the directory directly (sendfile).
 	Store  blob.Store
 	Logger *slog.Logger
 	// TimestampMaxAge is the Cache-Control max-age of timestamp.json.
 	TimestampMaxAge time.Duration
+	// CacheBytes bounds the metadata kept in memory (default 64 MiB);
+	// MaxCachedFile is the largest metadata file kept (default 16 MiB,
+	// at most CacheBytes). Larger files are streamed.
+	CacheBytes, MaxCachedFile int64
+	// Revalidate is how long a cached file is served before the server
+	// checks again that the file on disk (size, modification time, inode)
+	// is the one cached (default 1s): a publish shows within that time.
+	Revalidate time.Duration
+	// NoAccessLog drops the one log line per request.
+	NoAccessLog bool
 }
 
 // Server is an HTTP handler for a repository directory.
 type Server struct {
-	store  blob.Store
-	log    *slog.Logger
-	tsAge  time.Duration
-	health func() error
+	src     source
+	log     *slog.Logger
+	tsCache []string
+	health  func() error
+	cache   *cache
+	reval   int64 // nanoseconds
+	access  bool
 }
 
 // New opens the repository for serving.
@@ -51,12 +77,18 @@ func New(opt Options) (*Server, error) {
 	if st == nil {
 		st = blob.Dir(opt.Dir)
 	}
-	md, err := st.List(context.Background(), "metadata/")
+	md, err := st.List(context.Background(), layout.MetadataDir+"/")
 	if err != nil {
 		return nil, fmt.Errorf("open repository %s: %w", st, err)
 	}
 	if len(md) == 0 {
 		return nil, fmt.Errorf("%s has no metadata: publish first with 'fwctl publish --out %s'", st, st)
+	}
+	var src source = storeSource{st}
+	if d, ok := st.(blob.Dir); ok {
+		if src, err = newDirSource(string(d)); err != nil {
+			return nil, err
+		}
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -64,7 +96,18 @@ func New(opt Options) (*Server, error) {
 	if opt.TimestampMaxAge == 0 {
 		opt.TimestampMaxAge = 10 * time.Second
 	}
-	return &Server{store: st, log: opt.Logger, tsAge: opt.TimestampMaxAge}, nil
+	if opt.CacheBytes <= 0 {
+		opt.CacheBytes = DefaultCacheBytes
+	}
+	if opt.MaxCachedFile <= 0 {
+		opt.MaxCachedFile = DefaultMaxCachedFile
+	}
+	if opt.Revalidate <= 0 {
+		opt.Revalidate = DefaultRevalidate
+	}
+	return &Server{src: src, log: opt.Logger, cache: newCache(opt.CacheBytes, opt.MaxCachedFile),
+		tsCache: header(fmt.Sprintf("public, max-age=%d", int(opt.TimestampMaxAge.Seconds()))),
+		reval:   int64(opt.Revalidate), access: !opt.NoAccessLog}, nil
 }
 
 // SetHealthCheck installs a function /healthz consults.
@@ -77,8 +120,23 @@ var (
 	hashedRE    = regexp.MustCompile(`^[0-9a-f]{64}\.[^/]+$`)
 )
 
+// header returns a header value slice that an append elsewhere cannot
+// share: responses use these without copying.
+func header(v string) []string { return []string{v}[:1:1] }
+
+var (
+	ctJSON    = header("application/json")
+	ctOctet   = header("application/octet-stream")
+	immutable = header("public, max-age=31536000, immutable")
+	noCache   = header("no-cache")
+)
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.access {
+		s.serve(w, r)
+		return
+	}
 	start := time.Now()
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
 	s.serve(rw, r)
@@ -100,6 +158,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/healthz" {
 		if s.health != nil {
 			if err := s.health(); err != nil {
+				w.Header().Set("Cache-Control", "no-store")
 				http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
 				return
 			}
@@ -111,16 +170,31 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	p := strings.TrimPrefix(path.Clean(r.URL.Path), "/")
 	top, _, _ := strings.Cut(p, "/")
-	if (top != "metadata" && top != "targets") || strings.Contains(p, "/.") || !fs.ValidPath(p) {
+	if (top != layout.MetadataDir && top != layout.TargetsDir) || strings.Contains(p, "/.") || !fs.ValidPath(p) {
 		http.NotFound(w, r)
 		return
 	}
-	fi, err := s.store.Stat(r.Context(), p)
+	name := path.Base(p)
+	metadata := top == layout.MetadataDir
+	hashed := !metadata && hashedRE.MatchString(name)
+	var (
+		e   *entry
+		rc  io.ReadSeekCloser
+		err error
+	)
+	if hashed {
+		// The name is the content's hash: no need to read it for an ETag.
+		var fi fileInfo
+		rc, fi, err = s.src.open(r.Context(), p)
+		e = &entry{info: fi, etag: header(`"sha256-` + name[:64] + `"`)}
+	} else {
+		e, rc, err = s.find(r.Context(), p, metadata)
+	}
 	if err != nil {
 		if !errors.Is(err, blob.ErrNotExist) {
 			// The store is unreachable: a retryable error, not a 404
 			// a CDN would cache.
-			s.log.Error("stat failed", "path", p, "err", err)
+			s.log.Error("read failed", "path", p, "err", err)
 			w.Header().Set("Cache-Control", "no-store")
 			http.Error(w, "repository storage unavailable", http.StatusServiceUnavailable)
 			return
@@ -128,45 +202,91 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	name := path.Base(p)
+	if rc != nil {
+		defer rc.Close()
+	}
 	h := w.Header()
 	switch {
-	case top == "metadata":
-		h.Set("Content-Type", "application/json")
+	case metadata:
+		h["Content-Type"] = ctJSON
 	default:
-		h.Set("Content-Type", "application/octet-stream")
+		h["Content-Type"] = ctOctet
 	}
 	switch {
-	case top == "metadata" && name == "timestamp.json":
-		h.Set("Cache-Control", fmt.Sprintf("public, max-age=%d", int(s.tsAge.Seconds())))
-	case top == "metadata" && versionedRE.MatchString(name), top == "targets" && hashedRE.MatchString(name):
-		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	case metadata && name == "timestamp.json":
+		h["Cache-Control"] = s.tsCache
+	case metadata && versionedRE.MatchString(name), hashed:
+		h["Cache-Control"] = immutable
 	default:
-		h.Set("Cache-Control", "no-cache")
+		h["Cache-Control"] = noCache
 	}
-	var content io.ReadSeeker
-	if top == "targets" && hashedRE.MatchString(name) {
-		h.Set("ETag", `"sha256-`+name[:64]+`"`)
-	} else if fi.Size <= 16<<20 {
-		// Small files (metadata) are read whole to hash them for the
-		// ETag, and served from memory: one read from the store.
-		b, err := blob.ReadAll(r.Context(), s.store, p)
-		if err != nil {
-			s.log.Error("read failed", "path", p, "err", err)
-			http.Error(w, "read error", http.StatusInternalServerError)
-			return
+	if e.etag != nil {
+		h["Etag"] = e.etag
+	}
+	var content io.ReadSeeker = rc
+	if e.data != nil {
+		content = bytes.NewReader(e.data)
+	}
+	http.ServeContent(w, r, name, e.info.mod, content)
+}
+
+// find returns what serves name: a cached entry with its bytes, or an
+// entry with the ETag and an open reader. A cached file is compared with
+// the source at most once per Revalidate.
+func (s *Server) find(ctx context.Context, name string, metadata bool) (*entry, io.ReadSeekCloser, error) {
+	now := time.Now().UnixNano()
+	e := s.cache.get(name)
+	if e != nil && e.data != nil {
+		if now-e.checked.Load() < s.reval {
+			return e, nil, nil
 		}
-		sum := sha256.Sum256(b)
-		h.Set("ETag", `"sha256-`+hex.EncodeToString(sum[:])+`"`)
-		content = bytes.NewReader(b)
+		fi, err := s.src.stat(ctx, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		if e.info.same(fi) {
+			e.checked.Store(now)
+			return e, nil, nil
+		}
 	}
-	if content == nil {
-		// Large files are read only in the ranges asked for.
-		rd := blob.NewReader(r.Context(), s.store, p, fi.Size)
-		defer rd.Close()
-		content = rd
+	if e != nil && e.data == nil {
+		rc, fi, err := s.src.open(ctx, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		if e.info.same(fi) {
+			return e, rc, nil
+		}
+		rc.Close()
 	}
-	http.ServeContent(w, r, name, fi.ModTime, content)
+	// Not cached, or changed: read it once, whoever else asks meanwhile.
+	lctx := context.WithoutCancel(ctx)
+	e, err := s.cache.once(ctx, name, func() (*entry, error) {
+		rc, fi, err := s.src.open(lctx, name)
+		if err != nil {
+			return nil, err
+		}
+		defer rc.Close()
+		if metadata && s.cache.fits(fi.size) {
+			return readEntry(rc, name, fi)
+		}
+		return hashEntry(rc, name, fi)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if e.data != nil {
+		return e, nil, nil
+	}
+	rc, fi, err := s.src.open(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !e.info.same(fi) {
+		// Replaced again since it was hashed: serve it without an ETag.
+		return &entry{info: fi}, rc, nil
+	}
+	return e, rc, nil
 }
 
 type recorder struct {
@@ -182,35 +302,16 @@ func (r *recorder) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// HTTPServer wraps h with the limits a public server needs.
-func HTTPServer(h http.Handler) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    16 << 10,
+// ReadFrom keeps the ResponseWriter's ReadFrom reachable through the
+// recorder, so that a download from a file is still a sendfile.
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	var n int64
+	var err error
+	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{r.ResponseWriter}, src)
 	}
-}
-
-// Run serves h on ln until ctx is done, then shuts down gracefully,
-// letting in-flight downloads finish for up to grace.
-func Run(ctx context.Context, ln net.Listener, h http.Handler, grace time.Duration) error {
-	srv := HTTPServer(h)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	r.n += n
+	return n, err
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func newTestServer(t *testing.T) (*httptest.Server, string) {
@@ -97,5 +98,45 @@ func TestMetadataETagRevalidates(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusNotModified {
 		t.Fatalf("status %d, want 304", res.StatusCode)
+	}
+}
+
+// TestCachedMetadataFollowsPublish: a cached timestamp.json replaced by a
+// publish (a rename: new inode) is served new once Revalidate has passed,
+// with a new ETag; here Revalidate is a nanosecond, so at once.
+func TestCachedMetadataFollowsPublish(t *testing.T) {
+	dir := t.TempDir()
+	md := filepath.Join(dir, "metadata")
+	os.MkdirAll(md, 0o755)
+	ts := filepath.Join(md, "timestamp.json")
+	os.WriteFile(ts, []byte(`{"v":1}`), 0o644)
+	s, err := New(Options{Dir: dir, Revalidate: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	get := func() (string, string) {
+		res, err := http.Get(srv.URL + "/metadata/timestamp.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b), res.Header.Get("ETag")
+	}
+	b1, e1 := get()
+	if b, e := get(); b != b1 || e != e1 {
+		t.Fatalf("second read %q %s, want %q %s", b, e, b1, e1)
+	}
+	for i, content := range []string{`{"v":2}`, `{"v":3}`} { // same size: the inode tells
+		tmp := filepath.Join(md, ".tmp")
+		os.WriteFile(tmp, []byte(content), 0o644)
+		if err := os.Rename(tmp, ts); err != nil {
+			t.Fatal(err)
+		}
+		if b, e := get(); b != content || e == e1 {
+			t.Fatalf("after publish %d: %q %s, want %q and a new ETag", i, b, e, content)
+		}
 	}
 }
