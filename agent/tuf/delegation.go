@@ -9,8 +9,8 @@ import (
 	"strings"
 )
 
-// MaxDelegations bounds how many roles one target lookup visits (as
-// python-tuf's max_delegations).
+// MaxDelegations bounds how many delegated roles one target lookup
+// visits after the top-level targets (as python-tuf's max_delegations).
 const MaxDelegations = 32
 
 // Source gives the bytes of delegated metadata: cached ones first, then
@@ -200,7 +200,7 @@ func (t *Trusted) FindTarget(target string, src Source) (*TargetFile, error) {
 	stack := []visit{{role: RoleTargets}}
 	visited := map[string]bool{}
 	for len(stack) > 0 {
-		if len(visited) >= MaxDelegations {
+		if len(visited) > MaxDelegations {
 			return nil, fail("targets/"+target, ErrDelegation, "searched %d roles without finding it (at most %d)", len(visited), MaxDelegations)
 		}
 		v := stack[len(stack)-1]

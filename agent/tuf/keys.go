@@ -104,13 +104,15 @@ func pemKey(s string) (any, error) {
 
 // verifyThreshold checks that at least threshold distinct keys among
 // keyIDs (looked up in keys) signed env. Key IDs are taken as listed, not
-// recomputed; a key that signs twice counts once.
+// recomputed; a key that signs twice counts once, and so does one key
+// listed under several key IDs.
 func verifyThreshold(file, role string, env *envelope, keyIDs []string, threshold int, keys map[string]*Key) error {
 	allowed := make(map[string]bool, len(keyIDs))
 	for _, id := range keyIDs {
 		allowed[id] = true
 	}
 	good := map[string]bool{}
+	distinct := map[Key]bool{}
 	var last error
 	for _, s := range env.signatures {
 		if !allowed[s.KeyID] || good[s.KeyID] {
@@ -125,9 +127,10 @@ func verifyThreshold(file, role string, env *envelope, keyIDs []string, threshol
 			continue
 		}
 		good[s.KeyID] = true
+		distinct[*k] = true
 	}
-	if len(good) < threshold {
-		msg := fmt.Sprintf("%d valid signatures for role %s, threshold %d", len(good), role, threshold)
+	if len(distinct) < threshold {
+		msg := fmt.Sprintf("%d valid signatures by distinct keys for role %s, threshold %d", len(distinct), role, threshold)
 		if last != nil {
 			msg += fmt.Sprintf(" (%v)", last)
 		}

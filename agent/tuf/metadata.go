@@ -243,9 +243,8 @@ func checkRoleKeys(file, name string, rk *RoleKeys, keys map[string]*Key) error 
 			return fail(file, ErrMalformed, "role %q lists key %s twice", name, id)
 		}
 		seen[id] = true
-		if keys[id] == nil {
-			return fail(file, ErrMalformed, "role %q names key %s, which is not among the keys", name, id)
-		}
+		// A key ID without a key is tolerated, as python-tuf does: it
+		// just cannot sign.
 	}
 	return nil
 }
