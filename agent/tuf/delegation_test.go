@@ -22,7 +22,7 @@ func TestPathMatch(t *testing.T) {
 		{"fw-[!0-9]", "fw-7", false},
 		{"fw-[!0-9]", "fw-x", true},
 		{"fw-[^0-9]", "fw-^", true}, // '^' is a plain member in fnmatch
-		{"[", "[", true},             // an unclosed '[' is literal
+		{"[", "[", true},            // an unclosed '[' is literal
 		{"[]]", "]", true},
 		{"a\\*", "a\\b", true}, // no backslash escapes in fnmatch
 		{"", "", true},
