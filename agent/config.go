@@ -36,6 +36,13 @@ type Config struct {
 	PollJitter   Duration `json:"poll_jitter"`
 	// StallTimeout aborts downloads that receive nothing for this long.
 	StallTimeout Duration `json:"stall_timeout"`
+	// MinDownloadRate (bytes/s, default 1024) is the least average rate a
+	// download (metadata or image) must keep over every RateWindow
+	// (default 30s) after the first RateGrace (default 10s); a slower one
+	// is refused as a slow retrieval attack. -1 switches the check off.
+	MinDownloadRate int64    `json:"min_download_rate,omitempty"`
+	RateWindow      Duration `json:"rate_window,omitempty"`
+	RateGrace       Duration `json:"rate_grace,omitempty"`
 	// DownloadAttempts is how often a broken download is tried (default 5);
 	// RetryBackoff the first wait between tries, doubling (default 1s).
 	DownloadAttempts int      `json:"download_attempts,omitempty"`
