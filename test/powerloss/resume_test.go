@@ -41,6 +41,12 @@ func TestPowerLossResume(t *testing.T) {
 				// The rest of a 64 MiB/s download after the first checkpoint.
 				delay: time.Duration(rng.Int64N(int64(400 * time.Millisecond))),
 				torn:  true, boots: 1 + rng.IntN(4)}
+			if i == 0 {
+				// Run 0 is killed as soon as the checkpoint is durable, with
+				// 24 MiB still to download: it must resume, so the test
+				// cannot pass with no resume at all whatever the delays drawn.
+				p.delay = 0
+			}
 			results[i] = fx.runPlan(base, i, p, rng)
 		}()
 	}
@@ -65,6 +71,10 @@ func TestPowerLossResume(t *testing.T) {
 			t.Errorf("resume run %d failed (seed %d): %s\n  kill point: %s\n  device kept in %s",
 				r.index, s^0x5e5e, fmt.Sprint(r.problems), r.describe(), r.dir)
 		}
+	}
+	if len(resumed) == 0 {
+		failed++
+		t.Errorf("no run resumed from a checkpoint (kills by phase: %s): the test proved nothing about resuming; run 0 is killed right after the first durable checkpoint and must resume", formatPhases(phases))
 	}
 	if failed == 0 {
 		os.RemoveAll(base)
