@@ -7,13 +7,11 @@ import (
 	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/asn1"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -66,48 +64,7 @@ func (k *Key) PublicKeyPEM() []byte {
 // signature as ecdsa.VerifyASN1 expects. rand is unused: the TPM draws its
 // own nonce.
 func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	var alg tpm2.TPMIAlgHash
-	switch h := opts.HashFunc(); h {
-	case crypto.SHA256:
-		alg = tpm2.TPMAlgSHA256
-	case crypto.SHA384:
-		alg = tpm2.TPMAlgSHA384
-	case crypto.SHA512:
-		alg = tpm2.TPMAlgSHA512
-	default:
-		return nil, fmt.Errorf("tpm sign: hash %v not supported; use SHA-256, SHA-384 or SHA-512", h)
-	}
-	if len(digest) != opts.HashFunc().Size() {
-		return nil, fmt.Errorf("tpm sign: digest is %d bytes, want %d for %v", len(digest), opts.HashFunc().Size(), opts.HashFunc())
-	}
-	k.tpm.mu.Lock()
-	defer k.tpm.mu.Unlock()
-	rw, done, err := k.tpm.conn(context.Background())
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	cmd := tpm2.Sign{
-		KeyHandle: tpm2.AuthHandle{Handle: DeviceKeyHandle, Name: k.name, Auth: tpm2.PasswordAuth(nil)},
-		Digest:    tpm2.TPM2BDigest{Buffer: digest},
-		InScheme: tpm2.TPMTSigScheme{
-			Scheme:  tpm2.TPMAlgECDSA,
-			Details: tpm2.NewTPMUSigScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSchemeHash{HashAlg: alg}),
-		},
-		Validation: tpm2.TPMTTKHashCheck{Tag: tpm2.TPMSTHashCheck, Hierarchy: tpm2.TPMRHNull},
-	}
-	rsp, err := cmd.Execute(rw)
-	if err != nil {
-		return nil, fmt.Errorf("tpm sign with device key %#08x: %w", uint32(DeviceKeyHandle), err)
-	}
-	sig, err := rsp.Signature.Signature.ECDSA()
-	if err != nil {
-		return nil, fmt.Errorf("tpm sign: unexpected signature type: %w", err)
-	}
-	return asn1.Marshal(struct{ R, S *big.Int }{
-		new(big.Int).SetBytes(sig.SignatureR.Buffer),
-		new(big.Int).SetBytes(sig.SignatureS.Buffer),
-	})
+	return k.tpm.signAt(DeviceKeyHandle, k.name, fmt.Sprintf("device key %#08x", uint32(DeviceKeyHandle)), digest, opts)
 }
 
 var errNoKey = errors.New("no persistent key")
