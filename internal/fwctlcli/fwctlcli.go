@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/fwctl/fwctl/internal/cli"
+	"github.com/fwctl/fwctl/internal/cli/cobragroups"
 	"github.com/fwctl/fwctl/internal/cobracli"
 	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/signer"
@@ -63,6 +64,8 @@ Key passphrases come from $` + PassphraseEnv + ` or a terminal prompt.`,
 	root.AddCommand(a.deltaCmd(), a.auditCmd())
 	root.AddCommand(a.keyCmd(), a.ceremonyCmd(), a.delegateCmd(), a.checkExpiryCmd())
 	cobracli.Install(root) // version, --version, __docs (last: documents every command)
+	// An unknown subcommand of a group exits 2, not 0 with help.
+	cobragroups.Strict(root)
 	return root
 }
 
