@@ -18,6 +18,13 @@ import (
 // PINEnv is the environment variable holding a PKCS#11 user PIN.
 const PINEnv = "FWCTL_PKCS11_PIN"
 
+// The environment variables holding key passphrases, defined here once:
+// fwctl's release keys, and fwrepo's online (timestamp, director) keys.
+const (
+	PassphraseEnv       = "FWCTL_PASSPHRASE"
+	OnlinePassphraseEnv = "FWREPO_PASSPHRASE"
+)
+
 // ModuleEnv is the environment variable naming the PKCS#11 module (shared
 // library) when a pkcs11: URI has no module-path attribute.
 const ModuleEnv = "FWCTL_PKCS11_MODULE"
@@ -191,7 +198,7 @@ func (r Ref) Open(o Options) (crypto.Signer, error) {
 		}
 		pw := o.Passphrase
 		if pw == nil {
-			pw = PassphraseSource("FWCTL_PASSPHRASE", "Key passphrase for "+r.Path+": ", false)
+			pw = PassphraseSource(PassphraseEnv, "Key passphrase for "+r.Path+": ", false)
 		}
 		s, _, err := Load(r.Path, pw)
 		return s, err

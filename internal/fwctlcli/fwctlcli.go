@@ -16,7 +16,7 @@ import (
 )
 
 // PassphraseEnv is the environment variable holding the key passphrase.
-const PassphraseEnv = "FWCTL_PASSPHRASE"
+const PassphraseEnv = signer.PassphraseEnv
 
 type app struct {
 	json      bool

@@ -27,7 +27,7 @@ import (
 )
 
 // PassphraseEnv holds the online timestamp key's passphrase.
-const PassphraseEnv = "FWREPO_PASSPHRASE"
+const PassphraseEnv = signer.OnlinePassphraseEnv
 
 // Main runs fwrepo with os.Args and returns the exit code.
 func Main() int {
