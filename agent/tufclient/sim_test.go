@@ -276,7 +276,7 @@ func (s *sim) bump(targets bool) {
 
 func (s *sim) serve(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	s.requests = append(s.requests, r.URL.Path)
+	s.requests = append(s.requests, r.RequestURI)
 	hook := s.hook
 	s.mu.Unlock()
 	if hook != nil && hook(w, r) {
