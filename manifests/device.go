@@ -64,6 +64,10 @@ type DeviceManifest struct {
 	Counter    uint64                `json:"counter"`
 	Slots      map[string]SlotReport `json:"slots"`
 	LastResult *InstallResult        `json:"last_result,omitempty"`
+	// Attempts is the device's recent install attempts, oldest first (at
+	// most MaxAttempts), so that every failure reaches the server, not
+	// only the last state.
+	Attempts []InstallResult `json:"attempts,omitempty"`
 	// Time is the device's clock when it built the report (informational:
 	// freshness comes from Nonce).
 	Time  time.Time `json:"time"`
@@ -116,6 +120,9 @@ func ValidDeviceID(id string) bool { return deviceIDRE.MatchString(id) }
 // characters of the URL-safe base64 alphabet (hex is a subset).
 func ValidNonce(n string) bool { return nonceRE.MatchString(n) }
 
+// MaxAttempts bounds DeviceManifest.Attempts.
+const MaxAttempts = 32
+
 const (
 	maxSlots     = 8
 	maxTargetLen = 256
@@ -161,6 +168,14 @@ func (m *DeviceManifest) Validate() error {
 	if r := m.LastResult; r != nil {
 		if err := r.validate(); err != nil {
 			bad("last_result: %v", err)
+		}
+	}
+	if len(m.Attempts) > MaxAttempts {
+		bad("attempts: %d, at most %d", len(m.Attempts), MaxAttempts)
+	}
+	for i := range m.Attempts {
+		if err := m.Attempts[i].validate(); err != nil {
+			bad("attempts[%d]: %v", i, err)
 		}
 	}
 	if m.Time.IsZero() {
