@@ -20,11 +20,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
 	"github.com/fwctl/fwctl/agent/boot"
 	"github.com/fwctl/fwctl/agent/bootenv"
+	"github.com/fwctl/fwctl/agent/policy"
 	"github.com/fwctl/fwctl/agent/trust"
 	"github.com/fwctl/fwctl/agent/tufclient"
 	"github.com/fwctl/fwctl/internal/atomicfile"
@@ -37,21 +37,30 @@ var (
 	// hardware, or an untrusted root.
 	ErrRefused = errors.New("update refused")
 	// ErrRollback means the release's counter is below the device's.
-	ErrRollback = errors.New("rollback refused")
+	ErrRollback = policy.ErrRollback
 	// ErrWrongHardware means the release is not for this hardware.
-	ErrWrongHardware = errors.New("release is not for this hardware")
+	ErrWrongHardware = policy.ErrWrongHardware
+	// ErrUnknownTarget means an explicitly named target is not in the
+	// repository: a mistyped path, not a security refusal.
+	ErrUnknownTarget = policy.ErrUnknownTarget
 	// ErrRootNotPinned means the trusted root chain does not start at the
 	// digest pinned at provisioning.
 	ErrRootNotPinned = errors.New("trusted root does not match the pinned root")
 	// ErrInvalidRoot means a root.json offered for provisioning is invalid.
 	ErrInvalidRoot = errors.New("invalid root metadata")
 	// ErrConfirmPending means the running slot still awaits confirmation.
-	ErrConfirmPending = errors.New("the running slot has not been confirmed")
+	ErrConfirmPending = policy.ErrConfirmPending
 	// ErrRebootPending means an update is installed and waits for a reboot.
 	ErrRebootPending = errors.New("an installed update is waiting for a reboot")
 	// ErrNetwork means the repository could not be reached or the
 	// download broke off; trying again later is safe.
 	ErrNetwork = errors.New("repository unreachable")
+	// ErrFailedBefore means the chosen release failed on this device (fell
+	// back, unhealthy, or its slot did not read back): it is installed
+	// again only with UpdateOptions.Retry, or superseded by a newer one.
+	ErrFailedBefore = errors.New("release failed on this device before")
+	// ErrNoSpace means the inactive slot cannot hold the image.
+	ErrNoSpace = errors.New("slot too small")
 )
 
 // Agent runs updates for one device.
@@ -301,24 +310,4 @@ func (a *Agent) archiveRoots(head []byte, fetched map[int64][]byte) error {
 			return err
 		}
 	}
-}
-
-// classify wraps TUF and download errors in the agent's error kinds.
-func classify(err error) error {
-	if err == nil {
-		return nil
-	}
-	switch {
-	case errors.Is(err, &metadata.ErrRepository{}), errors.Is(err, tufclient.ErrTargetMismatch),
-		errors.Is(err, &metadata.ErrDownloadLengthMismatch{}), errors.Is(err, &metadata.ErrValue{}),
-		errors.Is(err, &metadata.ErrType{}):
-		return fmt.Errorf("%w: %w", ErrRefused, err)
-	case errors.Is(err, &metadata.ErrDownload{}), errors.Is(err, tufclient.ErrStalled), errors.Is(err, tufclient.ErrTransport):
-		return fmt.Errorf("%w: %w", ErrNetwork, err)
-	}
-	var ne interface{ Timeout() bool }
-	if errors.As(err, &ne) {
-		return fmt.Errorf("%w: %w", ErrNetwork, err)
-	}
-	return err
 }

@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/fwctl/fwctl/manifests"
@@ -21,13 +23,18 @@ type DaemonOptions struct {
 // Daemon polls the repository every poll_interval ± poll_jitter and
 // installs updates until ctx ends. A failed poll or report is logged and
 // tried again later; only ctx ending or Reboot returns.
+//
+// With Once it returns the update's error, so a timer sees the failure.
 func (a *Agent) Daemon(ctx context.Context, opt DaemonOptions) error {
 	rep := opt.Reporter
+	a.logStart(opt)
 	next := a.Now()
 	for {
 		if !a.Now().Before(next) {
 			res, err := a.Update(ctx, UpdateOptions{})
 			switch {
+			case errors.Is(err, ErrFailedBefore):
+				a.log.Warn("not installing a release that failed here before", "err", err)
 			case err != nil:
 				a.log.Error("update failed", "err", err)
 			case res.Installed:
@@ -48,12 +55,16 @@ func (a *Agent) Daemon(ctx context.Context, opt DaemonOptions) error {
 				}
 				return opt.Reboot(ctx)
 			}
+			if opt.Once {
+				if rep != nil {
+					_ = rep.Tick(ctx)
+				}
+				return err
+			}
+			a.log.Info("next poll", "at", next.UTC().Format(time.RFC3339), "in", wait.Round(time.Second))
 		}
 		if rep != nil {
 			_ = rep.Tick(ctx)
-		}
-		if opt.Once {
-			return nil
 		}
 		wake := next
 		if rep != nil && rep.wake(a.Now()).Before(wake) {
@@ -66,6 +77,20 @@ func (a *Agent) Daemon(ctx context.Context, opt DaemonOptions) error {
 		case <-time.After(wake.Sub(a.Now())):
 		}
 	}
+}
+
+// logStart logs what the daemon will do, so an operator reading the
+// journal sees the configuration it runs with.
+func (a *Agent) logStart(opt DaemonOptions) {
+	c := a.cfg
+	args := []any{"repository", c.Repository, "hardware", c.Hardware, "state_dir", c.StateDir,
+		"poll_interval", time.Duration(c.PollInterval), "poll_jitter", time.Duration(c.PollJitter),
+		"bootloader", c.Bootloader.Type, "trust", c.Trust.Type, "once", opt.Once,
+		"reports", opt.Reporter != nil, "reboot_command", strings.Join(c.RebootCommand, " ")}
+	if opt.Reporter != nil {
+		args = append(args, "report_interval", orDefault(opt.Reporter.Interval, 6*time.Hour))
+	}
+	a.log.Info("fwagent daemon starting", args...)
 }
 
 // Reporter sends signed device manifests for the daemon: at start, soon

@@ -8,46 +8,28 @@ import (
 	"io"
 	"os"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/fwctl/fwctl/agent/slot"
 	"github.com/fwctl/fwctl/delta"
-	"github.com/fwctl/fwctl/manifests"
 )
 
-// findDelta returns a delta target among offered that rebuilds rel from the
-// image the running slot holds, if the repository offers one.
-func (a *Agent) findDelta(offered map[string]*metadata.TargetFiles, rel *Release, running *SlotState) *Release {
-	if running == nil || running.SHA256 == "" || running.Status != SlotGood {
-		return nil
-	}
-	for path, tf := range offered {
-		r, fw, err := releaseOf(path, tf)
-		if err != nil || fw.Kind != manifests.KindDelta || !fw.ForHardware(a.cfg.Hardware) {
-			continue
-		}
-		if fw.Image.SHA256 == rel.SHA256 && fw.Image.Length == rel.Length &&
-			fw.Base.SHA256 == running.SHA256 && fw.Base.Length == running.Length {
-			return r
-		}
-	}
-	return nil
-}
-
 // writeDelta downloads delta d and applies it while it streams: the base is
-// read from the running slot, the result is written into sl. Nothing is
-// buffered beyond the decoder's bounded window.
-func (a *Agent) writeDelta(ctx context.Context, up *updater.Updater, d *Release, rel *Release, running slot.Slot, baseLen int64, sl slot.Slot) error {
+// read from the running slot, the result is written into sl, which is
+// opened (and begin run) only when the first rebuilt byte is written.
+// Nothing is buffered beyond the decoder's bounded window.
+func (a *Agent) writeDelta(ctx context.Context, up *updater.Updater, d *Release, rel *Release, running slot.Slot, baseLen int64, sl slot.Slot, begin func() error) error {
 	base, err := os.Open(running.Path)
 	if err != nil {
 		return fmt.Errorf("open running slot as delta base: %w", err)
 	}
 	defer base.Close()
-	w, err := sl.Create()
-	if err != nil {
-		return err
-	}
+	w := &checkpointWriter{next: 1<<63 - 1, open: func() (*slot.Writer, error) {
+		if err := begin(); err != nil {
+			return nil, err
+		}
+		return sl.Create()
+	}}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
@@ -68,17 +50,27 @@ func (a *Agent) writeDelta(ctx context.Context, up *updater.Updater, d *Release,
 		pr.CloseWithError(aerr)
 	}
 	derr := <-dl
+	abort := func() {
+		if w.w != nil {
+			w.w.Abort()
+		}
+	}
 	if derr != nil {
-		w.Abort()
+		abort()
 		return classify(fmt.Errorf("download delta %s: %w", d.Target, derr))
 	}
 	if aerr != nil {
-		w.Abort()
+		abort()
 		return fmt.Errorf("apply delta %s: %w", d.Target, aerr)
 	}
 	if got := hex.EncodeToString(hdr.ResultSHA256[:]); got != rel.SHA256 {
-		w.Abort()
+		abort()
 		return fmt.Errorf("delta %s rebuilds %s, want %s", d.Target, got, rel.SHA256)
 	}
-	return w.Commit()
+	if w.w == nil {
+		if _, err := w.Write(nil); err != nil {
+			return err
+		}
+	}
+	return w.w.Commit()
 }

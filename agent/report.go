@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fwctl/fwctl/manifests"
 )
@@ -47,8 +48,8 @@ type ReportResult struct {
 }
 
 // Manifest builds the device manifest from the agent's state (no network):
-// slots, running and next slot, counter, last install result, the time and
-// the given server nonce.
+// slots, running and next slot, counter, last install result and the
+// recent attempts, the time and the given server nonce.
 func (a *Agent) Manifest(ctx context.Context, deviceID, nonce string) (*manifests.DeviceManifest, error) {
 	st, err := a.Status(ctx)
 	if err != nil {
@@ -64,16 +65,29 @@ func (a *Agent) Manifest(ctx context.Context, deviceID, nonce string) (*manifest
 			Counter: s.Counter, SHA256: s.SHA256, Length: s.Length}}
 	}
 	if l := st.Last; l != nil {
-		msg := l.Error
-		if len(msg) > 1000 {
-			msg = msg[:1000] + "…"
-		}
-		m.LastResult = &manifests.InstallResult{At: l.At.UTC(), Target: l.Target, Version: l.Version, Outcome: l.Outcome, Error: msg}
+		m.LastResult = installResult(*l, 1000)
+	}
+	for _, r := range st.History {
+		m.Attempts = append(m.Attempts, *installResult(r, 300))
 	}
 	if err := m.Validate(); err != nil {
 		return nil, fmt.Errorf("build device manifest: %w", err)
 	}
 	return m, nil
+}
+
+// installResult is r as a device manifest reports it, its error clipped to
+// max bytes (on a rune boundary) so the manifest stays within its size cap.
+func installResult(r Result, max int) *manifests.InstallResult {
+	msg := r.Error
+	if len(msg) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "…"
+	}
+	return &manifests.InstallResult{At: r.At.UTC(), Target: r.Target, Version: r.Version, Outcome: r.Outcome, Error: msg}
 }
 
 // Report sends a signed device manifest to fwrepo: it fetches a fresh

@@ -11,8 +11,8 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
-	"github.com/fwctl/fwctl/tlog"
 	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/tlog"
 )
 
 // ErrNoLogProof means the device's policy requires a transparency-log proof

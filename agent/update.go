@@ -6,14 +6,19 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"sort"
+	"net"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
+	"github.com/fwctl/fwctl/agent/policy"
 	"github.com/fwctl/fwctl/agent/slot"
+	"github.com/fwctl/fwctl/agent/trust"
+	"github.com/fwctl/fwctl/agent/tufclient"
 	"github.com/fwctl/fwctl/manifests"
 )
 
@@ -35,16 +40,31 @@ type CheckResult struct {
 	Current    *Release `json:"current,omitempty"`
 	Available  *Release `json:"available,omitempty"`
 	UpToDate   bool     `json:"up_to_date"`
-	Message    string   `json:"message"`
+	// FailedBefore is the earlier failure of Available on this device: it
+	// is installed only with --retry.
+	FailedBefore *policy.Failure `json:"failed_before,omitempty"`
+	Message      string          `json:"message"`
+}
 
-	// offered is every target the device may consider (see Agent.offered),
-	// computed once per refresh for choosing a release and finding its delta.
-	offered map[string]*metadata.TargetFiles
+// plan is an update's inputs and the policy's decision.
+type plan struct {
+	res    CheckResult
+	up     *updater.Updater
+	st     *State
+	dev    policy.Device
+	req    policy.Request
+	offers []policy.Offer
+	tfs    map[string]*metadata.TargetFiles
+	d      policy.Decision
+	rel    *Release
 }
 
 // refresh verifies the root chain and updates metadata from the repository.
 func (a *Agent) refresh(ctx context.Context) (*updater.Updater, error) {
 	root, _, err := a.trustedRoot(ctx)
+	if errors.Is(err, trust.ErrNotProvisioned) {
+		return nil, err // device state, not a refusal: provision it
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
@@ -74,118 +94,173 @@ func releaseOf(path string, tf *metadata.TargetFiles) (*Release, *manifests.Firm
 		SHA256: hex.EncodeToString(tf.Hashes["sha256"]), Length: tf.Length, tf: tf}, fw, nil
 }
 
-// choose picks the release to install: the named target, or the full image
-// for this hardware with the highest counter (then version).
-func (a *Agent) choose(up *updater.Updater, offered map[string]*metadata.TargetFiles, name string, counter uint64) (*Release, error) {
-	if name != "" {
-		tf, err := up.GetTargetInfo(name)
-		if err != nil {
-			return nil, fmt.Errorf("%w: target %s: %w", ErrRefused, name, err)
+// offers turns verified targets into the policy's input.
+func offers(tfs map[string]*metadata.TargetFiles) []policy.Offer {
+	out := make([]policy.Offer, 0, len(tfs))
+	for path, tf := range tfs {
+		o := policy.Offer{Path: path, SHA256: hex.EncodeToString(tf.Hashes["sha256"]), Length: tf.Length}
+		_, fw, err := releaseOf(path, tf)
+		switch {
+		case errors.Is(err, manifests.ErrNotFirmware): // proofs, SBOMs
+		case err != nil:
+			o.Invalid = err
+		default:
+			o.FW = fw
 		}
-		r, fw, err := releaseOf(name, tf)
-		if err != nil {
-			return nil, fmt.Errorf("%w: target %s: %w", ErrRefused, name, err)
-		}
-		if !fw.ForHardware(a.cfg.Hardware) {
-			return nil, fmt.Errorf("%w: %w: %s is built for %s, this device is %s", ErrRefused, ErrWrongHardware, name, strings.Join(fw.Hardware, ", "), a.cfg.Hardware)
-		}
-		if fw.Kind != manifests.KindFull {
-			return nil, fmt.Errorf("%w: target %s is a %s, not a full image", ErrRefused, name, fw.Kind)
-		}
-		if fw.Counter < counter {
-			return nil, fmt.Errorf("%w: %w: %s has security counter %d, this device requires at least %d", ErrRefused, ErrRollback, name, fw.Counter, counter)
-		}
-		return r, nil
+		out = append(out, o)
 	}
-	var cands []*Release
-	var others []string
-	for path, tf := range offered {
-		r, fw, err := releaseOf(path, tf)
-		if errors.Is(err, manifests.ErrNotFirmware) {
-			continue // proofs, SBOMs and other files that travel with releases
-		}
-		if err != nil {
-			a.log.Warn("ignoring target with invalid firmware metadata", "target", path, "err", err)
-			continue
-		}
-		if !fw.ForHardware(a.cfg.Hardware) {
-			others = append(others, fw.Hardware...)
-			continue
-		}
-		if fw.Kind == manifests.KindFull {
-			cands = append(cands, r)
-		}
-	}
-	if len(cands) == 0 {
-		if len(others) > 0 {
-			a.log.Info("no release for this hardware", "hardware", a.cfg.Hardware, "repository_has", strings.Join(others, ","))
-		}
-		return nil, nil
-	}
-	sort.Slice(cands, func(i, j int) bool {
-		if cands[i].Counter != cands[j].Counter {
-			return cands[i].Counter > cands[j].Counter
-		}
-		return versionLess(cands[j].Version, cands[i].Version)
-	})
-	best := cands[0]
-	if best.Counter < counter {
-		return nil, fmt.Errorf("%w: %w: the newest release for %s, %s, has security counter %d but this device requires at least %d",
-			ErrRefused, ErrRollback, a.cfg.Hardware, best.Target, best.Counter, counter)
-	}
-	return best, nil
+	return out
 }
 
-// Check refreshes metadata and reports whether an update is available.
-func (a *Agent) Check(ctx context.Context) (*CheckResult, error) {
-	res, _, _, err := a.check(ctx, "")
-	return res, err
+// lookup adds an explicitly named target to tfs, resolved through the
+// delegations as the updater does. A name no role lists stays absent (the
+// policy calls it unknown); a role that does not verify is a refusal.
+func (a *Agent) lookup(up *updater.Updater, tfs map[string]*metadata.TargetFiles, name string) error {
+	if _, ok := tfs[name]; ok || name == "" {
+		return nil
+	}
+	tf, err := up.GetTargetInfo(name)
+	if err != nil {
+		if c := classify(err); c != err {
+			return fmt.Errorf("target %s: %w", name, c)
+		}
+		return nil
+	}
+	tfs[name] = tf
+	return nil
 }
 
-func (a *Agent) check(ctx context.Context, name string) (*CheckResult, *updater.Updater, *State, error) {
+func policySlot(name string, s *SlotState) policy.Slot {
+	return policy.Slot{Name: name, Status: s.Status, SHA256: s.SHA256, Length: s.Length}
+}
+
+// plan gathers the device state and the verified offers, and asks the
+// policy what to do.
+func (a *Agent) plan(ctx context.Context, req policy.Request) (*plan, error) {
 	booted, err := a.bootedSlot()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	st, err := a.reconcile(booted)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	counter, err := a.trust.Counter(ctx)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	res := &CheckResult{BootedSlot: booted, Counter: counter}
+	p := &plan{st: st, req: req, res: CheckResult{BootedSlot: booted, Counter: counter}}
 	if cur := st.Slots[booted]; cur.SHA256 != "" {
-		res.Current = &Release{Target: cur.Target, Version: cur.Version, Counter: cur.Counter, SHA256: cur.SHA256, Length: cur.Length}
+		p.res.Current = &Release{Target: cur.Target, Version: cur.Version, Counter: cur.Counter, SHA256: cur.SHA256, Length: cur.Length}
 	}
-	up, err := a.refresh(ctx)
+	if p.up, err = a.refresh(ctx); err != nil {
+		return nil, err
+	}
+	p.tfs = a.offered(p.up)
+	if err := a.lookup(p.up, p.tfs, req.Target); err != nil {
+		return nil, err
+	}
+	p.offers = offers(p.tfs)
+	inactive := a.inactive(booted)
+	p.dev = policy.Device{Hardware: a.cfg.Hardware, Counter: counter, Failed: st.Failed,
+		Running: policySlot(booted, st.Slots[booted]), Inactive: policySlot(inactive, st.Slots[inactive]), Capacity: -1}
+	if pd := st.Pending; pd != nil {
+		p.dev.Pending = &policy.Pending{Slot: pd.Slot, SHA256: pd.SHA256, Version: pd.Version}
+	}
+	p.dev.NextBoot, _, _ = a.sw.Primary()
+	sl := slot.Slot{Name: inactive, Path: a.cfg.Slots[inactive]}
+	if p.dev.Capacity, err = sl.Capacity(); err != nil {
+		a.log.Warn("cannot tell the inactive slot's size; the write will find out", "slot", inactive, "err", err)
+		p.dev.Capacity = -1
+	}
+	return p, a.decide(p)
+}
+
+// decide runs the policy over p's inputs and fills in p's result.
+func (a *Agent) decide(p *plan) error {
+	d, err := policy.Decide(p.offers, p.dev, p.req)
 	if err != nil {
-		return nil, nil, nil, err
+		return policyError(err)
 	}
-	res.offered = a.offered(up)
-	rel, err := a.choose(up, res.offered, name, counter)
-	if err != nil {
-		return nil, nil, nil, err
+	p.d, p.rel = d, nil
+	for _, path := range d.Ignored {
+		a.log.Warn("ignoring target with invalid firmware metadata", "target", path)
 	}
-	switch {
-	case rel == nil:
+	if d.Release != nil {
+		p.rel, _, _ = releaseOf(d.Release.Path, p.tfs[d.Release.Path])
+	}
+	res, rel := &p.res, p.rel
+	res.Available, res.UpToDate, res.FailedBefore = nil, false, d.Failure
+	switch d.Action {
+	case policy.NoRelease:
 		res.UpToDate = true
 		res.Message = fmt.Sprintf("no release for hardware %s in the repository", a.cfg.Hardware)
-	case res.Current != nil && res.Current.SHA256 == rel.SHA256:
+		if len(d.OtherHardware) > 0 {
+			a.log.Info("no release for this hardware", "hardware", a.cfg.Hardware, "repository_has", strings.Join(d.OtherHardware, ","))
+		}
+	case policy.UpToDate:
 		res.UpToDate = true
-		res.Message = fmt.Sprintf("up to date: slot %s runs %s (counter %d)", booted, rel.Version, rel.Counter)
+		res.Message = fmt.Sprintf("up to date: slot %s runs %s (counter %d)", res.BootedSlot, rel.Version, rel.Counter)
+	case policy.FailedBefore:
+		res.Available = rel
+		res.Message = fmt.Sprintf("%s is available but %s; 'fwagent update --retry' installs it again", rel.Version, describeFailure(d.Failure))
 	default:
 		res.Available = rel
 		res.Message = fmt.Sprintf("update available: %s (version %s, counter %d)", rel.Target, rel.Version, rel.Counter)
 	}
-	return res, up, st, nil
+	return nil
+}
+
+func describeFailure(f *policy.Failure) string {
+	what := "its install failed"
+	switch f.Outcome {
+	case manifests.OutcomeFellBack:
+		what = "its slot fell back"
+	case manifests.OutcomeUnhealthy:
+		what = "its slot was unhealthy"
+	}
+	s := fmt.Sprintf("%s on this device at %s", what, f.At.UTC().Format(time.RFC3339))
+	if f.Reason != "" {
+		s += " (" + f.Reason + ")"
+	}
+	return s
+}
+
+// policyError maps the policy's refusals to the agent's error kinds.
+func policyError(err error) error {
+	switch {
+	case errors.Is(err, policy.ErrRollback), errors.Is(err, policy.ErrWrongHardware), errors.Is(err, policy.ErrNotFirmware):
+		return fmt.Errorf("%w: %w", ErrRefused, err)
+	case errors.Is(err, policy.ErrTooLarge):
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return err
+}
+
+// Check refreshes metadata and reports whether an update is available. A
+// trial awaiting confirmation does not make it fail: it says so.
+func (a *Agent) Check(ctx context.Context) (*CheckResult, error) {
+	p, err := a.plan(ctx, policy.Request{})
+	if errors.Is(err, ErrConfirmPending) {
+		p.dev.Pending = nil
+		if err := a.decide(p); err != nil {
+			return nil, err
+		}
+		p.res.Message += fmt.Sprintf(" (slot %s runs %s on trial: run 'fwagent confirm' first)", p.st.Pending.Slot, p.st.Pending.Version)
+		return &p.res, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &p.res, nil
 }
 
 // UpdateOptions control Update.
 type UpdateOptions struct {
 	// Target installs this target path instead of the newest release.
 	Target string
+	// Retry installs a release that failed on this device before.
+	Retry bool
 }
 
 // UpdateResult reports an update.
@@ -203,99 +278,113 @@ type UpdateResult struct {
 	RebootPending bool `json:"reboot_pending"`
 }
 
-// installedPending reports whether rel is the pending install in slot sl
-// that the bootloader will try next, and sl still holds it. Then an update
-// has nothing to do but wait for the reboot; rewriting the slot would
-// disable it and download it all again.
-func (a *Agent) installedPending(st *State, rel *Release, sl slot.Slot) bool {
-	p, s := st.Pending, st.Slots[sl.Name]
-	if p == nil || p.Slot != sl.Name || p.SHA256 != rel.SHA256 || s == nil || s.Status != SlotInstalled || s.SHA256 != rel.SHA256 {
-		return false
-	}
-	if next, _, err := a.sw.Primary(); err != nil || next != sl.Name {
-		return false
-	}
-	if err := sl.Verify(rel.Length, rel.SHA256); err != nil {
-		a.log.Warn("the pending slot no longer holds its image; installing it again", "slot", sl.Name, "err", err)
-		return false
-	}
-	return true
-}
-
 // Update installs the newest release (or opt.Target) into the inactive
-// slot and asks the bootloader to try it on the next boot.
+// slot and asks the bootloader to try it on the next boot. Until the first
+// image byte arrives it changes neither the boot environment nor the
+// inactive slot: an update that fails before that leaves the device as it
+// was (only the attempt is recorded).
 func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, error) {
 	a.sweepTemp()
-	chk, up, st, err := a.check(ctx, opt.Target)
+	p, err := a.plan(ctx, policy.Request{Target: opt.Target, Retry: opt.Retry})
 	if err != nil {
 		return nil, err
 	}
-	res := &UpdateResult{CheckResult: *chk}
-	if chk.Available == nil {
-		return res, nil
-	}
-	// While the running slot is on an unconfirmed trial, the inactive slot
-	// is its only fallback: writing it (and, with bootcount, Disable ending
-	// the trial) would leave no complete image to return to if the trial
-	// fails or power is lost mid-write. Found by test/powerloss.
-	if p := st.Pending; p != nil && p.Slot == chk.BootedSlot {
-		return nil, fmt.Errorf("%w: slot %s runs %s on trial; run 'fwagent confirm' once it is healthy, then update",
-			ErrConfirmPending, p.Slot, p.Version)
-	}
-	rel := chk.Available
-	target := a.inactive(chk.BootedSlot)
+	res := &UpdateResult{CheckResult: p.res}
+	rel := p.rel
+	target := p.dev.Inactive.Name
 	sl := slot.Slot{Name: target, Path: a.cfg.Slots[target]}
-	if a.installedPending(st, rel, sl) {
-		res.Slot, res.RebootNeeded, res.RebootPending = target, true, true
-		res.Message = fmt.Sprintf("%s (version %s) is already installed in slot %s and waits for a reboot; nothing to do", rel.Target, rel.Version, target)
+	switch p.d.Action {
+	case policy.NoRelease, policy.UpToDate:
 		return res, nil
+	case policy.FailedBefore:
+		return nil, fmt.Errorf("%w: %s (version %s): %s. It is not installed again automatically: run 'fwagent update --retry' to try it again, or publish a newer release",
+			ErrFailedBefore, rel.Target, rel.Version, describeFailure(p.d.Failure))
+	case policy.RebootPending:
+		if err := sl.Verify(rel.Length, rel.SHA256); err == nil {
+			res.Slot, res.RebootNeeded, res.RebootPending = target, true, true
+			res.Message = fmt.Sprintf("%s (version %s) is already installed in slot %s and waits for a reboot; nothing to do", rel.Target, rel.Version, target)
+			return res, nil
+		} else {
+			// Rewriting it would disable it and download it all again, so
+			// only when the slot no longer holds the image.
+			a.log.Warn("the pending slot no longer holds its image; installing it again", "slot", target, "err", err)
+		}
+		p.dev.Pending = nil
+		if err := a.decide(p); err != nil {
+			return nil, err
+		}
+		res.CheckResult, rel = p.res, p.rel
 	}
-	a.log.Info("installing", "target", rel.Target, "version", rel.Version, "counter", rel.Counter, "slot", target)
+	if p.d.Failure != nil {
+		a.log.Warn("retrying a release that failed on this device", "target", rel.Target, "earlier", p.d.Failure.Outcome, "reason", p.d.Failure.Reason)
+	}
+	return a.install(ctx, p, res)
+}
 
-	if err := a.checkTransparency(ctx, up, rel, st); err != nil {
+// install writes p's release into the inactive slot, verifies it and
+// switches the bootloader to try it.
+func (a *Agent) install(ctx context.Context, p *plan, res *UpdateResult) (*UpdateResult, error) {
+	st, rel, target := p.st, p.rel, p.dev.Inactive.Name
+	sl := slot.Slot{Name: target, Path: a.cfg.Slots[target]}
+	a.log.Info("installing", "target", rel.Target, "version", rel.Version, "counter", rel.Counter, "slot", target)
+	if err := a.checkTransparency(ctx, p.up, rel, st); err != nil {
 		return nil, err
 	}
 	if err := a.hook(ctx, "pre_install", a.cfg.Hooks.PreInstall, rel, target); err != nil {
 		return nil, err
 	}
-	// The inactive slot stops being a fallback the moment we write to it.
-	if err := a.sw.Disable(target); err != nil {
-		return nil, fmt.Errorf("disable slot %s before writing: %w", target, err)
-	}
 	prev := st.Slots[target]
 	resumeAt := int64(0)
-	if prev != nil && prev.Status == SlotWriting && prev.SHA256 == rel.SHA256 && prev.Written > 0 && prev.Written < rel.Length {
+	if prev.Status == SlotWriting && prev.SHA256 == rel.SHA256 && prev.Written > 0 && prev.Written < rel.Length {
 		resumeAt = prev.Written
 	}
-	st.Slots[target] = &SlotState{Status: SlotWriting, Target: rel.Target, Version: rel.Version,
-		Counter: rel.Counter, SHA256: rel.SHA256, Length: rel.Length, Written: resumeAt}
-	if err := a.saveState(st); err != nil {
-		return nil, err
+	// begin runs when the first image byte is about to be written: the
+	// inactive slot stops being a fallback from then on.
+	begun := false
+	begin := func() error {
+		if begun {
+			return nil
+		}
+		if err := a.sw.Disable(target); err != nil {
+			return fmt.Errorf("disable slot %s before writing: %w", target, err)
+		}
+		begun = true
+		st.Slots[target] = &SlotState{Status: SlotWriting, Target: rel.Target, Version: rel.Version,
+			Counter: rel.Counter, SHA256: rel.SHA256, Length: rel.Length, Written: resumeAt}
+		return a.saveState(st)
 	}
+	attempt := Result{Target: rel.Target, Version: rel.Version, SHA256: rel.SHA256}
 	fail := func(err error) (*UpdateResult, error) {
-		st.Last = &Result{At: a.Now().UTC(), Target: rel.Target, Version: rel.Version, Outcome: "failed", Error: err.Error()}
+		attempt.At, attempt.Outcome, attempt.Error = a.Now().UTC(), manifests.OutcomeFailed, err.Error()
+		st.record(attempt)
+		if errors.Is(err, slot.ErrVerify) {
+			st.failed(attempt) // written but not read back: the same again would fail the same
+		}
 		if serr := a.saveState(st); serr != nil {
 			a.log.Error("save state", "err", serr)
 		}
 		return nil, err
 	}
 	written := false
-	if d := a.findDelta(chk.offered, rel, st.Slots[chk.BootedSlot]); d != nil && resumeAt == 0 {
-		a.log.Info("installing by delta", "delta", d.Target, "bytes", d.Length, "full_bytes", rel.Length)
-		running := slot.Slot{Name: chk.BootedSlot, Path: a.cfg.Slots[chk.BootedSlot]}
-		err := a.writeDelta(ctx, up, d, rel, running, st.Slots[chk.BootedSlot].Length, sl)
+	d, why := policy.Delta(p.offers, p.d.Release, p.dev.Running, a.cfg.Hardware)
+	res.DeltaError = why
+	if d != nil && resumeAt == 0 {
+		dr, _, _ := releaseOf(d.Path, p.tfs[d.Path])
+		a.log.Info("installing by delta", "delta", dr.Target, "bytes", dr.Length, "full_bytes", rel.Length)
+		running := slot.Slot{Name: p.dev.Running.Name, Path: a.cfg.Slots[p.dev.Running.Name]}
+		err := a.writeDelta(ctx, p.up, dr, rel, running, p.dev.Running.Length, sl, begin)
 		switch {
 		case err == nil:
-			written, res.Delta = true, d.Target
+			written, res.Delta = true, dr.Target
 		case ctx.Err() != nil:
 			return fail(err)
 		default:
-			a.log.Warn("delta failed; falling back to the full image", "delta", d.Target, "err", err)
+			a.log.Warn("delta failed; falling back to the full image", "delta", dr.Target, "err", err)
 			res.DeltaError = err.Error()
 		}
 	}
 	if !written {
-		if err := a.write(ctx, up, rel, sl, st, resumeAt); err != nil {
+		if err := a.write(ctx, p.up, rel, sl, st, resumeAt, begin); err != nil {
 			return fail(err)
 		}
 	}
@@ -309,7 +398,8 @@ func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, e
 		Counter: rel.Counter, SHA256: rel.SHA256, Length: rel.Length}
 	st.Pending = &Install{Slot: target, Target: rel.Target, Version: rel.Version, Counter: rel.Counter,
 		SHA256: rel.SHA256, Length: rel.Length, At: a.Now().UTC()}
-	st.Last = &Result{At: a.Now().UTC(), Target: rel.Target, Version: rel.Version, Outcome: "installed"}
+	attempt.At, attempt.Outcome = a.Now().UTC(), manifests.OutcomeInstalled
+	st.record(attempt)
 	// Record the pending install before switching: a crash between the two
 	// leaves a pending install the bootloader will not try, which reconcile
 	// treats as a fallback; the reverse order could boot an unrecorded slot.
@@ -332,11 +422,9 @@ func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, e
 const checkpointEvery = 16 << 20
 
 // write streams rel into slot sl, resuming at offset when the slot already
-// holds that many verified-by-hash bytes of it.
-func (a *Agent) write(ctx context.Context, up *updater.Updater, rel *Release, sl slot.Slot, st *State, offset int64) error {
+// holds that many bytes of it. begin runs before the first byte is written.
+func (a *Agent) write(ctx context.Context, up *updater.Updater, rel *Release, sl slot.Slot, st *State, offset int64, begin func() error) error {
 	h := sha256.New()
-	var w *slot.Writer
-	var err error
 	if offset > 0 {
 		a.log.Info("resuming interrupted install", "slot", sl.Name, "offset", offset)
 		if err := sl.HashInto(h, offset); err != nil {
@@ -344,46 +432,83 @@ func (a *Agent) write(ctx context.Context, up *updater.Updater, rel *Release, sl
 			offset, h = 0, sha256.New()
 		}
 	}
-	if offset > 0 {
-		w, err = sl.Resume(offset)
-	} else {
-		w, err = sl.Create()
-	}
-	if err != nil {
-		return err
-	}
-	cw := &checkpointWriter{w: w, next: offset + checkpointEvery, save: func(n int64) error {
-		if err := w.Sync(); err != nil {
-			return err
-		}
-		st.Slots[sl.Name].Written = n
-		return a.saveState(st)
-	}}
-	err = a.client.Resume(ctx, up, rel.tf, cw, h, offset, a.Progress)
+	cw := &checkpointWriter{next: offset + checkpointEvery,
+		open: func() (*slot.Writer, error) {
+			if err := begin(); err != nil {
+				return nil, err
+			}
+			if offset > 0 {
+				return sl.Resume(offset)
+			}
+			return sl.Create()
+		},
+		save: func(w *slot.Writer, n int64) error {
+			if err := w.Sync(); err != nil {
+				return err
+			}
+			st.Slots[sl.Name].Written = n
+			return a.saveState(st)
+		}}
+	err := a.client.Resume(ctx, up, rel.tf, cw, h, offset, a.Progress)
 	if werr := cw.wait(); err == nil {
 		err = werr
 	}
-	if err != nil {
-		w.Abort()
-		return classify(fmt.Errorf("download %s into slot %s: %w", rel.Target, sl.Name, err))
+	if err == nil && cw.w == nil { // an empty image: nothing was written yet
+		_, err = cw.Write(nil)
 	}
-	return w.Commit()
+	if err != nil {
+		if cw.w != nil {
+			cw.w.Abort()
+		}
+		return a.downloadError(err, rel, sl, st, offset)
+	}
+	return cw.w.Commit()
 }
 
-// checkpointWriter makes install progress durable every checkpointEvery
-// bytes. The fsync and state save run beside the stream (the data up to the
-// checkpoint was written before they start, so the recorded offset is
-// covered by the fsync); the next checkpoint and the end of the stream wait
-// for the one in flight. The stream keeps going instead of stalling on
-// every fsync.
+// downloadError says what went wrong with a download into sl. A hash
+// failure discards the resume checkpoint: resuming over the same bytes
+// would fail the same way forever.
+func (a *Agent) downloadError(err error, rel *Release, sl slot.Slot, st *State, offset int64) error {
+	if errors.Is(err, tufclient.ErrTargetMismatch) {
+		if s := st.Slots[sl.Name]; s.Status == SlotWriting && s.Written > 0 {
+			a.log.Warn("discarding the resume checkpoint after a hash failure", "slot", sl.Name, "written", s.Written)
+			s.Written = 0
+		}
+		if offset > 0 {
+			return fmt.Errorf("%w: %w: %s: the image resumed at byte %d of an interrupted download does not match its signed length and hash: "+
+				"the bytes kept from the earlier attempt, or the rest sent now, were wrong. The resume checkpoint is discarded: "+
+				"the next attempt downloads the whole image (if that fails too, the server or a mirror alters it)",
+				ErrRefused, tufclient.ErrTargetMismatch, rel.Target, offset)
+		}
+	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EFBIG) {
+		return fmt.Errorf("%w: writing %s (%d bytes) into slot %s (%s): %w", ErrNoSpace, rel.Target, rel.Length, sl.Name, sl.Path, err)
+	}
+	return classify(fmt.Errorf("download %s into slot %s: %w", rel.Target, sl.Name, err))
+}
+
+// checkpointWriter opens the slot on the first byte and makes install
+// progress durable every checkpointEvery bytes. The fsync and state save
+// run beside the stream (the data up to the checkpoint was written before
+// they start, so the recorded offset is covered by the fsync); the next
+// checkpoint and the end of the stream wait for the one in flight. The
+// stream keeps going instead of stalling on every fsync.
 type checkpointWriter struct {
+	open func() (*slot.Writer, error)
 	w    *slot.Writer
 	next int64
-	save func(n int64) error
+	save func(w *slot.Writer, n int64) error
 	done chan error // the checkpoint in flight, if any
 }
 
 func (c *checkpointWriter) Write(p []byte) (int, error) {
+	if c.w == nil {
+		w, err := c.open()
+		if err != nil {
+			return 0, err
+		}
+		c.w = w
+	}
 	n, err := c.w.Write(p)
 	if err == nil && c.w.Offset() >= c.next {
 		if err = c.wait(); err != nil {
@@ -392,7 +517,7 @@ func (c *checkpointWriter) Write(p []byte) (int, error) {
 		off := c.w.Offset()
 		c.next = off + checkpointEvery
 		c.done = make(chan error, 1)
-		go func() { c.done <- c.save(off) }()
+		go func() { c.done <- c.save(c.w, off) }()
 	}
 	return n, err
 }
@@ -407,153 +532,29 @@ func (c *checkpointWriter) wait() error {
 	return err
 }
 
-// reconcile brings the state file in line with what booted: a pending
-// install whose slot is neither running nor about to be tried fell back.
-func (a *Agent) reconcile(booted string) (*State, error) {
-	st, err := a.loadState()
-	if err != nil {
-		return nil, err
+// classify wraps TUF and download errors in the agent's error kinds.
+func classify(err error) error {
+	if err == nil {
+		return nil
 	}
-	p := st.Pending
-	if p == nil || p.Slot == booted {
-		return st, nil
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	case errors.Is(err, &metadata.ErrRepository{}), errors.Is(err, tufclient.ErrTargetMismatch),
+		errors.Is(err, &metadata.ErrDownloadLengthMismatch{}), errors.Is(err, &metadata.ErrValue{}),
+		errors.Is(err, &metadata.ErrType{}):
+		return fmt.Errorf("%w: %w", ErrRefused, err)
+	case errors.Is(err, &metadata.ErrDownload{}), errors.Is(err, tufclient.ErrStalled), errors.Is(err, tufclient.ErrTransport):
+		return fmt.Errorf("%w: %w", ErrNetwork, err)
 	}
-	primary, _, perr := a.sw.Primary()
-	if perr == nil && primary == p.Slot {
-		return st, nil // installed, waiting for the reboot
+	// Only a network error counts as one: an *os.PathError also has a
+	// Timeout method, and a full slot is not an unreachable repository.
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return fmt.Errorf("%w: %w", ErrNetwork, err)
 	}
-	a.log.Warn("update was not confirmed; the device fell back", "slot", p.Slot, "target", p.Target, "running", booted)
-	st.Slots[p.Slot].Status = SlotBad
-	st.Last = &Result{At: a.Now().UTC(), Target: p.Target, Version: p.Version, Outcome: "fell-back",
-		Error: fmt.Sprintf("slot %s did not confirm; running slot %s", p.Slot, booted)}
-	st.Pending = nil
-	if err := a.sw.MarkBad(p.Slot); err != nil {
-		return nil, err
-	}
-	return st, a.saveState(st)
+	return err
 }
-
-// ConfirmResult reports a confirmation.
-type ConfirmResult struct {
-	Slot      string `json:"slot"`
-	Confirmed bool   `json:"confirmed"`
-	Counter   uint64 `json:"counter"`
-	Message   string `json:"message"`
-}
-
-// Confirm marks the running slot good. After an update it raises the
-// anti-rollback counter to the new release's. Run it on every boot once the
-// system is healthy.
-func (a *Agent) Confirm(ctx context.Context) (*ConfirmResult, error) {
-	a.sweepTemp()
-	booted, err := a.bootedSlot()
-	if err != nil {
-		return nil, err
-	}
-	st, err := a.reconcile(booted)
-	if err != nil {
-		return nil, err
-	}
-	res := &ConfirmResult{Slot: booted}
-	if p := st.Pending; p != nil && p.Slot != booted {
-		return nil, fmt.Errorf("%w: %s is installed in slot %s but slot %s is running; reboot first", ErrRebootPending, p.Target, p.Slot, booted)
-	}
-	if p := st.Pending; p != nil {
-		if err := a.healthy(ctx); err != nil {
-			a.log.Error("new slot is unhealthy; falling back", "slot", booted, "err", err)
-			if merr := a.sw.MarkBad(booted); merr != nil {
-				return nil, merr
-			}
-			st.Slots[booted].Status = SlotBad
-			st.Last = &Result{At: a.Now().UTC(), Target: p.Target, Version: p.Version, Outcome: "unhealthy", Error: err.Error()}
-			st.Pending = nil
-			if serr := a.saveState(st); serr != nil {
-				return nil, serr
-			}
-			return nil, fmt.Errorf("%w; slot %s marked bad: reboot to return to the previous slot", err, booted)
-		}
-	}
-	if err := a.sw.MarkGood(booted); err != nil {
-		return nil, err
-	}
-	if p := st.Pending; p != nil {
-		if err := a.trust.RaiseCounter(ctx, p.Counter); err != nil {
-			return nil, fmt.Errorf("raise anti-rollback counter to %d: %w", p.Counter, err)
-		}
-		st.Slots[booted].Status = SlotGood
-		st.Last = &Result{At: a.Now().UTC(), Target: p.Target, Version: p.Version, Outcome: "confirmed"}
-		st.Pending = nil
-		if err := a.saveState(st); err != nil {
-			return nil, err
-		}
-		res.Confirmed = true
-		res.Message = fmt.Sprintf("confirmed %s (version %s) in slot %s", p.Target, p.Version, booted)
-	} else {
-		res.Message = fmt.Sprintf("slot %s marked good (nothing pending)", booted)
-	}
-	if res.Counter, err = a.trust.Counter(ctx); err != nil {
-		return nil, err
-	}
-	return res, nil
-}
-
-// StatusReport describes the device.
-type StatusReport struct {
-	Hardware   string                `json:"hardware"`
-	Repository string                `json:"repository"`
-	BootedSlot string                `json:"booted_slot"`
-	NextBoot   string                `json:"next_boot"`
-	Slots      map[string]*SlotState `json:"slots"`
-	Counter    uint64                `json:"counter"`
-	TrustStore string                `json:"trust_store"`
-	RootVer    int64                 `json:"root_version"`
-	Pending    *Install              `json:"pending,omitempty"`
-	Last       *Result               `json:"last,omitempty"`
-}
-
-// Status reports the device's state without contacting the repository.
-func (a *Agent) Status(ctx context.Context) (*StatusReport, error) {
-	booted, err := a.bootedSlot()
-	if err != nil {
-		return nil, err
-	}
-	st, err := a.reconcile(booted)
-	if err != nil {
-		return nil, err
-	}
-	r := &StatusReport{Hardware: a.cfg.Hardware, Repository: a.cfg.Repository, BootedSlot: booted,
-		Slots: st.Slots, TrustStore: a.trust.Kind(), Pending: st.Pending, Last: st.Last}
-	r.NextBoot, _, _ = a.sw.Primary()
-	if r.Counter, err = a.trust.Counter(ctx); err != nil {
-		return nil, err
-	}
-	if _, v, err := a.trustedRoot(ctx); err == nil {
-		r.RootVer = v
-	} else {
-		return nil, err
-	}
-	return r, nil
-}
-
-// versionLess compares versions numerically where both parts are numbers
-// ("1.10" > "1.9"), lexically otherwise.
-func versionLess(a, b string) bool {
-	as, bs := strings.FieldsFunc(a, isSep), strings.FieldsFunc(b, isSep)
-	for i := 0; i < len(as) && i < len(bs); i++ {
-		if as[i] == bs[i] {
-			continue
-		}
-		x, _, ok1 := leadingInt(as[i], strconv.IntSize)
-		y, _, ok2 := leadingInt(bs[i], strconv.IntSize)
-		if ok1 && ok2 && x != y {
-			return x < y
-		}
-		return as[i] < bs[i]
-	}
-	return len(as) < len(bs)
-}
-
-func isSep(r rune) bool { return r == '.' || r == '-' || r == '+' || r == '_' || r == '~' }
 
 // leadingInt parses the decimal integer (optional sign, then digits) that s
 // starts with, as fmt.Sscanf(s, "%d", …) does into a bits-wide integer, and

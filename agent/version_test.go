@@ -30,23 +30,3 @@ func TestLeadingInt(t *testing.T) {
 		}
 	}
 }
-
-func TestVersionLess(t *testing.T) {
-	for _, tt := range []struct {
-		a, b string
-		want bool
-	}{
-		{"1.9", "1.10", true},
-		{"1.10", "1.9", false},
-		{"1.0", "1.0.1", true},
-		{"2.0.0-rc1", "2.0.0-rc2", true},
-		{"2.0.0-rc10", "2.0.0-rc9", true}, // both parts not numbers: lexical
-		{"1.2a", "1.10", true},            // leading numbers 2 < 10
-		{"1.x", "1.2", false},
-		{"1.2", "1.2", false},
-	} {
-		if got := versionLess(tt.a, tt.b); got != tt.want {
-			t.Errorf("versionLess(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
-		}
-	}
-}

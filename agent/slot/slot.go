@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,6 +23,42 @@ var ErrVerify = errors.New("slot read-back verification failed")
 type Slot struct {
 	Name string
 	Path string
+}
+
+// Capacity returns how many bytes the slot can hold: a block device's
+// size, or for a file slot its current size plus the free space of its
+// filesystem. It returns -1 when it cannot tell (a character device): then
+// only the write finds out. It reads, never writes.
+func (s Slot) Capacity() (int64, error) {
+	fi, err := os.Stat(s.Path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return freeSpace(filepath.Dir(s.Path), 0)
+	case err != nil:
+		return 0, fmt.Errorf("slot %s: %w", s.Name, err)
+	case fi.Mode().IsRegular():
+		return freeSpace(filepath.Dir(s.Path), fi.Size())
+	case fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0:
+		f, err := os.Open(s.Path)
+		if err != nil {
+			return 0, fmt.Errorf("slot %s: %w", s.Name, err)
+		}
+		defer f.Close()
+		n, err := f.Seek(0, io.SeekEnd)
+		if err != nil {
+			return 0, fmt.Errorf("slot %s: size of %s: %w", s.Name, s.Path, err)
+		}
+		return n, nil
+	}
+	return -1, nil
+}
+
+func freeSpace(dir string, have int64) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return -1, nil // unknown: let the write find out
+	}
+	return have + int64(st.Bavail)*int64(st.Bsize), nil
 }
 
 // Writer streams an image into a slot.

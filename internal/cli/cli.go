@@ -15,17 +15,30 @@ import (
 	"golang.org/x/term"
 )
 
-// Exit codes, documented in the README.
+// Exit codes of all three programs, documented in the README's table (a
+// test holds the two together).
 const (
 	ExitOK        = 0  // success, or nothing to do
 	ExitFailure   = 1  // any other failure
-	ExitUsage     = 2  // bad command line or configuration
+	ExitUsage     = 2  // bad command line or configuration (also an unknown subcommand or --target)
 	ExitRefused   = 3  // a security check refused (signature, hash, rollback, hardware, root)
-	ExitNetwork   = 4  // repository unreachable or download broke off; retry later
-	ExitState     = 5  // device state forbids it now (confirm or reboot pending)
+	ExitNetwork   = 4  // repository unreachable or download broke off; the device is unchanged, retry later
+	ExitState     = 5  // device state forbids it now (confirm or reboot pending, not provisioned, the release failed here before)
 	ExitUnhealthy = 6  // fwagent confirm: a health check failed, the slot was marked bad
+	ExitNoSpace   = 7  // fwagent update: the image does not fit the inactive slot (too small, or ENOSPC)
 	ExitInstalled = 10 // fwagent update: installed, reboot needed
 )
+
+// ExitCodes lists every exit code with its constant's name, in order (for
+// the README test and help output).
+var ExitCodes = []struct {
+	Code int
+	Name string
+}{
+	{ExitOK, "ExitOK"}, {ExitFailure, "ExitFailure"}, {ExitUsage, "ExitUsage"}, {ExitRefused, "ExitRefused"},
+	{ExitNetwork, "ExitNetwork"}, {ExitState, "ExitState"}, {ExitUnhealthy, "ExitUnhealthy"},
+	{ExitNoSpace, "ExitNoSpace"}, {ExitInstalled, "ExitInstalled"},
+}
 
 // ExitError carries an exit code with an error.
 type ExitError struct {

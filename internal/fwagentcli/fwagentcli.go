@@ -21,10 +21,10 @@ import (
 
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/boot"
-	"github.com/fwctl/fwctl/tpm"
 	"github.com/fwctl/fwctl/agent/trust"
 	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/internal/cli"
+	"github.com/fwctl/fwctl/tpm"
 )
 
 type app struct {
@@ -235,11 +235,19 @@ func openTrust(cfg *agent.Config) (trust.Store, error) {
 	return nil, cli.WithCode(cli.ExitUsage, fmt.Errorf("trust.type %q is not available in this build", cfg.Trust.Type))
 }
 
-// code maps agent errors to exit codes.
+// code maps agent errors to exit codes. The device-state checks come
+// first: a missing pin is "not provisioned" (5), however deep it is wrapped.
 func code(err error) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, trust.ErrNotProvisioned), errors.Is(err, agent.ErrConfirmPending), errors.Is(err, agent.ErrRebootPending),
+		errors.Is(err, boot.ErrAmbiguous), errors.Is(err, agent.ErrFailedBefore):
+		return cli.WithCode(cli.ExitState, err)
+	case errors.Is(err, agent.ErrUnknownTarget):
+		return cli.WithCode(cli.ExitUsage, err)
+	case errors.Is(err, agent.ErrNoSpace):
+		return cli.WithCode(cli.ExitNoSpace, err)
 	case errors.Is(err, agent.ErrRefused), errors.Is(err, agent.ErrRootNotPinned), errors.Is(err, agent.ErrInvalidRoot),
 		errors.Is(err, trust.ErrAlreadyPinned):
 		return cli.WithCode(cli.ExitRefused, err)
@@ -247,9 +255,6 @@ func code(err error) error {
 		return cli.WithCode(cli.ExitUnhealthy, err)
 	case errors.Is(err, agent.ErrNetwork):
 		return cli.WithCode(cli.ExitNetwork, err)
-	case errors.Is(err, agent.ErrConfirmPending), errors.Is(err, agent.ErrRebootPending),
-		errors.Is(err, boot.ErrAmbiguous), errors.Is(err, trust.ErrNotProvisioned):
-		return cli.WithCode(cli.ExitState, err)
 	}
 	return err
 }
@@ -334,12 +339,18 @@ func (a *app) checkCmd() *command {
 
 func (a *app) updateCmd() *command {
 	var target string
+	var retry bool
 	return &command{
 		name:  "update",
-		args:  "[--target PATH]",
+		args:  "[--target PATH] [--retry]",
 		short: "Install the newest release into the inactive slot (exit 10: installed or already waiting for a reboot, 0: nothing to do)",
+		long: `A release that failed on this device (its slot fell back, was unhealthy, or
+did not read back as written) is not installed again: update exits 5 and
+says why, and 'fwagent status' keeps showing the failure. --retry installs
+it again; a newer release is installed without it.`,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&target, "target", "", "install this target path instead of the newest release")
+			fs.BoolVar(&retry, "retry", false, "install the release even though it failed on this device before")
 		},
 		run: noArgs("update", func() error {
 			ag, _, err := a.load(slog.LevelWarn)
@@ -348,7 +359,7 @@ func (a *app) updateCmd() *command {
 			}
 			var done func()
 			ag.Progress, done = a.out.Progress("download")
-			res, err := ag.Update(context.Background(), agent.UpdateOptions{Target: target})
+			res, err := ag.Update(context.Background(), agent.UpdateOptions{Target: target, Retry: retry})
 			done()
 			if err != nil {
 				return code(err)
@@ -387,7 +398,7 @@ func (a *app) confirmCmd() *command {
 func (a *app) statusCmd() *command {
 	return &command{
 		name:  "status",
-		short: "Show slots, running and next slot, counter, trust store and last result",
+		short: "Show the device's state, slots, counter, trust store and recent install attempts (exit 5: not provisioned)",
 		run: noArgs("status", func() error {
 			ag, cfg, err := a.load(slog.LevelWarn)
 			if err != nil {
@@ -397,20 +408,7 @@ func (a *app) statusCmd() *command {
 			if err != nil {
 				return code(err)
 			}
-			return a.out.Result(st, func(w io.Writer) {
-				fmt.Fprintf(w, "hardware     %s\nrepository   %s\nrunning      slot %s\nnext boot    slot %s\n", st.Hardware, st.Repository, st.BootedSlot, st.NextBoot)
-				fmt.Fprintf(w, "counter      %d\ntrust store  %s\nroot         version %d\n", st.Counter, st.TrustStore, st.RootVer)
-				for _, name := range cfg.SlotNames() {
-					s := st.Slots[name]
-					fmt.Fprintf(w, "slot %s       %-9s %s %s\n", name, s.Status, s.Version, s.Target)
-				}
-				if st.Pending != nil {
-					fmt.Fprintf(w, "pending      %s in slot %s (reboot, then 'fwagent confirm')\n", st.Pending.Version, st.Pending.Slot)
-				}
-				if st.Last != nil {
-					fmt.Fprintf(w, "last result  %s %s %s %s\n", st.Last.Outcome, st.Last.Version, st.Last.At.Format(time.RFC3339), st.Last.Error)
-				}
-			})
+			return a.out.Result(st, func(w io.Writer) { printStatus(w, st, cfg.SlotNames()) })
 		}),
 	}
 }
@@ -422,7 +420,7 @@ func (a *app) daemonCmd() *command {
 		args:  "[--once]",
 		short: "Poll the repository (interval with jitter), install updates, send reports if configured",
 		flags: func(fs *flag.FlagSet) {
-			fs.BoolVar(&once, "once", false, "poll once and exit (for timers and tests)")
+			fs.BoolVar(&once, "once", false, "poll once and exit with the update's exit code (for timers and tests)")
 		},
 		run: noArgs("daemon", func() error {
 			ag, cfg, err := a.load(slog.LevelInfo)
@@ -446,7 +444,7 @@ func (a *app) daemonCmd() *command {
 					return exec.CommandContext(ctx, c[0], c[1:]...).Run()
 				}
 			}
-			return ag.Daemon(ctx, opt)
+			return code(ag.Daemon(ctx, opt))
 		}),
 	}
 }

@@ -11,8 +11,8 @@ import (
 	"syscall"
 
 	"github.com/fwctl/fwctl/agent"
-	"github.com/fwctl/fwctl/tpm"
 	"github.com/fwctl/fwctl/internal/cli"
+	"github.com/fwctl/fwctl/tpm"
 )
 
 // Short help of the commands in this file, shared by whichever command
@@ -56,7 +56,11 @@ func (a *app) runReport() error {
 	if err != nil {
 		return err
 	}
-	res, err := ag.Report(ctx, key, agent.ReportOptions{})
+	var opt agent.ReportOptions
+	if cfg.Report != nil {
+		opt.DeviceID = cfg.Report.DeviceID // as the daemon does
+	}
+	res, err := ag.Report(ctx, key, opt)
 	if errors.Is(err, agent.ErrReportRefused) {
 		return cli.WithCode(cli.ExitRefused, err)
 	}
