@@ -53,9 +53,11 @@ test: deps
 	$(GO) test -count=1 -timeout 15m ./...
 	scripts/cross-test.sh
 
-# 1,000 random kill points instead of make test's 200.
+# 1,000 random kill points instead of make test's 200; fwctl publish killed at
+# every openat, write and fsync as well as every rename.
 torture: deps
 	cd test/powerloss && $(GO) test -count=1 -timeout 60m -torture
+	cd cmd/fwctl && $(GO) test -count=1 -timeout 30m -run TestPublishKilled -torture
 
 cross-test: deps
 	scripts/cross-test.sh

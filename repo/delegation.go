@@ -149,7 +149,7 @@ func (ws *Workspace) newDelegatedRole(name string) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return err
 	}
-	t := metadata.Targets(ws.Now().UTC().Add(ws.expiry(metadata.TARGETS)))
+	t := metadata.Targets(expires(ws.Now(), ws.expiry(metadata.TARGETS)))
 	t.Signed.Version = 0
 	return writeMetadata(p, t)
 }

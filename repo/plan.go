@@ -113,7 +113,9 @@ func (ws *Workspace) plan(kr *keyring, expiry func(string) time.Duration, refres
 		return nil, fmt.Errorf("read root: %w", err)
 	}
 	pl := &plan{root: cur}
-	if next, err := metadata.Root().FromFile(ws.pendingPath(metadata.ROOT)); err == nil {
+	// A pending root no newer than the current one was recorded by a
+	// publish that stopped before clearing pending/: it is published.
+	if next, err := metadata.Root().FromFile(ws.pendingPath(metadata.ROOT)); err == nil && next.Signed.Version > cur.Signed.Version {
 		rp := &rolePlan{role: metadata.ROOT, root: next, changed: true,
 			auth: []authority{rootAuthority(cur, metadata.ROOT), rootAuthority(next, metadata.ROOT)}}
 		rp.auth[1].by = fmt.Sprintf("root v%d itself", next.Signed.Version)
@@ -125,7 +127,7 @@ func (ws *Workspace) plan(kr *keyring, expiry func(string) time.Duration, refres
 			return nil, err
 		}
 		pl.root, pl.rootPlan = next, rp
-	} else if !errors.Is(err, os.ErrNotExist) {
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read pending root: %w", err)
 	}
 
@@ -199,7 +201,10 @@ func (ws *Workspace) planTargets(kr *keyring, role string, a authority, now time
 	if role == metadata.TARGETS {
 		a.by = strings.TrimPrefix(a.by, "targets keys of ")
 	}
-	pub, _ := metadata.Targets().FromFile(filepath.Join(ws.Dir, "metadata", role+".json"))
+	pub, err := readRecorded(filepath.Join(ws.Dir, "metadata"), role+".json", metadata.Targets().FromBytes)
+	if err != nil {
+		return nil, err
+	}
 	p := &rolePlan{role: role, auth: []authority{a}}
 	if pub != nil {
 		// Encoded only for a signing request: large target sets make it costly.
@@ -220,7 +225,7 @@ func (ws *Workspace) planTargets(kr *keyring, role string, a authority, now time
 		if pub != nil {
 			t.Signed.Version = pub.Signed.Version + 1
 		}
-		t.Signed.Expires = now.Add(life)
+		t.Signed.Expires = expires(now, life)
 		p.targets, p.changed = t, true
 		if p.payload, err = canonical(t.Signed); err != nil {
 			return nil, err

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -42,15 +43,37 @@ type PublishResult struct {
 	Copied   []string         `json:"copied"`
 }
 
+// ErrForeignRelease is wrapped when the output holds a release this
+// workspace did not publish (another workspace, or an older copy of this
+// one, published there since): publishing over it would hide it.
+var ErrForeignRelease = errors.New("the output holds a release this workspace did not publish")
+
+// ErrImmutable is wrapped when a publish would write different bytes under
+// a name that is already published and never changes (N.ROLE.json, a
+// target): caches keep such files forever.
+var ErrImmutable = errors.New("would rewrite a published file that never changes")
+
 // Publish signs the staged targets, a new snapshot and a new timestamp, and
 // writes a consistent-snapshot TUF repository to out:
 //
 //	out/metadata/N.root.json, N.targets.json, N.snapshot.json, timestamp.json
 //	out/targets/PATH-DIR/SHA256.NAME
 //
-// Files that nothing references yet are written first; timestamp.json, which
-// clients read first, is replaced atomically at the very end, so a client
-// sees either the previous release or this one, never a mixture.
+// It is one verified transaction, safe to kill at any instant and to run
+// again:
+//
+//  1. sign everything in memory; refuse damaged workspace metadata;
+//  2. refuse an output whose current release this workspace did not
+//     publish (ErrForeignRelease), and any published versioned file that
+//     would get different bytes (ErrImmutable);
+//  3. copy the targets (hash-named), then verify the complete output, as
+//     'fwctl verify' would, from the first root, with the new metadata in
+//     place, before anything references it;
+//  4. record the publish in the workspace, so that a rerun never reissues
+//     a version it may already have written;
+//  5. write the versioned metadata, then replace timestamp.json, which
+//     clients read first, atomically and last, so a client sees either the
+//     previous release or this one, never a mixture.
 func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, error) {
 	expiry := func(role string) time.Duration {
 		if d, ok := opt.Expiry[role]; ok {
@@ -82,7 +105,19 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 	}
 	root := pl.root
 	targets := pl.targets.targets
-	prevSnapshot, _ := metadata.Snapshot().FromFile(filepath.Join(ws.Dir, "metadata", "snapshot.json"))
+	wsmd := filepath.Join(ws.Dir, "metadata")
+	prevSnapshot, err := readRecorded(wsmd, "snapshot.json", metadata.Snapshot().FromBytes)
+	if err != nil {
+		return nil, err
+	}
+	prevTimestamp, err := readRecorded(wsmd, "timestamp.json", metadata.Timestamp().FromBytes)
+	if err != nil {
+		return nil, err
+	}
+	outTimestamp, err := ws.checkOutput(out)
+	if err != nil {
+		return nil, err
+	}
 
 	sign := func(role string, sign func(crypto.Signer) error) error {
 		return kr.signOnline(rootAuthority(root, role), role, sign)
@@ -107,7 +142,7 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 	}
 
 	// snapshot
-	snapshot := metadata.Snapshot(now.Add(expiry(metadata.SNAPSHOT)))
+	snapshot := metadata.Snapshot(expires(now, expiry(metadata.SNAPSHOT)))
 	if prevSnapshot != nil {
 		snapshot.Signed.Version = prevSnapshot.Signed.Version + 1
 	}
@@ -130,13 +165,13 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 	// timestamp: newer than both the workspace's and the published one, which
 	// fwrepo may have re-signed online in between.
 	tsVersion := int64(1)
-	for _, p := range []string{filepath.Join(ws.Dir, "metadata", "timestamp.json"), filepath.Join(out, "metadata", "timestamp.json")} {
-		if ts, err := metadata.Timestamp().FromFile(p); err == nil && ts.Signed.Version >= tsVersion {
+	for _, ts := range []*metadata.Metadata[metadata.TimestampType]{prevTimestamp, outTimestamp} {
+		if ts != nil && ts.Signed.Version >= tsVersion {
 			tsVersion = ts.Signed.Version + 1
 		}
 	}
 	sh := sha256.Sum256(snapshotBytes)
-	timestamp := metadata.Timestamp(now.Add(expiry(metadata.TIMESTAMP)))
+	timestamp := metadata.Timestamp(expires(now, expiry(metadata.TIMESTAMP)))
 	timestamp.Signed.Version = tsVersion
 	timestamp.Signed.Meta["snapshot.json"] = &metadata.MetaFiles{Version: snapshot.Signed.Version,
 		Length: int64(len(snapshotBytes)), Hashes: metadata.Hashes{"sha256": sh[:]}}
@@ -148,8 +183,41 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 		return nil, err
 	}
 
-	// Write the output repository: targets, roots, targets and snapshot
-	// metadata under new names, then the timestamp.
+	// What goes to out/metadata, in write order: roots, targets, delegated
+	// roles, snapshot (timestamp.json last, apart).
+	var rootBytes []byte
+	if pl.rootPlan != nil {
+		if rootBytes, err = root.ToBytes(true); err != nil {
+			return nil, err
+		}
+	}
+	roots, err := ws.rootFiles()
+	if err != nil {
+		return nil, err
+	}
+	var files []outFile
+	for _, r := range roots {
+		b, err := os.ReadFile(filepath.Join(wsmd, r))
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, outFile{r, b})
+	}
+	if pl.rootPlan != nil {
+		files = append(files, outFile{layout.Versioned(root.Signed.Version, metadata.ROOT), rootBytes})
+	}
+	files = append(files, outFile{layout.Versioned(targets.Signed.Version, metadata.TARGETS), targetsBytes})
+	for _, d := range delegated {
+		files = append(files, outFile{layout.Versioned(d.version, d.name), d.data})
+	}
+	files = append(files, outFile{layout.Versioned(snapshot.Signed.Version, metadata.SNAPSHOT), snapshotBytes})
+	mdOut := filepath.Join(out, "metadata")
+	for _, f := range files {
+		if err := checkUnchanged(filepath.Join(mdOut, f.name), f.data); err != nil {
+			return nil, err
+		}
+	}
+
 	ntargets := len(targets.Signed.Targets)
 	for _, dp := range pl.delegated {
 		ntargets += len(dp.targets.Signed.Targets)
@@ -157,7 +225,6 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 	res := &PublishResult{Out: out, Targets: ntargets, Versions: map[string]int64{
 		metadata.ROOT: root.Signed.Version, metadata.TARGETS: targets.Signed.Version,
 		metadata.SNAPSHOT: snapshot.Signed.Version, metadata.TIMESTAMP: timestamp.Signed.Version}}
-	mdOut := filepath.Join(out, "metadata")
 	if err := os.MkdirAll(mdOut, 0o755); err != nil {
 		return nil, err
 	}
@@ -179,77 +246,37 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 		}
 		res.Copied = append(res.Copied, tf.Path)
 	}
+
+	if !opt.skipCopy {
+		// The same checks as 'fwctl verify', of the output as it will be
+		// once timestamp.json is replaced, before anything refers to it.
+		progress("verify the output")
+		overlay := map[string][]byte{layout.Timestamp: timestampBytes}
+		for _, f := range files {
+			overlay[layout.Metadata(f.name)] = f.data
+		}
+		if _, err := verify.Verify(context.Background(), verify.WithFiles(verify.DirSource(out), overlay), files[0].data, now); err != nil {
+			return nil, fmt.Errorf("refusing to publish: the new release would not verify from %s (check the workspace's metadata/ for damaged files): %w", files[0].name, err)
+		}
+	}
+
+	// Record the publish in the workspace before the output refers to any
+	// of it: if this process dies from here on, the next publish takes new
+	// snapshot and timestamp versions and writes the same bytes under the
+	// names this one may have written.
+	var record []outFile
 	if pl.rootPlan != nil {
-		// The new root joins the workspace's chain before it is published:
-		// a crash after this point leaves a workspace that is still valid.
-		name := fmt.Sprintf("%d.root.json", root.Signed.Version)
-		if err := writeMetadata(filepath.Join(ws.Dir, "metadata", name), root); err != nil {
-			return nil, err
-		}
-		if err := writeMetadata(filepath.Join(ws.Dir, "metadata", "root.json"), root); err != nil {
-			return nil, err
-		}
+		record = append(record, outFile{layout.Versioned(root.Signed.Version, metadata.ROOT), rootBytes}, outFile{"root.json", rootBytes})
 		progress("root version " + strconv.FormatInt(root.Signed.Version, 10))
 	}
-	roots, err := ws.rootFiles()
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range roots {
-		b, err := os.ReadFile(filepath.Join(ws.Dir, "metadata", r))
-		if err != nil {
-			return nil, err
-		}
-		if err := atomicfile.Write(filepath.Join(mdOut, r), b, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	files := []struct {
-		name string
-		data []byte
-	}{
-		{fmt.Sprintf("%d.targets.json", targets.Signed.Version), targetsBytes},
-	}
 	for _, d := range delegated {
-		files = append(files, struct {
-			name string
-			data []byte
-		}{fmt.Sprintf("%d.%s.json", d.version, d.name), d.data})
+		record = append(record, outFile{d.name + ".json", d.data})
 	}
-	files = append(files, []struct {
-		name string
-		data []byte
-	}{
-		{fmt.Sprintf("%d.snapshot.json", snapshot.Signed.Version), snapshotBytes},
-	}...)
-	for _, f := range files {
-		progress("write metadata/" + f.name)
-		if err := atomicfile.Write(filepath.Join(mdOut, f.name), f.data, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	progress("write metadata/timestamp.json")
-	timestampBytes, err = writePublishedTimestamp(out, timestamp, timestampBytes, func() error {
-		return sign(metadata.TIMESTAMP, func(k crypto.Signer) error { _, err := timestamp.Sign(signer.TUF(k)); return err })
-	})
-	if err != nil {
-		return nil, err
-	}
-	res.Versions[metadata.TIMESTAMP] = timestamp.Signed.Version
-
-	// Record what was published in the workspace.
-	wsmd := filepath.Join(ws.Dir, "metadata")
-	for name, data := range map[string][]byte{
-		"targets.json": targetsBytes, "snapshot.json": snapshotBytes, "timestamp.json": timestampBytes,
-		fmt.Sprintf("%d.targets.json", targets.Signed.Version):   targetsBytes,
-		fmt.Sprintf("%d.snapshot.json", snapshot.Signed.Version): snapshotBytes,
-	} {
-		if err := atomicfile.Write(filepath.Join(wsmd, name), data, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	for _, d := range delegated {
-		if err := atomicfile.Write(filepath.Join(wsmd, d.name+".json"), d.data, 0o644); err != nil {
+	record = append(record, outFile{layout.Versioned(targets.Signed.Version, metadata.TARGETS), targetsBytes},
+		outFile{layout.Versioned(snapshot.Signed.Version, metadata.SNAPSHOT), snapshotBytes},
+		outFile{"targets.json", targetsBytes}, outFile{"snapshot.json", snapshotBytes}, outFile{"timestamp.json", timestampBytes})
+	for _, f := range record {
+		if err := atomicfile.Write(filepath.Join(wsmd, f.name), f.data, 0o644); err != nil {
 			return nil, err
 		}
 	}
@@ -259,7 +286,120 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 	if err := ws.clearPending(); err != nil {
 		return nil, err
 	}
+
+	for _, f := range files {
+		if b, err := os.ReadFile(filepath.Join(mdOut, f.name)); err == nil && bytes.Equal(b, f.data) {
+			continue // written by an earlier, interrupted publish
+		}
+		progress("write metadata/" + f.name)
+		if err := atomicfile.Write(filepath.Join(mdOut, f.name), f.data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	progress("write metadata/timestamp.json")
+	if _, err = writePublishedTimestamp(out, timestamp, timestampBytes, func() error {
+		return sign(metadata.TIMESTAMP, func(k crypto.Signer) error { _, err := timestamp.Sign(signer.TUF(k)); return err })
+	}); err != nil {
+		return nil, err
+	}
+	res.Versions[metadata.TIMESTAMP] = timestamp.Signed.Version
 	return res, nil
+}
+
+// outFile is a metadata file a publish writes: a name and its bytes.
+type outFile struct {
+	name string
+	data []byte
+}
+
+// expires is the expiry of metadata signed at now for lifetime d, in the
+// form the TUF specification fixes: UTC, whole seconds.
+func expires(now time.Time, d time.Duration) time.Time {
+	return now.UTC().Add(d).Truncate(time.Second)
+}
+
+// readRecorded reads the workspace's record of a published role (nil if it
+// was never published) and refuses a damaged one: guessing from it would
+// reissue versions already published.
+func readRecorded[T any](dir, name string, parse func([]byte) (*T, error)) (*T, error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	md, err := parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("workspace %s is damaged (%d bytes): %w; restore it (and the N.%s files) from a backup of the workspace, or copy metadata/%s from the published repository it last published to",
+			filepath.Join(dir, name), len(b), err, name, publishedName(name))
+	}
+	return md, nil
+}
+
+// publishedName says which published file holds what the workspace
+// records as name.
+func publishedName(name string) string {
+	if name == "timestamp.json" {
+		return name
+	}
+	return "N." + name + " (N: the version timestamp.json, then snapshot name)"
+}
+
+// checkUnchanged refuses to write data over a published file at path that
+// holds other bytes.
+func checkUnchanged(path string, data []byte) error {
+	cur, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(cur, data) {
+		return fmt.Errorf("%w: %s is already published with other bytes (%d, this publish has %d); nothing was written. Another workspace published there, or this workspace's metadata/ was restored from an older copy: publish from the workspace that wrote it",
+			ErrImmutable, path, len(cur), len(data))
+	}
+	return nil
+}
+
+// checkOutput reads out's current timestamp (nil if there is none) and
+// refuses to go on unless the snapshot it names is one this workspace
+// published: otherwise this publish would hide a release from devices.
+func (ws *Workspace) checkOutput(out string) (*metadata.Metadata[metadata.TimestampType], error) {
+	p := filepath.Join(out, filepath.FromSlash(layout.Timestamp))
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ts, err := metadata.Timestamp().FromBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s does not parse (%v): refusing to publish over a repository in an unknown state; find out who wrote it, and remove it only if %s should hold this workspace's releases alone", p, err, out)
+	}
+	m := ts.Signed.Meta["snapshot.json"]
+	if m == nil {
+		return nil, fmt.Errorf("%s names no snapshot: refusing to publish over it", p)
+	}
+	mine, err := os.ReadFile(filepath.Join(ws.Dir, "metadata", layout.Versioned(m.Version, metadata.SNAPSHOT)))
+	h := sha256.Sum256(mine)
+	if err == nil && (m.Length == 0 || m.Length == int64(len(mine))) && bytes.Equal(m.Hashes["sha256"], h[:]) {
+		return ts, nil
+	}
+	last := "never published"
+	if s, err := metadata.Snapshot().FromFile(filepath.Join(ws.Dir, "metadata", "snapshot.json")); err == nil {
+		last = fmt.Sprintf("snapshot v%d", s.Signed.Version)
+	}
+	release := fmt.Sprintf("timestamp v%d naming snapshot v%d", ts.Signed.Version, m.Version)
+	if sn, err := metadata.Snapshot().FromFile(filepath.Join(out, "metadata", layout.Versioned(m.Version, metadata.SNAPSHOT))); err == nil {
+		if tm := sn.Signed.Meta["targets.json"]; tm != nil {
+			release += fmt.Sprintf(" and targets v%d", tm.Version)
+		}
+	}
+	return nil, fmt.Errorf("%w: %s holds %s, which this workspace (last publish: %s) did not publish; publishing would hide that release from devices. Publish from the workspace that made it (or copy its metadata/ here first)",
+		ErrForeignRelease, out, release, last)
 }
 
 // writePublishedTimestamp replaces out's timestamp.json with ts (encoded

@@ -33,18 +33,20 @@ func isTopLevel(role string) bool { return slices.Contains(Roles, role) }
 // it from the current root (version + 1, fresh expiry) on first use. Any
 // signature already collected on it is dropped: the bytes changed.
 func (ws *Workspace) editRoot(fn func(*metadata.RootType) error) (*metadata.Metadata[metadata.RootType], error) {
+	cur, err := ws.Root()
+	if err != nil {
+		return nil, err
+	}
 	next, err := metadata.Root().FromFile(ws.pendingPath(metadata.ROOT))
-	if errors.Is(err, os.ErrNotExist) {
-		cur, err := ws.Root()
-		if err != nil {
-			return nil, err
-		}
+	if errors.Is(err, os.ErrNotExist) || (err == nil && next.Signed.Version <= cur.Signed.Version) {
+		// None, or one a publish recorded before it stopped: start
+		// from the current root.
 		next = cur
 		next.Signed.Version++
 	} else if err != nil {
 		return nil, fmt.Errorf("read pending root: %w", err)
 	}
-	next.Signed.Expires = ws.Now().UTC().Add(ws.expiry(metadata.ROOT))
+	next.Signed.Expires = expires(ws.Now(), ws.expiry(metadata.ROOT))
 	if err := fn(&next.Signed); err != nil {
 		return nil, err
 	}

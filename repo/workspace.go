@@ -192,7 +192,7 @@ func Init(dir string, opt InitOptions) (*InitResult, error) {
 	}
 
 	now := opt.Now().UTC()
-	root := metadata.Root(now.Add(ws.expiry(metadata.ROOT)))
+	root := metadata.Root(expires(now, ws.expiry(metadata.ROOT)))
 	res := &InitResult{Dir: dir, Keys: map[string][]string{}}
 	signers := map[string][]crypto.Signer{}
 	keyOpts := signer.Options{Passphrase: ws.Passphrase, PIN: opt.PIN}
@@ -258,7 +258,7 @@ func Init(dir string, opt InitOptions) (*InitResult, error) {
 	if err := writeMetadata(filepath.Join(dir, "metadata", "root.json"), root); err != nil {
 		return nil, err
 	}
-	targets := metadata.Targets(now.Add(ws.expiry(metadata.TARGETS)))
+	targets := metadata.Targets(expires(now, ws.expiry(metadata.TARGETS)))
 	targets.Signed.Version = 0 // the first publish makes it version 1
 	if err := writeMetadata(ws.stagedTargetsPath(), targets); err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ pkgs=(
   softhsm2 opensc                      # PKCS#11 HSM (signer)
   mariadb-server socat                 # Rekor's Trillian storage, loopback forwarder (scripts/rekor.sh)
   postgresql                           # fwrepo's inventory on PostgreSQL (scripts/postgres.sh)
+  strace                               # kills fwctl publish at every rename (cmd/fwctl TestPublishKilled)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -8,6 +8,7 @@
 package upload
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -59,6 +60,10 @@ type Error struct {
 
 // Error says what failed, that devices are unaffected, and what to run.
 func (e *Error) Error() string {
+	if errors.Is(e.Err, ErrConflict) {
+		return fmt.Sprintf("upload to %s refused at %s (file %d of %d): %v; timestamp.json there was not replaced, so devices still see that release: publish from the workspace that made it, or bring its metadata/ into this one, instead of running '%s' again",
+			e.Store, e.File, e.Done+1, e.Total, e.Err, e.Rerun)
+	}
 	return fmt.Sprintf("upload to %s stopped at %s (file %d of %d): %v; timestamp.json there was not replaced, so devices still see the previous release: fix the cause and run '%s' again to finish",
 		e.Store, e.File, e.Done+1, e.Total, e.Err, e.Rerun)
 }
@@ -142,14 +147,28 @@ func Upload(ctx context.Context, dir string, st blob.Store, rerun string, opt Op
 		fail := func(err error) error {
 			return &Error{Store: st.String(), File: name, Done: i, Total: len(names), Err: err, Rerun: rerun}
 		}
-		if uploadRank(name) <= 1 {
-			// Immutable: hash- or version-named.
+		switch uploadRank(name) {
+		case 0:
+			// A target: hash-named, so the same name holds the same bytes.
 			if fi, err := st.Stat(ctx, name); err == nil && fi.Size == sizes[name] {
 				res.Skipped++
 				continue
 			} else if err != nil && !errors.Is(err, blob.ErrNotExist) {
 				return res, fail(err)
 			}
+		case 1:
+			// Versioned metadata: never written over with other bytes.
+			done, err := putImmutable(ctx, st, name, filepath.Join(dir, filepath.FromSlash(name)))
+			if err != nil {
+				return res, fail(err)
+			}
+			if !done {
+				res.Skipped++
+				continue
+			}
+			progress(fmt.Sprintf("upload %s (%d/%d)", name, i+1, len(names)))
+			res.Uploaded = append(res.Uploaded, name)
+			continue
 		}
 		progress(fmt.Sprintf("upload %s (%d/%d)", name, i+1, len(names)))
 		if name == layout.Timestamp && seed != nil {
@@ -162,6 +181,49 @@ func Upload(ctx context.Context, dir string, st blob.Store, rerun string, opt Op
 		res.Uploaded = append(res.Uploaded, name)
 	}
 	return res, nil
+}
+
+// ErrConflict is wrapped when the store already holds a versioned
+// metadata file with other bytes than this release's: another publish wrote
+// it (two workspaces publishing into one store). Nothing is written over it.
+var ErrConflict = errors.New("the store holds another publish's file under the same name")
+
+// putImmutable uploads the versioned metadata file src as name unless st
+// holds it already (done false). A different file under that name, or one
+// that appears while this upload writes it (a create-only write: S3
+// If-None-Match: *), wraps ErrConflict.
+func putImmutable(ctx context.Context, st blob.Store, name, src string) (done bool, err error) {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return false, err
+	}
+	conflict := func(cur []byte) error {
+		return fmt.Errorf("%w: %s in %s has %d bytes that differ from this release's %d: another workspace (or an older copy of this one) published a release there; nothing was written over it",
+			ErrConflict, name, st, len(cur), len(data))
+	}
+	cur, err := blob.ReadAll(ctx, st, name)
+	switch {
+	case err == nil && bytes.Equal(cur, data):
+		return false, nil
+	case err == nil:
+		return false, conflict(cur)
+	case !errors.Is(err, blob.ErrNotExist):
+		return false, err
+	}
+	sw, ok := st.(blob.Swapper)
+	if !ok {
+		return true, st.Put(ctx, name, bytes.NewReader(data), int64(len(data)))
+	}
+	if err := sw.Swap(ctx, name, data, ""); errors.Is(err, blob.ErrChanged) {
+		cur, _ := blob.ReadAll(ctx, st, name)
+		if bytes.Equal(cur, data) {
+			return false, nil
+		}
+		return false, conflict(cur)
+	} else if err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 func putFile(ctx context.Context, st blob.Store, name, src string, size int64) error {

@@ -216,7 +216,9 @@ func (a *alwaysResigning) GetTagged(ctx context.Context, name string) ([]byte, s
 }
 
 func (a *alwaysResigning) Swap(ctx context.Context, name string, data []byte, tag string) error {
-	a.resign()
+	if name == layout.Timestamp {
+		a.resign()
+	}
 	return a.Store.(blob.Swapper).Swap(ctx, name, data, tag)
 }
 

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -97,4 +98,24 @@ func MetaLimit(m *metadata.MetaFiles, def int64) (int64, bool) {
 		return m.Length, true
 	}
 	return def, false
+}
+
+// WithFiles returns a Source that reads the named files from memory and
+// everything else from src: a publish verifies the repository as it will
+// be once it writes those files, before it writes them.
+func WithFiles(src Source, files map[string][]byte) Source { return overlay{src, files} }
+
+type overlay struct {
+	src   Source
+	files map[string][]byte
+}
+
+func (o overlay) String() string { return o.src.String() }
+
+// Open implements Source.
+func (o overlay) Open(ctx context.Context, name string) (io.ReadCloser, error) {
+	if b, ok := o.files[name]; ok {
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	return o.src.Open(ctx, name)
 }
