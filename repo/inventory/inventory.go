@@ -18,6 +18,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -94,8 +96,12 @@ PRAGMA user_version = 1;
 const schemaVersion = 1
 
 // Open opens (creating if needed) the inventory database dsn: a PostgreSQL
-// URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME[?sslmode=…]) or else
-// the path of an SQLite file. It gives up on an unreachable PostgreSQL
+// URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME[?sslmode=…], the
+// scheme in any case), a PostgreSQL keyword=value string (host=… user=…
+// dbname=…), or else the path of an SQLite file, created readable by its
+// owner only (0600: it holds the fleet's keys and reports). A name that
+// looks like a connection string of neither form is refused rather than
+// created as a file, and no error shows a password. It gives up on an unreachable PostgreSQL
 // server after 15 seconds; OpenContext takes a context instead.
 func Open(dsn string) (*DB, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -117,6 +123,16 @@ func newDB(db *sql.DB, pg bool) *DB {
 }
 
 func openSQLite(ctx context.Context, path string) (*DB, error) {
+	if err := checkSQLitePath(path); err != nil {
+		return nil, err
+	}
+	// SQLite would create the file with the umask's permissions (0644),
+	// and its -wal and -shm files with the database file's.
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("create inventory %s: %w", path, err)
+	}
 	dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(wal)&_pragma=synchronous(full)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -430,6 +446,11 @@ func (d *DB) Nonce(ctx context.Context) (string, time.Time, error) {
 // a nonce that was not issued, has expired or was used (ErrNonce). The nonce is consumed only
 // by a correctly signed manifest, so forgeries cannot burn a device's nonce.
 func (d *DB) Accept(ctx context.Context, envelope []byte) (*manifests.DeviceManifest, error) {
+	// A member named twice can be read two ways: refused before anything
+	// else reads it.
+	if err := manifests.RejectDuplicateKeys(envelope); err != nil {
+		return nil, fmt.Errorf("%w: %w", manifests.ErrInvalidDeviceManifest, err)
+	}
 	s, err := manifests.ParseDeviceManifest(envelope)
 	if err != nil {
 		return nil, err

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -47,33 +46,22 @@ const schemaLock = 0x667772_65706f // "fwrepo"
 // connections and fwrepo servers.
 const nonceLock = 0x667772_6e6f6e // "fwrnon"
 
-// IsPostgres reports whether dsn names a PostgreSQL database
-// (postgres:// or postgresql:// URL) rather than an SQLite file.
-func IsPostgres(dsn string) bool {
-	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
-}
+const pgURLForm = "postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME[?sslmode=disable|require|verify-full] or host=HOST port=PORT user=USER dbname=DBNAME"
 
-// RedactDSN returns dsn with any password replaced by "xxxxx", for logs and
-// error messages.
-func RedactDSN(dsn string) string {
-	if !IsPostgres(dsn) {
-		return dsn
-	}
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return "postgres://(unparsable URL)"
-	}
-	return u.Redacted()
-}
-
-const pgURLForm = "postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME[?sslmode=disable|require|verify-full]"
-
-func openPostgres(ctx context.Context, dsn string) (*DB, error) {
+func openPostgres(ctx context.Context, dsn string) (db *DB, err error) {
+	dsn = normalizeDSN(dsn)
 	name := RedactDSN(dsn)
+	// Errors from the driver may quote the connection string or parts of
+	// it: none leaves here with a password in it.
+	defer func() { err = redactErr(err, dsn) }()
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("inventory database %s is not a valid PostgreSQL URL (want %s): %w", name, pgURLForm, err)
+		return nil, fmt.Errorf("inventory database %s is not a valid PostgreSQL URL or connection string (want %s): %w", name, pgURLForm, err)
 	}
+	return openPgConfig(ctx, cfg, name)
+}
+
+func openPgConfig(ctx context.Context, cfg *pgx.ConnConfig, name string) (*DB, error) {
 	db := stdlib.OpenDB(*cfg)
 	// Enough for fwrepo serve's concurrent reports; PostgreSQL's default
 	// max_connections is 100, shared with whatever else uses the server.

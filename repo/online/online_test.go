@@ -182,6 +182,14 @@ func TestOnlineTimestampRefusesForgery(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"a second signed member before the genuine one", func(t *testing.T, pub string, _ *metadata.Metadata[metadata.TimestampType], _ []byte) {
+			path := filepath.Join(pub, "metadata", "timestamp.json")
+			b, _ := os.ReadFile(path)
+			forged := append([]byte(`{"signed":{"_type":"timestamp","version":1000000},`), bytes.TrimPrefix(bytes.TrimSpace(b), []byte("{"))...)
+			if err := os.WriteFile(path, forged, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"an older signed timestamp put back", func(t *testing.T, pub string, _ *metadata.Metadata[metadata.TimestampType], old []byte) {
 			if err := os.WriteFile(filepath.Join(pub, "metadata", "timestamp.json"), old, 0o644); err != nil {
 				t.Fatal(err)

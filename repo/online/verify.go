@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	"github.com/fwctl/fwctl/manifests"
 )
 
 // ErrRefused is wrapped by every refusal to re-sign: the repository holds
@@ -22,6 +24,9 @@ type Root = metadata.Metadata[metadata.RootType]
 // nextRoot verifies b as the root that follows cur in TUF's chain: signed
 // by a threshold of cur's root keys and of its own, with version cur+1.
 func nextRoot(cur *Root, b []byte) (*Root, error) {
+	if err := manifests.RejectDuplicateKeys(b); err != nil {
+		return nil, fmt.Errorf("root v%d: %w", cur.Signed.Version+1, err)
+	}
 	next, err := metadata.Root().FromBytes(b)
 	if err != nil {
 		return nil, fmt.Errorf("root v%d: %w", cur.Signed.Version+1, err)
@@ -41,6 +46,9 @@ func nextRoot(cur *Root, b []byte) (*Root, error) {
 // selfSignedRoot parses b as a root that a threshold of its own root keys
 // signed (the first root fwrepo trusts).
 func selfSignedRoot(b []byte) (*Root, error) {
+	if err := manifests.RejectDuplicateKeys(b); err != nil {
+		return nil, err
+	}
 	r, err := metadata.Root().FromBytes(b)
 	if err != nil {
 		return nil, err
@@ -64,6 +72,10 @@ type seen struct {
 // not below what was seen, and it names a snapshot. The snapshot itself is
 // checked by verifySnapshot.
 func verifyTimestamp(root *Root, b []byte, s seen) (*metadata.Metadata[metadata.TimestampType], error) {
+	// A member named twice reads two ways (go-tuf keeps the last).
+	if err := manifests.RejectDuplicateKeys(b); err != nil {
+		return nil, fmt.Errorf("%w: timestamp.json: %w", ErrRefused, err)
+	}
 	ts, err := metadata.Timestamp().FromBytes(b)
 	if err != nil {
 		return nil, fmt.Errorf("%w: timestamp.json is not timestamp metadata: %w", ErrRefused, err)
@@ -99,6 +111,9 @@ func verifySnapshot(root *Root, meta *metadata.MetaFiles, b []byte, now time.Tim
 	name := fmt.Sprintf("%d.snapshot.json", meta.Version)
 	if err := meta.VerifyLengthHashes(b); err != nil {
 		return fmt.Errorf("%w: %s is not the file timestamp.json names: %w; was it replaced after publishing?", ErrRefused, name, err)
+	}
+	if err := manifests.RejectDuplicateKeys(b); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrRefused, name, err)
 	}
 	snap, err := metadata.Snapshot().FromBytes(b)
 	if err != nil {
