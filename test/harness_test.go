@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fwctl/fwctl/agent"
+	"github.com/fwctl/fwctl/agent/boot"
 	"github.com/fwctl/fwctl/agent/bootenv"
 	"github.com/fwctl/fwctl/agent/trust"
 	"github.com/fwctl/fwctl/repo"
@@ -150,11 +152,10 @@ func (d *device) provision(root []byte) {
 // boot simulates a reboot: the bootloader picks a slot and "boots" it.
 func (d *device) boot() string {
 	d.t.Helper()
-	slot, err := d.ag.Switch().Select()
+	slot, err := d.ag.SimulateBoot()
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(d.dir, "cmdline"), []byte("fwctl.slot="+slot+"\n"), 0o644)
 	return slot
 }
 
@@ -192,13 +193,14 @@ func (d *device) assertRunning(img []byte) {
 }
 
 // snapshot captures what must not change when an update is refused: the
-// running slot's bytes and the bootloader's next choice.
+// running slot's bytes, the bootloader's next choice and its environment.
 type snapshot struct {
-	running string
-	image   []byte
-	env     map[string]string
-	primary string
-	counter uint64
+	running  string
+	image    []byte
+	inactive []byte // the other slot's bytes
+	env      map[string]string
+	primary  string
+	counter  uint64
 }
 
 func (d *device) snap() snapshot {
@@ -208,13 +210,52 @@ func (d *device) snap() snapshot {
 		d.t.Fatal(err)
 	}
 	img, _ := os.ReadFile(d.cfg.Slots[st.BootedSlot])
-	env, _ := bootenv.File{Path: d.cfg.Bootloader.Path}.Load()
+	env, err := bootenv.File{Path: d.cfg.Bootloader.Path}.Load()
+	if err != nil || len(env) == 0 {
+		d.t.Fatalf("read the boot environment %s: %v (%d variables)", d.cfg.Bootloader.Path, err, len(env))
+	}
 	primary, _, _ := d.ag.Switch().Primary()
-	return snapshot{running: st.BootedSlot, image: img, env: env, primary: primary, counter: st.Counter}
+	other, _ := os.ReadFile(d.cfg.Slots[d.other(st.BootedSlot)])
+	return snapshot{running: st.BootedSlot, image: img, inactive: other, env: env, primary: primary, counter: st.Counter}
+}
+
+// other is the slot that is not slot.
+func (d *device) other(slot string) string {
+	for _, s := range d.cfg.SlotNames() {
+		if s != slot {
+			return s
+		}
+	}
+	d.t.Fatalf("no slot other than %s", slot)
+	return ""
+}
+
+// refusedEnv is the environment a refused update may leave: the same as
+// before if it wrote nothing, or, if it wrote into the inactive slot, the
+// same with only that slot disabled (what the agent does before writing).
+func (d *device) refusedEnv(before snapshot, inactiveWritten bool) map[string]string {
+	d.t.Helper()
+	if !inactiveWritten {
+		return before.env
+	}
+	tmp := bootenv.File{Path: filepath.Join(d.t.TempDir(), "bootenv")}
+	if err := tmp.Save(before.env); err != nil {
+		d.t.Fatal(err)
+	}
+	sw := &boot.Switch{Env: tmp, Slots: d.cfg.SlotNames(), Tries: d.cfg.Bootloader.Tries}
+	if err := sw.Disable(d.other(before.running)); err != nil {
+		d.t.Fatal(err)
+	}
+	want, err := tmp.Load()
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return want
 }
 
 // assertUnchanged checks the device still boots the same slot with the same
-// image and counter.
+// image and counter, and that the boot environment is unchanged but for
+// disabling the inactive slot if the update wrote into it.
 func (d *device) assertUnchanged(before snapshot) {
 	d.t.Helper()
 	after := d.snap()
@@ -226,6 +267,10 @@ func (d *device) assertUnchanged(before snapshot) {
 	}
 	if after.counter != before.counter {
 		d.t.Fatalf("counter changed: %d -> %d", before.counter, after.counter)
+	}
+	written := !bytes.Equal(after.inactive, before.inactive)
+	if want := d.refusedEnv(before, written); !maps.Equal(after.env, want) {
+		d.t.Fatalf("a refused update left the boot environment %v, want %v (before: %v; inactive slot written: %v)", after.env, want, before.env, written)
 	}
 	if slot := d.boot(); slot != before.running {
 		d.t.Fatalf("after a reboot the device runs slot %s, want %s", slot, before.running)

@@ -348,15 +348,8 @@ func (d *device) must(want []int, args ...string) (int, error) {
 }
 
 // boot acts as the bootloader: choose a slot (counting the attempt) and
-// "boot" it by writing the kernel command line.
-func (d *device) boot() (string, error) {
-	slot, err := d.ag.Switch().Select()
-	if err != nil {
-		return "", fmt.Errorf("bootloader: %w", err)
-	}
-	line := "console=ttyS0 fwctl.slot=" + slot + "\n"
-	return slot, os.WriteFile(filepath.Join(d.dir, "cmdline"), []byte(line), 0o644)
-}
+// "boot" it by writing the kernel command line (agent.SimulateBoot).
+func (d *device) boot() (string, error) { return d.ag.SimulateBoot() }
 
 // provisionAndBoot is the factory step and the first boot: provision, boot,
 // confirm (a device confirms its running slot on every healthy boot).
