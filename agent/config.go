@@ -118,7 +118,7 @@ func LoadConfig(path string) (*Config, error) {
 	dec := json.NewDecoder(strings.NewReader(string(b)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, fmt.Errorf("config %s: %w", path, locateConfigError(b, err))
 	}
 	base := filepath.Dir(path)
 	abs := func(p *string) {
@@ -137,7 +137,7 @@ func LoadConfig(path string) (*Config, error) {
 	}
 	c.defaults()
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, fmt.Errorf("config %s: %w", path, locateFields(b, err))
 	}
 	return &c, nil
 }
