@@ -294,8 +294,8 @@ func (t *Trusted) delegatedRole(role, delegator string, parent *Targets, c child
 // some named roles).
 const MaxListRoles = 1 << 15
 
-// Offered returns every target whose path starts with prefix ("" for all)
-// that a lookup resolves, with the entry the lookup picks (role order,
+// Offered returns every top-level target and every delegated target whose
+// path starts with prefix ("" for all) that a lookup resolves, with the entry the lookup picks (role order,
 // terminating roles and path patterns decide, as for FindTarget). It loads
 // every role that could list such a path: roles with path patterns whose
 // first segment cannot match prefix's are skipped.
@@ -330,7 +330,7 @@ func (t *Trusted) Offered(prefix string, src Source) (map[string]*TargetFile, er
 			}
 		}
 		for p := range tg.Targets {
-			if strings.HasPrefix(p, prefix) {
+			if v.role == RoleTargets || strings.HasPrefix(p, prefix) {
 				paths[p] = true
 			}
 		}
