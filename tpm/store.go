@@ -139,6 +139,10 @@ func (t *TPM) RaiseCounter(ctx context.Context, n uint64) error {
 	}
 	defer done()
 	cur, name, err := readCounter(rw)
+	if err != nil && ctx.Err() != nil {
+		// Cancelled while the read waited for swtpm: say so, not "i/o timeout".
+		return fmt.Errorf("raise counter to %d: interrupted before any increment (safe; raise again): %w", n, ctx.Err())
+	}
 	if err != nil || n <= cur {
 		return err
 	}
