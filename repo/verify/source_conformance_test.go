@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,12 +65,15 @@ func mustOpenSource(t *testing.T, location string) verify.Source {
 	return src
 }
 
-// copyTree uploads every file of dir to st under the same name.
+// copyTree uploads every repository file of dir to st under the same name.
 func copyTree(t *testing.T, dir string, st blob.Store) {
 	t.Helper()
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
+		}
+		if strings.HasPrefix(d.Name(), ".") {
+			return nil // the publisher's lock files are not part of the repository
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
