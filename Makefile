@@ -19,7 +19,7 @@ help:
 	@echo "make bench-install  install speed and RSS against the floor (sha256 + dd)"
 	@echo "make bench-server   fwrepo against nginx: timestamp req/s, image MB/s, RSS under load"
 	@echo "make torture   1,000 random power cuts during updates"
-	@echo "make cross-test     agent packages under qemu-user (arm64, riscv64)"
+	@echo "make cross-test     agent packages under qemu-user (arm GOARM=7, arm64, riscv64)"
 
 build:
 	@mkdir -p $(BIN)
@@ -49,7 +49,9 @@ tools:
 	@scripts/cosign.sh >/dev/null
 	@scripts/s3.sh build
 
-# Every test, then the agent's packages under qemu-user (arm64, riscv64).
+# Every test (test/cross_test.go: the whole update of the cross-compiled
+# fwagent on armv7, arm64 and riscv64 under qemu-user, and its size budget on
+# all four architectures), then the agent's packages under qemu-user.
 test: deps
 	$(GO) test -count=1 -timeout 15m ./...
 	scripts/cross-test.sh
@@ -77,7 +79,11 @@ lint:
 
 bench: cross
 	$(GO) test -run '^$$' -bench . -benchmem ./...
-	@echo "fwagent size (stripped, static):"; for f in $(BIN)/fwagent-linux-*; do printf '  %-28s %6.2f MB\n' $$(basename $$f) $$(echo "$$(stat -c %s $$f) / 1000000" | bc -l); done
+	@budget=$$(sed -n 's/^const agentSizeBudget = \([0-9_]*\).*/\1/p' test/cross_test.go | tr -d _); \
+	echo "fwagent size (stripped, static; budget $$budget bytes, agentSizeBudget in test/cross_test.go):"; \
+	for a in armv7 arm64 riscv64 amd64; do f=$(BIN)/fwagent-linux-$$a; n=$$(stat -c %s $$f); \
+		printf '  %-22s %9d bytes %6.2f MB  %s\n' $$(basename $$f) $$n $$(echo "$$n / 1000000" | bc -l) \
+			"$$([ $$n -le $$budget ] && echo ok || echo "OVER by $$((n - budget))")"; done
 
 bench-delta:
 	@scripts/bench-delta.sh

@@ -28,7 +28,8 @@ import (
 // architecture it ships for, in bytes (DESIGN.md: the agent is small).
 // Issue 14 lowers it to 7,000,000 once the agent's own TUF client replaces
 // go-tuf's; until then it is 8 MiB, the usual unit of flash budgets.
-const agentSizeBudget = 8 << 20
+// 'make bench' reads this line (a plain number) to print the budget.
+const agentSizeBudget = 8_388_608
 
 // shippedArch is one architecture 'make cross' builds fwagent for.
 type shippedArch struct {
