@@ -18,6 +18,7 @@ import (
 	"github.com/fwctl/fwctl/delta/zstdref"
 	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo/layout"
 	"github.com/fwctl/fwctl/repo/verify"
 )
 
@@ -91,6 +92,9 @@ func (ws *Workspace) addDelta(ctx context.Context, staged *metadata.Metadata[met
 	newPath string, newTF *metadata.TargetFiles, newFW *manifests.Firmware,
 	progress func(base string, done, total int64)) (*Target, error) {
 	dpath := newPath + ".from-" + baseFW.Version + DeltaSuffix
+	if err := layout.CheckTargetPath(dpath); err != nil {
+		return nil, fmt.Errorf("delta from %s: %w (a shorter image name leaves room for the delta's suffix)", baseFW.Version, err)
+	}
 	var prog func(done, total int64)
 	if progress != nil {
 		prog = func(done, total int64) { progress(path.Base(basePath)+" "+baseFW.Version, done, total) }

@@ -8,13 +8,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo/layout"
 	"github.com/fwctl/fwctl/repo/verify"
 )
 
@@ -38,6 +39,56 @@ type AddOptions struct {
 // Target describes one firmware target (the description verify reports).
 type Target = verify.Target
 
+// ErrCounterJump means a new target's security counter is more than
+// MaxCounterJump above every release for its hardware: most likely a typo,
+// and one devices cannot undo, since a counter never goes down again.
+var ErrCounterJump = errors.New("security counter jumps too far")
+
+// MaxCounterJump is how far above the highest release for a hardware ID
+// (or above 0, for its first) a counter may go without Force.
+const MaxCounterJump = 1000
+
+// checkCounterJump refuses a counter more than MaxCounterJump above every
+// staged release (top-level and delegated) for any of hardware.
+func (ws *Workspace) checkCounterJump(staged *metadata.Metadata[metadata.TargetsType], hardware []string, counter uint64) error {
+	all := []map[string]*metadata.TargetFiles{staged.Signed.Targets}
+	for _, role := range verify.DelegatedNames(staged) {
+		if d, err := metadata.Targets().FromFile(ws.stagedRolePath(role)); err == nil {
+			all = append(all, d.Signed.Targets)
+		}
+	}
+	for _, hw := range hardware {
+		var highest uint64
+		for _, m := range all {
+			for _, tf := range m {
+				if fw, err := verify.TargetFirmware(tf); err == nil && fw.ForHardware(hw) && fw.Counter > highest {
+					highest = fw.Counter
+				}
+			}
+		}
+		if counter > highest && counter-highest > MaxCounterJump {
+			return fmt.Errorf("%w: counter %d is %d above the highest release for hardware %s (%d); devices that install it refuse every image below %d for good. Check the number, or pass --force if the jump is meant",
+				ErrCounterJump, counter, counter-highest, hw, highest, counter)
+		}
+	}
+	return nil
+}
+
+// fileKind names what a non-regular file is.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeDevice != 0:
+		return "device"
+	case m.IsDir():
+		return "directory"
+	}
+	return "special file"
+}
+
 // AddTarget hashes image (streaming, while copying it into the workspace)
 // and stages it as a target. Nothing is published until Publish.
 func (ws *Workspace) AddTarget(image string, opt AddOptions) (*Target, error) {
@@ -50,10 +101,13 @@ func (ws *Workspace) AddTarget(image string, opt AddOptions) (*Target, error) {
 	if name == "" {
 		name = filepath.Base(image)
 	}
-	if name == "." || name == "/" || path.Base(name) != name || name[0] == '.' {
-		return nil, fmt.Errorf("target name %q must be a plain file name", name)
+	if strings.Contains(name, "/") {
+		return nil, fmt.Errorf("%w %q: the target name is a file name, without '/' (the path is HARDWARE/VERSION/NAME); choose one with --name", layout.ErrInvalidName, name)
 	}
-	tpath := path.Join(opt.Hardware[0], opt.Version, name)
+	tpath := opt.Hardware[0] + "/" + opt.Version + "/" + name
+	if err := layout.CheckTargetPath(tpath); err != nil {
+		return nil, fmt.Errorf("%w; choose another with --name", err)
+	}
 
 	staged, err := ws.stagedTargets()
 	if err != nil {
@@ -75,9 +129,12 @@ func (ws *Workspace) AddTarget(image string, opt AddOptions) (*Target, error) {
 				}
 			}
 		}
+		if err := ws.checkCounterJump(staged, opt.Hardware, opt.Counter); err != nil {
+			return nil, err
+		}
 	}
 
-	in, err := os.Open(image)
+	in, err := openNonBlocking(image)
 	if err != nil {
 		return nil, fmt.Errorf("open image: %w", err)
 	}
@@ -87,7 +144,7 @@ func (ws *Workspace) AddTarget(image string, opt AddOptions) (*Target, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("image %s is not a regular file", image)
+		return nil, fmt.Errorf("image %s is a %s, not a regular file: write the image to a file first", image, fileKind(fi.Mode()))
 	}
 	dst := filepath.Join(ws.Dir, "targets", filepath.FromSlash(tpath))
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {

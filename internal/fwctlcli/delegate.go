@@ -10,6 +10,7 @@ import (
 
 	"github.com/fwctl/fwctl/manifests"
 	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/layout"
 )
 
 // delegateCmd manages delegated targets roles.
@@ -79,7 +80,8 @@ func (a *app) delegateCmd() *cobra.Command {
 			}
 			t, err := ws.AddDelegatedTarget(role, args[0], aopt)
 			if errors.Is(err, repo.ErrOutsideDelegation) || errors.Is(err, repo.ErrUnknownRole) ||
-				errors.Is(err, repo.ErrCounterRegression) || errors.Is(err, manifests.ErrInvalidTarget) {
+				errors.Is(err, repo.ErrCounterRegression) || errors.Is(err, repo.ErrCounterJump) ||
+				errors.Is(err, manifests.ErrInvalidTarget) || errors.Is(err, layout.ErrInvalidName) {
 				return usage(err)
 			}
 			if err != nil {

@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode"
 
 	"github.com/spf13/cobra"
 
 	"github.com/fwctl/fwctl/manifests"
 	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/layout"
 )
 
 func (a *app) targetCmd() *cobra.Command {
@@ -35,7 +38,8 @@ func (a *app) targetCmd() *cobra.Command {
 			opt.Progress, done = a.out.Progress("hash " + filepath.Base(args[0]))
 			t, err := ws.AddTarget(args[0], opt)
 			done()
-			if errors.Is(err, repo.ErrCounterRegression) || errors.Is(err, manifests.ErrInvalidTarget) {
+			if errors.Is(err, repo.ErrCounterRegression) || errors.Is(err, repo.ErrCounterJump) ||
+				errors.Is(err, manifests.ErrInvalidTarget) || errors.Is(err, layout.ErrInvalidName) {
 				return usage(err)
 			}
 			if err != nil {
@@ -75,7 +79,7 @@ func (a *app) targetCmd() *cobra.Command {
 			return a.out.Result(ts, func(w io.Writer) { printTargets(w, ts) })
 		},
 	}
-	c.AddCommand(add, list)
+	c.AddCommand(add, list, a.targetRemoveCmd())
 	return c
 }
 
@@ -83,24 +87,61 @@ func (a *app) targetCmd() *cobra.Command {
 // 'target add' and 'delegate target'.
 type imageFlags struct {
 	opt     repo.AddOptions
-	counter int64
+	counter counterFlag
 }
 
 func (f *imageFlags) register(c *cobra.Command) {
 	c.Flags().StringSliceVar(&f.opt.Hardware, "hardware", nil, "hardware ID(s) this image is for (repeatable)")
 	c.Flags().StringVar(&f.opt.Version, "version", "", "human version, e.g. 2.4.1")
-	c.Flags().Int64Var(&f.counter, "counter", -1, "security counter: devices refuse images with a lower one")
+	c.Flags().Var(&f.counter, "counter", "security counter, decimal: devices refuse images with a lower one")
 	c.Flags().StringVar(&f.opt.Name, "name", "", "file name in the target path (default: the image's)")
-	c.Flags().BoolVar(&f.opt.Force, "force", false, "allow a counter lower than an existing release for the hardware")
+	c.Flags().BoolVar(&f.opt.Force, "force", false, "allow a counter lower than an existing release for the hardware, or more than 1000 above it")
 }
 
 // options checks the required flags and returns the image's AddOptions.
 func (f *imageFlags) options() (repo.AddOptions, error) {
-	if len(f.opt.Hardware) == 0 || f.opt.Version == "" || f.counter < 0 {
+	if len(f.opt.Hardware) == 0 || f.opt.Version == "" || !f.counter.set {
 		return f.opt, usage(errors.New("--hardware, --version and --counter (>= 0) are required"))
 	}
-	f.opt.Counter = uint64(f.counter)
+	f.opt.Counter = f.counter.v
 	return f.opt, nil
+}
+
+// counterFlag is a security counter given on the command line: decimal
+// digits only, so that 010 is not read as octal 8 nor 0x10 as 16.
+type counterFlag struct {
+	v   uint64
+	set bool
+}
+
+func (c *counterFlag) String() string {
+	if !c.set {
+		return ""
+	}
+	return strconv.FormatUint(c.v, 10)
+}
+
+func (c *counterFlag) Type() string { return "N" }
+
+func (c *counterFlag) Set(s string) error {
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || (len(s) > 1 && s[0] == '0') {
+		return fmt.Errorf("%q: want a decimal number without leading zeros or a 0x prefix, e.g. 10", s)
+	}
+	c.v, c.set = v, true
+	return nil
+}
+
+// printablePath shows a target path as it is, or quoted when it holds
+// anything that would not print as itself (a repository made elsewhere
+// may hold such names).
+func printablePath(p string) string {
+	for _, r := range p {
+		if !unicode.IsPrint(r) || r == ' ' {
+			return strconv.Quote(p)
+		}
+	}
+	return p
 }
 
 func printTargets(w io.Writer, ts []repo.Target) {
@@ -108,10 +149,10 @@ func printTargets(w io.Writer, ts []repo.Target) {
 	fmt.Fprintln(tw, "HARDWARE\tVERSION\tCOUNTER\tSIZE\tTARGET")
 	for _, t := range ts {
 		if t.Firmware == nil {
-			fmt.Fprintf(tw, "-\t-\t-\t%d\t%s\n", t.Length, t.Path)
+			fmt.Fprintf(tw, "-\t-\t-\t%d\t%s\n", t.Length, printablePath(t.Path))
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", strings.Join(t.Firmware.Hardware, ","), t.Firmware.Version, t.Firmware.Counter, t.Length, t.Path)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", strings.Join(t.Firmware.Hardware, ","), t.Firmware.Version, t.Firmware.Counter, t.Length, printablePath(t.Path))
 	}
 	tw.Flush()
 }

@@ -16,6 +16,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/fwctl/fwctl/repo/layout"
 )
 
 // ErrNotExist is returned (wrapped) for a name the store does not hold. It
@@ -90,10 +92,12 @@ func ReadAll(ctx context.Context, s Store, name string) ([]byte, error) {
 	return b, nil
 }
 
-// checkName refuses names that could leave the store or are not files.
+// checkName refuses names that could leave the store, are not files, or
+// fall outside the repository naming rule (layout.CheckFile), which every
+// store, the HTTP source and fwrepo's server share.
 func checkName(name string) error {
-	if !fs.ValidPath(name) || name == "." || strings.Contains(name, "\\") {
-		return fmt.Errorf("invalid blob name %q: want a relative slash-separated path without . or .. elements", name)
+	if err := layout.CheckFile(name); err != nil {
+		return fmt.Errorf("invalid blob name: %w", err)
 	}
 	return nil
 }

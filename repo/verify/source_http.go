@@ -9,9 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/fwctl/fwctl/repo/layout"
 )
 
 // HTTPOptions configure NewHTTPSource. Zero values take the defaults.
@@ -54,8 +55,8 @@ func (h *HTTPSource) String() string { return h.base.String() }
 
 // Open implements Source.
 func (h *HTTPSource) Open(ctx context.Context, name string) (io.ReadCloser, error) {
-	if !fs.ValidPath(name) || name == "." || strings.Contains(name, "\\") {
-		return nil, fmt.Errorf("invalid repository file name %q", name)
+	if err := layout.CheckFile(name); err != nil {
+		return nil, err
 	}
 	u := h.base.JoinPath(name)
 	ctx, cancel := context.WithCancel(ctx)
