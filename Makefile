@@ -6,7 +6,7 @@ BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: help tools build cross cross-test test test-short torture demo lint bench bench-delta bench-install bench-server deps clean
+.PHONY: help tools build cross cross-test test test-short torture demo lint bench bench-delta bench-install bench-server deps clean dist-bin docs deb image
 
 help:
 	@echo "make demo      release → publish → install flow on this machine (under a minute)"
@@ -20,6 +20,9 @@ help:
 	@echo "make bench-server   fwrepo against nginx: timestamp req/s, image MB/s, RSS under load"
 	@echo "make torture   1,000 random power cuts during updates"
 	@echo "make cross-test     agent packages under qemu-user (arm GOARM=7, arm64, riscv64)"
+	@echo "make deb       Debian packages of fwctl, fwrepo, fwagent in dist/ (units, example configs, man pages)"
+	@echo "make image     fwrepo's OCI image in dist/ (OCI layout + docker-archive), without Docker"
+	@echo "make docs      regenerate docs/cli/ from the command trees"
 
 build:
 	@mkdir -p $(BIN)
@@ -94,5 +97,28 @@ bench-install:
 bench-server:
 	@scripts/bench-server.sh
 
+# Release artefacts (tools/fwdist, internal/packaging). The version comes
+# from git, as the build here has no VCS stamp (GOFLAGS=-buildvcs=false);
+# fwrepo is static so that the same file goes into the image.
+DIST    ?= dist
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
+DIST_LDFLAGS := -s -w -X github.com/fwctl/fwctl/internal/cli.version=$(VERSION) -X github.com/fwctl/fwctl/internal/cli.commit=$(COMMIT)
+
+dist-bin:
+	@mkdir -p $(DIST)/bin
+	$(GO) build -ldflags '$(DIST_LDFLAGS)' -o $(DIST)/bin/ ./cmd/fwctl ./cmd/fwagent
+	CGO_ENABLED=0 $(GO) build -ldflags '$(DIST_LDFLAGS)' -o $(DIST)/bin/ ./cmd/fwrepo
+
+deb: dist-bin
+	$(GO) run ./tools/fwdist docs --bin $(DIST)/bin --man $(DIST)/man
+	$(GO) run ./tools/fwdist deb --bin $(DIST)/bin --man $(DIST)/man --out $(DIST)
+
+image: dist-bin
+	$(GO) run ./tools/fwdist image --bin $(DIST)/bin --out $(DIST)
+
+docs: build
+	$(GO) run ./tools/fwdist docs --bin $(BIN) --markdown docs/cli
+
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DIST)

@@ -13,6 +13,8 @@ pkgs=(
   softhsm2 opensc                      # PKCS#11 HSM (signer)
   mariadb-server socat                 # Rekor's Trillian storage, loopback forwarder (scripts/rekor.sh)
   postgresql                           # fwrepo's inventory on PostgreSQL (scripts/postgres.sh)
+  skopeo                               # inspects the fwrepo OCI image (make image)
+  shellcheck jq                        # examples/ci: release.sh and the workflow's run: blocks, --json parsing
   strace                               # kills fwctl publish at every rename (cmd/fwctl TestPublishKilled)
 )
 missing=()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -39,6 +40,9 @@ func docsCmd(root *cobra.Command) *cobra.Command {
 			if mdFile != "" {
 				var b bytes.Buffer
 				if err := WriteMarkdown(root, &b); err != nil {
+					return err
+				}
+				if err := os.MkdirAll(filepath.Dir(mdFile), 0o755); err != nil {
 					return err
 				}
 				return atomicfile.Write(mdFile, b.Bytes(), 0o644)
