@@ -36,7 +36,7 @@ func devicesCmd(jsonOut *bool) *cobra.Command {
 	}
 	// The default is resolved when the command runs, not shown by --help:
 	// $FWREPO_DB may hold a PostgreSQL password.
-	c.PersistentFlags().StringVar(&dbPath, "db", "", "inventory database, shared with 'fwrepo serve --db': an SQLite file or a postgres:// URL (default $"+DBEnv+", else fwrepo.db)")
+	c.PersistentFlags().StringVar(&dbPath, "db", "", "inventory database, shared with 'fwrepo serve --db': an SQLite file or PostgreSQL (a postgres:// URL or host=… dbname=… string) (default $"+DBEnv+", else fwrepo.db)")
 	c.AddCommand(devicesAddCmd(jsonOut, &dbPath), devicesListCmd(jsonOut, &dbPath), devicesRemoveCmd(jsonOut, &dbPath))
 	return c
 }

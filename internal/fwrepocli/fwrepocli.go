@@ -149,7 +149,7 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 	c.Flags().StringVar(&dir, "dir", "", "published repository (fwctl publish --out): a directory or s3://BUCKET/PREFIX (credentials from $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY)")
 	c.Flags().StringVar(&s3Endpoint, "s3-endpoint", "", "S3 API endpoint for an s3:// --dir, e.g. http://127.0.0.1:7070 (default $AWS_ENDPOINT_URL, else AWS)")
 	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address")
-	c.Flags().StringVar(&dbPath, "db", "", "inventory database, an SQLite file or a postgres:// URL: enables the device API (/api/v1/nonce, /api/v1/manifests); see 'fwrepo devices' (default $"+DBEnv+", which keeps a password off the command line)")
+	c.Flags().StringVar(&dbPath, "db", "", "inventory database, an SQLite file (created 0600) or PostgreSQL (a postgres:// URL or host=… dbname=… string): enables the device API (/api/v1/nonce, /api/v1/manifests); see 'fwrepo devices' (default $"+DBEnv+", which keeps a password off the command line)")
 	c.Flags().StringVar(&tsKey, "timestamp-key", "", "online timestamp key: a key file or key URI (file:PATH, pkcs11:…, tpm:DEVICE?handle=…); enables re-signing (passphrase in $"+PassphraseEnv+"); re-opened on SIGHUP, when the file changes, or when a new root revokes it")
 	c.Flags().StringVar(&trustedRoot, "root", "", "trusted root metadata (the 1.root.json devices are provisioned with) the repository's root chain must verify from before any timestamp is re-signed (default: the repository's own 1.root.json as read at start)")
 	c.Flags().DurationVar(&tsLifetime, "timestamp-lifetime", 24*time.Hour, "lifetime of re-signed timestamps; re-signed when less than half is left")

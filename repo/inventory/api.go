@@ -11,6 +11,9 @@ import (
 	"github.com/fwctl/fwctl/manifests"
 )
 
+// bodyTimeout bounds reading a device manifest's body.
+const bodyTimeout = 30 * time.Second
+
 // Handler serves the device API on manifests.NoncePath (GET) and
 // manifests.ManifestPath (POST) and answers 404 elsewhere. Mount it under
 // /api/ next to the repository handler.
@@ -57,6 +60,9 @@ func (a *api) serve(w http.ResponseWriter, r *http.Request) (int, []any) {
 			w.Header().Set("Allow", "POST")
 			return reply(w, http.StatusMethodNotAllowed, manifests.ReportResponse{Error: "use POST"}), nil
 		}
+		// The server has no overall read timeout (it would cut long
+		// downloads): a report's body must arrive within bodyTimeout.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, manifests.MaxDeviceManifestSize))
 		var tooBig *http.MaxBytesError
 		switch {

@@ -79,9 +79,11 @@ func HTTPServer(h http.Handler, lim Limits) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: lim.ReadHeaderTimeout,
-		// No request has a body worth waiting for (the device API's
-		// manifests are 64 KiB at most).
-		ReadTimeout:    30 * time.Second,
+		// No ReadTimeout: net/http keeps that deadline while the handler
+		// runs, and when it passes it cancels the request's context,
+		// which would break every download from a bucket after 30s.
+		// Handlers that read a body bound it themselves (the device API:
+		// 64 KiB within 30s).
 		IdleTimeout:    lim.IdleTimeout,
 		MaxHeaderBytes: 16 << 10,
 	}
