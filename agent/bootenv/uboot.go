@@ -138,6 +138,17 @@ func (u *UBoot) state() (ubootState, error) {
 	return st, nil
 }
 
+// CurrentCopy reports which copy of a redundant environment Load reads and
+// fw_printenv would read: 0 or 1, or -1 when neither copy is valid (blank or
+// torn storage). A single-copy environment reports 0 when valid. Power-loss
+// tests use it to tell which copy a save in flight was writing.
+func (u *UBoot) CurrentCopy() (int, error) {
+	unlock := u.lock()
+	defer unlock()
+	st, err := u.state()
+	return st.current, err
+}
+
 // currentCopy chooses between two redundant copies as libubootenv does for
 // block devices and files (incremental flags): the only valid copy, or the
 // one with the higher flags counter, where 0 follows 255; on a tie, copy 0.

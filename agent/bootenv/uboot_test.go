@@ -267,3 +267,35 @@ func TestParseUBootEnvMalformed(t *testing.T) {
 func crcOf(data []byte) []byte {
 	return binary.LittleEndian.AppendUint32(nil, crc32.ChecksumIEEE(data))
 }
+
+// TestUBootCurrentCopyMethod: CurrentCopy follows the copy each save writes
+// and falls back to the other when the current one is torn.
+func TestUBootCurrentCopyMethod(t *testing.T) {
+	cfg := writeConfig(t, "env 0 0x2000\nenv 0x2000 0x2000\n")
+	u := mustOpenUBoot(t, cfg)
+	if c, err := u.CurrentCopy(); err != nil || c != -1 {
+		t.Fatalf("blank storage: copy %d (%v), want -1", c, err)
+	}
+	mustSave(t, u, map[string]string{"BOOT_ORDER": "A B"})
+	first, err := u.CurrentCopy()
+	if err != nil || first < 0 {
+		t.Fatalf("after a save: copy %d (%v)", first, err)
+	}
+	mustSave(t, u, map[string]string{"BOOT_ORDER": "B A"})
+	second, _ := u.CurrentCopy()
+	if second != 1-first {
+		t.Fatalf("a save wrote copy %d again, want the other one", second)
+	}
+	dev := filepath.Join(filepath.Dir(cfg), "env")
+	b, err := os.ReadFile(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[second*0x2000+10] ^= 0xff // tear the current copy
+	if err := os.WriteFile(dev, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := u.CurrentCopy(); c != first {
+		t.Fatalf("with copy %d torn, current is %d, want %d", second, c, first)
+	}
+}

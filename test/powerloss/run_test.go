@@ -2,9 +2,7 @@ package powerloss
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -16,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fwctl/fwctl/agent"
+	"github.com/fwctl/fwctl/agent/bootenv"
 )
 
 // Phases of an update, as read back from the device after the kill.
@@ -398,7 +397,7 @@ func powerCut(d *device, target, phase string, metaBefore map[string]uint64, rng
 	if d.lay.env == "uboot" {
 		b, err := os.ReadFile(d.envPath())
 		if err == nil && len(b) == 2*envCopySize {
-			cur := currentCopy(b)
+			cur := d.currentCopy()
 			tear, which := 1-cur, "the non-current environment copy"
 			if (phase == phaseDisable || phase == phaseSwitched) && rng.IntN(2) == 0 {
 				tear, which = cur, "the just-written (current) environment copy"
@@ -439,32 +438,18 @@ func powerCut(d *device, target, phase string, metaBefore map[string]uint64, rng
 	return strings.Join(what, "; ")
 }
 
-// currentCopy is libubootenv's choice between two redundant copies: the
-// only valid one, else the higher flags counter (0 follows 255), else copy
-// 0; -1 when neither is valid.
-func currentCopy(b []byte) int {
-	var valid [2]bool
-	var flags [2]byte
-	for i := range 2 {
-		c := b[i*envCopySize : (i+1)*envCopySize]
-		valid[i] = binary.LittleEndian.Uint32(c) == crc32.ChecksumIEEE(c[5:])
-		flags[i] = c[4]
-	}
-	switch {
-	case valid[0] && !valid[1]:
-		return 0
-	case !valid[0] && valid[1]:
-		return 1
-	case !valid[0] && !valid[1]:
+// currentCopy is the redundant U-Boot copy the agent and fw_printenv read
+// (bootenv's rule, libubootenv's), or -1 when neither is valid.
+func (d *device) currentCopy() int {
+	u, err := bootenv.OpenUBoot(filepath.Join(d.dir, "fw_env.config"), nil)
+	if err != nil {
 		return -1
-	case flags[0] == 0xff && flags[1] == 0:
-		return 1
-	case flags[1] == 0xff && flags[0] == 0:
-		return 0
-	case flags[1] > flags[0]:
-		return 1
 	}
-	return 0
+	c, err := u.CurrentCopy()
+	if err != nil {
+		return -1
+	}
+	return c
 }
 
 // metadataInodes maps each file in the TUF metadata directory to its inode,
