@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/fwctl/fwctl/agent"
@@ -340,4 +342,48 @@ func loopTool(t *testing.T) string {
 		testenv.Missing(t, "root (loop devices)", "run as root; CI runs as root")
 	}
 	return testenv.LookPath(t, "losetup", "apt-get install mount")
+}
+
+// logTap records log messages and cancels when it sees stop.
+type logTap struct {
+	mu     sync.Mutex
+	msgs   []string
+	stop   string
+	cancel context.CancelFunc
+}
+
+func (l *logTap) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logTap) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logTap) WithGroup(string) slog.Handler            { return l }
+func (l *logTap) Handle(_ context.Context, r slog.Record) error {
+	line := r.Message
+	r.Attrs(func(a slog.Attr) bool { line += " " + a.String(); return true })
+	l.mu.Lock()
+	l.msgs = append(l.msgs, line)
+	l.mu.Unlock()
+	if r.Message == l.stop {
+		l.cancel()
+	}
+	return nil
+}
+
+// TestDaemonLogsConfigAndNextPoll: the daemon says what it runs with and
+// when it polls next.
+func TestDaemonLogsConfigAndNextPoll(t *testing.T) {
+	_, d := installed(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	tap := &logTap{stop: "next poll", cancel: cancel}
+	ag, err := agent.New(d.cfg, d.store, slog.New(tap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ag.Daemon(ctx, agent.DaemonOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	all := strings.Join(tap.msgs, "\n")
+	for _, want := range []string{"fwagent daemon starting repository=" + d.cfg.Repository, "poll_interval=1h0m0s", "update installed; reboot needed", "next poll at="} {
+		if !strings.Contains(all, want) {
+			t.Errorf("daemon log lacks %q:\n%s", want, all)
+		}
+	}
 }
