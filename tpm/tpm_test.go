@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -176,7 +177,12 @@ func TestCounter(t *testing.T) {
 	raise(t, tp, 1540) // a jump of 1,500
 	took := time.Since(start)
 	t.Logf("jump of 1500 took %v", took)
-	if took > 10*time.Second {
+	switch emu := os.Getenv("FW_EMULATOR"); {
+	case emu != "":
+		// scripts/cross-test.sh: the bound would time qemu emulating the
+		// client (10-30x slower) on a shared machine, not the TPM.
+		t.Logf("not holding the jump to 10 s under %s (emulated)", emu)
+	case took > 10*time.Second:
 		t.Errorf("jump of 1500 took %v, want well under 10s", took)
 	}
 	if v := counter(t, tp); v != 1540 {
