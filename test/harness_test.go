@@ -6,10 +6,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,85 +18,50 @@ import (
 	"github.com/fwctl/fwctl/agent/bootenv"
 	"github.com/fwctl/fwctl/agent/trust"
 	"github.com/fwctl/fwctl/repo"
-	"github.com/fwctl/fwctl/repo/server"
+	"github.com/fwctl/fwctl/test/harness"
 )
 
 const hw = "acme-gw-v2"
 
-// release is a signing workspace plus its published, served repository.
+// release is a signing workspace plus its published, served repository
+// (harness.Release, under the names these tests use).
 type release struct {
 	t   *testing.T
+	h   *harness.Release
 	ws  *repo.Workspace
 	pub string
-	srv *httptest.Server
 	// wrap, when set, intercepts requests before the repository handler.
 	wrap func(w http.ResponseWriter, r *http.Request, next http.Handler)
 }
 
 func newRelease(t *testing.T) *release {
 	t.Helper()
-	dir := t.TempDir()
-	if _, err := repo.Init(filepath.Join(dir, "ws"), repo.InitOptions{InsecurePlaintext: true}); err != nil {
-		t.Fatal(err)
+	h := harness.NewRelease(t)
+	r := &release{t: t, h: h, ws: h.WS, pub: h.Pub}
+	h.Wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {
+		if r.wrap != nil {
+			r.wrap(w, req, next)
+			return
+		}
+		next.ServeHTTP(w, req)
 	}
-	ws, err := repo.Open(filepath.Join(dir, "ws"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &release{t: t, ws: ws, pub: filepath.Join(dir, "pub")}
 	return r
 }
 
 // add writes a random image of n bytes and stages it.
 func (r *release) add(version string, counter uint64, n int, hardware ...string) []byte {
 	r.t.Helper()
-	if len(hardware) == 0 {
-		hardware = []string{hw}
-	}
 	img := make([]byte, n)
 	rand.Read(img)
-	p := filepath.Join(r.t.TempDir(), "firmware.img")
-	os.WriteFile(p, img, 0o644)
-	if _, err := r.ws.AddTarget(p, repo.AddOptions{Hardware: hardware, Version: version, Counter: counter, Force: true}); err != nil {
-		r.t.Fatal(err)
-	}
+	r.h.Add(img, repo.AddOptions{Hardware: hardware, Version: version, Counter: counter, Force: true})
 	return img
 }
 
-func (r *release) publish() {
-	r.t.Helper()
-	if _, err := r.ws.Publish(r.pub, repo.PublishOptions{}); err != nil {
-		r.t.Fatal(err)
-	}
-}
+func (r *release) publish() { r.t.Helper(); r.h.Publish() }
 
-func (r *release) serve() string {
-	r.t.Helper()
-	if r.srv != nil {
-		return r.srv.URL
-	}
-	h, err := server.New(server.Options{Dir: r.pub})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if r.wrap != nil {
-			r.wrap(w, req, h)
-			return
-		}
-		h.ServeHTTP(w, req)
-	}))
-	r.t.Cleanup(r.srv.Close)
-	return r.srv.URL
-}
+func (r *release) serve() string { r.t.Helper(); return r.h.Serve() }
 
-func (r *release) rootJSON() []byte {
-	b, err := os.ReadFile(filepath.Join(r.ws.Dir, "metadata", "1.root.json"))
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	return b
-}
+func (r *release) rootJSON() []byte { r.t.Helper(); return r.h.Root() }
 
 // device is a simulated device with two file slots.
 type device struct {
@@ -111,19 +74,15 @@ type device struct {
 
 func newDevice(t *testing.T, url, hardware string) *device {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := map[string]any{
-		"repository": url, "hardware": hardware, "state_dir": "state",
-		"slots":         map[string]string{"A": "slotA.img", "B": "slotB.img"},
-		"bootloader":    map[string]any{"type": "file", "path": "bootenv", "tries": 3},
-		"booted_slot":   map[string]string{"cmdline": "cmdline"},
-		"stall_timeout": "2s", "download_attempts": 3, "retry_backoff": "50ms",
+	cfg := harness.DeviceConfig(url)
+	cfg["hardware"] = hardware
+	cfg["bootloader"] = map[string]any{"type": "file", "path": "bootenv", "tries": 3}
+	cfg["stall_timeout"], cfg["download_attempts"], cfg["retry_backoff"] = "2s", 3, "50ms"
+	hd, err := harness.WriteDevice(t.TempDir(), cfg, []byte("factory image"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	b, _ := json.Marshal(cfg)
-	os.WriteFile(filepath.Join(dir, "config.json"), b, 0o644)
-	os.WriteFile(filepath.Join(dir, "cmdline"), []byte("fwctl.slot=A\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "slotA.img"), []byte("factory image"), 0o644)
-	d := &device{t: t, dir: dir}
+	d := &device{t: t, dir: hd.Dir}
 	d.reload()
 	return d
 }

@@ -25,10 +25,10 @@ import (
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/trust"
 	"github.com/fwctl/fwctl/repo"
-	"github.com/fwctl/fwctl/repo/server"
+	"github.com/fwctl/fwctl/test/harness"
 )
 
-const hw = "acme-gw-v2"
+const hw = harness.Hardware
 
 // Image sizes: small enough for hundreds of runs, large enough that the
 // throttled download spans most of an update.
@@ -103,45 +103,22 @@ func newDeltaFixture(t *testing.T) *fixture {
 // them, the slow server at rate bytes per second.
 func publishFixture(t *testing.T, rate int, withDelta bool, factory image, releases ...image) *fixture {
 	t.Helper()
-	dir := t.TempDir()
-	ws := filepath.Join(dir, "ws")
-	if _, err := repo.Init(ws, repo.InitOptions{InsecurePlaintext: true}); err != nil {
-		t.Fatal(err)
-	}
-	w, err := repo.Open(ws, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rel := harness.NewRelease(t)
 	fx := &fixture{factory: factory, v1: releases[0], v2: releases[len(releases)-1]}
 	for i, img := range releases {
-		p := filepath.Join(dir, img.name+".img")
-		if err := os.WriteFile(p, img.data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		tg, err := w.AddTarget(p, repo.AddOptions{Hardware: []string{hw}, Version: img.name, Counter: uint64(i + 1), Name: "firmware.img"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		tg := rel.Add(img.data, repo.AddOptions{Hardware: []string{hw}, Version: img.name, Counter: uint64(i + 1), Name: "firmware.img"})
 		if i == 0 {
 			fx.v1Target = tg.Path
 		}
 		if withDelta && i == len(releases)-1 {
-			if ds, err := w.AddDeltas(context.Background(), tg.Path, 1, nil); err != nil || len(ds) != 1 {
+			if ds, err := rel.WS.AddDeltas(context.Background(), tg.Path, 1, nil); err != nil || len(ds) != 1 {
 				t.Fatalf("delta to %s: %v, %v", tg.Path, ds, err)
 			}
 		}
 	}
-	pub := filepath.Join(dir, "pub")
-	if _, err := w.Publish(pub, repo.PublishOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if fx.root, err = os.ReadFile(filepath.Join(ws, "metadata", "1.root.json")); err != nil {
-		t.Fatal(err)
-	}
-	h, err := server.New(server.Options{Dir: pub})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rel.Publish()
+	fx.root = rel.Root()
+	h := rel.Handler()
 	rec := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/targets/") {
 			fx.mu.Lock()
@@ -273,10 +250,7 @@ func (fx *fixture) newDevice(base, name string, lay layout) (*device, error) {
 			return nil, err
 		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "slotA.img"), fx.factory.data, 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "cmdline"), []byte("console=ttyS0 fwctl.slot=A\n"), 0o644); err != nil {
+	if _, err := harness.WriteDevice(dir, d.config(fx.fast), fx.factory.data); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "root.json"), fx.root, 0o644); err != nil {
@@ -288,24 +262,25 @@ func (fx *fixture) newDevice(base, name string, lay layout) (*device, error) {
 	return d, nil
 }
 
-// setRepository (re)writes config.json pointing at url.
-func (d *device) setRepository(url string) error {
+// config is the agent configuration of this device for repository url.
+func (d *device) config(url string) map[string]any {
 	bl := map[string]any{"type": d.lay.env, "path": filepath.Base(d.envPath()), "tries": 3, "scheme": d.lay.scheme}
 	if d.lay.env == "uboot" {
 		bl["path"] = "fw_env.config"
 	}
-	cfg := map[string]any{
-		"repository": url, "hardware": hw, "state_dir": "state",
-		"slots":      map[string]string{"A": "slotA.img", "B": "slotB.img"},
-		"bootloader": bl, "booted_slot": map[string]string{"cmdline": "cmdline"},
-		"stall_timeout": "10s", "download_attempts": 2, "retry_backoff": "50ms",
-	}
-	b, _ := json.Marshal(cfg)
-	p := filepath.Join(d.dir, "config.json")
-	if err := os.WriteFile(p, b, 0o644); err != nil {
+	cfg := harness.DeviceConfig(url)
+	cfg["bootloader"] = bl
+	cfg["stall_timeout"], cfg["download_attempts"], cfg["retry_backoff"] = "10s", 2, "50ms"
+	return cfg
+}
+
+// setRepository (re)writes config.json pointing at url.
+func (d *device) setRepository(url string) error {
+	hd := &harness.Device{Dir: d.dir, Config: d.config(url)}
+	if err := hd.WriteConfig(); err != nil {
 		return err
 	}
-	c, err := agent.LoadConfig(p)
+	c, err := agent.LoadConfig(hd.ConfigPath())
 	if err != nil {
 		return err
 	}
