@@ -20,12 +20,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
-
 	"github.com/fwctl/fwctl/agent/boot"
 	"github.com/fwctl/fwctl/agent/bootenv"
 	"github.com/fwctl/fwctl/agent/policy"
 	"github.com/fwctl/fwctl/agent/trust"
+	"github.com/fwctl/fwctl/agent/tuf"
 	"github.com/fwctl/fwctl/agent/tufclient"
 	"github.com/fwctl/fwctl/internal/atomicfile"
 )
@@ -105,6 +104,18 @@ func New(cfg *Config, store trust.Store, log *slog.Logger) (*Agent, error) {
 	c := tufclient.New(cfg.Repository, filepath.Join(cfg.StateDir, "metadata"))
 	c.StallTimeout = time.Duration(cfg.StallTimeout)
 	c.Retry = tufclient.DefaultRetry
+	switch {
+	case cfg.MinDownloadRate < 0:
+		c.Rate = tufclient.Rate{}
+	case cfg.MinDownloadRate > 0:
+		c.Rate.MinRate = cfg.MinDownloadRate
+	}
+	if cfg.RateWindow > 0 {
+		c.Rate.Window = time.Duration(cfg.RateWindow)
+	}
+	if cfg.RateGrace > 0 {
+		c.Rate.Grace = time.Duration(cfg.RateGrace)
+	}
 	if cfg.DownloadAttempts > 0 {
 		c.Retry.Attempts = cfg.DownloadAttempts
 	}
@@ -140,7 +151,7 @@ type Provisioned struct {
 // Provision installs rootJSON as the device's trust anchor. It is safe to
 // run twice with the same root.
 func (a *Agent) Provision(ctx context.Context, rootJSON []byte) (*Provisioned, error) {
-	tm, err := trustedmetadata.New(rootJSON)
+	tm, err := tuf.NewTrusted(rootJSON, time.Time{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidRoot, err)
 	}
@@ -159,7 +170,7 @@ func (a *Agent) Provision(ctx context.Context, rootJSON []byte) (*Provisioned, e
 			return nil, err
 		}
 	}
-	v := tm.Root.Signed.Version
+	v := tm.Root.Version
 	first := filepath.Join(a.rootsDir(), fmt.Sprintf("%d.root.json", v))
 	if _, err := os.Stat(first); errors.Is(err, os.ErrNotExist) {
 		if err := atomicfile.Write(first, rootJSON, 0o600); err != nil {
@@ -253,7 +264,7 @@ func (a *Agent) trustedRoot(ctx context.Context) ([]byte, int64, error) {
 	if sha256.Sum256(first) != pinned {
 		return nil, 0, fmt.Errorf("%w: %s does not hash to the pinned digest %x: the trust anchor was tampered with", ErrRootNotPinned, filepath.Join(a.rootsDir(), fmt.Sprintf("%d.root.json", firstV)), pinned[:8])
 	}
-	tm, err := trustedmetadata.New(first)
+	tm, err := tuf.NewTrusted(first, time.Time{})
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %v", ErrRootNotPinned, err)
 	}
@@ -266,7 +277,7 @@ func (a *Agent) trustedRoot(ctx context.Context) ([]byte, int64, error) {
 		if err != nil {
 			return nil, 0, err
 		}
-		if _, err := tm.UpdateRoot(b); err != nil {
+		if err := tm.UpdateRoot(b); err != nil {
 			return nil, 0, fmt.Errorf("%w: archived root version %d does not follow from version %d: %v", ErrRootNotPinned, v, v-1, err)
 		}
 		cur = b
@@ -274,8 +285,8 @@ func (a *Agent) trustedRoot(ctx context.Context) ([]byte, int64, error) {
 	onPath := filepath.Join(a.client.MetadataDir, "root.json")
 	onDisk, err := os.ReadFile(onPath)
 	if err != nil || !json.Valid(onDisk) {
-		// go-tuf rewrites root.json on every refresh by rename without an
-		// fsync, so a power cut can leave it missing, empty or garbled. That
+		// root.json was once rewritten on every refresh by rename without
+		// an fsync, so a power cut can leave it missing, empty or garbled. That
 		// is damage, not a swapped root: restore it from the verified chain
 		// (found by test/powerloss). A different valid document is refused.
 		a.log.Warn("restoring damaged metadata root.json from the verified root chain", "path", onPath, "err", err)
@@ -286,24 +297,24 @@ func (a *Agent) trustedRoot(ctx context.Context) ([]byte, int64, error) {
 	}
 	if string(onDisk) != string(cur) {
 		return nil, 0, fmt.Errorf("%w: %s differs from the verified root chain (version %d): refusing it; it was modified on disk",
-			ErrRootNotPinned, onPath, tm.Root.Signed.Version)
+			ErrRootNotPinned, onPath, tm.Root.Version)
 	}
-	return cur, tm.Root.Signed.Version, nil
+	return cur, tm.Root.Version, nil
 }
 
 // archiveRoots appends root versions fetched during a refresh to the
 // archived chain once they verify from its head.
 func (a *Agent) archiveRoots(head []byte, fetched map[int64][]byte) error {
-	tm, err := trustedmetadata.New(head)
+	tm, err := tuf.NewTrusted(head, time.Time{})
 	if err != nil {
 		return err
 	}
-	for v := tm.Root.Signed.Version + 1; ; v++ {
+	for v := tm.Root.Version + 1; ; v++ {
 		b, ok := fetched[v]
 		if !ok {
 			return nil
 		}
-		if _, err := tm.UpdateRoot(b); err != nil {
+		if err := tm.UpdateRoot(b); err != nil {
 			return nil // the updater refused it too; nothing to archive
 		}
 		if err := atomicfile.Write(filepath.Join(a.rootsDir(), fmt.Sprintf("%d.root.json", v)), b, 0o600); err != nil {

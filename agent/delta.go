@@ -8,9 +8,8 @@ import (
 	"io"
 	"os"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
-
 	"github.com/fwctl/fwctl/agent/slot"
+	"github.com/fwctl/fwctl/agent/tufclient"
 	"github.com/fwctl/fwctl/delta"
 )
 
@@ -18,7 +17,7 @@ import (
 // read from the running slot, the result is written into sl, which is
 // opened (and begin run) only when the first rebuilt byte is written.
 // Nothing is buffered beyond the decoder's bounded window.
-func (a *Agent) writeDelta(ctx context.Context, up *updater.Updater, d *Release, rel *Release, running slot.Slot, baseLen int64, sl slot.Slot, begin func() error) error {
+func (a *Agent) writeDelta(ctx context.Context, up *tufclient.Trusted, d *Release, rel *Release, running slot.Slot, baseLen int64, sl slot.Slot, begin func() error) error {
 	base, err := os.Open(running.Path)
 	if err != nil {
 		return fmt.Errorf("open running slot as delta base: %w", err)
@@ -35,7 +34,7 @@ func (a *Agent) writeDelta(ctx context.Context, up *updater.Updater, d *Release,
 	pr, pw := io.Pipe()
 	dl := make(chan error, 1)
 	go func() {
-		err := a.client.Resume(ctx, up, d.tf, pw, sha256.New(), 0, a.Progress)
+		err := a.client.ResumeTarget(ctx, up, d.tf, pw, sha256.New(), 0, a.Progress)
 		pw.CloseWithError(err)
 		dl <- err
 	}()

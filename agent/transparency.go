@@ -9,8 +9,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
-
+	"github.com/fwctl/fwctl/agent/tufclient"
 	"github.com/fwctl/fwctl/manifests"
 	"github.com/fwctl/fwctl/tlog"
 )
@@ -38,7 +37,7 @@ const maxBundle = 1 << 20
 // metadata) and verifies offline that the log recorded this image signed by
 // the release key: signature, SET, inclusion proof and checkpoint, with no
 // Rekor client. The checkpoint must not be older than the last one accepted.
-func (a *Agent) checkTransparency(ctx context.Context, up *updater.Updater, rel *Release, st *State) error {
+func (a *Agent) checkTransparency(ctx context.Context, up *tufclient.Trusted, rel *Release, st *State) error {
 	tc := a.cfg.Transparency
 	if !tc.Require {
 		return nil
@@ -70,7 +69,7 @@ func (a *Agent) checkTransparency(ctx context.Context, up *updater.Updater, rel 
 	}
 	tf.Path = fw.Tlog
 	var buf bytes.Buffer
-	if err := a.client.Download(ctx, up, tf, &buf, nil); err != nil {
+	if err := a.client.FetchTarget(ctx, up, tf, &buf, nil); err != nil {
 		return classify(fmt.Errorf("download proof %s: %w", fw.Tlog, err))
 	}
 	b, err := tlog.ParseBundle(buf.Bytes())

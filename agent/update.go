@@ -12,12 +12,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
-
 	"github.com/fwctl/fwctl/agent/policy"
 	"github.com/fwctl/fwctl/agent/slot"
 	"github.com/fwctl/fwctl/agent/trust"
+	"github.com/fwctl/fwctl/agent/tuf"
 	"github.com/fwctl/fwctl/agent/tufclient"
 	"github.com/fwctl/fwctl/manifests"
 )
@@ -30,7 +28,7 @@ type Release struct {
 	SHA256  string `json:"sha256"`
 	Length  int64  `json:"length"`
 
-	tf *metadata.TargetFiles
+	tf *tuf.TargetFile
 }
 
 // CheckResult reports what an update would do.
@@ -49,18 +47,18 @@ type CheckResult struct {
 // plan is an update's inputs and the policy's decision.
 type plan struct {
 	res    CheckResult
-	up     *updater.Updater
+	up     *tufclient.Trusted
 	st     *State
 	dev    policy.Device
 	req    policy.Request
 	offers []policy.Offer
-	tfs    map[string]*metadata.TargetFiles
+	tfs    map[string]*tuf.TargetFile
 	d      policy.Decision
 	rel    *Release
 }
 
 // refresh verifies the root chain and updates metadata from the repository.
-func (a *Agent) refresh(ctx context.Context) (*updater.Updater, error) {
+func (a *Agent) refresh(ctx context.Context) (*tufclient.Trusted, error) {
 	root, _, err := a.trustedRoot(ctx)
 	if errors.Is(err, trust.ErrNotProvisioned) {
 		return nil, err // device state, not a refusal: provision it
@@ -71,7 +69,7 @@ func (a *Agent) refresh(ctx context.Context) (*updater.Updater, error) {
 	fetched := map[int64][]byte{}
 	a.client.OnRoot = func(v int64, b []byte) { fetched[v] = b }
 	a.client.RefTime = a.Now()
-	up, err := a.client.Refresh(root)
+	up, err := a.client.Update(ctx, root)
 	if aerr := a.archiveRoots(root, fetched); aerr != nil && err == nil {
 		err = aerr
 	}
@@ -81,7 +79,7 @@ func (a *Agent) refresh(ctx context.Context) (*updater.Updater, error) {
 	return up, nil
 }
 
-func releaseOf(path string, tf *metadata.TargetFiles) (*Release, *manifests.Firmware, error) {
+func releaseOf(path string, tf *tuf.TargetFile) (*Release, *manifests.Firmware, error) {
 	if tf.Custom == nil {
 		return nil, nil, manifests.ErrNotFirmware
 	}
@@ -95,7 +93,7 @@ func releaseOf(path string, tf *metadata.TargetFiles) (*Release, *manifests.Firm
 }
 
 // offers turns verified targets into the policy's input.
-func offers(tfs map[string]*metadata.TargetFiles) []policy.Offer {
+func offers(tfs map[string]*tuf.TargetFile) []policy.Offer {
 	out := make([]policy.Offer, 0, len(tfs))
 	for path, tf := range tfs {
 		o := policy.Offer{Path: path, SHA256: hex.EncodeToString(tf.Hashes["sha256"]), Length: tf.Length}
@@ -115,11 +113,14 @@ func offers(tfs map[string]*metadata.TargetFiles) []policy.Offer {
 // lookup adds an explicitly named target to tfs, resolved through the
 // delegations as the updater does. A name no role lists stays absent (the
 // policy calls it unknown); a role that does not verify is a refusal.
-func (a *Agent) lookup(up *updater.Updater, tfs map[string]*metadata.TargetFiles, name string) error {
+func (a *Agent) lookup(up *tufclient.Trusted, tfs map[string]*tuf.TargetFile, name string) error {
 	if _, ok := tfs[name]; ok || name == "" {
 		return nil
 	}
 	tf, err := up.GetTargetInfo(name)
+	if errors.Is(err, tuf.ErrNotFound) {
+		return nil
+	}
 	if err != nil {
 		if c := classify(err); c != err {
 			return fmt.Errorf("target %s: %w", name, c)
@@ -423,7 +424,7 @@ const checkpointEvery = 16 << 20
 
 // write streams rel into slot sl, resuming at offset when the slot already
 // holds that many bytes of it. begin runs before the first byte is written.
-func (a *Agent) write(ctx context.Context, up *updater.Updater, rel *Release, sl slot.Slot, st *State, offset int64, begin func() error) error {
+func (a *Agent) write(ctx context.Context, up *tufclient.Trusted, rel *Release, sl slot.Slot, st *State, offset int64, begin func() error) error {
 	h := sha256.New()
 	if offset > 0 {
 		a.log.Info("resuming interrupted install", "slot", sl.Name, "offset", offset)
@@ -449,7 +450,7 @@ func (a *Agent) write(ctx context.Context, up *updater.Updater, rel *Release, sl
 			st.Slots[sl.Name].Written = n
 			return a.saveState(st)
 		}}
-	err := a.client.Resume(ctx, up, rel.tf, cw, h, offset, a.Progress)
+	err := a.client.ResumeTarget(ctx, up, rel.tf, cw, h, offset, a.Progress)
 	if werr := cw.wait(); err == nil {
 		err = werr
 	}
@@ -540,11 +541,9 @@ func classify(err error) error {
 	switch {
 	case errors.Is(err, syscall.ENOSPC):
 		return fmt.Errorf("%w: %w", ErrNoSpace, err)
-	case errors.Is(err, &metadata.ErrRepository{}), errors.Is(err, tufclient.ErrTargetMismatch),
-		errors.Is(err, &metadata.ErrDownloadLengthMismatch{}), errors.Is(err, &metadata.ErrValue{}),
-		errors.Is(err, &metadata.ErrType{}):
+	case errors.Is(err, tuf.ErrRefused), errors.Is(err, tufclient.ErrTargetMismatch):
 		return fmt.Errorf("%w: %w", ErrRefused, err)
-	case errors.Is(err, &metadata.ErrDownload{}), errors.Is(err, tufclient.ErrStalled), errors.Is(err, tufclient.ErrTransport):
+	case errors.Is(err, tufclient.ErrHTTP), errors.Is(err, tufclient.ErrStalled), errors.Is(err, tufclient.ErrTransport):
 		return fmt.Errorf("%w: %w", ErrNetwork, err)
 	}
 	// Only a network error counts as one: an *os.PathError also has a

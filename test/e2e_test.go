@@ -17,6 +17,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/fwctl/fwctl/agent"
+	"github.com/fwctl/fwctl/agent/tuf"
 	"github.com/fwctl/fwctl/agent/tufclient"
 	"github.com/fwctl/fwctl/repo/verify"
 )
@@ -156,7 +157,7 @@ func TestAttackBadMetadataSignature(t *testing.T) {
 	out, _ := ts.ToBytes(true)
 	os.WriteFile(p, out, 0o644)
 	err := attack(t, d, agent.ErrRefused)
-	if !errors.Is(err, &metadata.ErrUnsignedMetadata{}) {
+	if !errors.Is(err, tuf.ErrSignature) {
 		t.Fatalf("error %v, want unsigned metadata", err)
 	}
 }
@@ -188,7 +189,7 @@ func TestAttackExpiredTimestamp(t *testing.T) {
 	// A freeze attack: the server keeps serving metadata that has expired.
 	d.ag.Now = func() time.Time { return time.Now().Add(48 * time.Hour) }
 	err := attack(t, d, agent.ErrRefused)
-	if !errors.Is(err, &metadata.ErrExpiredMetadata{}) {
+	if !errors.Is(err, tuf.ErrFreeze) {
 		t.Fatalf("error %v, want expired metadata", err)
 	}
 }
@@ -227,7 +228,7 @@ func TestAttackMixAndMatch(t *testing.T) {
 	old, _ := os.ReadFile(filepath.Join(md, "1.targets.json"))
 	os.WriteFile(filepath.Join(md, "2.targets.json"), old, 0o644)
 	err := attack(t, d, agent.ErrRefused)
-	if !errors.Is(err, &metadata.ErrRepository{}) {
+	if !errors.Is(err, tuf.ErrMixAndMatch) {
 		t.Fatalf("error %v, want a repository error", err)
 	}
 }

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"crypto"
 	"crypto/sha256"
 	"encoding/json"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
-	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/tufclient"
@@ -353,7 +353,7 @@ func TestHashedBins(t *testing.T) {
 // refresh runs the agent's TUF client against the served repository from its
 // first root, as a freshly provisioned device would, and returns the updated
 // metadata.
-func (r *release) refresh() *updater.Updater {
+func (r *release) refresh() *tufclient.Trusted {
 	r.t.Helper()
 	c := tufclient.New(r.serve(), r.t.TempDir())
 	rootFile := filepath.Join(r.t.TempDir(), "root.json")
@@ -363,7 +363,7 @@ func (r *release) refresh() *updater.Updater {
 	if err := c.Init(rootFile); err != nil {
 		r.t.Fatal(err)
 	}
-	up, err := c.Refresh(r.rootJSON())
+	up, err := c.Update(context.Background(), r.rootJSON())
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/fwctl/fwctl/agent/tuf"
 )
 
 func TestGetFrom(t *testing.T) {
@@ -33,12 +33,12 @@ func TestGetFrom(t *testing.T) {
 			w.WriteHeader(http.StatusPartialContent)
 			w.Write(body[3:])
 		}, 15, 20, "", ErrTransport},
-		{"too long", func(w http.ResponseWriter, r *http.Request) { w.Write(body) }, 0, 10, "", &metadata.ErrDownloadLengthMismatch{}},
+		{"too long", func(w http.ResponseWriter, r *http.Request) { w.Write(body) }, 0, 10, "", tuf.ErrEndlessData},
 		{"announced too long", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Length", "20")
 			w.Write(body)
-		}, 0, 5, "", &metadata.ErrDownloadLengthMismatch{}},
-		{"not found", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, 0, 20, "", &metadata.ErrDownloadHTTP{}},
+		}, 0, 5, "", tuf.ErrEndlessData},
+		{"not found", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }, 0, 20, "", ErrHTTP},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -46,7 +46,7 @@ func TestGetFrom(t *testing.T) {
 			defer srv.Close()
 			c := New(srv.URL, t.TempDir())
 			var buf bytes.Buffer
-			_, err := c.getFrom(context.Background(), srv.URL+"/f", tt.offset, tt.max, &buf)
+			_, err := c.download(context.Background(), "f", srv.URL+"/f", tt.offset, tt.max, &buf)
 			if tt.err != nil {
 				if !errors.Is(err, tt.err) {
 					t.Fatalf("err %v, want %v", err, tt.err)
@@ -71,22 +71,12 @@ func TestStall(t *testing.T) {
 	c := New(srv.URL, t.TempDir())
 	c.StallTimeout = 100 * time.Millisecond
 	start := time.Now()
-	_, err := c.getFrom(context.Background(), srv.URL+"/f", 0, 100, &bytes.Buffer{})
+	_, err := c.download(context.Background(), "f", srv.URL+"/f", 0, 100, &bytes.Buffer{})
 	if !errors.Is(err, ErrStalled) {
 		t.Fatalf("err %v, want stalled", err)
 	}
 	if time.Since(start) > 5*time.Second {
 		t.Fatal("stall detection took too long")
-	}
-}
-
-func TestRootVersion(t *testing.T) {
-	for u, want := range map[string]int64{"http://x/metadata/3.root.json": 3, "http://x/metadata/root.json": 0, "http://x/3.root.json.bak": 0,
-		"http://x/12.root.json": 12, "http://x/+3.root.json": 0, "http://x/03.root.json": 0, "http://x/99999999999999999999.root.json": 0} {
-		v, ok := rootVersion(u)
-		if v != want || ok != (want > 0) {
-			t.Errorf("%s: %d %v", u, v, ok)
-		}
 	}
 }
 
