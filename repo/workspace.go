@@ -40,6 +40,7 @@ import (
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/fwctl/fwctl/internal/atomicfile"
+	"github.com/fwctl/fwctl/internal/duration"
 	"github.com/fwctl/fwctl/signer"
 )
 
@@ -52,38 +53,13 @@ type Settings struct {
 	Expiry map[string]Duration `json:"expiry"`
 }
 
-// Duration is a time.Duration that reads and writes as "24h".
-type Duration time.Duration
+// Duration is a time.Duration that reads and writes as "24h" (or "30d"):
+// the one duration type of every config, see internal/duration.
+type Duration = duration.Duration
 
-// MarshalJSON implements json.Marshaler.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return err
-	}
-	v, err := ParseDuration(s)
-	*d = Duration(v)
-	return err
-}
-
-// ParseDuration parses a Go duration, also accepting a day suffix ("30d").
-func ParseDuration(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		var days int
-		if _, err := fmt.Sscanf(n, "%d", &days); err != nil || days <= 0 {
-			return 0, fmt.Errorf("invalid duration %q: want e.g. 24h or 30d", s)
-		}
-		return time.Duration(days) * 24 * time.Hour, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("invalid duration %q: want e.g. 24h or 30d", s)
-	}
-	return d, nil
-}
+// ParseDuration parses a Go duration, also accepting whole days ("30d"); it
+// must be above zero (expiry).
+func ParseDuration(s string) (time.Duration, error) { return duration.Positive(s) }
 
 // DefaultExpiry is how long freshly signed metadata of each role stays valid.
 var DefaultExpiry = map[string]time.Duration{
