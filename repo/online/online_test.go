@@ -2,6 +2,7 @@ package online
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -232,4 +233,30 @@ func writeMetadataFile[T metadata.Roles](t *testing.T, path string, md *metadata
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// FuzzVerifyTimestamp: the re-signer's decision on a stored timestamp.json
+// (bytes anyone with storage access can write) never panics, and accepts
+// only bytes signed by the root's timestamp key.
+func FuzzVerifyTimestamp(f *testing.F) {
+	fx := newFixture(f, blob.Dir(f.TempDir()))
+	genuine, err := blob.ReadAll(context.Background(), fx.st, "metadata/timestamp.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(genuine)
+	f.Add([]byte(`{"signed":{"_type":"timestamp","version":1000000},"signatures":[]}`))
+	f.Add([]byte(`{"signatures":[],"signed":{},"signed":{}}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ts, err := verifyTimestamp(fx.root, b, seen{})
+		if err != nil {
+			if !errors.Is(err, ErrRefused) {
+				t.Fatalf("a refusal that does not wrap ErrRefused: %v", err)
+			}
+			return
+		}
+		if err := fx.root.VerifyDelegate(metadata.TIMESTAMP, ts); err != nil {
+			t.Fatalf("accepted a timestamp the root's keys did not sign: %v", err)
+		}
+	})
 }
