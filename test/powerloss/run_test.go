@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/bootenv"
+	"github.com/fwctl/fwctl/agent/policy"
 )
 
 // Phases of an update, as read back from the device after the kill.
@@ -257,9 +259,22 @@ func (fx *fixture) recover(d *device) error {
 	if _, err := d.must([]int{exitOK}, "confirm"); err != nil {
 		return err
 	}
-	code, err := d.must([]int{exitOK, exitInstalled}, "update")
+	code, err := d.must([]int{exitOK, exitInstalled, exitState}, "update")
 	if err != nil {
 		return err
+	}
+	if code == exitState {
+		// The agent never reinstalls a release that failed on this device
+		// (here: its trial slot fell back because the boots ran out). That
+		// must be the reason, recorded in the state; the operator's retry
+		// then goes through.
+		st := d.state()
+		if st == nil || !slices.ContainsFunc(st.Failed, func(f policy.Failure) bool { return f.SHA256 == fx.v2.sha256 }) {
+			return fmt.Errorf("the next update was refused (exit %d) but the state file records no failure of v2: %+v", exitState, st)
+		}
+		if code, err = d.must([]int{exitOK, exitInstalled}, "update", "--retry"); err != nil {
+			return err
+		}
 	}
 	if code == exitInstalled {
 		if _, err := d.boot(); err != nil {
