@@ -270,7 +270,7 @@ func TestRootRotationOfflineDevice(t *testing.T) {
 
 // TestDelegatedVendorOutsidePaths: a vendor role delegated acme-gw-v2/*
 // cannot release for other hardware: fwctl refuses to stage it, and when
-// the vendor signs such a target anyway devices do not see it.
+// the vendor signs such a target anyway fwctl refuses to publish it.
 func TestDelegatedVendorOutsidePaths(t *testing.T) {
 	r := newRelease(t)
 	r.ws.Passphrase = pw
@@ -297,6 +297,15 @@ func TestDelegatedVendorOutsidePaths(t *testing.T) {
 	dt.Signed.Targets["other-plc/1.0.0/fw.img"] = in
 	os.MkdirAll(filepath.Join(r.ws.Dir, "targets", "other-plc", "1.0.0"), 0o755)
 	os.WriteFile(filepath.Join(r.ws.Dir, "targets", "other-plc", "1.0.0", "fw.img"), make([]byte, 5000), 0o644)
+	dt.ToFile(staged, true)
+	// fwctl publish verifies its output as a device would: the forged
+	// role is refused before anything is written. (A device refusing such
+	// a role that was published by other means: agent/tuf's delegation
+	// tests and repo/verify's.)
+	if _, err := r.ws.Publish(r.pub, repo.PublishOptions{}); !errors.Is(err, repo.ErrOutsideDelegation) {
+		t.Fatalf("publishing the forged role: %v, want ErrOutsideDelegation", err)
+	}
+	delete(dt.Signed.Targets, "other-plc/1.0.0/fw.img")
 	dt.ToFile(staged, true)
 	r.publish()
 
