@@ -61,8 +61,7 @@ func (a *Agent) Manifest(ctx context.Context, deviceID, nonce string) (*manifest
 		Slots: map[string]manifests.SlotReport{}, Time: a.Now().UTC().Truncate(time.Second), Nonce: nonce,
 	}
 	for name, s := range st.Slots {
-		m.Slots[name] = manifests.SlotReport{Status: s.Status, Image: manifests.Image{Target: s.Target, Version: s.Version,
-			Counter: s.Counter, SHA256: s.SHA256, Length: s.Length}}
+		m.Slots[name] = manifests.SlotReport{Status: s.Status, Image: s.Image}
 	}
 	if l := st.Last; l != nil {
 		m.LastResult = installResult(*l, 1000)

@@ -34,12 +34,8 @@ const (
 
 // SlotState is what the agent knows about a slot's contents.
 type SlotState struct {
-	Status  string `json:"status"`
-	Target  string `json:"target,omitempty"`
-	Version string `json:"version,omitempty"`
-	Counter uint64 `json:"counter,omitempty"`
-	SHA256  string `json:"sha256,omitempty"`
-	Length  int64  `json:"length,omitempty"`
+	Status string `json:"status"`
+	manifests.Image
 	// Written is, while Status is "writing", how many bytes are durably in
 	// the slot: an interrupted install resumes from there.
 	Written int64 `json:"written,omitempty"`
@@ -47,13 +43,9 @@ type SlotState struct {
 
 // Install is an installed, not yet confirmed update.
 type Install struct {
-	Slot    string    `json:"slot"`
-	Target  string    `json:"target"`
-	Version string    `json:"version"`
-	Counter uint64    `json:"counter"`
-	SHA256  string    `json:"sha256"`
-	Length  int64     `json:"length"`
-	At      time.Time `json:"at"`
+	Slot string `json:"slot"`
+	manifests.Image
+	At time.Time `json:"at"`
 }
 
 // Result records the outcome of one install attempt.

@@ -22,11 +22,7 @@ import (
 
 // Release is a firmware target offered to this device.
 type Release struct {
-	Target  string `json:"target"`
-	Version string `json:"version"`
-	Counter uint64 `json:"counter"`
-	SHA256  string `json:"sha256"`
-	Length  int64  `json:"length"`
+	manifests.Image
 
 	tf *tuf.TargetFile
 }
@@ -88,8 +84,8 @@ func releaseOf(path string, tf *tuf.TargetFile) (*Release, *manifests.Firmware, 
 		return nil, nil, err
 	}
 	tf.Path = path
-	return &Release{Target: path, Version: fw.Version, Counter: fw.Counter,
-		SHA256: hex.EncodeToString(tf.Hashes["sha256"]), Length: tf.Length, tf: tf}, fw, nil
+	return &Release{Image: manifests.Image{Target: path, Version: fw.Version, Counter: fw.Counter,
+		SHA256: hex.EncodeToString(tf.Hashes["sha256"]), Length: tf.Length}, tf: tf}, fw, nil
 }
 
 // offers turns verified targets into the policy's input.
@@ -152,7 +148,7 @@ func (a *Agent) plan(ctx context.Context, req policy.Request) (*plan, error) {
 	}
 	p := &plan{st: st, req: req, res: CheckResult{BootedSlot: booted, Counter: counter}}
 	if cur := st.Slots[booted]; cur.SHA256 != "" {
-		p.res.Current = &Release{Target: cur.Target, Version: cur.Version, Counter: cur.Counter, SHA256: cur.SHA256, Length: cur.Length}
+		p.res.Current = &Release{Image: cur.Image}
 	}
 	if p.up, err = a.refresh(ctx); err != nil {
 		return nil, err
@@ -350,8 +346,7 @@ func (a *Agent) install(ctx context.Context, p *plan, res *UpdateResult) (*Updat
 			return fmt.Errorf("disable slot %s before writing: %w", target, err)
 		}
 		begun = true
-		st.Slots[target] = &SlotState{Status: SlotWriting, Target: rel.Target, Version: rel.Version,
-			Counter: rel.Counter, SHA256: rel.SHA256, Length: rel.Length, Written: resumeAt}
+		st.Slots[target] = &SlotState{Status: SlotWriting, Image: rel.Image, Written: resumeAt}
 		return a.saveState(st)
 	}
 	attempt := Result{Target: rel.Target, Version: rel.Version, SHA256: rel.SHA256}
@@ -395,10 +390,8 @@ func (a *Agent) install(ctx context.Context, p *plan, res *UpdateResult) (*Updat
 	if err := a.hook(ctx, "post_install", a.cfg.Hooks.PostInstall, rel, target); err != nil {
 		return fail(err)
 	}
-	st.Slots[target] = &SlotState{Status: SlotInstalled, Target: rel.Target, Version: rel.Version,
-		Counter: rel.Counter, SHA256: rel.SHA256, Length: rel.Length}
-	st.Pending = &Install{Slot: target, Target: rel.Target, Version: rel.Version, Counter: rel.Counter,
-		SHA256: rel.SHA256, Length: rel.Length, At: a.Now().UTC()}
+	st.Slots[target] = &SlotState{Status: SlotInstalled, Image: rel.Image}
+	st.Pending = &Install{Slot: target, Image: rel.Image, At: a.Now().UTC()}
 	attempt.At, attempt.Outcome = a.Now().UTC(), manifests.OutcomeInstalled
 	st.record(attempt)
 	// Record the pending install before switching: a crash between the two
