@@ -53,6 +53,12 @@ var ErrForeignRelease = errors.New("the output holds a release this workspace di
 // target): caches keep such files forever.
 var ErrImmutable = errors.New("would rewrite a published file that never changes")
 
+// ErrWouldNotVerify is wrapped when the release a publish signed would not
+// verify from the first root as a device verifies it (damaged workspace
+// metadata, an expired role, a delegated role listing targets outside its
+// paths): nothing that refers to it was written.
+var ErrWouldNotVerify = errors.New("the new release would not verify")
+
 // Publish signs the staged targets, a new snapshot and a new timestamp, and
 // writes a consistent-snapshot TUF repository to out:
 //
@@ -256,7 +262,7 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 			overlay[layout.Metadata(f.name)] = f.data
 		}
 		if _, err := verify.Verify(context.Background(), verify.WithFiles(verify.DirSource(out), overlay), files[0].data, now); err != nil {
-			return nil, fmt.Errorf("refusing to publish: the new release would not verify from %s (check the workspace's metadata/ for damaged files): %w", files[0].name, err)
+			return nil, fmt.Errorf("refusing to publish: %w from %s (check the workspace's metadata/ for damaged files): %w", ErrWouldNotVerify, files[0].name, err)
 		}
 	}
 

@@ -2,6 +2,7 @@ package fwctlcli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -9,8 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/fwctl/fwctl/internal/cli"
 	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/repo/blob"
+	"github.com/fwctl/fwctl/repo/upload"
 )
 
 func (a *app) publishCmd() *cobra.Command {
@@ -43,6 +46,10 @@ storage (images and versioned metadata first, timestamp.json last).`,
 				opt.Progress = func(m string) { fmt.Fprintln(a.out.Err, m) }
 			}
 			res, err := ws.Release(context.Background(), opt)
+			if errors.Is(err, repo.ErrForeignRelease) || errors.Is(err, repo.ErrImmutable) ||
+				errors.Is(err, repo.ErrWouldNotVerify) || errors.Is(err, upload.ErrConflict) {
+				return cli.WithCode(cli.ExitRefused, err)
+			}
 			if err != nil {
 				return err
 			}
