@@ -24,7 +24,7 @@ func (a *Agent) reconcile(booted string) (*State, error) {
 		return st, nil // installed, waiting for the reboot
 	}
 	a.log.Warn("update was not confirmed; the device fell back", "slot", p.Slot, "target", p.Target, "running", booted)
-	st.Slots[p.Slot].Status = SlotBad
+	st.Slots[p.Slot].Status = manifests.SlotBad
 	r := Result{At: a.Now().UTC(), Target: p.Target, Version: p.Version, SHA256: p.SHA256, Outcome: manifests.OutcomeFellBack,
 		Error: fmt.Sprintf("slot %s did not confirm; running slot %s", p.Slot, booted)}
 	st.record(r)
@@ -67,7 +67,7 @@ func (a *Agent) Confirm(ctx context.Context) (*ConfirmResult, error) {
 			if merr := a.sw.MarkBad(booted); merr != nil {
 				return nil, merr
 			}
-			st.Slots[booted].Status = SlotBad
+			st.Slots[booted].Status = manifests.SlotBad
 			r := Result{At: a.Now().UTC(), Target: p.Target, Version: p.Version, SHA256: p.SHA256, Outcome: manifests.OutcomeUnhealthy, Error: err.Error()}
 			st.record(r)
 			st.failed(r)
@@ -85,7 +85,7 @@ func (a *Agent) Confirm(ctx context.Context) (*ConfirmResult, error) {
 		if err := a.trust.RaiseCounter(ctx, p.Counter); err != nil {
 			return nil, fmt.Errorf("raise anti-rollback counter to %d: %w", p.Counter, err)
 		}
-		st.Slots[booted].Status = SlotGood
+		st.Slots[booted].Status = manifests.SlotGood
 		st.record(Result{At: a.Now().UTC(), Target: p.Target, Version: p.Version, SHA256: p.SHA256, Outcome: manifests.OutcomeConfirmed})
 		st.forget(p.SHA256)
 		st.Pending = nil

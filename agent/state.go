@@ -13,15 +13,6 @@ import (
 	"github.com/fwctl/fwctl/manifests"
 )
 
-// Slot statuses kept in the state file (the device manifest reports them).
-const (
-	SlotUnknown   = manifests.SlotUnknown   // never written by the agent (factory image)
-	SlotWriting   = manifests.SlotWriting   // being written: never bootable
-	SlotInstalled = manifests.SlotInstalled // written and verified, to be tried
-	SlotGood      = manifests.SlotGood      // booted and confirmed
-	SlotBad       = manifests.SlotBad       // tried and never confirmed
-)
-
 // StateSchema is the state.json format this agent writes. Schema 1 (no
 // "schema" member) had no history and no failed releases; it still loads.
 const StateSchema = 2
@@ -126,7 +117,7 @@ func (a *Agent) loadState() (*State, error) {
 	}
 	for _, s := range a.cfg.SlotNames() {
 		if st.Slots[s] == nil {
-			st.Slots[s] = &SlotState{Status: SlotUnknown}
+			st.Slots[s] = &SlotState{Status: manifests.SlotUnknown}
 		}
 	}
 	return st, nil
@@ -149,7 +140,7 @@ func parseState(b []byte) (*State, error) {
 		if l := st.Last; l != nil {
 			if l.Outcome == manifests.OutcomeFellBack || l.Outcome == manifests.OutcomeUnhealthy {
 				for _, s := range st.Slots {
-					if s != nil && s.Status == SlotBad && s.Target == l.Target && s.SHA256 != "" {
+					if s != nil && s.Status == manifests.SlotBad && s.Target == l.Target && s.SHA256 != "" {
 						l.SHA256 = s.SHA256
 					}
 				}

@@ -332,7 +332,7 @@ func (a *Agent) install(ctx context.Context, p *plan, res *UpdateResult) (*Updat
 	}
 	prev := st.Slots[target]
 	resumeAt := int64(0)
-	if prev.Status == SlotWriting && prev.SHA256 == rel.SHA256 && prev.Written > 0 && prev.Written < rel.Length {
+	if prev.Status == manifests.SlotWriting && prev.SHA256 == rel.SHA256 && prev.Written > 0 && prev.Written < rel.Length {
 		resumeAt = prev.Written
 	}
 	// begin runs when the first image byte is about to be written: the
@@ -346,7 +346,7 @@ func (a *Agent) install(ctx context.Context, p *plan, res *UpdateResult) (*Updat
 			return fmt.Errorf("disable slot %s before writing: %w", target, err)
 		}
 		begun = true
-		st.Slots[target] = &SlotState{Status: SlotWriting, Image: rel.Image, Written: resumeAt}
+		st.Slots[target] = &SlotState{Status: manifests.SlotWriting, Image: rel.Image, Written: resumeAt}
 		return a.saveState(st)
 	}
 	attempt := Result{Target: rel.Target, Version: rel.Version, SHA256: rel.SHA256}
@@ -390,7 +390,7 @@ func (a *Agent) install(ctx context.Context, p *plan, res *UpdateResult) (*Updat
 	if err := a.hook(ctx, "post_install", a.cfg.Hooks.PostInstall, rel, target); err != nil {
 		return fail(err)
 	}
-	st.Slots[target] = &SlotState{Status: SlotInstalled, Image: rel.Image}
+	st.Slots[target] = &SlotState{Status: manifests.SlotInstalled, Image: rel.Image}
 	st.Pending = &Install{Slot: target, Image: rel.Image, At: a.Now().UTC()}
 	attempt.At, attempt.Outcome = a.Now().UTC(), manifests.OutcomeInstalled
 	st.record(attempt)
@@ -464,7 +464,7 @@ func (a *Agent) write(ctx context.Context, up *tufclient.Trusted, rel *Release, 
 // would fail the same way forever.
 func (a *Agent) downloadError(err error, rel *Release, sl slot.Slot, st *State, offset int64) error {
 	if errors.Is(err, tufclient.ErrTargetMismatch) {
-		if s := st.Slots[sl.Name]; s.Status == SlotWriting && s.Written > 0 {
+		if s := st.Slots[sl.Name]; s.Status == manifests.SlotWriting && s.Written > 0 {
 			a.log.Warn("discarding the resume checkpoint after a hash failure", "slot", sl.Name, "written", s.Written)
 			s.Written = 0
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/tuf"
 	"github.com/fwctl/fwctl/agent/tufclient"
+	"github.com/fwctl/fwctl/manifests"
 	"github.com/fwctl/fwctl/repo/verify"
 )
 
@@ -85,7 +86,7 @@ func TestFallbackWithoutConfirm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Last == nil || st.Last.Outcome != "fell-back" || st.Slots["A"].Status != agent.SlotBad {
+	if st.Last == nil || st.Last.Outcome != "fell-back" || st.Slots["A"].Status != manifests.SlotBad {
 		t.Fatalf("status after fallback: last %+v, slot A %+v", st.Last, st.Slots["A"])
 	}
 	if c, _ := d.store.Counter(context.Background()); c != 1 {
@@ -441,7 +442,7 @@ func TestHealthCheckFailureFallsBack(t *testing.T) {
 	}
 	d.assertRunning(v1)
 	st, _ := d.ag.Status(context.Background())
-	if st.Last.Outcome != "unhealthy" || st.Slots["A"].Status != agent.SlotBad {
+	if st.Last.Outcome != "unhealthy" || st.Slots["A"].Status != manifests.SlotBad {
 		t.Fatalf("status: %+v %+v", st.Last, st.Slots["A"])
 	}
 	// Healthy again: an update with --retry installs and confirms.

@@ -39,7 +39,7 @@ func TestSweepStaleTempFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(v2)
-	st.Slots["A"] = &agent.SlotState{Status: agent.SlotWriting, Image: manifests.Image{Target: hw + "/2.0.0/firmware.img", Version: "2.0.0",
+	st.Slots["A"] = &agent.SlotState{Status: manifests.SlotWriting, Image: manifests.Image{Target: hw + "/2.0.0/firmware.img", Version: "2.0.0",
 		Counter: 2, SHA256: hex.EncodeToString(sum[:]), Length: int64(len(v2))}, Written: written}
 	b, _ := json.Marshal(&st)
 	if err := os.WriteFile(sp, b, 0o600); err != nil {

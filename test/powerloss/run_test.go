@@ -14,9 +14,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/bootenv"
 	"github.com/fwctl/fwctl/agent/policy"
+	"github.com/fwctl/fwctl/manifests"
 )
 
 // Phases of an update, as read back from the device after the kill.
@@ -290,7 +290,7 @@ func (fx *fixture) recover(d *device) error {
 		return fmt.Errorf("after the next update slot %s runs %d bytes (sha256 %.16s…), want v2 (%.16s…)", running, len(b), sha256hex(b), fx.v2.sha256)
 	}
 	st := d.state()
-	if st == nil || st.Pending != nil || st.Slots[running] == nil || st.Slots[running].Status != agent.SlotGood {
+	if st == nil || st.Pending != nil || st.Slots[running] == nil || st.Slots[running].Status != manifests.SlotGood {
 		return fmt.Errorf("after the next update the state file is %+v, want slot %s good and nothing pending", st, running)
 	}
 	if _, err := d.must([]int{exitOK}, "status"); err != nil {
@@ -372,7 +372,7 @@ func classify(d *device, target string, v2 image, killed bool, envBefore envSnap
 		}
 		return phasePending
 	}
-	if st != nil && st.Slots[target] != nil && st.Slots[target].Status == agent.SlotWriting && st.Slots[target].SHA256 == v2.sha256 {
+	if st != nil && st.Slots[target] != nil && st.Slots[target].Status == manifests.SlotWriting && st.Slots[target].SHA256 == v2.sha256 {
 		if fi, err := os.Stat(d.slotPath(target)); err == nil && fi.Size() >= int64(len(v2.data)) {
 			return phaseVerify
 		}
