@@ -210,3 +210,22 @@ func FuzzRoundTrip(f *testing.F) {
 		roundTrip(t, base, target, &EncodeOptions{BlockSize: int(bs) + 1, Workers: 2})
 	})
 }
+
+// TestVersionErrors: a retired version is ErrRetired naming it; a version
+// this package never wrote is ErrUnsupported but not ErrRetired.
+func TestVersionErrors(t *testing.T) {
+	d := bytes.Clone(readGolden(t, fmt.Sprintf("v%d-1.fwdelta", Version)))
+	for _, tt := range []struct {
+		version uint16
+		retired bool
+	}{{1, true}, {Version + 1, false}, {0, false}} {
+		binary.BigEndian.PutUint16(d[len(Magic):], tt.version)
+		_, err := ReadHeader(bytes.NewReader(d))
+		if !errors.Is(err, ErrUnsupported) || errors.Is(err, ErrRetired) != tt.retired {
+			t.Errorf("version %d: %v, want ErrUnsupported (retired: %v)", tt.version, err, tt.retired)
+		}
+		if tt.retired && !strings.Contains(err.Error(), fmt.Sprintf("version %d is no longer supported", tt.version)) {
+			t.Errorf("version %d: %q does not say it is no longer supported", tt.version, err)
+		}
+	}
+}
