@@ -43,22 +43,6 @@ type PublishResult struct {
 	Copied   []string         `json:"copied"`
 }
 
-// ErrForeignRelease is wrapped when the output holds a release this
-// workspace did not publish (another workspace, or an older copy of this
-// one, published there since): publishing over it would hide it.
-var ErrForeignRelease = errors.New("the output holds a release this workspace did not publish")
-
-// ErrImmutable is wrapped when a publish would write different bytes under
-// a name that is already published and never changes (N.ROLE.json, a
-// target): caches keep such files forever.
-var ErrImmutable = errors.New("would rewrite a published file that never changes")
-
-// ErrWouldNotVerify is wrapped when the release a publish signed would not
-// verify from the first root as a device verifies it (damaged workspace
-// metadata, an expired role, a delegated role listing targets outside its
-// paths): nothing that refers to it was written.
-var ErrWouldNotVerify = errors.New("the new release would not verify")
-
 // Publish signs the staged targets, a new snapshot and a new timestamp, and
 // writes a consistent-snapshot TUF repository to out:
 //
@@ -109,8 +93,83 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 		}
 		return nil, &ThresholdError{Missing: pl.missing}
 	}
-	root := pl.root
-	targets := pl.targets.targets
+	outTimestamp, err := ws.checkOutput(out)
+	if err != nil {
+		return nil, err
+	}
+	rel, err := ws.signRelease(kr, pl, outTimestamp, now, expiry)
+	if err != nil {
+		return nil, err
+	}
+	mdOut := filepath.Join(out, "metadata")
+	for _, f := range rel.files {
+		if err := checkUnchanged(filepath.Join(mdOut, f.name), f.data); err != nil {
+			return nil, err
+		}
+	}
+	res := rel.result(out)
+	if err := os.MkdirAll(mdOut, 0o755); err != nil {
+		return nil, err
+	}
+	if !opt.skipCopy {
+		if res.Copied, err = ws.copyTargets(out, pl, progress); err != nil {
+			return nil, err
+		}
+		// The same checks as 'fwctl verify', of the output as it will be
+		// once timestamp.json is replaced, before anything refers to it.
+		progress("verify the output")
+		if err := rel.verify(out, now); err != nil {
+			return nil, err
+		}
+	}
+	// Record the publish in the workspace before the output refers to any
+	// of it: if this process dies from here on, the next publish takes new
+	// snapshot and timestamp versions and writes the same bytes under the
+	// names this one may have written.
+	if pl.rootPlan != nil {
+		progress("root version " + strconv.FormatInt(pl.root.Signed.Version, 10))
+	}
+	if err := ws.record(rel); err != nil {
+		return nil, err
+	}
+	for _, f := range rel.files {
+		if b, err := os.ReadFile(filepath.Join(mdOut, f.name)); err == nil && bytes.Equal(b, f.data) {
+			continue // written by an earlier, interrupted publish
+		}
+		progress("write metadata/" + f.name)
+		if err := atomicfile.Write(filepath.Join(mdOut, f.name), f.data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	progress("write metadata/timestamp.json")
+	if _, err = writePublishedTimestamp(out, rel.timestamp, rel.timestampBytes, func() error {
+		return kr.signOnline(rootAuthority(pl.root, metadata.TIMESTAMP), metadata.TIMESTAMP, func(k crypto.Signer) error {
+			_, err := rel.timestamp.Sign(signer.TUF(k))
+			return err
+		})
+	}); err != nil {
+		return nil, err
+	}
+	res.Versions[metadata.TIMESTAMP] = rel.timestamp.Signed.Version
+	return res, nil
+}
+
+// release is everything one publish signed, as bytes.
+type release struct {
+	pl             *plan
+	files          []outFile // out/metadata, in write order (timestamp apart)
+	record         []outFile // the workspace's metadata/, in write order
+	targetsBytes   []byte
+	snapshot       *metadata.Metadata[metadata.SnapshotType]
+	timestamp      *metadata.Metadata[metadata.TimestampType]
+	timestampBytes []byte
+}
+
+// signRelease signs snapshot and timestamp over pl's targets and
+// delegated roles, with versions following the workspace's record (and,
+// for the timestamp, the output's current one, which fwrepo may have
+// re-signed), and lays out the files to write.
+func (ws *Workspace) signRelease(kr *keyring, pl *plan, outTimestamp *metadata.Metadata[metadata.TimestampType], now time.Time, expiry func(string) time.Duration) (*release, error) {
 	wsmd := filepath.Join(ws.Dir, "metadata")
 	prevSnapshot, err := readRecorded(wsmd, "snapshot.json", metadata.Snapshot().FromBytes)
 	if err != nil {
@@ -120,45 +179,35 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 	if err != nil {
 		return nil, err
 	}
-	outTimestamp, err := ws.checkOutput(out)
-	if err != nil {
-		return nil, err
-	}
-
 	sign := func(role string, sign func(crypto.Signer) error) error {
-		return kr.signOnline(rootAuthority(root, role), role, sign)
+		return kr.signOnline(rootAuthority(pl.root, role), role, sign)
 	}
-
-	targetsBytes, err := targets.ToBytes(true)
-	if err != nil {
+	rel := &release{pl: pl}
+	targets := pl.targets.targets
+	if rel.targetsBytes, err = targets.ToBytes(true); err != nil {
 		return nil, err
 	}
-	type roleFile struct {
-		name    string
-		version int64
-		data    []byte
+	var rootBytes []byte
+	if pl.rootPlan != nil {
+		if rootBytes, err = pl.root.ToBytes(true); err != nil {
+			return nil, err
+		}
 	}
-	var delegated []roleFile
+
+	snapshot := metadata.Snapshot(expires(now, expiry(metadata.SNAPSHOT)))
+	if prevSnapshot != nil {
+		snapshot.Signed.Version = prevSnapshot.Signed.Version + 1
+	}
+	snapshot.Signed.Meta["targets.json"] = metaFile(targets.Signed.Version, rel.targetsBytes)
+	var delegated []outFile // ROLE.json
 	for _, dp := range pl.delegated {
 		b, err := dp.targets.ToBytes(true)
 		if err != nil {
 			return nil, err
 		}
-		delegated = append(delegated, roleFile{dp.role, dp.targets.Signed.Version, b})
-	}
-
-	// snapshot
-	snapshot := metadata.Snapshot(expires(now, expiry(metadata.SNAPSHOT)))
-	if prevSnapshot != nil {
-		snapshot.Signed.Version = prevSnapshot.Signed.Version + 1
-	}
-	th := sha256.Sum256(targetsBytes)
-	snapshot.Signed.Meta["targets.json"] = &metadata.MetaFiles{Version: targets.Signed.Version,
-		Length: int64(len(targetsBytes)), Hashes: metadata.Hashes{"sha256": th[:]}}
-	for _, d := range delegated {
-		h := sha256.Sum256(d.data)
-		snapshot.Signed.Meta[d.name+".json"] = &metadata.MetaFiles{Version: d.version,
-			Length: int64(len(d.data)), Hashes: metadata.Hashes{"sha256": h[:]}}
+		snapshot.Signed.Meta[dp.role+".json"] = metaFile(dp.targets.Signed.Version, b)
+		delegated = append(delegated, outFile{dp.role + ".json", b})
+		rel.files = append(rel.files, outFile{layout.Versioned(dp.targets.Signed.Version, dp.role), b})
 	}
 	if err := sign(metadata.SNAPSHOT, func(k crypto.Signer) error { _, err := snapshot.Sign(signer.TUF(k)); return err }); err != nil {
 		return nil, err
@@ -168,35 +217,24 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 		return nil, err
 	}
 
-	// timestamp: newer than both the workspace's and the published one, which
-	// fwrepo may have re-signed online in between.
-	tsVersion := int64(1)
+	timestamp := metadata.Timestamp(expires(now, expiry(metadata.TIMESTAMP)))
+	timestamp.Signed.Version = 1
 	for _, ts := range []*metadata.Metadata[metadata.TimestampType]{prevTimestamp, outTimestamp} {
-		if ts != nil && ts.Signed.Version >= tsVersion {
-			tsVersion = ts.Signed.Version + 1
+		if ts != nil && ts.Signed.Version >= timestamp.Signed.Version {
+			timestamp.Signed.Version = ts.Signed.Version + 1
 		}
 	}
-	sh := sha256.Sum256(snapshotBytes)
-	timestamp := metadata.Timestamp(expires(now, expiry(metadata.TIMESTAMP)))
-	timestamp.Signed.Version = tsVersion
-	timestamp.Signed.Meta["snapshot.json"] = &metadata.MetaFiles{Version: snapshot.Signed.Version,
-		Length: int64(len(snapshotBytes)), Hashes: metadata.Hashes{"sha256": sh[:]}}
+	timestamp.Signed.Meta["snapshot.json"] = metaFile(snapshot.Signed.Version, snapshotBytes)
 	if err := sign(metadata.TIMESTAMP, func(k crypto.Signer) error { _, err := timestamp.Sign(signer.TUF(k)); return err }); err != nil {
 		return nil, err
 	}
-	timestampBytes, err := timestamp.ToBytes(true)
-	if err != nil {
+	if rel.timestampBytes, err = timestamp.ToBytes(true); err != nil {
 		return nil, err
 	}
+	rel.snapshot, rel.timestamp = snapshot, timestamp
 
-	// What goes to out/metadata, in write order: roots, targets, delegated
-	// roles, snapshot (timestamp.json last, apart).
-	var rootBytes []byte
-	if pl.rootPlan != nil {
-		if rootBytes, err = root.ToBytes(true); err != nil {
-			return nil, err
-		}
-	}
+	// out/metadata: every root of the chain, then targets, delegated roles
+	// (already listed), snapshot.
 	roots, err := ws.rootFiles()
 	if err != nil {
 		return nil, err
@@ -210,38 +248,49 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 		files = append(files, outFile{r, b})
 	}
 	if pl.rootPlan != nil {
-		files = append(files, outFile{layout.Versioned(root.Signed.Version, metadata.ROOT), rootBytes})
+		files = append(files, outFile{layout.Versioned(pl.root.Signed.Version, metadata.ROOT), rootBytes})
 	}
-	files = append(files, outFile{layout.Versioned(targets.Signed.Version, metadata.TARGETS), targetsBytes})
-	for _, d := range delegated {
-		files = append(files, outFile{layout.Versioned(d.version, d.name), d.data})
-	}
-	files = append(files, outFile{layout.Versioned(snapshot.Signed.Version, metadata.SNAPSHOT), snapshotBytes})
-	mdOut := filepath.Join(out, "metadata")
-	for _, f := range files {
-		if err := checkUnchanged(filepath.Join(mdOut, f.name), f.data); err != nil {
-			return nil, err
-		}
-	}
+	files = append(files, outFile{layout.Versioned(targets.Signed.Version, metadata.TARGETS), rel.targetsBytes})
+	rel.files = append(append(files, rel.files...), outFile{layout.Versioned(snapshot.Signed.Version, metadata.SNAPSHOT), snapshotBytes})
 
-	ntargets := len(targets.Signed.Targets)
-	for _, dp := range pl.delegated {
-		ntargets += len(dp.targets.Signed.Targets)
+	// The workspace's record: roots first, the unversioned names that say
+	// "last published" last.
+	if pl.rootPlan != nil {
+		rel.record = append(rel.record, outFile{layout.Versioned(pl.root.Signed.Version, metadata.ROOT), rootBytes}, outFile{"root.json", rootBytes})
 	}
-	res := &PublishResult{Out: out, Targets: ntargets, Versions: map[string]int64{
-		metadata.ROOT: root.Signed.Version, metadata.TARGETS: targets.Signed.Version,
-		metadata.SNAPSHOT: snapshot.Signed.Version, metadata.TIMESTAMP: timestamp.Signed.Version}}
-	if err := os.MkdirAll(mdOut, 0o755); err != nil {
-		return nil, err
+	rel.record = append(append(rel.record, delegated...),
+		outFile{layout.Versioned(targets.Signed.Version, metadata.TARGETS), rel.targetsBytes},
+		outFile{layout.Versioned(snapshot.Signed.Version, metadata.SNAPSHOT), snapshotBytes},
+		outFile{"targets.json", rel.targetsBytes}, outFile{"snapshot.json", snapshotBytes}, outFile{"timestamp.json", rel.timestampBytes})
+	return rel, nil
+}
+
+// metaFile describes a metadata file in snapshot or timestamp.
+func metaFile(version int64, b []byte) *metadata.MetaFiles {
+	h := sha256.Sum256(b)
+	return &metadata.MetaFiles{Version: version, Length: int64(len(b)), Hashes: metadata.Hashes{"sha256": h[:]}}
+}
+
+// result is what Publish reports for rel written to out.
+func (rel *release) result(out string) *PublishResult {
+	n := len(rel.pl.targets.targets.Signed.Targets)
+	for _, dp := range rel.pl.delegated {
+		n += len(dp.targets.Signed.Targets)
 	}
-	all := verify.SortedTargetFiles(targets.Signed.Targets)
+	return &PublishResult{Out: out, Targets: n, Versions: map[string]int64{
+		metadata.ROOT: rel.pl.root.Signed.Version, metadata.TARGETS: rel.pl.targets.targets.Signed.Version,
+		metadata.SNAPSHOT: rel.snapshot.Signed.Version, metadata.TIMESTAMP: rel.timestamp.Signed.Version}}
+}
+
+// copyTargets copies every target of pl the output lacks (hash-named, so
+// one it holds is the same file), checking each against its hash.
+func (ws *Workspace) copyTargets(out string, pl *plan, progress func(string)) ([]string, error) {
+	all := verify.SortedTargetFiles(pl.targets.targets.Signed.Targets)
 	for _, dp := range pl.delegated {
 		all = append(all, verify.SortedTargetFiles(dp.targets.Signed.Targets)...)
 	}
+	var copied []string
 	for _, tf := range all {
-		if opt.skipCopy {
-			break
-		}
 		dst := filepath.Join(out, "targets", filepath.FromSlash(layout.HashedTarget(tf.Path, tf.Hashes["sha256"])))
 		if _, err := os.Stat(dst); err == nil {
 			continue
@@ -250,66 +299,37 @@ func (ws *Workspace) Publish(out string, opt PublishOptions) (*PublishResult, er
 		if err := copyVerified(filepath.Join(ws.Dir, "targets", filepath.FromSlash(tf.Path)), dst, tf); err != nil {
 			return nil, err
 		}
-		res.Copied = append(res.Copied, tf.Path)
+		copied = append(copied, tf.Path)
 	}
+	return copied, nil
+}
 
-	if !opt.skipCopy {
-		// The same checks as 'fwctl verify', of the output as it will be
-		// once timestamp.json is replaced, before anything refers to it.
-		progress("verify the output")
-		overlay := map[string][]byte{layout.Timestamp: timestampBytes}
-		for _, f := range files {
-			overlay[layout.Metadata(f.name)] = f.data
-		}
-		if _, err := verify.Verify(context.Background(), verify.WithFiles(verify.DirSource(out), overlay), files[0].data, now); err != nil {
-			return nil, fmt.Errorf("refusing to publish: %w from %s (check the workspace's metadata/ for damaged files): %w", ErrWouldNotVerify, files[0].name, err)
-		}
+// verify checks out as it will be once rel's metadata is written, from
+// the first root, as a device would.
+func (rel *release) verify(out string, now time.Time) error {
+	overlay := map[string][]byte{layout.Timestamp: rel.timestampBytes}
+	for _, f := range rel.files {
+		overlay[layout.Metadata(f.name)] = f.data
 	}
+	first := rel.files[0] // 1.root.json: the chain starts there
+	if _, err := verify.Verify(context.Background(), verify.WithFiles(verify.DirSource(out), overlay), first.data, now); err != nil {
+		return fmt.Errorf("refusing to publish: %w from %s (check the workspace's metadata/ for damaged files): %w", ErrWouldNotVerify, first.name, err)
+	}
+	return nil
+}
 
-	// Record the publish in the workspace before the output refers to any
-	// of it: if this process dies from here on, the next publish takes new
-	// snapshot and timestamp versions and writes the same bytes under the
-	// names this one may have written.
-	var record []outFile
-	if pl.rootPlan != nil {
-		record = append(record, outFile{layout.Versioned(root.Signed.Version, metadata.ROOT), rootBytes}, outFile{"root.json", rootBytes})
-		progress("root version " + strconv.FormatInt(root.Signed.Version, 10))
-	}
-	for _, d := range delegated {
-		record = append(record, outFile{d.name + ".json", d.data})
-	}
-	record = append(record, outFile{layout.Versioned(targets.Signed.Version, metadata.TARGETS), targetsBytes},
-		outFile{layout.Versioned(snapshot.Signed.Version, metadata.SNAPSHOT), snapshotBytes},
-		outFile{"targets.json", targetsBytes}, outFile{"snapshot.json", snapshotBytes}, outFile{"timestamp.json", timestampBytes})
-	for _, f := range record {
-		if err := atomicfile.Write(filepath.Join(wsmd, f.name), f.data, 0o644); err != nil {
-			return nil, err
+// record writes rel into the workspace: the published metadata, the
+// signed targets as the new staged ones, and no pending signatures.
+func (ws *Workspace) record(rel *release) error {
+	for _, f := range rel.record {
+		if err := atomicfile.Write(filepath.Join(ws.Dir, "metadata", f.name), f.data, 0o644); err != nil {
+			return err
 		}
 	}
-	if err := atomicfile.Write(ws.stagedTargetsPath(), targetsBytes, 0o644); err != nil {
-		return nil, err
+	if err := atomicfile.Write(ws.stagedTargetsPath(), rel.targetsBytes, 0o644); err != nil {
+		return err
 	}
-	if err := ws.clearPending(); err != nil {
-		return nil, err
-	}
-
-	for _, f := range files {
-		if b, err := os.ReadFile(filepath.Join(mdOut, f.name)); err == nil && bytes.Equal(b, f.data) {
-			continue // written by an earlier, interrupted publish
-		}
-		progress("write metadata/" + f.name)
-		if err := atomicfile.Write(filepath.Join(mdOut, f.name), f.data, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	progress("write metadata/timestamp.json")
-	if _, err = writePublishedTimestamp(out, timestamp, timestampBytes, func() error {
-		return sign(metadata.TIMESTAMP, func(k crypto.Signer) error { _, err := timestamp.Sign(signer.TUF(k)); return err })
-	}); err != nil {
-		return nil, err
-	}
-	res.Versions[metadata.TIMESTAMP] = timestamp.Signed.Version
-	return res, nil
+	return ws.clearPending()
 }
 
 // outFile is a metadata file a publish writes: a name and its bytes.
@@ -322,90 +342,6 @@ type outFile struct {
 // form the TUF specification fixes: UTC, whole seconds.
 func expires(now time.Time, d time.Duration) time.Time {
 	return now.UTC().Add(d).Truncate(time.Second)
-}
-
-// readRecorded reads the workspace's record of a published role (nil if it
-// was never published) and refuses a damaged one: guessing from it would
-// reissue versions already published.
-func readRecorded[T any](dir, name string, parse func([]byte) (*T, error)) (*T, error) {
-	b, err := os.ReadFile(filepath.Join(dir, name))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	md, err := parse(b)
-	if err != nil {
-		return nil, fmt.Errorf("workspace %s is damaged (%d bytes): %w; restore it (and the N.%s files) from a backup of the workspace, or copy metadata/%s from the published repository it last published to",
-			filepath.Join(dir, name), len(b), err, name, publishedName(name))
-	}
-	return md, nil
-}
-
-// publishedName says which published file holds what the workspace
-// records as name.
-func publishedName(name string) string {
-	if name == "timestamp.json" {
-		return name
-	}
-	return "N." + name + " (N: the version timestamp.json, then snapshot name)"
-}
-
-// checkUnchanged refuses to write data over a published file at path that
-// holds other bytes.
-func checkUnchanged(path string, data []byte) error {
-	cur, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(cur, data) {
-		return fmt.Errorf("%w: %s is already published with other bytes (%d, this publish has %d); nothing was written. Another workspace published there, or this workspace's metadata/ was restored from an older copy: publish from the workspace that wrote it",
-			ErrImmutable, path, len(cur), len(data))
-	}
-	return nil
-}
-
-// checkOutput reads out's current timestamp (nil if there is none) and
-// refuses to go on unless the snapshot it names is one this workspace
-// published: otherwise this publish would hide a release from devices.
-func (ws *Workspace) checkOutput(out string) (*metadata.Metadata[metadata.TimestampType], error) {
-	p := filepath.Join(out, filepath.FromSlash(layout.Timestamp))
-	b, err := os.ReadFile(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	ts, err := metadata.Timestamp().FromBytes(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s does not parse (%v): refusing to publish over a repository in an unknown state; find out who wrote it, and remove it only if %s should hold this workspace's releases alone", p, err, out)
-	}
-	m := ts.Signed.Meta["snapshot.json"]
-	if m == nil {
-		return nil, fmt.Errorf("%s names no snapshot: refusing to publish over it", p)
-	}
-	mine, err := os.ReadFile(filepath.Join(ws.Dir, "metadata", layout.Versioned(m.Version, metadata.SNAPSHOT)))
-	h := sha256.Sum256(mine)
-	if err == nil && (m.Length == 0 || m.Length == int64(len(mine))) && bytes.Equal(m.Hashes["sha256"], h[:]) {
-		return ts, nil
-	}
-	last := "never published"
-	if s, err := metadata.Snapshot().FromFile(filepath.Join(ws.Dir, "metadata", "snapshot.json")); err == nil {
-		last = fmt.Sprintf("snapshot v%d", s.Signed.Version)
-	}
-	release := fmt.Sprintf("timestamp v%d naming snapshot v%d", ts.Signed.Version, m.Version)
-	if sn, err := metadata.Snapshot().FromFile(filepath.Join(out, "metadata", layout.Versioned(m.Version, metadata.SNAPSHOT))); err == nil {
-		if tm := sn.Signed.Meta["targets.json"]; tm != nil {
-			release += fmt.Sprintf(" and targets v%d", tm.Version)
-		}
-	}
-	return nil, fmt.Errorf("%w: %s holds %s, which this workspace (last publish: %s) did not publish; publishing would hide that release from devices. Publish from the workspace that made it (or copy its metadata/ here first)",
-		ErrForeignRelease, out, release, last)
 }
 
 // writePublishedTimestamp replaces out's timestamp.json with ts (encoded
