@@ -14,10 +14,10 @@ import (
 	"testing"
 
 	"github.com/fwctl/fwctl/agent"
-	"github.com/fwctl/fwctl/tpm"
-	"github.com/fwctl/fwctl/tpm/tpmtest"
 	"github.com/fwctl/fwctl/manifests"
 	"github.com/fwctl/fwctl/repo/inventory"
+	"github.com/fwctl/fwctl/tpm"
+	"github.com/fwctl/fwctl/tpm/tpmtest"
 )
 
 // reporting is a release served together with fwrepo's device API, and a

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -119,7 +120,7 @@ func TestS3ServeRangeETag(t *testing.T) {
 	if _, err := upload.Upload(context.Background(), r.pub, st, "fwctl publish", upload.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := server.New(server.Options{Store: st})
+	h, err := server.New(server.Options{Store: st, Revalidate: time.Nanosecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/fwctl/fwctl/agent"
+	"github.com/fwctl/fwctl/agent/trust"
 	"github.com/fwctl/fwctl/tpm"
 	"github.com/fwctl/fwctl/tpm/tpmtest"
-	"github.com/fwctl/fwctl/agent/trust"
 )
 
 // useTPM switches d to a TPM trust store on a private swtpm.

@@ -8,10 +8,10 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/fwctl/fwctl/tpm/tpmtest"
 	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/repo/online"
 	"github.com/fwctl/fwctl/signer"
+	"github.com/fwctl/fwctl/tpm/tpmtest"
 )
 
 // TestTPMTimestampKey: the repository's online timestamp key lives in a TPM

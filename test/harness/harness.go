@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/repo/server"
@@ -87,7 +88,8 @@ func (r *Release) Publish() {
 // Handler is fwrepo's server for Pub, behind Wrap when it is set.
 func (r *Release) Handler() http.Handler {
 	r.T.Helper()
-	h, err := server.New(server.Options{Dir: r.Pub})
+	// Revalidate at once: tests publish and fetch within one second.
+	h, err := server.New(server.Options{Dir: r.Pub, Revalidate: time.Nanosecond})
 	if err != nil {
 		r.T.Fatal(err)
 	}
