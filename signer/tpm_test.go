@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fwctl/fwctl/signer"
 	"github.com/fwctl/fwctl/tpm"
 	"github.com/fwctl/fwctl/tpm/tpmtest"
-	"github.com/fwctl/fwctl/signer"
 )
 
 // The TPM joins the shared conformance suite (TestConformance).

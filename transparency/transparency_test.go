@@ -23,9 +23,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fwctl/fwctl/tlog"
 	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/internal/testenv"
+	"github.com/fwctl/fwctl/tlog"
 )
 
 // release is a signed firmware image.
@@ -343,7 +343,7 @@ func TestTrustedRoot(t *testing.T) {
 // tlog's golden vectors, against the golden log key; no log needed.
 func TestCosignGolden(t *testing.T) {
 	cosign := cosignPath(t)
-	golden := func(name string) string { return filepath.Join("..", "agent", "tlog", "testdata", name) }
+	golden := func(name string) string { return filepath.Join("..", "tlog", "testdata", name) }
 	logPEM, err := os.ReadFile(golden("rekor.pub"))
 	if err != nil {
 		t.Fatal(err)
