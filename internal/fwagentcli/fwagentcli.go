@@ -55,7 +55,7 @@ func (a *app) commands() []*command {
 	return []*command{
 		a.provisionCmd(), a.checkCmd(), a.updateCmd(), a.confirmCmd(), a.statusCmd(),
 		a.daemonCmd(), a.simulateBootCmd(), conformanceCmd(), a.reportCmd(), a.identityCmd(),
-		a.versionCmd(), a.completionCmd(),
+		a.versionCmd(), a.completionCmd(), a.metricsCmd(),
 	}
 }
 

@@ -133,6 +133,7 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 				}
 				defer closeDB()
 			}
+			handler = metrics.Wrap(handler) // /metrics, and counts every request
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return err
@@ -171,6 +172,7 @@ func resignLoop(ctx context.Context, log *slog.Logger, ot *online.Timestamp, hup
 	defer t.Stop()
 	for {
 		res, err := ot.Check()
+		metrics.Resign(err == nil && res.Resigned, err)
 		if err == nil && res.Resigned {
 			log.Info("re-signed timestamp", "version", res.Version, "expires", res.Expires, "keyid", res.KeyID, "reason", res.Reason)
 		}
