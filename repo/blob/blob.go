@@ -94,10 +94,12 @@ func ReadAll(ctx context.Context, s Store, name string) ([]byte, error) {
 
 // checkName refuses names that could leave the store, are not files, or
 // fall outside the repository naming rule (layout.CheckFile), which every
-// store, the HTTP source and fwrepo's server share.
+// store, the HTTP source and fwrepo's server share. The error also wraps
+// ErrNotExist: no store holds a file under such a name, so a server asked
+// for one answers 404, not a storage failure.
 func checkName(name string) error {
 	if err := layout.CheckFile(name); err != nil {
-		return fmt.Errorf("invalid blob name: %w", err)
+		return fmt.Errorf("invalid blob name: %w (%w)", err, ErrNotExist)
 	}
 	return nil
 }

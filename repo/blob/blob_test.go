@@ -78,12 +78,15 @@ func testStore(t *testing.T, st blob.Store) {
 	if _, err := st.Stat(ctx, "targets/hw"); !errors.Is(err, blob.ErrNotExist) {
 		t.Errorf("Stat of a directory: %v, want ErrNotExist", err)
 	}
-	for _, bad := range []string{"../x", "/etc/passwd", "a/../../b", ""} {
+	for _, bad := range []string{"../x", "/etc/passwd", "a/../../b", "", `targets/x\y.img`, "targets/a b", "targets/x%2e.img", "metadata/.timestamp.json.lock"} {
 		if err := st.Put(ctx, bad, strings.NewReader("x"), 1); err == nil {
 			t.Errorf("Put(%q) accepted", bad)
 		}
-		if _, err := st.Get(ctx, bad, 0, -1); err == nil {
-			t.Errorf("Get(%q) accepted", bad)
+		if _, err := st.Get(ctx, bad, 0, -1); !errors.Is(err, blob.ErrNotExist) {
+			t.Errorf("Get(%q) = %v, want ErrNotExist (no store holds such a name)", bad, err)
+		}
+		if _, err := st.Stat(ctx, bad); !errors.Is(err, blob.ErrNotExist) {
+			t.Errorf("Stat(%q) = %v, want ErrNotExist", bad, err)
 		}
 	}
 	testSwap(t, st)
