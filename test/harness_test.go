@@ -36,7 +36,17 @@ type release struct {
 
 func newRelease(t *testing.T) *release {
 	t.Helper()
-	h := harness.NewRelease(t)
+	return wrapRelease(t, harness.NewRelease(t))
+}
+
+// releaseOf is a release over a workspace a test made itself (other keys,
+// other options), publishing to pub.
+func releaseOf(t *testing.T, ws *repo.Workspace, pub string) *release {
+	t.Helper()
+	return wrapRelease(t, &harness.Release{T: t, WS: ws, Dir: t.TempDir(), Pub: pub})
+}
+
+func wrapRelease(t *testing.T, h *harness.Release) *release {
 	r := &release{t: t, h: h, ws: h.WS, pub: h.Pub}
 	h.Wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {
 		if r.wrap != nil {

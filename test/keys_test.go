@@ -65,7 +65,7 @@ func TestRoot2of3AcrossBackends(t *testing.T) {
 		t.Fatal(err)
 	}
 	root1, _ := os.ReadFile(filepath.Join(dir, "metadata", "1.root.json"))
-	r := &release{t: t, ws: ws, pub: filepath.Join(t.TempDir(), "pub")}
+	r := releaseOf(t, ws, filepath.Join(t.TempDir(), "pub"))
 	v1 := r.add("1.0.0", 1, 20_000)
 	r.publish()
 	d := newDevice(t, r.serve(), hw)

@@ -50,7 +50,7 @@ func TestTPMTimestampKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &release{t: t, ws: ws, pub: filepath.Join(t.TempDir(), "pub")}
+	r := releaseOf(t, ws, filepath.Join(t.TempDir(), "pub"))
 	const life = 2 * time.Second
 	publish := func() time.Time {
 		t.Helper()
