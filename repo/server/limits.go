@@ -149,6 +149,8 @@ func (l *Listener) Stats() (open, peak, slow int64) {
 	return l.open.Load(), l.peak.Load(), l.slow.Load()
 }
 
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // errTooSlow closes a connection whose client does not take its data.
 var errTooSlow = errors.New("client took less than the minimum send rate")
 
@@ -230,7 +232,11 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 		src = lr.R
 	}
 	if _, isFile := src.(*os.File); !ok || !isFile {
-		return io.Copy(struct{ io.Writer }{c}, r)
+		// A cached buffer (bytes.Reader) or a bucket: copied through
+		// Write with a pooled buffer, not one allocated per response.
+		buf := copyBufs.Get().(*[]byte)
+		defer copyBufs.Put(buf)
+		return io.CopyBuffer(struct{ io.Writer }{c}, r, *buf)
 	}
 	var total int64
 	for {
