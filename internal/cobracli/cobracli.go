@@ -18,12 +18,13 @@ import (
 )
 
 // Install adds `version`, `--version` and the hidden `__docs` command to
-// root. Call it once, after every other command is added.
+// root, and the commands' Example: sections (examples.go). Call it once, after every other command is added.
 func Install(root *cobra.Command) {
 	info := cli.Version(root.Name())
 	root.Version = info.String()
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddCommand(versionCmd(root.Name()), docsCmd(root))
+	addExamples(root)
 }
 
 func versionCmd(program string) *cobra.Command {

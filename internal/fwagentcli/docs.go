@@ -13,6 +13,22 @@ import (
 // leaves them out of the device binary; tools/fwdist calls them for the
 // man page and docs/cli/fwagent.md.
 
+// agentExamples are the Example sections of fwagent's manual, by command.
+var agentExamples = map[string]string{
+	"provision":     "fwagent -c /etc/fwagent/config.json provision --root /usr/share/fwagent/1.root.json",
+	"check":         "fwagent check --json",
+	"update":        "fwagent update; [ $? = 10 ] && systemctl reboot",
+	"confirm":       "fwagent confirm   # fwagent-confirm.service runs it on every boot",
+	"status":        "fwagent status --json | jq .slots",
+	"daemon":        "fwagent daemon          # fwagent.service\nfwagent daemon --once   # from a timer",
+	"simulate-boot": "fwagent -c device/config.json simulate-boot",
+	"report":        "fwagent report",
+	"identity":      "fwagent identity --pem > gw-0042.pem   # then: fwrepo devices add gw-0042 --pubkey gw-0042.pem",
+	"version":       "fwagent --version",
+	"completion":    "fwagent completion bash > /usr/share/bash-completion/completions/fwagent",
+	"metrics":       "fwagent metrics --out /var/lib/prometheus/node-exporter/fwagent.prom",
+}
+
 type docFlag struct{ name, usage, def string }
 
 func (a *app) docFlags(c *command) []docFlag {
@@ -56,6 +72,9 @@ func WriteMarkdown(w io.Writer) error {
 			fmt.Fprintf(w, "### Synopsis\n\n%s\n\n", c.long)
 		}
 		fmt.Fprintf(w, "```\nfwagent %s %s\n```\n\n", c.name, c.args)
+		if ex := agentExamples[c.name]; ex != "" {
+			fmt.Fprintf(w, "### Examples\n\n```\n%s\n```\n\n", indent(ex))
+		}
 		if fl := a.docFlags(c); len(fl) > 0 {
 			fmt.Fprint(w, "### Options\n\n```\n")
 			for _, f := range fl {
@@ -93,15 +112,20 @@ func WriteMan(w io.Writer, date time.Time) error {
 	}
 	fmt.Fprint(w, ".SH COMMANDS\n")
 	for _, c := range a.commands() {
-		fmt.Fprintf(w, ".SS \"fwagent %s\"\n\\fBfwagent %s\\fP %s%s", c.name, c.name, roff(c.args), roff(c.short))
+		fmt.Fprintf(w, ".SS \"fwagent %s\"\n\\fBfwagent %s\\fP %s.br\n%s", c.name, c.name, roff(c.args), roff(c.short))
 		if c.long != "" {
 			fmt.Fprintf(w, ".PP\n%s", roff(c.long))
 		}
 		for _, f := range a.docFlags(c) {
 			fmt.Fprintf(w, ".TP\n\\fB%s\\fP\n%s", strings.TrimSuffix(roff(dashes(f.name)), "\n"), roff(f.usage))
 		}
+		if ex := agentExamples[c.name]; ex != "" {
+			fmt.Fprintf(w, ".PP\nExamples:\n.nf\n%s.fi\n", roff(indent(ex)))
+		}
 	}
 	fmt.Fprint(w, ".SH EXIT STATUS\n0 success or nothing to do; 1 other failure; 2 bad command line or configuration; 3 refused by a security check; 4 repository unreachable, retry later; 5 device state forbids it now; 6 a health check failed; 10 installed, reboot needed.\n")
 	fmt.Fprint(w, ".SH FILES\n/etc/fwagent/config.json (or \\-c, or $FWAGENT_CONFIG); examples in /usr/share/doc/fwagent/examples/config.\n.SH SEE ALSO\n\\fBfwctl\\fP(1), \\fBfwrepo\\fP(1)\n")
 	return nil
 }
+
+func indent(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") }
