@@ -230,6 +230,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, name, e.info.mod, content)
 }
 
+// recent reports whether a bucket's file changed so shortly before now
+// that another write in the same second could have the same size and
+// modification time (object storage keeps whole seconds, and a re-signed
+// timestamp.json often has the size of the one it replaces): such a file
+// is read again rather than trusted by its Stat. A directory's file is
+// told apart by its inode and nanosecond times.
+func recent(fi fileInfo, now int64) bool {
+	return fi.sys == nil && now-fi.mod.UnixNano() < int64(2*time.Second)
+}
+
 // find returns what serves name: a cached entry with its bytes, or an
 // entry with the ETag and an open reader. A cached file is compared with
 // the source at most once per Revalidate.
@@ -244,7 +254,7 @@ func (s *Server) find(ctx context.Context, name string, metadata bool) (*entry, 
 		if err != nil {
 			return nil, nil, err
 		}
-		if e.info.same(fi) {
+		if e.info.same(fi) && !recent(fi, now) {
 			e.checked.Store(now)
 			return e, nil, nil
 		}
