@@ -264,7 +264,7 @@ func (s *Server) find(ctx context.Context, name string, metadata bool) (*entry, 
 		if err != nil {
 			return nil, nil, err
 		}
-		if e.info.same(fi) {
+		if e.info.same(fi) && !recent(fi, now) {
 			return e, rc, nil
 		}
 		rc.Close()
