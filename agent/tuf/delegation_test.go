@@ -49,3 +49,35 @@ func TestSuccinctBin(t *testing.T) {
 		t.Fatalf("roleFor(x) = %s, want bins-0b5", got)
 	}
 }
+
+func TestRoleKeysChanged(t *testing.T) {
+	k := func() *Key { return &Key{KeyType: "ed25519", Scheme: "ed25519"} }
+	root := func(th int, ids ...string) *Root {
+		r := &Root{Keys: map[string]*Key{}, Roles: map[string]*RoleKeys{RoleTimestamp: {KeyIDs: ids, Threshold: th}}}
+		for _, id := range ids {
+			r.Keys[id] = k()
+			r.Keys[id].KeyVal.Public = id
+		}
+		return r
+	}
+	tests := []struct {
+		a, b *Root
+		want bool
+	}{
+		{root(1, "a"), root(1, "a"), false},
+		{root(1, "a", "b"), root(1, "b", "a"), false}, // order does not matter
+		{root(1, "a"), root(1, "b"), true},
+		{root(1, "a", "b"), root(2, "a", "b"), true},
+		{root(1, "a"), root(1, "a", "b"), true},
+	}
+	for i, tt := range tests {
+		if got := RoleKeysChanged(tt.a, tt.b, RoleTimestamp); got != tt.want {
+			t.Errorf("case %d: %v, want %v", i, got, tt.want)
+		}
+	}
+	changed := root(1, "a")
+	changed.Keys["a"].KeyVal.Public = "other key material"
+	if !RoleKeysChanged(root(1, "a"), changed, RoleTimestamp) {
+		t.Error("new key material under the same key ID is a rotation")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash"
+	"slices"
 	"time"
 )
 
@@ -97,9 +98,9 @@ func RoleKeysChanged(a, b *Root, role string) bool {
 	if x.Threshold != y.Threshold || len(x.KeyIDs) != len(y.KeyIDs) {
 		return true
 	}
-	for i, id := range x.KeyIDs {
-		ka, kb := a.Keys[id], b.Keys[y.KeyIDs[i]]
-		if id != y.KeyIDs[i] || ka == nil || kb == nil || *ka != *kb {
+	for _, id := range x.KeyIDs {
+		ka, kb := a.Keys[id], b.Keys[id]
+		if !slices.Contains(y.KeyIDs, id) || (ka == nil) != (kb == nil) || ka != nil && *ka != *kb {
 			return true
 		}
 	}
