@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -418,12 +417,18 @@ const checkpointEvery = 16 << 20
 // write streams rel into slot sl, resuming at offset when the slot already
 // holds that many bytes of it. begin runs before the first byte is written.
 func (a *Agent) write(ctx context.Context, up *tufclient.Trusted, rel *Release, sl slot.Slot, st *State, offset int64, begin func() error) error {
-	h := sha256.New()
+	// Every hash algorithm the target lists is fed the bytes already in
+	// the slot, so a resumed download is checked as a whole one is.
+	h, err := tufclient.NewHash(rel.tf)
+	if err != nil {
+		return classify(fmt.Errorf("download %s into slot %s: %w", rel.Target, sl.Name, err))
+	}
 	if offset > 0 {
 		a.log.Info("resuming interrupted install", "slot", sl.Name, "offset", offset)
 		if err := sl.HashInto(h, offset); err != nil {
 			a.log.Warn("cannot resume; starting over", "err", err)
-			offset, h = 0, sha256.New()
+			offset = 0
+			h.Reset()
 		}
 	}
 	cw := &checkpointWriter{next: offset + checkpointEvery,
@@ -443,7 +448,7 @@ func (a *Agent) write(ctx context.Context, up *tufclient.Trusted, rel *Release, 
 			st.Slots[sl.Name].Written = n
 			return a.saveState(st)
 		}}
-	err := a.client.ResumeTarget(ctx, up, rel.tf, cw, h, offset, a.Progress)
+	err = a.client.ResumeTarget(ctx, up, rel.tf, cw, h, offset, a.Progress)
 	if werr := cw.wait(); err == nil {
 		err = werr
 	}
