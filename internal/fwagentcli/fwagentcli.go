@@ -22,7 +22,6 @@ import (
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/boot"
 	"github.com/fwctl/fwctl/agent/trust"
-	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/internal/cli"
 	"github.com/fwctl/fwctl/tpm"
 )
@@ -458,31 +457,16 @@ environment: picks the first slot in BOOT_ORDER with attempts left, decrements
 them, and writes fwctl.slot=SLOT to the configured kernel command line file, as
 a real reboot would. Use it with file slots in tests and demos.`,
 		run: noArgs("simulate-boot", func() error {
-			ag, cfg, err := a.load(slog.LevelWarn)
+			ag, _, err := a.load(slog.LevelWarn)
 			if err != nil {
 				return err
 			}
-			if cfg.BootedSlot.Cmdline == "/proc/cmdline" {
-				return cli.WithCode(cli.ExitUsage, errors.New("simulate-boot needs booted_slot.cmdline set to a file of the simulator, not /proc/cmdline"))
+			slot, err := ag.SimulateBoot()
+			if errors.Is(err, agent.ErrNotSimulator) {
+				return cli.WithCode(cli.ExitUsage, err)
 			}
-			slot, err := ag.Switch().Select()
 			if err != nil {
 				return err
-			}
-			line := fmt.Sprintf("console=ttyS0 %s=%s\n", cfg.BootedSlot.Param, slot)
-			if err := atomicfile.Write(cfg.BootedSlot.Cmdline, []byte(line), 0o644); err != nil {
-				return err
-			}
-			if cfg.BootedSlot.Source != "cmdline" {
-				// The boot script records the slot it boots, then saves.
-				vars, err := ag.Env().Load()
-				if err != nil {
-					return err
-				}
-				vars[cfg.BootedSlot.Variable] = slot
-				if err := ag.Env().Save(vars); err != nil {
-					return err
-				}
 			}
 			return a.out.Result(map[string]string{"booted_slot": slot}, func(w io.Writer) {
 				fmt.Fprintf(w, "booted slot %s\n", slot)

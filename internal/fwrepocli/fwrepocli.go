@@ -20,6 +20,7 @@ import (
 	"github.com/fwctl/fwctl/internal/cli"
 	"github.com/fwctl/fwctl/internal/cli/cobragroups"
 	"github.com/fwctl/fwctl/internal/cobracli"
+	"github.com/fwctl/fwctl/internal/duration"
 	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/repo/online"
 	"github.com/fwctl/fwctl/repo/server"
@@ -153,11 +154,14 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 	c.Flags().StringVar(&dbPath, "db", "", "inventory database, an SQLite file (created 0600) or PostgreSQL (a postgres:// URL or host=… dbname=… string): enables the device API (/api/v1/nonce, /api/v1/manifests); see 'fwrepo devices' (default $"+DBEnv+", which keeps a password off the command line)")
 	c.Flags().StringVar(&tsKey, "timestamp-key", "", "online timestamp key: a key file or key URI (file:PATH, pkcs11:…, tpm:DEVICE?handle=…); enables re-signing (passphrase in $"+PassphraseEnv+"); re-opened on SIGHUP, when the file changes, or when a new root revokes it")
 	c.Flags().StringVar(&trustedRoot, "root", "", "trusted root metadata (the 1.root.json devices are provisioned with) the repository's root chain must verify from before any timestamp is re-signed (default: the repository's own 1.root.json as read at start)")
-	c.Flags().DurationVar(&tsLifetime, "timestamp-lifetime", 24*time.Hour, "lifetime of re-signed timestamps; re-signed when less than half is left")
-	c.Flags().DurationVar(&tsMaxAge, "timestamp-max-age", 10*time.Second, "Cache-Control max-age for timestamp.json")
+	tsLifetime = 24 * time.Hour
+	c.Flags().Var(duration.Flag{D: &tsLifetime}, "timestamp-lifetime", "lifetime of re-signed timestamps; re-signed when less than half is left")
+	tsMaxAge = 10 * time.Second
+	c.Flags().Var(duration.Flag{D: &tsMaxAge}, "timestamp-max-age", "Cache-Control max-age for timestamp.json")
 	c.Flags().IntVar(&lim.MaxConns, "max-connections", server.DefaultMaxConns, "open connections at most; at the cap new ones wait in the listen queue (logged); keep it below the file descriptor limit, at about half")
 	c.Flags().Int64Var(&lim.MinSendRate, "min-send-rate", server.DefaultMinSendRate, "bytes per second a client must take, measured over --send-window of waiting to write to it; a slower connection is closed (a slow download above this rate is never cut)")
-	c.Flags().DurationVar(&lim.SendWindow, "send-window", server.DefaultSendWindow, "window over which --min-send-rate is measured")
+	lim.SendWindow = server.DefaultSendWindow
+	c.Flags().Var(duration.Flag{D: &lim.SendWindow}, "send-window", "window over which --min-send-rate is measured")
 	c.Flags().Int64Var(&cacheBytes, "cache-bytes", server.DefaultCacheBytes, "metadata kept in memory, in bytes (one shared copy per file; files over 16 MiB or this size are streamed)")
 	c.Flags().BoolVar(&accessLog, "access-log", true, "log one line per request")
 	return c
