@@ -187,11 +187,9 @@ func TestDifferential(t *testing.T) {
 			s.signRoot()
 		}}}},
 		{"root version skips", nil, []step{{ok: false, change: func(s *sim) {
-			s.root.Signed.Version++
-			b, _ := s.root.ToBytes(false)
-			s.root.Signed.Version++
+			s.root.Signed.Version += 2
 			s.sign(s.root, metadata.ROOT)
-			b, _ = s.root.ToBytes(false)
+			b, _ := s.root.ToBytes(false)
 			s.put("metadata/2.root.json", b) // says version 3
 		}}}},
 		{"expired root", nil, []step{{ok: false, after: 8 * day}}},
