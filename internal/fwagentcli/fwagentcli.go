@@ -138,6 +138,9 @@ func (a *app) main(args []string) int {
 			if cmd.long != "" {
 				fmt.Printf("\n%s\n", cmd.long)
 			}
+			if ex := agentExamples[cmd.name]; ex != "" { // docs.go
+				fmt.Printf("\nExamples:\n%s\n", indent(ex))
+			}
 			fmt.Println("\nFlags:")
 			fs.SetOutput(os.Stdout)
 			fs.PrintDefaults()
