@@ -111,8 +111,8 @@ func TestCIReleaseScript(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{"wrong passphrase", []string{"FW_VERSION=1.1.0", "FW_COUNTER=6", "FWCTL_PASSPHRASE=wrong"}, 1, "wrong passphrase"},
-		{"counter regression", []string{"FW_VERSION=0.9.0", "FW_COUNTER=1"}, 2, "security counter lower"},
+		{"wrong passphrase", []string{"FW_VERSION=1.1.0", "FW_COUNTER=6", "FWCTL_PASSPHRASE=wrong"}, 1, "fwctl publish failed"},
+		{"counter regression", []string{"FW_VERSION=0.9.0", "FW_COUNTER=1"}, 2, "fwctl target failed"},
 		{"missing input", []string{"FW_VERSION=1.2.0"}, 2, "$FW_COUNTER is required"},
 		{"not a key file", []string{"FW_VERSION=1.2.0", "FW_COUNTER=7", "FW_KEY_FILES=fw.img"}, 2, "not an fwctl key file"},
 		{"unreachable store", []string{"FW_VERSION=1.3.0", "FW_COUNTER=8", "FW_OUT=s3://bucket/fw", "FW_S3_ENDPOINT=http://127.0.0.1:1",

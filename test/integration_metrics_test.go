@@ -46,13 +46,17 @@ func TestMetricsEndToEnd(t *testing.T) {
 	srv.Dir, srv.Env = dir, env
 	stdout, _ := srv.StdoutPipe()
 	srv.Stderr = io.Discard
-	if err := srv.Start(); err != nil {
+	var err error
+	if err = srv.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || !strings.Contains(line, " on http://") {
-		t.Fatalf("fwrepo serve printed %q, %v", line, err)
+	br := bufio.NewReader(stdout)
+	var line string
+	for !strings.Contains(line, " on http://") { // "fwrepo serving DIR on http://ADDR"
+		if line, err = br.ReadString('\n'); err != nil {
+			t.Fatalf("fwrepo serve exited before it said where it serves: %v", err)
+		}
 	}
 	url := strings.TrimSpace(line[strings.Index(line, "http://"):])
 

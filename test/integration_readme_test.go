@@ -108,12 +108,6 @@ func TestReadmeQuickStart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("README quick start (as uid %d) failed: %v\n%s", map[bool]int{true: 65534, false: uid}[uid == 0], err, both.String())
 	}
-	o := both.String()
-	for _, want := range []string{"OK: repo verifies", "booted slot B", "slot B"} {
-		if !strings.Contains(o, want) {
-			t.Errorf("quick start output lacks %q:\n%s", want, o)
-		}
-	}
 	wd, _ := os.ReadFile(filepath.Join(home, "workdir"))
 	var st struct {
 		Counter    uint64 `json:"counter"`
