@@ -226,9 +226,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	var content io.ReadSeeker = rc
 	if e.data != nil {
 		content = bytes.NewReader(e.data)
+		if len(e.data) <= smallBody {
+			// Through Write, the body joins the header in one buffered
+			// write; ReadFrom would flush the header first, a second
+			// write per request.
+			w = writeOnly{w}
+		}
 	}
 	http.ServeContent(w, r, name, e.info.mod, content)
 }
+
+// smallBody is the largest cached body written with the header in one go.
+const smallBody = 64 << 10
+
+// writeOnly hides the ResponseWriter's ReadFrom.
+type writeOnly struct{ http.ResponseWriter }
 
 // recent reports whether a bucket's file changed so shortly before now
 // that another write in the same second could have the same size and
