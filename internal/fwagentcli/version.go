@@ -94,8 +94,11 @@ func (a *app) writeCompletion(w io.Writer, shell string) error {
 		if shell == "zsh" {
 			fmt.Fprintln(w, "#compdef fwagent\nautoload -U +X bashcompinit && bashcompinit")
 		}
-		fmt.Fprint(w, "_fwagent() {\n  local cur=${COMP_WORDS[COMP_CWORD]} cmd=\"\" w\n")
-		fmt.Fprint(w, "  for w in \"${COMP_WORDS[@]:1:COMP_CWORD-1}\"; do case $w in -*) ;; *) cmd=$w; break;; esac; done\n  case $cmd in\n")
+		fmt.Fprint(w, "_fwagent() {\n  local cur=${COMP_WORDS[COMP_CWORD]} cmd=\"\" skip=\"\" w\n")
+		// The command is the first word that is neither a flag nor the
+		// value of -c/--config.
+		fmt.Fprint(w, "  for w in \"${COMP_WORDS[@]:1:COMP_CWORD-1}\"; do\n    if [ -n \"$skip\" ]; then skip=; continue; fi\n")
+		fmt.Fprint(w, "    case $w in -c|-config|--config) skip=1;; -*) ;; *) cmd=$w; break;; esac\n  done\n  case $cmd in\n")
 		var names []string
 		for _, c := range cmds {
 			names = append(names, c.name)
