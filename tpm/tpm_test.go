@@ -10,9 +10,11 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -376,20 +378,40 @@ func TestSwtpmScript(t *testing.T) {
 	t.Parallel()
 	testenv.LookPath(t, "swtpm", "apt-get install -y swtpm swtpm-tools")
 	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	var port string
+	run := func(verb string) error {
+		out, err := exec.Command("../scripts/swtpm.sh", verb, dir, port).CombinedOutput()
+		if err != nil {
+			log, _ := os.ReadFile(filepath.Join(dir, "swtpm.log"))
+			return fmt.Errorf("swtpm.sh %s %s: %v\n%s%s", verb, port, err, out, log)
+		}
+		return nil
+	}
+	script := func(verb string) {
+		t.Helper()
+		if err := run(verb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// swtpm.sh takes PORT and PORT+1; another test's connection may take
+	// either between the check here and swtpm's bind: then try another.
+	var err error
+	for range 5 {
+		l, lerr := net.Listen("tcp", "127.0.0.1:0")
+		if lerr != nil {
+			t.Fatal(lerr)
+		}
+		port = strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+		if err = run("start"); err == nil {
+			break
+		}
+		t.Log(err)
+		os.RemoveAll(dir)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	script := func(verb string) {
-		t.Helper()
-		out, err := exec.Command("../scripts/swtpm.sh", verb, dir, port).CombinedOutput()
-		if err != nil {
-			t.Fatalf("swtpm.sh %s: %v\n%s", verb, err, out)
-		}
-	}
-	script("start")
 	t.Cleanup(func() { script("stop") })
 	ctx := context.Background()
 	tp, err := Open(ctx, "tcp://127.0.0.1:"+port)
