@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -69,11 +70,15 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 		Short: "Serve metadata and targets over HTTP; re-sign timestamp.json before it expires",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var h slog.Handler = slog.NewTextHandler(os.Stderr, nil)
-			if *jsonOut {
-				h = slog.NewJSONHandler(os.Stderr, nil)
+			logHandler := func(w io.Writer) slog.Handler {
+				if *jsonOut {
+					return slog.NewJSONHandler(w, nil)
+				}
+				return slog.NewTextHandler(w, nil)
 			}
-			log := slog.New(h)
+			log := slog.New(logHandler(os.Stderr))
+			accessOut := newFlushWriter(os.Stderr, 100*time.Millisecond)
+			defer accessOut.Close()
 			if dir == "" {
 				return cli.WithCode(cli.ExitUsage, errors.New("--dir is required"))
 			}
@@ -81,8 +86,8 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 			if err != nil {
 				return cli.WithCode(cli.ExitUsage, err)
 			}
-			srv, err := server.New(server.Options{Store: store, Logger: log, TimestampMaxAge: tsMaxAge,
-				CacheBytes: cacheBytes, NoAccessLog: !accessLog})
+			srv, err := server.New(server.Options{Store: store, Logger: log, AccessLogger: slog.New(logHandler(accessOut)),
+				TimestampMaxAge: tsMaxAge, CacheBytes: cacheBytes, NoAccessLog: !accessLog})
 			if err != nil {
 				return cli.WithCode(cli.ExitUsage, err)
 			}

@@ -56,14 +56,17 @@ type Options struct {
 	// checks again that the file on disk (size, modification time, inode)
 	// is the one cached (default 1s): a publish shows within that time.
 	Revalidate time.Duration
-	// NoAccessLog drops the one log line per request.
-	NoAccessLog bool
+	// NoAccessLog drops the one log line per request; AccessLogger
+	// receives it (default Logger).
+	NoAccessLog  bool
+	AccessLogger *slog.Logger
 }
 
 // Server is an HTTP handler for a repository directory.
 type Server struct {
 	src     source
 	log     *slog.Logger
+	alog    *slog.Logger
 	tsCache []string
 	health  func() error
 	cache   *cache
@@ -105,7 +108,10 @@ func New(opt Options) (*Server, error) {
 	if opt.Revalidate <= 0 {
 		opt.Revalidate = DefaultRevalidate
 	}
-	return &Server{src: src, log: opt.Logger, cache: newCache(opt.CacheBytes, opt.MaxCachedFile),
+	if opt.AccessLogger == nil {
+		opt.AccessLogger = opt.Logger
+	}
+	return &Server{src: src, log: opt.Logger, alog: opt.AccessLogger, cache: newCache(opt.CacheBytes, opt.MaxCachedFile),
 		tsCache: header(fmt.Sprintf("public, max-age=%d", int(opt.TimestampMaxAge.Seconds()))),
 		reval:   int64(opt.Revalidate), access: !opt.NoAccessLog}, nil
 }
@@ -140,7 +146,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
 	s.serve(rw, r)
-	s.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rw.status,
+	s.alog.Info("request", "method", r.Method, "path", r.URL.Path, "status", rw.status,
 		"bytes", rw.n, "range", r.Header.Get("Range"), "remote", r.RemoteAddr,
 		"duration_ms", time.Since(start).Milliseconds())
 }
