@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 	"unicode"
@@ -105,20 +104,17 @@ type InstallResult struct {
 // Running returns the report of the running slot (zero if absent).
 func (m *DeviceManifest) Running() SlotReport { return m.Slots[m.RunningSlot] }
 
-var (
-	deviceIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-	slotNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,16}$`)
-	nonceRE    = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
-)
+// Device IDs are ^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$, slot names
+// ^[A-Za-z0-9_-]{1,16}$ and nonces ^[A-Za-z0-9_-]{16,128}$ (charclass.go).
 
 // ValidDeviceID reports whether id is an acceptable device ID: 1–128
 // letters, digits, '.', '_', ':' or '-', starting with a letter or digit.
 // The default device ID, the hex key ID of the device key, is one.
-func ValidDeviceID(id string) bool { return deviceIDRE.MatchString(id) }
+func ValidDeviceID(id string) bool { return nameOf(id, "._:-", 127) }
 
 // ValidNonce reports whether n is an acceptable server nonce: 16–128
 // characters of the URL-safe base64 alphabet (hex is a subset).
-func ValidNonce(n string) bool { return nonceRE.MatchString(n) }
+func ValidNonce(n string) bool { return runOf(n, "_-", 16, 128) }
 
 // MaxAttempts bounds DeviceManifest.Attempts.
 const MaxAttempts = 32
@@ -151,7 +147,7 @@ func (m *DeviceManifest) Validate() error {
 		bad("slots: %d, want 1 to %d", len(m.Slots), maxSlots)
 	}
 	for name, s := range m.Slots {
-		if !slotNameRE.MatchString(name) {
+		if !runOf(name, "_-", 1, 16) {
 			bad("slots: name %q: want 1-16 letters, digits, '_', '-'", clip(name))
 			continue
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
 	"unicode/utf8"
 )
@@ -14,8 +13,8 @@ import (
 // maxCanonicalDepth bounds nesting so hostile input cannot exhaust the stack.
 const maxCanonicalDepth = 32
 
-// integerRE is the only number form canonical JSON allows.
-var integerRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
+// The only number form canonical JSON allows is -?(0|[1-9][0-9]*)
+// (canonicalInteger).
 
 // Canonicalize returns the canonical encoding of the JSON value in b, the
 // bytes a device manifest signature covers:
@@ -71,7 +70,7 @@ func canonValue(dec *json.Decoder, out *bytes.Buffer, depth int) error {
 	case string:
 		return canonString(out, v)
 	case json.Number:
-		if !integerRE.MatchString(string(v)) || v == "-0" {
+		if !canonicalInteger(string(v)) || v == "-0" {
 			return fmt.Errorf("number %s: only integers without exponent or leading zeros are allowed", v)
 		}
 		out.WriteString(string(v))

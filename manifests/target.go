@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 )
 
@@ -101,17 +100,17 @@ func (f Firmware) MarshalJSON() ([]byte, error) {
 	return json.Marshal(all)
 }
 
-// hardwareRE restricts hardware IDs to names that are safe as path elements.
-var hardwareRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+// Hardware IDs are names that are safe as path elements:
+// ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$.
 
 // ValidHardwareID reports whether id is an acceptable hardware ID.
-func ValidHardwareID(id string) bool { return hardwareRE.MatchString(id) }
+func ValidHardwareID(id string) bool { return nameOf(id, "._-", 63) }
 
-// versionRE restricts human versions to printable, path-safe strings.
-var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+_~-]{0,63}$`)
+// Human versions are printable, path-safe strings:
+// ^[A-Za-z0-9][A-Za-z0-9.+_~-]{0,63}$.
 
 // ValidVersion reports whether v is an acceptable version string.
-func ValidVersion(v string) bool { return versionRE.MatchString(v) }
+func ValidVersion(v string) bool { return nameOf(v, ".+_~-", 63) }
 
 // Validate checks f and says what is wrong.
 func (f *Firmware) Validate() error {
