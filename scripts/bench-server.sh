@@ -94,7 +94,7 @@ http {
 EOF
 
 start_fwrepo() {
-  GOMAXPROCS=1 taskset -c 0 "$BIN/fwrepo" serve --dir repo --addr 127.0.0.1:$PORT >fwrepo.out 2>>fwrepo.log &
+  GOMAXPROCS=1 taskset -c 0 "$BIN/fwrepo" serve --dir repo --addr 127.0.0.1:$PORT --revalidate 1s >fwrepo.out 2>>fwrepo.log &
   PID=$!
   wait_port
 }

@@ -63,6 +63,7 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 		tsMaxAge         time.Duration
 		lim              server.Limits
 		cacheBytes       int64
+		revalidate       time.Duration
 		accessLog        bool
 	)
 	c := &cobra.Command{
@@ -87,7 +88,7 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 				return cli.WithCode(cli.ExitUsage, err)
 			}
 			srv, err := server.New(server.Options{Store: store, Logger: log, AccessLogger: slog.New(logHandler(accessOut)),
-				TimestampMaxAge: tsMaxAge, CacheBytes: cacheBytes, NoAccessLog: !accessLog})
+				TimestampMaxAge: tsMaxAge, CacheBytes: cacheBytes, Revalidate: revalidate, NoAccessLog: !accessLog})
 			if err != nil {
 				return cli.WithCode(cli.ExitUsage, err)
 			}
@@ -169,6 +170,7 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 	c.Flags().Var(duration.Flag{D: &lim.SendWindow}, "send-window", "window over which --min-send-rate is measured")
 	c.Flags().Int64Var(&cacheBytes, "cache-bytes", server.DefaultCacheBytes, "metadata kept in memory, in bytes (one shared copy per file; files over 16 MiB or this size are streamed)")
 	c.Flags().BoolVar(&accessLog, "access-log", true, "log one line per request")
+	c.Flags().Var(duration.Flag{D: &revalidate}, "revalidate", "serve cached metadata this long before checking the stored file again (default: every request for a directory, so a publish shows at once; 1s for a bucket); e.g. 1s under heavy load")
 	return c
 }
 

@@ -35,7 +35,9 @@ import (
 const (
 	DefaultCacheBytes    = 64 << 20
 	DefaultMaxCachedFile = 16 << 20
-	DefaultRevalidate    = time.Second
+	// DefaultRevalidate is Options.Revalidate for a bucket (one Stat
+	// request per revalidation); a directory is checked on every request.
+	DefaultRevalidate = time.Second
 )
 
 // Options configure a Server.
@@ -53,8 +55,11 @@ type Options struct {
 	// at most CacheBytes). Larger files are streamed.
 	CacheBytes, MaxCachedFile int64
 	// Revalidate is how long a cached file is served before the server
-	// checks again that the file on disk (size, modification time, inode)
-	// is the one cached (default 1s): a publish shows within that time.
+	// checks again that the stored file (size, modification time, inode)
+	// is the one cached: a publish shows within that time. Zero means on
+	// every request for a directory (one fstatat, so a publish shows at
+	// once: a device that updates right after 'fwctl publish' sees it) and
+	// DefaultRevalidate for a bucket, where each check is a request.
 	Revalidate time.Duration
 	// NoAccessLog drops the one log line per request; AccessLogger
 	// receives it (default Logger).
@@ -92,7 +97,10 @@ func New(opt Options) (*Server, error) {
 		if src, err = newDirSource(string(d)); err != nil {
 			return nil, err
 		}
+	} else if opt.Revalidate <= 0 {
+		opt.Revalidate = DefaultRevalidate
 	}
+	opt.Revalidate = max(opt.Revalidate, 0)
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -104,9 +112,6 @@ func New(opt Options) (*Server, error) {
 	}
 	if opt.MaxCachedFile <= 0 {
 		opt.MaxCachedFile = DefaultMaxCachedFile
-	}
-	if opt.Revalidate <= 0 {
-		opt.Revalidate = DefaultRevalidate
 	}
 	if opt.AccessLogger == nil {
 		opt.AccessLogger = opt.Logger
@@ -135,6 +140,8 @@ var (
 	ctOctet   = header("application/octet-stream")
 	immutable = header("public, max-age=31536000, immutable")
 	noCache   = header("no-cache")
+	// acceptRanges is what ServeContent says too.
+	acceptRanges = header("bytes")
 )
 
 // ServeHTTP implements http.Handler.
@@ -146,9 +153,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rw := &recorder{ResponseWriter: w, status: http.StatusOK}
 	s.serve(rw, r)
-	s.alog.Info("request", "method", r.Method, "path", r.URL.Path, "status", rw.status,
-		"bytes", rw.n, "range", r.Header.Get("Range"), "remote", r.RemoteAddr,
-		"duration_ms", time.Since(start).Milliseconds())
+	s.alog.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.Int("status", rw.status), slog.Int64("bytes", rw.n), slog.String("range", r.Header.Get("Range")),
+		slog.String("remote", r.RemoteAddr), slog.Int64("duration_ms", time.Since(start).Milliseconds()))
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
@@ -229,6 +236,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if e.etag != nil {
 		h["Etag"] = e.etag
 	}
+	if e.data != nil && len(e.data) <= smallBody && plain(r) {
+		// What nearly every request is (a device polling timestamp.json):
+		// no Range and no condition, so none of ServeContent's work.
+		h["Last-Modified"] = e.lastMod
+		h["Content-Length"] = e.length
+		h["Accept-Ranges"] = acceptRanges
+		if r.Method != http.MethodHead {
+			w.Write(e.data)
+		}
+		return
+	}
 	var content io.ReadSeeker = rc
 	if e.data != nil {
 		content = bytes.NewReader(e.data)
@@ -240,6 +258,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	http.ServeContent(w, r, name, e.info.mod, content)
+}
+
+// plain reports whether r asks for the whole file unconditionally.
+func plain(r *http.Request) bool {
+	h := r.Header
+	return h["Range"] == nil && h["If-None-Match"] == nil && h["If-Match"] == nil &&
+		h["If-Modified-Since"] == nil && h["If-Unmodified-Since"] == nil && h["If-Range"] == nil
 }
 
 // smallBody is the largest cached body written with the header in one go.
