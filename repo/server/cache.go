@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +21,9 @@ type entry struct {
 	info fileInfo
 	etag []string // the ETag header's value, shared by every response
 	data []byte   // nil: streamed from the source per request
+	// lastMod and length are the Last-Modified and Content-Length
+	// header values of data.
+	lastMod, length []string
 	// checked is when info was last compared with the source (UnixNano).
 	checked atomic.Int64
 }
@@ -116,7 +121,8 @@ func readEntry(rc io.Reader, name string, info fileInfo) (*entry, error) {
 		return nil, fmt.Errorf("read %s: it changed while being read", name)
 	}
 	sum := sha256.Sum256(b)
-	e := &entry{info: info, data: b, etag: []string{`"sha256-` + hex.EncodeToString(sum[:]) + `"`}}
+	e := &entry{info: info, data: b, etag: []string{`"sha256-` + hex.EncodeToString(sum[:]) + `"`},
+		lastMod: header(info.mod.UTC().Format(http.TimeFormat)), length: header(strconv.Itoa(len(b)))}
 	e.checked.Store(time.Now().UnixNano())
 	return e, nil
 }

@@ -169,25 +169,39 @@ type counterVec struct {
 	name, help string
 	labels     []string
 	mu         sync.Mutex
-	series     map[string]*atomic.Uint64 // by label values joined with \xff
+	series     map[seriesKey]*atomic.Uint64
 }
 
 func newCounterVec(name, help string, labels ...string) *counterVec {
-	return &counterVec{name: name, help: help, labels: labels, series: map[string]*atomic.Uint64{}}
+	if len(labels) > 2 {
+		panic("counterVec: at most two labels")
+	}
+	return &counterVec{name: name, help: help, labels: labels, series: map[seriesKey]*atomic.Uint64{}}
 }
 
 // with returns the counter of these label values (in the order of labels).
 func (c *counterVec) with(values ...string) *atomic.Uint64 {
-	key := strings.Join(values, "\xff")
+	var k seriesKey
+	switch len(values) {
+	case 2:
+		k.b = values[1]
+		fallthrough
+	case 1:
+		k.a = values[0]
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	v := c.series[key]
+	v := c.series[k]
 	if v == nil {
 		v = new(atomic.Uint64)
-		c.series[key] = v
+		c.series[k] = v
 	}
 	return v
 }
+
+// seriesKey holds up to two label values (the most any counter here has):
+// a lookup per request allocates nothing.
+type seriesKey struct{ a, b string }
 
 // write writes the counter in the text format, series sorted, label
 // names in alphabetical order as Prometheus prints them.
@@ -196,7 +210,7 @@ func (c *counterVec) write(w io.Writer) {
 	c.mu.Lock()
 	lines := make([]string, 0, len(c.series))
 	for key, v := range c.series {
-		values := strings.Split(key, "\xff")
+		values := []string{key.a, key.b}
 		pairs := make([]string, len(c.labels))
 		for i, l := range c.labels {
 			pairs[i] = l + `="` + escapeLabel(values[i]) + `"`
