@@ -25,11 +25,60 @@ import (
 // DeltaSuffix ends the target path of a delta: HW/V/NAME.from-BASEVERSION.delta.
 const DeltaSuffix = ".delta"
 
+// DefaultMaxDeltaRatio is the largest delta, as a fraction of the full
+// image, that is worth staging: above it a device saves too little to be
+// worth the delta's decode (and an unrelated base gives a delta larger
+// than the image).
+const DefaultMaxDeltaRatio = 0.9
+
+// DeltaOptions control StageDeltas.
+type DeltaOptions struct {
+	// From is how many of the last full releases of the same hardware (by
+	// counter) to take as bases; releases with identical bytes count once.
+	From int
+	// MaxRatio is the largest delta staged, as a fraction of the full
+	// image (DefaultMaxDeltaRatio when zero).
+	MaxRatio float64
+	// Progress, when set, is told how each encoding advances.
+	Progress func(base string, done, total int64)
+}
+
+// SkippedDelta is a base StageDeltas encoded a delta from and did not stage.
+type SkippedDelta struct {
+	Base    string `json:"base"`    // the base target's path
+	Version string `json:"version"` // the base's version
+	Length  int64  `json:"length"`  // the delta's length
+	Reason  string `json:"reason"`
+}
+
+// DeltaResult is what StageDeltas staged and skipped.
+type DeltaResult struct {
+	Added   []Target       `json:"added"`
+	Skipped []SkippedDelta `json:"skipped,omitempty"`
+}
+
 // AddDeltas stages delta targets that rebuild the full target newPath from
-// each of the last n full releases for the same hardware (by counter). A
-// device whose running image is one of those bases downloads the delta
-// instead of the full image.
+// each of the last n full releases for the same hardware, with the default
+// options of StageDeltas, and returns those it staged.
 func (ws *Workspace) AddDeltas(ctx context.Context, newPath string, n int, progress func(base string, done, total int64)) ([]Target, error) {
+	res, err := ws.StageDeltas(ctx, newPath, DeltaOptions{From: n, Progress: progress})
+	if res == nil {
+		return nil, err
+	}
+	return res.Added, err
+}
+
+// StageDeltas stages delta targets that rebuild the full target newPath
+// from each of the last opt.From full releases for the same hardware (by
+// counter). A device whose running image is one of those bases downloads
+// the delta instead of the full image. Bases with the same bytes give one
+// delta (from the newest of them), and a delta above opt.MaxRatio of the
+// full image is not staged: it is reported in Skipped, with the reason.
+func (ws *Workspace) StageDeltas(ctx context.Context, newPath string, opt DeltaOptions) (*DeltaResult, error) {
+	maxRatio := opt.MaxRatio
+	if maxRatio <= 0 {
+		maxRatio = DefaultMaxDeltaRatio
+	}
 	staged, err := ws.stagedTargets()
 	if err != nil {
 		return nil, err
@@ -64,18 +113,40 @@ func (ws *Workspace) AddDeltas(ctx context.Context, newPath string, n int, progr
 		}
 		return bases[i].path > bases[j].path
 	})
-	if len(bases) > n {
-		bases = bases[:n]
-	}
-	var out []Target
+	// One delta per base image: the same bytes under several releases
+	// (a re-tagged build) would give identical deltas.
+	seen := map[string]bool{}
+	unique := bases[:0]
 	for _, b := range bases {
-		t, err := ws.addDelta(ctx, staged, b.path, b.tf, b.fw, newPath, newTF, newFW, progress)
-		if err != nil {
-			return out, fmt.Errorf("delta from %s: %w", b.path, err)
+		sum := hex.EncodeToString(b.tf.Hashes["sha256"])
+		if !seen[sum] {
+			seen[sum] = true
+			unique = append(unique, b)
 		}
-		out = append(out, *t)
 	}
-	return out, writeMetadata(ws.stagedTargetsPath(), staged)
+	bases = unique
+	if len(bases) > opt.From {
+		bases = bases[:opt.From]
+	}
+	res := &DeltaResult{}
+	for _, b := range bases {
+		t, err := ws.addDelta(ctx, staged, b.path, b.tf, b.fw, newPath, newTF, newFW, opt.Progress)
+		if err != nil {
+			return res, fmt.Errorf("delta from %s: %w", b.path, err)
+		}
+		if limit := int64(maxRatio * float64(newTF.Length)); t.Length > limit {
+			delete(staged.Signed.Targets, t.Path)
+			if err := os.Remove(filepath.Join(ws.Dir, "targets", filepath.FromSlash(t.Path))); err != nil && !os.IsNotExist(err) {
+				return res, err
+			}
+			res.Skipped = append(res.Skipped, SkippedDelta{Base: b.path, Version: b.fw.Version, Length: t.Length,
+				Reason: fmt.Sprintf("the delta is %d bytes, %.0f%% of the %d-byte image (more than %.0f%%): devices download the full image",
+					t.Length, 100*float64(t.Length)/float64(max(newTF.Length, 1)), newTF.Length, 100*maxRatio)})
+			continue
+		}
+		res.Added = append(res.Added, *t)
+	}
+	return res, writeMetadata(ws.stagedTargetsPath(), staged)
 }
 
 func sharesHardware(a, b *manifests.Firmware) bool {

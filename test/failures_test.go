@@ -272,7 +272,11 @@ func TestDeltaNotSmallerUsesFullImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds, _ := r.ws.AddDeltas(context.Background(), tg.Path, 3, nil)
+	// fwctl would not stage such a delta (above 90 % of the image): stage it
+	// anyway, as an older fwctl or another tool could, to see the agent
+	// refuse to pay for it.
+	dr, _ := r.ws.StageDeltas(context.Background(), tg.Path, repo.DeltaOptions{From: 3, MaxRatio: 100})
+	ds := dr.Added
 	r.publish()
 	var fetched []string
 	r.wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {

@@ -17,9 +17,11 @@ import (
 type addResult struct {
 	Target *repo.Target  `json:"target"`
 	Deltas []repo.Target `json:"deltas,omitempty"`
+	// SkippedDeltas are deltas encoded and not staged (not worth it).
+	SkippedDeltas []repo.SkippedDelta `json:"skipped_deltas,omitempty"`
 }
 
-func (a *app) addDeltas(ws *repo.Workspace, t *repo.Target, n int) ([]repo.Target, error) {
+func (a *app) addDeltas(ws *repo.Workspace, t *repo.Target, n int) (*repo.DeltaResult, error) {
 	var last func()
 	progress := func(base string, done, total int64) {}
 	if a.out.Interactive() {
@@ -36,7 +38,7 @@ func (a *app) addDeltas(ws *repo.Workspace, t *repo.Target, n int) ([]repo.Targe
 			fn(done, total)
 		}
 	}
-	ds, err := ws.AddDeltas(context.Background(), t.Path, n, progress)
+	ds, err := ws.StageDeltas(context.Background(), t.Path, repo.DeltaOptions{From: n, Progress: progress})
 	if last != nil {
 		last()
 	}

@@ -47,15 +47,20 @@ func (a *app) targetCmd() *cobra.Command {
 			}
 			res := addResult{Target: t}
 			if deltaFrom > 0 {
-				if res.Deltas, err = a.addDeltas(ws, t, deltaFrom); err != nil {
+				ds, err := a.addDeltas(ws, t, deltaFrom)
+				if err != nil {
 					return err
 				}
+				res.Deltas, res.SkippedDeltas = ds.Added, ds.Skipped
 			}
 			return a.out.Result(res, func(w io.Writer) {
 				fmt.Fprintf(w, "Staged %s\n  version %s, counter %d, hardware %s\n  %d bytes, sha256 %s\n",
 					t.Path, t.Firmware.Version, t.Firmware.Counter, strings.Join(t.Firmware.Hardware, ","), t.Length, t.SHA256)
 				for _, d := range res.Deltas {
 					fmt.Fprintf(w, "Staged delta %s\n  from %s: %d bytes (%.1f%% of the full image)\n", d.Path, d.Firmware.Base.SHA256[:16], d.Length, 100*float64(d.Length)/float64(max(t.Length, 1)))
+				}
+				for _, d := range res.SkippedDeltas {
+					fmt.Fprintf(w, "Not staged: delta from %s (%s): %s\n", d.Version, d.Base, d.Reason)
 				}
 				fmt.Fprintln(w, "Run 'fwctl publish' to release it.")
 			})
