@@ -24,8 +24,10 @@ type entry struct {
 	// lastMod and length are the Last-Modified and Content-Length
 	// header values of data.
 	lastMod, length []string
-	// checked is when info was last compared with the source (UnixNano).
+	// checked is when info was last compared with the source (UnixNano),
+	// and gen the source's generation then (see dirSource.generation).
 	checked atomic.Int64
+	gen     atomic.Uint64
 }
 
 // cache holds entries up to a total of max bytes of data (ETag-only

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,7 @@ func (s storeSource) open(ctx context.Context, name string) (io.ReadSeekCloser, 
 // is then one fstatat.
 type dirSource struct {
 	dir     string
+	watch   *watcher   // of metadata/; nil when it could not be set up
 	mu      sync.Mutex // held while re-opening
 	roots   atomic.Pointer[dirRoots]
 	checked atomic.Int64 // UnixNano of the last check
@@ -89,10 +91,24 @@ const recheck = time.Second
 
 func newDirSource(dir string) (*dirSource, error) {
 	d := &dirSource{dir: dir}
+	if w, err := newWatcher(); err == nil {
+		if err := w.add(filepath.Join(dir, layout.MetadataDir)); err == nil {
+			d.watch = w
+		}
+	}
 	if _, err := d.current(); err != nil {
 		return nil, err
 	}
 	return d, nil
+}
+
+// generation returns a number that changes whenever metadata/ may have
+// changed, and false when there is no watch (compare on every request).
+func (d *dirSource) generation() (uint64, bool) {
+	if d.watch == nil {
+		return 0, false
+	}
+	return d.watch.gen.Load(), true
 }
 
 func (d *dirSource) String() string { return d.dir }
@@ -124,6 +140,9 @@ func (d *dirSource) current() (*dirRoots, error) {
 	}
 	d.roots.Store(next)
 	d.checked.Store(now)
+	if r != nil && d.watch != nil {
+		d.watch.add(filepath.Join(d.dir, layout.MetadataDir)) // the new directory
+	}
 	if r != nil {
 		// os.Root counts its users: requests still using the old
 		// roots finish first.

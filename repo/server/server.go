@@ -201,7 +201,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		rc, fi, err = s.src.open(r.Context(), p)
 		e = &entry{info: fi, etag: header(`"sha256-` + name[:64] + `"`)}
 	} else {
-		e, rc, err = s.find(r.Context(), p, metadata)
+		e, rc, err = s.find(r.Context(), p, metadata, metadata && versionedRE.MatchString(name))
 	}
 	if err != nil {
 		if !errors.Is(err, blob.ErrNotExist) {
@@ -273,6 +273,15 @@ const smallBody = 64 << 10
 // writeOnly hides the ResponseWriter's ReadFrom.
 type writeOnly struct{ http.ResponseWriter }
 
+// generation is the source's change count (dirSource.generation); false
+// when changes cannot be watched.
+func (s *Server) generation() (uint64, bool) {
+	if d, ok := s.src.(*dirSource); ok {
+		return d.generation()
+	}
+	return 0, false
+}
+
 // recent reports whether a bucket's file changed so shortly before now
 // that another write in the same second could have the same size and
 // modification time (object storage keeps whole seconds, and a re-signed
@@ -286,11 +295,18 @@ func recent(fi fileInfo, now int64) bool {
 // find returns what serves name: a cached entry with its bytes, or an
 // entry with the ETag and an open reader. A cached file is compared with
 // the source at most once per Revalidate.
-func (s *Server) find(ctx context.Context, name string, metadata bool) (*entry, io.ReadSeekCloser, error) {
+func (s *Server) find(ctx context.Context, name string, metadata, immutable bool) (*entry, io.ReadSeekCloser, error) {
 	now := time.Now().UnixNano()
 	e := s.cache.get(name)
 	if e != nil && e.data != nil {
-		if now-e.checked.Load() < s.reval {
+		// A file replaced in place (timestamp.json) must be the new one
+		// as soon as a publish lands: a device may poll right after it.
+		// In a watched directory, nothing changed since the last check
+		// says so without a stat; elsewhere it is compared with the
+		// source on every request. A versioned file is compared at most
+		// once per Revalidate.
+		gen, watched := s.generation()
+		if now-e.checked.Load() < s.reval && (immutable || (watched && e.gen.Load() == gen)) {
 			return e, nil, nil
 		}
 		fi, err := s.src.stat(ctx, name)
@@ -298,6 +314,7 @@ func (s *Server) find(ctx context.Context, name string, metadata bool) (*entry, 
 			return nil, nil, err
 		}
 		if e.info.same(fi) && !recent(fi, now) {
+			e.gen.Store(gen)
 			e.checked.Store(now)
 			return e, nil, nil
 		}

@@ -140,3 +140,47 @@ func TestCachedMetadataFollowsPublish(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishShowsAtOnce: a device polling right after a publish must get
+// the new timestamp.json, although cached files are otherwise compared
+// with the disk only once per Revalidate (here an hour, so only the
+// directory watch can make the new file show). The wait is a bounded
+// count of tries, far longer than a watch event takes.
+func TestPublishShowsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	md := filepath.Join(dir, "metadata")
+	os.MkdirAll(md, 0o755)
+	ts := filepath.Join(md, "timestamp.json")
+	os.WriteFile(ts, []byte(`{"v":1}`), 0o644)
+	s, err := New(Options{Dir: dir, Revalidate: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	get := func() string {
+		res, err := http.Get(srv.URL + "/metadata/timestamp.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	if got := get(); got != `{"v":1}` {
+		t.Fatalf("served %q", got)
+	}
+	tmp := filepath.Join(md, ".tmp")
+	os.WriteFile(tmp, []byte(`{"v":2}`), 0o644)
+	if err := os.Rename(tmp, ts); err != nil {
+		t.Fatal(err)
+	}
+	got := ""
+	for range 200 {
+		if got = get(); got == `{"v":2}` {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("after the publish: still %q", got)
+}
