@@ -37,8 +37,9 @@ const (
 
 // TestPowerLossDiscard kills fwagent around the discard of a resume
 // checkpoint (issue 13). An install killed after its first durable 16 MiB
-// checkpoint is resumed against a server that alters the resumed range, so
-// the image fails its hash and the agent discards the checkpoint. Each run
+// checkpoint (its server stalled after 16.5 MiB) is resumed against a
+// server that alters the resumed range, so the image fails its hash and
+// the agent discards the checkpoint. Each run
 // kills either that failing run (while it writes the resumed bytes, after
 // the slot is full, right after the discard) or, once it has ended, the
 // next clean attempt from zero (at the kill points of TestPowerLoss). After
@@ -55,7 +56,8 @@ func TestPowerLossDiscard(t *testing.T) {
 	const size, rate = 24 << 20, 16 << 20
 	// 8 MiB to go after the checkpoint (500 ms), 1.5 s in all.
 	fx := publishFixture(t, rate, false, newImage("factory", factorySize), newImage("3.0.0", size))
-	fx.slow = tamperResumes(t, fx.fast, rate)
+	var stall string
+	fx.slow, stall = tamperResumes(t, fx.fast, rate)
 	base, err := os.MkdirTemp("", "powerloss-discard-")
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +71,7 @@ func TestPowerLossDiscard(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			results[i] = fx.runDiscard(base, i, rand.New(rand.NewPCG(s, uint64(i))))
+			results[i] = fx.runDiscard(base, stall, i, rand.New(rand.NewPCG(s, uint64(i))))
 		}()
 	}
 	wg.Wait()
@@ -110,7 +112,7 @@ func TestPowerLossDiscard(t *testing.T) {
 // failing resumed run, odd runs the clean attempt after it; run 0 is killed
 // right after the discard and run 1 at a random time of the clean download,
 // so both paths are hit whatever else is drawn.
-func (fx *fixture) runDiscard(base string, i int, rng *rand.Rand) *result {
+func (fx *fixture) runDiscard(base, stall string, i int, rng *rand.Rand) *result {
 	p := plan{layout: layouts[i%len(layouts)], start: "factory", boots: 1 + rng.IntN(3)}
 	r := &result{index: i, plan: p}
 	d, err := fx.newDevice(base, fmt.Sprintf("discard-%04d", i), p.layout)
@@ -130,12 +132,12 @@ func (fx *fixture) runDiscard(base string, i int, rng *rand.Rand) *result {
 	}
 	allowed := map[string]string{fx.factory.sha256: "factory", fx.v2.sha256: "v2 " + fx.v2.name}
 	target := "B"
-	if err := d.setRepository(fx.slow); err != nil {
+	if err := d.setRepository(stall); err != nil {
 		r.problem("config: %v", err)
 		return r
 	}
-	// The interrupted download: killed as soon as its first checkpoint is
-	// durable (8 MiB still to come).
+	// The interrupted download: the server stops sending after 16.5 MiB,
+	// and the agent is killed as soon as its first checkpoint is durable.
 	if killed, err := fx.killUpdate(d, target, plan{trigger: trigCheckpoint}, rng); err != nil || !killed {
 		r.problem("the first update was not killed after its checkpoint (%v)", err)
 		return r
@@ -146,6 +148,10 @@ func (fx *fixture) runDiscard(base string, i int, rng *rand.Rand) *result {
 		return r
 	}
 	r.checkpoint = st.Slots[target].Written
+	if err := d.setRepository(fx.slow); err != nil {
+		r.problem("config: %v", err)
+		return r
+	}
 
 	// The resumed run, against a server that alters the resumed range.
 	fail := plan{trigger: []string{trigResumeWrite, trigSlotFull, trigDiscard}[rng.IntN(3)]}
@@ -173,8 +179,10 @@ func (fx *fixture) runDiscard(base string, i int, rng *rand.Rand) *result {
 		if code != 3 || !strings.Contains(out, "resumed at byte") {
 			r.problem("the resumed update over altered bytes exited %d, want 3 (refused, blaming the resumed data):\n%s", code, out)
 		}
-		if st == nil || st.Slots[target] == nil || st.Slots[target].Written != 0 {
-			r.problem("the checkpoint was kept after the resumed image failed its hash: %+v", st)
+		if st == nil || st.Slots[target] == nil {
+			r.problem("no state for slot %s after the failed resume: %+v", target, st)
+		} else if w := st.Slots[target].Written; w != 0 {
+			r.problem("the checkpoint (%d bytes) was kept after the resumed image failed its hash: the next attempt would resume over the same bytes", w)
 		}
 	case st != nil && st.Slots[target] != nil && st.Slots[target].Written == 0:
 		r.phase = phaseDiscarded
@@ -269,9 +277,11 @@ func (d *device) killResumed(target string, size int64, p plan) (bool, int, stri
 	return ok && ws.Signaled(), cmd.ProcessState.ExitCode(), out.String(), nil
 }
 
-// tamperResumes serves the repository at upstream at rate bytes per second
-// (targets), altering one byte of every response to a Range request.
-func tamperResumes(t *testing.T, upstream string, rate int) string {
+// tamperResumes serves the repository at upstream twice: at rate bytes per
+// second (targets), altering one byte of every response to a Range
+// request; and unthrottled, unaltered, but sending no target bytes past
+// 16.5 MiB (it holds the connection open until the client goes away).
+func tamperResumes(t *testing.T, upstream string, rate int) (tamper, stall string) {
 	u, err := url.Parse(upstream)
 	if err != nil {
 		t.Fatal(err)
@@ -285,7 +295,34 @@ func tamperResumes(t *testing.T, upstream string, rate int) string {
 	}
 	srv := httptest.NewServer(throttle(proxy, rate))
 	t.Cleanup(srv.Close)
-	return srv.URL
+	st := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/targets/") {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		proxy.ServeHTTP(&stallWriter{ResponseWriter: w, left: 33 << 19, done: r.Context().Done()}, r)
+	}))
+	t.Cleanup(st.Close)
+	return srv.URL, st.URL
+}
+
+// stallWriter passes left bytes on, then blocks until done.
+type stallWriter struct {
+	http.ResponseWriter
+	left int
+	done <-chan struct{}
+}
+
+func (s *stallWriter) Write(p []byte) (int, error) {
+	if len(p) <= s.left {
+		s.left -= len(p)
+		return s.ResponseWriter.Write(p)
+	}
+	n, _ := s.ResponseWriter.Write(p[:s.left])
+	s.left = 0
+	s.ResponseWriter.(http.Flusher).Flush()
+	<-s.done
+	return n, io.ErrClosedPipe
 }
 
 // tamperBody flips the bits of the first byte read.
