@@ -7,6 +7,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/fwctl/fwctl/internal/duration"
 	"github.com/fwctl/fwctl/repo/verify"
 )
 
@@ -81,7 +82,7 @@ func (ws *Workspace) Status() (*Status, error) {
 			case left <= 0:
 				rs.Warning = "EXPIRED: devices refuse this metadata; publish again (root: rotate)"
 			case left < notice:
-				rs.Warning = "expires in " + left.Round(time.Minute).String() + "; publish again soon"
+				rs.Warning = "expires in " + duration.Format(left.Round(time.Minute)) + "; publish again soon"
 			}
 		}
 		st.Roles = append(st.Roles, rs)

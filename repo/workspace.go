@@ -266,6 +266,25 @@ func (ws *Workspace) saveSettings() error {
 	return atomicfile.Write(filepath.Join(ws.Dir, "fwctl.json"), append(b, '\n'), 0o644)
 }
 
+// CheckWindow is how long before a role's metadata expires that
+// 'fwctl check-expiry' warns by default: a quarter of the role's lifetime
+// (delegated roles: the targets role's), at most 30 days. With the
+// default lifetimes that is 30 days for root, 22.5 for targets, 42 hours
+// for snapshot and 6 hours for timestamp, so a repository published
+// just now passes, and one whose timestamp nobody re-signed fails well
+// before devices refuse it. ws may be nil (a published repository
+// checked without its workspace: the default lifetimes).
+func CheckWindow(ws *Workspace, role string) time.Duration {
+	life, ok := DefaultExpiry[role]
+	if !ok {
+		role, life = metadata.TARGETS, DefaultExpiry[metadata.TARGETS]
+	}
+	if ws != nil {
+		life = ws.expiry(role)
+	}
+	return min(life/4, 30*24*time.Hour)
+}
+
 func (ws *Workspace) expiry(role string) time.Duration {
 	if d, ok := ws.Settings.Expiry[role]; ok && d > 0 {
 		return time.Duration(d)

@@ -7,6 +7,7 @@ package duration
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -15,22 +16,66 @@ import (
 // maxDays keeps N*24h within time.Duration (about 292 years).
 const maxDays = 106_000
 
-// Parse reads a Go duration or a whole number of days ("30d"). It accepts
-// zero and, as time.ParseDuration does, negative Go durations; callers that
+// Parse reads a Go duration, a whole number of days ("30d"), or days
+// followed by a Go duration ("1d12h", as Format writes). It accepts zero
+// and, as time.ParseDuration does, negative Go durations; callers that
 // need a positive duration use Positive.
 func Parse(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.Atoi(n)
-		if err != nil || days < 0 || days > maxDays {
-			return 0, fmt.Errorf("invalid duration %q: want a Go duration such as 90s or 12h, or whole days such as 30d", s)
+	bad := fmt.Errorf("invalid duration %q: want a Go duration such as 90s or 12h, or whole days such as 30d", s)
+	if i := strings.IndexByte(s, 'd'); i >= 0 {
+		days, err := strconv.Atoi(s[:i])
+		if err != nil || days < 0 || days > maxDays || strings.ContainsAny(s[:i], "+-") {
+			return 0, bad
 		}
-		return time.Duration(days) * 24 * time.Hour, nil
+		d := time.Duration(days) * 24 * time.Hour
+		if rest := s[i+1:]; rest != "" {
+			r, err := time.ParseDuration(rest)
+			if err != nil || r < 0 || strings.HasPrefix(rest, "+") || r > math.MaxInt64-d {
+				return 0, bad
+			}
+			d += r
+		}
+		return d, nil
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("invalid duration %q: want a Go duration such as 90s or 12h, or whole days such as 30d", s)
+		return 0, bad
 	}
 	return d, nil
+}
+
+// Format writes d as people read it and Parse reads it back: whole days
+// as "30d", days and the rest as "89d23h59m", and no zero units ("1h",
+// not "1h0m0s"; "0s" for zero).
+func Format(d time.Duration) string {
+	sign := ""
+	if d < 0 {
+		sign, d = "-", -d
+		if d < 0 { // math.MinInt64
+			return time.Duration(d).String()
+		}
+	}
+	days := d / (24 * time.Hour)
+	rest := d - days*24*time.Hour
+	out := ""
+	if days > 0 {
+		out = strconv.FormatInt(int64(days), 10) + "d"
+	}
+	if rest > 0 || days == 0 {
+		r := rest.String()
+		if strings.HasSuffix(r, "m0s") {
+			r = strings.TrimSuffix(r, "0s")
+		}
+		if strings.HasSuffix(r, "h0m") {
+			r = strings.TrimSuffix(r, "0m")
+		}
+		out += r
+	}
+	if sign != "" && days > 0 {
+		// Parse does not read a negative day count; write a Go duration.
+		return "-" + d.String()
+	}
+	return sign + out
 }
 
 // Positive is Parse for durations that must be above zero (expiry, windows).
@@ -72,7 +117,7 @@ func (f Flag) String() string {
 	if f.D == nil {
 		return ""
 	}
-	return f.D.String()
+	return Format(*f.D)
 }
 
 // Set implements flag.Value.

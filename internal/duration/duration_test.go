@@ -75,3 +75,49 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestFormat(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0s"},
+		{90 * time.Second, "1m30s"},
+		{time.Hour, "1h"},
+		{90 * time.Minute, "1h30m"},
+		{24 * time.Hour, "1d"},
+		{8760 * time.Hour, "365d"},
+		{36 * time.Hour, "1d12h"},
+		{2159*time.Hour + 59*time.Minute, "89d23h59m"},
+		{1500 * time.Millisecond, "1.5s"},
+		{-time.Hour, "-1h"},
+		{-36 * time.Hour, "-36h0m0s"},
+	} {
+		got := Format(c.d)
+		if got != c.want {
+			t.Errorf("Format(%v) = %q, want %q", c.d, got, c.want)
+		}
+		if back, err := Parse(got); err != nil || back != c.d {
+			t.Errorf("Parse(Format(%v)) = %v, %v", c.d, back, err)
+		}
+	}
+}
+
+func FuzzFormat(f *testing.F) {
+	f.Add(int64(0))
+	f.Add(int64(36 * time.Hour))
+	f.Fuzz(func(t *testing.T, n int64) {
+		d := time.Duration(n)
+		if back, err := Parse(Format(d)); err != nil || back != d {
+			t.Fatalf("Parse(Format(%d)) = %v, %v (%q)", n, back, err, Format(d))
+		}
+	})
+}
+
+func TestParseDaysAndRest(t *testing.T) {
+	for _, bad := range []string{"1.5d", "d", "-1d", "+1d", "1d-1h", "1d+1h", "1dx", "106000d2562047h"} {
+		if d, err := Parse(bad); err == nil {
+			t.Errorf("Parse(%q) = %v, want an error", bad, d)
+		}
+	}
+}

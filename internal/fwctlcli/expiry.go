@@ -9,6 +9,7 @@ import (
 
 	"github.com/fwctl/fwctl/internal/cli"
 	"github.com/fwctl/fwctl/internal/duration"
+	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/repo/verify"
 )
 
@@ -20,26 +21,39 @@ func (a *app) checkExpiryCmd() *cobra.Command {
 		Long: `List every published role (root, targets, snapshot, timestamp, delegated
 roles) that expires within --within, soonest first. Exit 0 when none does,
 1 when any does (or already has). Reads the workspace, or a published
-repository with --repo.`,
+repository with --repo.
+
+Without --within each role has a window that fits its lifetime: a quarter
+of it, at most 30 days (root 30d, targets 22d12h, snapshot 1d18h,
+timestamp 6h with the default lifetimes), so a repository published just
+now passes and a timestamp nobody re-signs fails hours before devices
+refuse it.`,
 		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			d, err := duration.Positive(within)
-			if err != nil {
-				return usage(fmt.Errorf("--within: %w", err))
-			}
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var ws *repo.Workspace
 			dir := repoDir
 			if dir == "" {
-				ws, err := a.open()
-				if err != nil {
+				var err error
+				if ws, err = a.open(); err != nil {
 					return err
 				}
 				dir = ws.Dir
+			}
+			window := func(role string) time.Duration { return repo.CheckWindow(ws, role) }
+			if cmd.Flags().Changed("within") {
+				d, err := duration.Positive(within)
+				if err != nil {
+					return usage(fmt.Errorf("--within: %w", err))
+				}
+				window = func(string) time.Duration { return d }
+			} else {
+				within = "each role's default window"
 			}
 			all, err := verify.Expiries(dir+"/metadata", time.Now())
 			if err != nil {
 				return err
 			}
-			soon := verify.ExpiringWithin(all, d)
+			soon := verify.ExpiringWithinEach(all, window)
 			type result struct {
 				Within   string          `json:"within"`
 				OK       bool            `json:"ok"`
@@ -52,13 +66,13 @@ repository with --repo.`,
 			}
 			if err := a.out.Result(res, func(w io.Writer) {
 				if len(soon) == 0 {
-					fmt.Fprintf(w, "OK: nothing expires within %s (next: %s v%d in %s)\n", within, all[0].Role, all[0].Version, all[0].Left.Round(time.Minute))
+					fmt.Fprintf(w, "OK: nothing expires within %s (next: %s v%d in %s)\n", within, all[0].Role, all[0].Version, duration.Format(all[0].Left.Round(time.Minute)))
 					return
 				}
 				for _, e := range soon {
-					state := "expires in " + e.Left.Round(time.Minute).String()
+					state := "expires in " + duration.Format(e.Left.Round(time.Minute))
 					if e.Expired {
-						state = "EXPIRED " + (-e.Left).Round(time.Minute).String() + " ago"
+						state = "EXPIRED " + duration.Format((-e.Left).Round(time.Minute)) + " ago"
 					}
 					fmt.Fprintf(w, "%s v%d %s (%s): renew with %s\n", e.Role, e.Version, state, e.Expires.Format(time.RFC3339), e.Action)
 				}
@@ -71,7 +85,7 @@ repository with --repo.`,
 			return nil
 		},
 	}
-	c.Flags().StringVar(&within, "within", "30d", "warn about metadata expiring within this duration, e.g. 30d or 12h")
+	c.Flags().StringVar(&within, "within", "", "warn about metadata expiring within this duration, e.g. 30d or 12h, for every role (default: each role's window, see above)")
 	c.Flags().StringVar(&repoDir, "repo", "", "check a published repository directory instead of the workspace")
 	return c
 }

@@ -78,3 +78,15 @@ func ExpiringWithin(list []Expiry, d time.Duration) []Expiry {
 	}
 	return out
 }
+
+// ExpiringWithinEach returns the roles of list that expire within
+// window(role) of now, in list's order.
+func ExpiringWithinEach(list []Expiry, window func(role string) time.Duration) []Expiry {
+	var out []Expiry
+	for _, e := range list {
+		if e.Left < window(e.Role) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
