@@ -232,6 +232,10 @@ type device struct {
 	lay layout
 	ag  *agent.Agent // only for Switch(): the bootloader's side
 	cfg *agent.Config
+	// patient, when set, makes the agent wait this long on a server that
+	// sends nothing (stall timeout and slow-retrieval grace) instead of
+	// 10s: for a kill that must land while a server holds the download.
+	patient string
 }
 
 func (fx *fixture) newDevice(base, name string, lay layout) (*device, error) {
@@ -271,6 +275,9 @@ func (d *device) config(url string) map[string]any {
 	cfg := harness.DeviceConfig(url)
 	cfg["bootloader"] = bl
 	cfg["stall_timeout"], cfg["download_attempts"], cfg["retry_backoff"] = "10s", 2, "50ms"
+	if d.patient != "" {
+		cfg["stall_timeout"], cfg["rate_grace"] = d.patient, d.patient
+	}
 	return cfg
 }
 
