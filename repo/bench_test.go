@@ -10,6 +10,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/fwctl/fwctl/repo/verify"
 	"github.com/fwctl/fwctl/signer"
 )
 
@@ -84,7 +85,7 @@ func benchSign(b *testing.B, n, bits int) {
 	}
 	b.StopTimer()
 	size := func(role string) int64 {
-		vs, _ := versionedFiles(filepath.Join(out, "metadata"), role)
+		vs, _ := verify.VersionedFiles(filepath.Join(out, "metadata"), role)
 		name := role + ".json"
 		if len(vs) > 0 {
 			name = vs[len(vs)-1]

@@ -369,20 +369,7 @@ func writePublishedTimestamp(out string, ts *metadata.Metadata[metadata.Timestam
 
 // rootFiles lists N.root.json in version order.
 func (ws *Workspace) rootFiles() ([]string, error) {
-	return versionedFiles(filepath.Join(ws.Dir, "metadata"), "root")
-}
-
-// versionedFiles lists the files N.ROLE.json in dir, in version order.
-func versionedFiles(dir, role string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, len(entries))
-	for i, e := range entries {
-		names[i] = e.Name()
-	}
-	return layout.SortVersioned(names, role), nil
+	return verify.VersionedFiles(filepath.Join(ws.Dir, "metadata"), "root")
 }
 
 // copyVerified copies src to dst, checking it still matches tf.

@@ -30,7 +30,7 @@ func Expiries(metadataDir string, now time.Time) ([]Expiry, error) {
 	add := func(role string, v int64, exp time.Time, action string) {
 		out = append(out, Expiry{Role: role, Version: v, Expires: exp, Left: exp.Sub(now), Expired: !now.Before(exp), Action: action})
 	}
-	roots, err := versionedFiles(metadataDir, "root")
+	roots, err := VersionedFiles(metadataDir, "root")
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", metadataDir, err)
 	}
@@ -44,7 +44,7 @@ func Expiries(metadataDir string, now time.Time) ([]Expiry, error) {
 	}
 	add(metadata.ROOT, root.Signed.Version, root.Signed.Expires, "a new root version: 'fwctl key rotate' or 'fwctl root renew', then the ceremony if root keys are offline")
 	latest := func(role string) string {
-		if vs, _ := versionedFiles(metadataDir, role); len(vs) > 0 {
+		if vs, _ := VersionedFiles(metadataDir, role); len(vs) > 0 {
 			return filepath.Join(metadataDir, vs[len(vs)-1])
 		}
 		return filepath.Join(metadataDir, role+".json")

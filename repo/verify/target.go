@@ -92,8 +92,8 @@ func DelegatedNames(t *metadata.Metadata[metadata.TargetsType]) []string {
 	return out
 }
 
-// versionedFiles lists the files N.ROLE.json in dir, in version order.
-func versionedFiles(dir, role string) ([]string, error) {
+// VersionedFiles lists the files N.ROLE.json in dir, in version order.
+func VersionedFiles(dir, role string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
