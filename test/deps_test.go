@@ -43,6 +43,7 @@ var rules = []rule{
 	{from: []string{"transparency/rekortest"}, allowed: []string{"tlog", "internal/testenv"}},
 	{from: []string{"repo/layout"}},
 	{from: []string{"repo/blob"}, allowed: []string{"repo/layout", "internal/atomicfile"}},
+	{from: []string{"repo/blob/blobtest"}, allowed: []string{"repo/blob", "repo/layout", "internal/atomicfile"}},
 	{from: []string{"repo/inventory"}, allowed: []string{"manifests", "internal/atomicfile", "internal/duration"}},
 	{from: []string{"repo/verify"}, allowed: []string{"repo/blob", "repo/layout", "manifests", "tlog", "internal/atomicfile", "internal/duration"}},
 	{from: []string{"repo/upload"}, allowed: []string{"repo/blob", "repo/layout", "manifests", "internal/atomicfile", "internal/duration"}},

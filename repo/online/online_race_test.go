@@ -3,7 +3,6 @@ package online
 import (
 	"bytes"
 	"context"
-	"io"
 	"testing"
 	"time"
 
@@ -11,39 +10,9 @@ import (
 
 	"github.com/fwctl/fwctl/internal/testenv"
 	"github.com/fwctl/fwctl/repo/blob"
+	"github.com/fwctl/fwctl/repo/blob/blobtest"
 	"github.com/fwctl/fwctl/repo/layout"
 )
-
-// racingStore runs publish once, just before the first write of
-// timestamp.json reaches the store (whichever way it is written): a
-// release published between fwrepo's read of the old timestamp and its
-// write of the re-signed one.
-type racingStore struct {
-	blob.Store
-	publish func()
-}
-
-func (r *racingStore) race(name string) {
-	if name == layout.Timestamp && r.publish != nil {
-		p := r.publish
-		r.publish = nil
-		p()
-	}
-}
-
-func (r *racingStore) Put(ctx context.Context, name string, rd io.Reader, size int64) error {
-	r.race(name)
-	return r.Store.Put(ctx, name, rd, size)
-}
-
-func (r *racingStore) GetTagged(ctx context.Context, name string) ([]byte, string, error) {
-	return r.Store.(blob.Swapper).GetTagged(ctx, name)
-}
-
-func (r *racingStore) Swap(ctx context.Context, name string, data []byte, tag string) error {
-	r.race(name)
-	return r.Store.(blob.Swapper).Swap(ctx, name, data, tag)
-}
 
 // testResignLosesToPublish: fwrepo re-signs the old timestamp while a
 // publish of release 2.0 lands. The published timestamp must survive (not
@@ -54,7 +23,7 @@ func testResignLosesToPublish(t *testing.T, st blob.Store) {
 	ctx := context.Background()
 	f := newFixture(t, st) // release 1.0, its timestamp living 1h
 	var published []byte
-	rs := &racingStore{Store: st, publish: func() {
+	rs := &blobtest.Racing{Store: st, Publish: func() {
 		f.publish(hour) // release 2.0
 		var err error
 		if published, err = blob.ReadAll(ctx, st, layout.Timestamp); err != nil {

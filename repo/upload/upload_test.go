@@ -18,6 +18,7 @@ import (
 	"github.com/fwctl/fwctl/internal/testenv"
 	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/repo/blob"
+	"github.com/fwctl/fwctl/repo/blob/blobtest"
 	"github.com/fwctl/fwctl/repo/layout"
 	"github.com/fwctl/fwctl/repo/upload"
 	"github.com/fwctl/fwctl/repo/verify"
@@ -172,7 +173,7 @@ func TestUploadAfterResignS3(t *testing.T) {
 	}
 	// fwrepo re-signs just before the upload writes timestamp.json.
 	var resigned int64
-	rs := &racingStore{Store: st, publish: func() {
+	rs := &blobtest.Racing{Store: st, Publish: func() {
 		if resigned, err = resign(ctx, st, key, 24*time.Hour); err != nil {
 			t.Fatal(err)
 		}
@@ -323,33 +324,4 @@ func resign(ctx context.Context, st blob.Store, key crypto.Signer, lifetime time
 		return ts.ToBytes(true)
 	})
 	return v, err
-}
-
-// racingStore runs publish once, just before the first write of
-// timestamp.json reaches the store (whichever way it is written).
-type racingStore struct {
-	blob.Store
-	publish func()
-}
-
-func (r *racingStore) race(name string) {
-	if name == layout.Timestamp && r.publish != nil {
-		p := r.publish
-		r.publish = nil
-		p()
-	}
-}
-
-func (r *racingStore) Put(ctx context.Context, name string, rd io.Reader, size int64) error {
-	r.race(name)
-	return r.Store.Put(ctx, name, rd, size)
-}
-
-func (r *racingStore) GetTagged(ctx context.Context, name string) ([]byte, string, error) {
-	return r.Store.(blob.Swapper).GetTagged(ctx, name)
-}
-
-func (r *racingStore) Swap(ctx context.Context, name string, data []byte, tag string) error {
-	r.race(name)
-	return r.Store.(blob.Swapper).Swap(ctx, name, data, tag)
 }
