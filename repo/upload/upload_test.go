@@ -23,6 +23,7 @@ import (
 	"github.com/fwctl/fwctl/repo/upload"
 	"github.com/fwctl/fwctl/repo/verify"
 	"github.com/fwctl/fwctl/signer"
+	"github.com/fwctl/fwctl/test/harness"
 )
 
 func TestUploadOrder(t *testing.T) {
@@ -283,16 +284,7 @@ func TestUploadKeepsLosingToResign(t *testing.T) {
 // directory, and opens it.
 func initWorkspace(t testing.TB, opt repo.InitOptions) *repo.Workspace {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "ws")
-	opt.InsecurePlaintext = true
-	if _, err := repo.Init(dir, opt); err != nil {
-		t.Fatal(err)
-	}
-	ws, err := repo.Open(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ws
+	return harness.InitWorkspace(t, filepath.Join(t.TempDir(), "ws"), opt)
 }
 
 // readTimestamp reads st's timestamp.json.

@@ -6,22 +6,14 @@ import (
 	"testing"
 
 	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/test/harness"
 )
 
 // initWorkspace creates a workspace with unencrypted keys (opt's other
 // fields as given) in a temporary directory, and opens it.
 func initWorkspace(t testing.TB, opt repo.InitOptions) *repo.Workspace {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "ws")
-	opt.InsecurePlaintext = true
-	if _, err := repo.Init(dir, opt); err != nil {
-		t.Fatal(err)
-	}
-	ws, err := repo.Open(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ws
+	return harness.InitWorkspace(t, filepath.Join(t.TempDir(), "ws"), opt)
 }
 
 // mustRoot reads the workspace's first root, the one devices trust.

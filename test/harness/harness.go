@@ -41,14 +41,23 @@ type Release struct {
 func NewRelease(t testing.TB) *Release {
 	t.Helper()
 	dir := t.TempDir()
-	if _, err := repo.Init(filepath.Join(dir, "ws"), repo.InitOptions{InsecurePlaintext: true}); err != nil {
+	ws := InitWorkspace(t, filepath.Join(dir, "ws"), repo.InitOptions{})
+	return &Release{T: t, WS: ws, Dir: dir, Pub: filepath.Join(dir, "pub")}
+}
+
+// InitWorkspace creates a workspace in dir with unencrypted keys (opt's
+// other fields as given) and opens it.
+func InitWorkspace(t testing.TB, dir string, opt repo.InitOptions) *repo.Workspace {
+	t.Helper()
+	opt.InsecurePlaintext = true
+	if _, err := repo.Init(dir, opt); err != nil {
 		t.Fatal(err)
 	}
-	ws, err := repo.Open(filepath.Join(dir, "ws"), nil)
+	ws, err := repo.Open(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Release{T: t, WS: ws, Dir: dir, Pub: filepath.Join(dir, "pub")}
+	return ws
 }
 
 // Add stages img as a firmware target (file name opt.Name, default
