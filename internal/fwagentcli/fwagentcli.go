@@ -51,11 +51,14 @@ type command struct {
 }
 
 func (a *app) commands() []*command {
-	return []*command{
+	cmds := []*command{
 		a.provisionCmd(), a.checkCmd(), a.updateCmd(), a.confirmCmd(), a.statusCmd(),
 		a.daemonCmd(), a.simulateBootCmd(), conformanceCmd(), a.reportCmd(), a.identityCmd(),
-		a.versionCmd(), a.completionCmd(), a.metricsCmd(),
 	}
+	for _, f := range extraCommands { // register.go
+		cmds = append(cmds, f(a))
+	}
+	return append(cmds, a.versionCmd(), a.completionCmd(), a.metricsCmd())
 }
 
 const rootLong = `fwagent runs on the device. It verifies release metadata against the root

@@ -63,6 +63,9 @@ Key passphrases come from $` + PassphraseEnv + ` or a terminal prompt.`,
 	root.AddCommand(a.initCmd(), a.targetCmd(), a.publishCmd(), a.statusCmd(), a.verifyCmd())
 	root.AddCommand(a.deltaCmd(), a.auditCmd())
 	root.AddCommand(a.keyCmd(), a.ceremonyCmd(), a.delegateCmd(), a.checkExpiryCmd())
+	for _, f := range extraCommands { // register.go
+		root.AddCommand(f(a))
+	}
 	cobracli.Install(root) // version, --version, __docs (last: documents every command)
 	// An unknown subcommand of a group exits 2, not 0 with help.
 	cobragroups.Strict(root)

@@ -43,6 +43,9 @@ func Main() int {
 	root.PersistentFlags().BoolVar(&jsonOut, "json", false, "JSON logs and output")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.WithCode(cli.ExitUsage, err) })
 	root.AddCommand(serveCmd(&jsonOut), devicesCmd(&jsonOut))
+	for _, f := range extraCommands { // register.go
+		root.AddCommand(f(&jsonOut))
+	}
 	cobracli.Install(root) // version, --version, __docs (last: documents every command)
 	// An unknown subcommand of a group exits 2, not 0 with help.
 	cobragroups.Strict(root)
@@ -140,6 +143,16 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 				}
 				defer closeDB()
 			}
+			for _, m := range serveMounts { // register.go
+				h, closeMount, err := m.mount(serveEnv{Ctx: ctx, Dir: dir, Store: store, DB: dbPath, Log: log}, handler)
+				if err != nil {
+					return fmt.Errorf("%s: %w", m.name, err)
+				}
+				if closeMount != nil {
+					defer closeMount()
+				}
+				handler = h
+			}
 			handler = metrics.Wrap(handler) // /metrics, and counts every request
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
@@ -170,6 +183,11 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 	c.Flags().Var(duration.Flag{D: &lim.SendWindow}, "send-window", "window over which --min-send-rate is measured")
 	c.Flags().Int64Var(&cacheBytes, "cache-bytes", server.DefaultCacheBytes, "metadata kept in memory, in bytes (one shared copy per file; files over 16 MiB or this size are streamed)")
 	c.Flags().BoolVar(&accessLog, "access-log", true, "log one line per request")
+	for _, m := range serveMounts {
+		if m.flags != nil {
+			m.flags(c.Flags())
+		}
+	}
 	c.Flags().Var(duration.Flag{D: &revalidate}, "revalidate", "serve cached metadata this long before checking the stored file again (default: every request for a directory, so a publish shows at once; 1s for a bucket); e.g. 1s under heavy load")
 	return c
 }

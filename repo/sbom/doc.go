@@ -1,0 +1,2 @@
+// Package sbom parses and validates CycloneDX and SPDX SBOMs into one component list, and diffs two releases' lists.
+package sbom
