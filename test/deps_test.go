@@ -40,30 +40,27 @@ var rules = []rule{
 	{from: []string{"signer"}, allowed: []string{"tpm", "internal/atomicfile"}},
 	{from: []string{"signer/softhsmtest"}, allowed: []string{"signer", "tpm", "internal/atomicfile", "internal/testenv"}},
 	{from: []string{"transparency"}, allowed: []string{"tlog", "manifests", "internal/atomicfile"}},
+	{from: []string{"transparency/attest"}, allowed: []string{"transparency", "tlog", "manifests/...", "signer", "tpm", "internal/atomicfile"}},
 	{from: []string{"transparency/rekortest"}, allowed: []string{"tlog", "internal/testenv"}},
 	{from: []string{"repo/layout"}},
 	{from: []string{"repo/blob"}, allowed: []string{"repo/layout", "internal/atomicfile"}},
 	{from: []string{"repo/blob/blobtest"}, allowed: []string{"repo/blob", "repo/layout", "internal/atomicfile"}},
-	{from: []string{"repo/inventory"}, allowed: []string{"manifests", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"repo/inventory/..."}, allowed: []string{"manifests/...", "internal/atomicfile", "internal/duration"}},
 	{from: []string{"repo/verify"}, allowed: []string{"repo/blob", "repo/layout", "manifests", "tlog", "internal/atomicfile", "internal/duration"}},
 	{from: []string{"repo/upload"}, allowed: []string{"repo/blob", "repo/layout", "manifests", "internal/atomicfile", "internal/duration"}},
-	{from: []string{"repo/online"}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "manifests", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
-	{from: []string{"repo/server"}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/online", "repo/inventory", "manifests", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"repo/online/..."}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "manifests/...", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"repo/server/..."}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/online/...", "repo/inventory/...", "repo/sbom/...", "repo/exposure/...", "manifests/...", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
 	{from: []string{"repo/sbom/..."}, allowed: []string{"manifests/...", "internal/atomicfile"}},
-	{from: []string{"repo/provenance/..."}, allowed: []string{"repo/sbom/...", "manifests/...", "signer", "tpm", "tlog", "transparency", "internal/atomicfile"}},
-	{from: []string{"repo/director/..."}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "manifests/...", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
-	{from: []string{"repo/fleet/..."}, allowed: []string{"repo/director/...", "repo/inventory", "repo/blob", "repo/layout", "repo/verify", "manifests/...", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
-	{from: []string{"repo/exposure/..."}, allowed: []string{"repo/sbom/...", "repo/inventory", "repo/fleet/...", "repo/director/...", "repo/blob", "repo/layout", "repo/verify", "manifests/...", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
-	{from: []string{"repo/fleetui/..."}, allowed: []string{"repo/fleet/...", "repo/exposure/...", "repo/sbom/...", "repo/director/...", "repo/inventory", "repo/blob", "repo/layout", "repo/verify", "manifests/...", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
-	{from: []string{"repo/mirror/..."}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/server", "repo/online", "repo/inventory", "manifests/...", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"repo/exposure/..."}, allowed: []string{"repo/sbom/...", "repo/inventory/...", "repo/blob", "repo/layout", "repo/verify", "manifests/...", "tlog", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"repo/mirror/..."}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/server/...", "repo/inventory/...", "repo/online/...", "repo/sbom/...", "repo/exposure/...", "manifests/...", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
 	{from: []string{"repo/bundle/..."}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "manifests/...", "tlog", "internal/atomicfile", "internal/duration"}},
-	{from: []string{"repo"}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/upload", "repo/sbom/...", "repo/provenance/...", "repo/bundle/...", "manifests/...", "signer", "tpm", "tlog", "transparency", "delta/...", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"repo"}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/upload", "repo/sbom/...", "repo/bundle/...", "manifests/...", "signer", "tpm", "tlog", "transparency", "delta/...", "internal/atomicfile", "internal/duration"}},
 
 	// CLIs: wiring only.
 	{from: []string{"internal/cobracli"}, allowed: []string{"internal/cli/...", "internal/atomicfile", "internal/duration"}},
 	{from: []string{"internal/fwagentcli", "cmd/fwagent"}, allowed: []string{"internal/fwagentcli", "internal/cli/...", "internal/cobracli", "agent/...", "tpm", "tlog", "manifests/...", "delta", "internal/atomicfile", "internal/duration"}},
-	{from: []string{"internal/fwrepocli", "cmd/fwrepo"}, allowed: []string{"internal/fwrepocli", "internal/cli/...", "internal/cobracli", "repo/blob", "repo/layout", "repo/verify", "repo/online", "repo/server", "repo/inventory", "repo/upload", "repo/director/...", "repo/fleet/...", "repo/fleetui/...", "repo/exposure/...", "repo/sbom/...", "repo/mirror/...", "manifests/...", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
-	{from: []string{"internal/fwctlcli", "cmd/fwctl"}, allowed: []string{"internal/fwctlcli", "internal/cli/...", "internal/cobracli", "repo/...", "signer/...", "transparency", "manifests/...", "delta/...", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"internal/fwrepocli", "cmd/fwrepo"}, allowed: []string{"internal/fwrepocli", "internal/cli/...", "internal/cobracli", "repo/blob", "repo/layout", "repo/verify", "repo/online/...", "repo/server/...", "repo/inventory/...", "repo/upload", "repo/exposure/...", "repo/sbom/...", "repo/mirror/...", "repo/bundle/...", "manifests/...", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"internal/fwctlcli", "cmd/fwctl"}, allowed: []string{"internal/fwctlcli", "internal/cli/...", "internal/cobracli", "repo/...", "signer/...", "transparency/...", "manifests/...", "delta/...", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
 	{from: []string{"cmd/fwdelta"}, allowed: []string{"delta/...", "internal/cli"}},
 
 	// Release packaging: third-party builders only.
@@ -148,7 +145,7 @@ func TestNamedDependencyRules(t *testing.T) {
 				depcheck.AssertNoDependency(t, g, []string{leaf}, othersThan(g, leaf))
 			}
 			depcheck.AssertNoDependency(t, g, []string{"agent/...", "cmd/fwagent"}, []string{"repo/...", "signer/...", "transparency/..."})
-			depcheck.AssertNoDependency(t, g, []string{"repo/online", "repo/server"}, []string{"transparency/...", "delta/zstdref"})
+			depcheck.AssertNoDependency(t, g, []string{"repo/online/...", "repo/server/..."}, []string{"transparency/...", "delta/zstdref"})
 		})
 	}
 }
