@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
+
+// maxTagged bounds GetTagged: it reads small metadata files only.
+const maxTagged = 64 << 20
 
 // GetTagged implements Swapper; the tag is the object's ETag.
 func (s *S3) GetTagged(ctx context.Context, name string) ([]byte, string, error) {
@@ -20,19 +18,23 @@ func (s *S3) GetTagged(ctx context.Context, name string) ([]byte, string, error)
 	if err != nil {
 		return nil, "", err
 	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key})
+	resp, err := s.do(ctx, request{method: http.MethodGet, key: key})
 	if err != nil {
 		return nil, "", s.wrap("get", name, err)
 	}
-	defer out.Body.Close()
-	b, err := io.ReadAll(out.Body)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxTagged+1))
 	if err != nil {
 		return nil, "", fmt.Errorf("read %s from %s: %w", name, s, err)
 	}
-	if aws.ToString(out.ETag) == "" {
+	if len(b) > maxTagged {
+		return nil, "", fmt.Errorf("read %s from %s: over %d bytes", name, s, maxTagged)
+	}
+	tag := resp.Header.Get("ETag")
+	if tag == "" {
 		return nil, "", fmt.Errorf("get %s from %s: the server sent no ETag, so a conditional write cannot be made; use an S3 server that sends ETags", name, s)
 	}
-	return b, aws.ToString(out.ETag), nil
+	return b, tag, nil
 }
 
 // Swap implements Swapper with PutObject If-Match: the server writes only
@@ -48,11 +50,13 @@ func (s *S3) Swap(ctx context.Context, name string, data []byte, tag string) err
 		return err
 	}
 	if !s.noIfMatch.Load() {
-		in := s.putInput(key, name, data, &tag)
+		hdr := http.Header{}
 		if tag == "" {
-			in.IfMatch, in.IfNoneMatch = nil, aws.String("*")
+			hdr.Set("If-None-Match", "*")
+		} else {
+			hdr.Set("If-Match", quoteETag(tag))
 		}
-		_, err = s.client.PutObject(ctx, in)
+		err = s.put(ctx, key, name, bytes.NewReader(data), int64(len(data)), hdr)
 		switch st := httpStatus(err); {
 		case err == nil:
 			return nil
@@ -69,41 +73,23 @@ func (s *S3) Swap(ctx context.Context, name string, data []byte, tag string) err
 			return s.wrap("put", name, err)
 		}
 	}
-	head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: &key})
+	_, got, err := s.head(ctx, key)
 	if err != nil {
 		err = s.wrap("swap", name, err)
 	}
 	switch {
 	case tag == "" && errors.Is(err, ErrNotExist):
-		head = &s3.HeadObjectOutput{} // absent, as the caller read it
+		got = "" // absent, as the caller read it
 	case tag == "" && err == nil:
 		return fmt.Errorf("swap %s in %s: %w (it exists now, and was absent when read)", name, s, ErrChanged)
 	case err != nil:
 		return err
 	}
-	if got := aws.ToString(head.ETag); got != tag {
+	if got != tag {
 		return fmt.Errorf("swap %s in %s: %w (ETag %s, read as %s)", name, s, ErrChanged, got, tag)
 	}
-	if _, err := s.client.PutObject(ctx, s.putInput(key, name, data, nil)); err != nil {
+	if err := s.put(ctx, key, name, bytes.NewReader(data), int64(len(data)), nil); err != nil {
 		return s.wrap("put", name, err)
 	}
 	return nil
-}
-
-func (s *S3) putInput(key, name string, data []byte, ifMatch *string) *s3.PutObjectInput {
-	ctype := "application/octet-stream"
-	if path.Ext(name) == ".json" {
-		ctype = "application/json"
-	}
-	return &s3.PutObjectInput{Bucket: &s.bucket, Key: &key, Body: bytes.NewReader(data),
-		ContentLength: aws.Int64(int64(len(data))), ContentType: &ctype, IfMatch: ifMatch}
-}
-
-// httpStatus is err's HTTP status code, or 0.
-func httpStatus(err error) int {
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
-	}
-	return 0
 }
