@@ -97,6 +97,9 @@ func serveCmd(jsonOut *bool) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if tsKey == "" {
+				warnNoResign(ctx, log, store, time.Now()) // tswarn.go
+			}
 			if tsKey != "" {
 				ot := &online.Timestamp{Store: store, KeyURI: tsKey, Lifetime: tsLifetime, Log: log,
 					Options: signer.Options{Passphrase: signer.PassphraseSource(PassphraseEnv, "Timestamp key passphrase: ", false)}}
