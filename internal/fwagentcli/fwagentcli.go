@@ -145,8 +145,7 @@ func (a *app) main(args []string) int {
 				fmt.Printf("\nExamples:\n%s\n", indent(ex))
 			}
 			fmt.Println("\nFlags:")
-			fs.SetOutput(os.Stdout)
-			fs.PrintDefaults()
+			printFlags(os.Stdout, fs) // flags.go
 			return cli.ExitOK
 		}
 		return a.fail(cli.WithCode(usageCode, err))
