@@ -6,7 +6,7 @@ BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: help tools build cross cross-test test test-short torture demo lint bench bench-delta bench-install bench-server deps clean dist-bin docs deb image
+.PHONY: help tools build cross cross-test test test-short torture demo lint bench bench-delta bench-install bench-server deps clean dist-bin docs deb deb-agents image
 
 help:
 	@echo "make demo      release → publish → install flow on this machine (under a minute)"
@@ -21,6 +21,7 @@ help:
 	@echo "make torture   1,000 random power cuts during updates"
 	@echo "make cross-test     agent packages under qemu-user (arm GOARM=7, arm64, riscv64)"
 	@echo "make deb       Debian packages of fwctl, fwrepo, fwagent in dist/ (units, example configs, man pages)"
+	@echo "make deb-agents  fwagent packages for armhf, arm64, riscv64 in dist/agents"
 	@echo "make image     fwrepo's OCI image in dist/ (OCI layout + docker-archive), without Docker"
 	@echo "make docs      regenerate docs/cli/ from the command trees"
 
@@ -115,6 +116,18 @@ dist-bin:
 deb: dist-bin
 	$(GO) run ./tools/fwdist docs --bin $(DIST)/bin --man $(DIST)/man
 	$(GO) run ./tools/fwdist deb --bin $(DIST)/bin --man $(DIST)/man --out $(DIST)
+
+# fwagent's packages for the device architectures (armhf, arm64, riscv64)
+# in $(DIST)/agents: the static release build of scripts/build-agent.sh,
+# with the same units, example configs and man page as the host package.
+deb-agents: dist-bin
+	$(GO) run ./tools/fwdist docs --bin $(DIST)/bin --man $(DIST)/man
+	@for a in arm:arm7 arm64:arm64 riscv64:riscv64; do goarch=$${a%%:*}; debarch=$${a##*:}; \
+	  echo "fwagent for $$goarch"; mkdir -p $(DIST)/bin-$$goarch; \
+	  FWAGENT_LDFLAGS='-X github.com/fwctl/fwctl/internal/cli.version=$(VERSION) -X github.com/fwctl/fwctl/internal/cli.commit=$(COMMIT)' \
+	    scripts/build-agent.sh $$goarch $(DIST)/bin-$$goarch/fwagent 7 || exit 1; \
+	  $(GO) run ./tools/fwdist deb --only fwagent --arch $$debarch --version $(VERSION) \
+	    --bin $(DIST)/bin-$$goarch --man $(DIST)/man --out $(DIST)/agents || exit 1; done
 
 image: dist-bin
 	$(GO) run ./tools/fwdist image --bin $(DIST)/bin --out $(DIST)

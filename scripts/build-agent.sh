@@ -4,6 +4,7 @@
 # zstd and the delta decoder (the agent is I/O bound; this keeps it inside
 # its 8 MiB budget).
 # make cross and the size test both use it, so they measure the same binary.
+# $FWAGENT_LDFLAGS adds linker flags (make deb-agents stamps the version).
 set -euo pipefail
 arch=$1 out=$2 arm=${3:-7}
 cd "$(dirname "$0")/.."
@@ -11,4 +12,4 @@ CGO_ENABLED=0 GOOS=linux GOARCH="$arch" GOARM="$arm" go build -trimpath \
   -tags nethttpomithttp2 \
   -gcflags=all=-l -gcflags=crypto/internal/...= -gcflags=crypto/sha256= \
   -gcflags=github.com/klauspost/compress/...= -gcflags=github.com/fwctl/fwctl/delta= \
-  -ldflags "-s -w" -o "$out" ./cmd/fwagent
+  -ldflags "-s -w ${FWAGENT_LDFLAGS:-}" -o "$out" ./cmd/fwagent

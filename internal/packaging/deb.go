@@ -104,6 +104,9 @@ func Debs(src Sources, outDir string) ([]Package, error) {
 	}
 	var out []Package
 	for _, s := range specs {
+		if !src.wants(s.name) {
+			continue
+		}
 		man, err := manPages(src.Man, s.name, filepath.Join(tmp, "man-"+s.name))
 		if err != nil {
 			return nil, err

@@ -28,6 +28,10 @@ type Sources struct {
 	Version string
 	// Arch is the Go architecture of the binaries (amd64, arm64, arm, riscv64).
 	Arch string
+	// Only, when set, names the packages to build (fwctl, fwrepo,
+	// fwagent); only their binaries need to be in Bin. The device
+	// architectures get fwagent alone (make deb-agents).
+	Only []string
 	// MTime stamps every file, so a rebuild gives the same bytes (default:
 	// $SOURCE_DATE_EPOCH, else 2026-01-01).
 	MTime time.Time
@@ -62,8 +66,29 @@ func PackageVersion(v string) string {
 	return "0.0.0~git" + clean
 }
 
+// wants reports whether the package name is to be built.
+func (s Sources) wants(name string) bool {
+	if len(s.Only) == 0 {
+		return true
+	}
+	for _, o := range s.Only {
+		if o == name {
+			return true
+		}
+	}
+	return false
+}
+
 func (s Sources) check() error {
+	for _, o := range s.Only {
+		if o != "fwctl" && o != "fwrepo" && o != "fwagent" {
+			return fmt.Errorf("unknown package %q: want fwctl, fwrepo or fwagent", o)
+		}
+	}
 	for _, p := range []string{"fwctl", "fwrepo", "fwagent"} {
+		if !s.wants(p) {
+			continue
+		}
 		if _, err := os.Stat(filepath.Join(s.Bin, p)); err != nil {
 			return fmt.Errorf("binary %s missing in %s (build it first: make deb does): %w", p, s.Bin, err)
 		}

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/fwctl/fwctl/internal/atomicfile"
@@ -43,6 +44,7 @@ func run(args []string) error {
 	version := fs.String("version", "", "release version (default: what the fwctl binary reports)")
 	arch := fs.String("arch", runtime.GOARCH, "architecture of the binaries")
 	examples := fs.String("examples", "examples", "the repository's examples/ directory")
+	only := fs.String("only", "", "deb: comma-separated packages to build (default: fwctl,fwrepo,fwagent)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -54,6 +56,9 @@ func run(args []string) error {
 		*version = v
 	}
 	src := packaging.Sources{Bin: *bin, Man: *man, Examples: *examples, Version: *version, Arch: *arch}
+	if *only != "" {
+		src.Only = strings.Split(*only, ",")
+	}
 	var res any
 	switch args[0] {
 	case "docs":
