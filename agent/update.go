@@ -152,7 +152,9 @@ func (a *Agent) plan(ctx context.Context, req policy.Request) (*plan, error) {
 	if p.up, err = a.refresh(ctx); err != nil {
 		return nil, err
 	}
-	p.tfs = a.offered(p.up)
+	if p.tfs, err = a.offered(p.up); err != nil {
+		return nil, err
+	}
 	if err := a.lookup(p.up, p.tfs, req.Target); err != nil {
 		return nil, err
 	}
