@@ -10,10 +10,25 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // Schema is the newest target metadata schema this code understands.
-const Schema = 1
+//
+// Schema 2 adds the SBOM binding (an object in "sbom", see SBOMRef, where
+// schema 1 had an opaque path string) and "support_until". Writers use
+// NeededSchema, so a target without either stays schema 1 and agents that
+// only know schema 1 keep installing it.
+const Schema = 2
+
+// SchemaBase is the schema of a target that uses none of the later fields.
+const SchemaBase = 1
+
+// SBOM formats a schema 2 binding may name.
+const (
+	SBOMCycloneDX = "cyclonedx"
+	SBOMSPDX      = "spdx"
+)
 
 // Target kinds.
 const (
@@ -47,9 +62,14 @@ type Firmware struct {
 	Version  string   `json:"version"`
 	Counter  uint64   `json:"counter"`
 	Kind     string   `json:"kind"`
-	SBOM     string   `json:"sbom,omitempty"`
-	Base     *Blob    `json:"base,omitempty"`  // delta only
-	Image    *Blob    `json:"image,omitempty"` // delta only
+	// SBOM binds the release's SBOM, a target of its own (schema 2); in
+	// schema 1 it was an opaque path, kept as SBOMRef.Legacy.
+	SBOM *SBOMRef `json:"sbom,omitempty"`
+	// SupportUntil is the last day (YYYY-MM-DD, UTC) of the release's
+	// security-support period (schema 2).
+	SupportUntil string `json:"support_until,omitempty"`
+	Base         *Blob  `json:"base,omitempty"`  // delta only
+	Image        *Blob  `json:"image,omitempty"` // delta only
 	// Tlog is the target path of the Sigstore bundle that proves the image
 	// was recorded in the transparency log (see package transparency).
 	Tlog string `json:"tlog,omitempty"`
@@ -57,7 +77,89 @@ type Firmware struct {
 	Extra map[string]json.RawMessage `json:"-"`
 }
 
-var knownFields = []string{"schema", "hardware", "version", "counter", "kind", "sbom", "base", "image", "tlog"}
+var knownFields = []string{"schema", "hardware", "version", "counter", "kind", "sbom", "support_until", "base", "image", "tlog"}
+
+// SBOMRef binds an SBOM by its target path, format and SHA-256 (hex), so
+// the signed targets metadata vouches for the exact SBOM bytes.
+type SBOMRef struct {
+	Path   string `json:"path"`
+	Format string `json:"format"` // SBOMCycloneDX or SBOMSPDX
+	SHA256 string `json:"sha256"`
+	// Legacy is schema 1's "sbom": a bare path string, bound by nothing.
+	Legacy string `json:"-"`
+}
+
+// UnmarshalJSON accepts schema 1's string as well as schema 2's object.
+func (r *SBOMRef) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		*r = SBOMRef{}
+		return json.Unmarshal(b, &r.Legacy)
+	}
+	type plain SBOMRef
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*r = SBOMRef(p)
+	return nil
+}
+
+// MarshalJSON writes a legacy reference back as the string it was.
+func (r SBOMRef) MarshalJSON() ([]byte, error) {
+	if r.Legacy != "" {
+		return json.Marshal(r.Legacy)
+	}
+	type plain SBOMRef
+	return json.Marshal(plain(r))
+}
+
+// NeededSchema is the lowest schema that can carry f: SchemaBase unless f
+// binds an SBOM or declares a support period.
+func (f *Firmware) NeededSchema() int {
+	if (f.SBOM != nil && f.SBOM.Legacy == "") || f.SupportUntil != "" {
+		return 2
+	}
+	return SchemaBase
+}
+
+// SupportEnd parses SupportUntil: the support period ends at the end of
+// that day, UTC. ok is false when the release declares none.
+func (f *Firmware) SupportEnd() (end time.Time, ok bool) {
+	d, err := time.Parse(time.DateOnly, f.SupportUntil)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return d.AddDate(0, 0, 1), true
+}
+
+func (f *Firmware) validateV2() error {
+	if need := f.NeededSchema(); f.Schema < need {
+		return fmt.Errorf("%w: sbom binding and support_until need schema %d, target says %d", ErrInvalidTarget, need, f.Schema)
+	}
+	if f.SBOM != nil {
+		r := f.SBOM
+		if r.Legacy != "" && f.Schema >= 2 {
+			return fmt.Errorf("%w: sbom: schema %d binds the SBOM by {path, format, sha256}, not a bare path", ErrInvalidTarget, f.Schema)
+		}
+		if r.Legacy == "" {
+			if r.Path == "" {
+				return fmt.Errorf("%w: sbom.path is empty", ErrInvalidTarget)
+			}
+			if r.Format != SBOMCycloneDX && r.Format != SBOMSPDX {
+				return fmt.Errorf("%w: sbom.format %q, want %q or %q", ErrInvalidTarget, r.Format, SBOMCycloneDX, SBOMSPDX)
+			}
+			if d, err := hex.DecodeString(r.SHA256); err != nil || len(d) != 32 {
+				return fmt.Errorf("%w: sbom.sha256 %q is not 64 hex digits", ErrInvalidTarget, r.SHA256)
+			}
+		}
+	}
+	if f.SupportUntil != "" {
+		if _, err := time.Parse(time.DateOnly, f.SupportUntil); err != nil {
+			return fmt.Errorf("%w: support_until %q, want a date YYYY-MM-DD", ErrInvalidTarget, f.SupportUntil)
+		}
+	}
+	return nil
+}
 
 // UnmarshalJSON keeps unknown fields in Extra.
 func (f *Firmware) UnmarshalJSON(b []byte) error {
@@ -130,6 +232,9 @@ func (f *Firmware) Validate() error {
 	}
 	if !ValidVersion(f.Version) {
 		return fmt.Errorf("%w: version %q (want letters, digits, '.', '+', '_', '~', '-', at most 64)", ErrInvalidTarget, f.Version)
+	}
+	if err := f.validateV2(); err != nil {
+		return err
 	}
 	switch f.Kind {
 	case KindFull:

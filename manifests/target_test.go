@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseCustom(t *testing.T) {
@@ -20,7 +21,18 @@ func TestParseCustom(t *testing.T) {
 		{"full", `{"fw":{"schema":1,"hardware":["acme-gw-v2"],"version":"2.4.1","counter":17,"kind":"full"}}`, nil},
 		{"delta", `{"fw":{"schema":1,"hardware":["h"],"version":"1","counter":1,"kind":"delta","base":{"sha256":"` + sha + `","length":3},"image":{"sha256":"` + sha + `","length":4}}}`, nil},
 		{"unknown fields kept", `{"fw":{"schema":1,"hardware":["h"],"version":"1","counter":1,"kind":"full","future":{"x":1}},"other":true}`, nil},
-		{"newer schema", `{"fw":{"schema":2,"hardware":["h"],"version":"1","counter":1,"kind":"full"}}`, ErrUnsupportedSchema},
+		{"newer schema", `{"fw":{"schema":3,"hardware":["h"],"version":"1","counter":1,"kind":"full"}}`, ErrUnsupportedSchema},
+		{"schema 1 sbom path", `{"fw":{"schema":1,"hardware":["h"],"version":"1","counter":1,"kind":"full","sbom":"h/1/sbom.json"}}`, nil},
+		{"schema 2 sbom binding", `{"fw":{"schema":2,"hardware":["h"],"version":"1","counter":1,"kind":"full","sbom":{"path":"h/1/fw.img.cdx.json","format":"cyclonedx","sha256":"` + sha + `"},"support_until":"2030-12-31"}}`, nil},
+		{"schema 2 plain", `{"fw":{"schema":2,"hardware":["h"],"version":"1","counter":1,"kind":"full"}}`, nil},
+		{"sbom binding in schema 1", `{"fw":{"schema":1,"hardware":["h"],"version":"1","counter":1,"kind":"full","sbom":{"path":"p","format":"spdx","sha256":"` + sha + `"}}}`, ErrInvalidTarget},
+		{"support_until in schema 1", `{"fw":{"schema":1,"hardware":["h"],"version":"1","counter":1,"kind":"full","support_until":"2030-12-31"}}`, ErrInvalidTarget},
+		{"sbom path string in schema 2", `{"fw":{"schema":2,"hardware":["h"],"version":"1","counter":1,"kind":"full","sbom":"h/1/sbom.json"}}`, ErrInvalidTarget},
+		{"sbom bad format", `{"fw":{"schema":2,"hardware":["h"],"version":"1","counter":1,"kind":"full","sbom":{"path":"p","format":"swid","sha256":"` + sha + `"}}}`, ErrInvalidTarget},
+		{"sbom bad sha256", `{"fw":{"schema":2,"hardware":["h"],"version":"1","counter":1,"kind":"full","sbom":{"path":"p","format":"spdx","sha256":"abc"}}}`, ErrInvalidTarget},
+		{"sbom no path", `{"fw":{"schema":2,"hardware":["h"],"version":"1","counter":1,"kind":"full","sbom":{"format":"spdx","sha256":"` + sha + `"}}}`, ErrInvalidTarget},
+		{"sbom not an object", `{"fw":{"schema":2,"hardware":["h"],"version":"1","counter":1,"kind":"full","sbom":7}}`, ErrInvalidTarget},
+		{"bad support date", `{"fw":{"schema":2,"hardware":["h"],"version":"1","counter":1,"kind":"full","support_until":"31.12.2030"}}`, ErrInvalidTarget},
 		{"no fw", `{"other":1}`, ErrNotFirmware},
 		{"empty", ``, ErrNotFirmware},
 		{"not json", `{`, ErrInvalidTarget},
@@ -109,4 +121,27 @@ func FuzzParseCustom(f *testing.F) {
 			t.Fatalf("marshalled metadata does not parse: %v", err)
 		}
 	})
+}
+
+func TestNeededSchema(t *testing.T) {
+	sha := strings.Repeat("ab", 32)
+	tests := []struct {
+		name string
+		f    Firmware
+		want int
+	}{
+		{"plain", Firmware{}, SchemaBase},
+		{"legacy sbom", Firmware{SBOM: &SBOMRef{Legacy: "p"}}, SchemaBase},
+		{"sbom binding", Firmware{SBOM: &SBOMRef{Path: "p", Format: SBOMSPDX, SHA256: sha}}, 2},
+		{"support period", Firmware{SupportUntil: "2030-12-31"}, 2},
+	}
+	for _, tt := range tests {
+		if got := tt.f.NeededSchema(); got != tt.want {
+			t.Errorf("%s: NeededSchema = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+	f := Firmware{SupportUntil: "2030-12-31"}
+	if end, ok := f.SupportEnd(); !ok || end.Format(time.RFC3339) != "2031-01-01T00:00:00Z" {
+		t.Errorf("SupportEnd = %v %v", end, ok)
+	}
 }

@@ -175,7 +175,7 @@ func (ws *Workspace) addDelta(ctx context.Context, staged *metadata.Metadata[met
 	if err != nil {
 		return nil, err
 	}
-	fw := &manifests.Firmware{Schema: manifests.Schema, Hardware: newFW.Hardware, Version: newFW.Version,
+	fw := &manifests.Firmware{Schema: manifests.SchemaBase, Hardware: newFW.Hardware, Version: newFW.Version,
 		Counter: newFW.Counter, Kind: manifests.KindDelta,
 		Base:  &manifests.Blob{SHA256: hex.EncodeToString(baseTF.Hashes["sha256"]), Length: baseTF.Length},
 		Image: &manifests.Blob{SHA256: hex.EncodeToString(newTF.Hashes["sha256"]), Length: newTF.Length}}

@@ -92,7 +92,7 @@ func fileKind(m os.FileMode) string {
 // AddTarget hashes image (streaming, while copying it into the workspace)
 // and stages it as a target. Nothing is published until Publish.
 func (ws *Workspace) AddTarget(image string, opt AddOptions) (*Target, error) {
-	fw := &manifests.Firmware{Schema: manifests.Schema, Hardware: opt.Hardware, Version: opt.Version,
+	fw := &manifests.Firmware{Schema: manifests.SchemaBase, Hardware: opt.Hardware, Version: opt.Version,
 		Counter: opt.Counter, Kind: manifests.KindFull}
 	if err := fw.Validate(); err != nil {
 		return nil, err
