@@ -34,6 +34,12 @@ type AddOptions struct {
 	Force bool
 	// Progress, when set, is called with bytes hashed so far.
 	Progress func(done, total int64)
+	// SBOM, when set, is a CycloneDX or SPDX JSON file staged as a target
+	// of its own and bound in custom.fw.sbom (see releasesbom.go);
+	// SBOMSHA256, when set, is the hash it must have.
+	SBOM, SBOMSHA256 string
+	// SupportUntil, when set, is the last day of security support (YYYY-MM-DD).
+	SupportUntil string
 }
 
 // Target describes one firmware target (the description verify reports).
@@ -93,8 +99,15 @@ func fileKind(m os.FileMode) string {
 // and stages it as a target. Nothing is published until Publish.
 func (ws *Workspace) AddTarget(image string, opt AddOptions) (*Target, error) {
 	fw := &manifests.Firmware{Schema: manifests.SchemaBase, Hardware: opt.Hardware, Version: opt.Version,
-		Counter: opt.Counter, Kind: manifests.KindFull}
+		Counter: opt.Counter, Kind: manifests.KindFull, SupportUntil: opt.SupportUntil}
+	fw.Schema = fw.NeededSchema()
 	if err := fw.Validate(); err != nil {
+		return nil, err
+	}
+	// The SBOM is read and validated before anything is written, so a bad
+	// one leaves nothing half-added.
+	sb, err := readSBOM(opt)
+	if err != nil {
 		return nil, err
 	}
 	name := opt.Name
@@ -115,6 +128,9 @@ func (ws *Workspace) AddTarget(image string, opt AddOptions) (*Target, error) {
 	}
 	if _, exists := staged.Signed.Targets[tpath]; exists {
 		return nil, fmt.Errorf("target %s already exists: release a new version instead of replacing one devices may have verified", tpath)
+	}
+	if err := sb.bind(fw, tpath, staged); err != nil {
+		return nil, err
 	}
 	if !opt.Force {
 		for p, tf := range staged.Signed.Targets {
@@ -166,6 +182,11 @@ func (ws *Workspace) AddTarget(image string, opt AddOptions) (*Target, error) {
 	}
 	custom, err := manifests.MarshalCustom(fw)
 	if err != nil {
+		os.Remove(dst)
+		return nil, err
+	}
+	if err := sb.stage(ws, staged); err != nil {
+		os.Remove(dst)
 		return nil, err
 	}
 	raw := json.RawMessage(custom)
