@@ -39,7 +39,7 @@ func (a *app) targetCmd() *cobra.Command {
 			t, err := ws.AddTarget(args[0], opt)
 			done()
 			if errors.Is(err, repo.ErrCounterRegression) || errors.Is(err, repo.ErrCounterJump) ||
-				errors.Is(err, manifests.ErrInvalidTarget) || errors.Is(err, layout.ErrInvalidName) {
+				errors.Is(err, manifests.ErrInvalidTarget) || errors.Is(err, layout.ErrInvalidName) || isSBOMError(err) {
 				return usage(err)
 			}
 			if err != nil {
@@ -68,6 +68,7 @@ func (a *app) targetCmd() *cobra.Command {
 	}
 	img.register(add)
 	add.Flags().IntVar(&deltaFrom, "delta-from", 0, "also stage deltas from the last N releases of this hardware")
+	registerSBOMFlags(add, &img.opt)
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List staged and published targets",
