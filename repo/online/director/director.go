@@ -73,6 +73,8 @@ type Options struct {
 	KeyURI     string
 	KeyOptions signer.Options
 	Signer     crypto.Signer
+	// ReadOnly opens without a key: Status, Current and Devices only.
+	ReadOnly bool
 	// TrustedRoot is the director root (any version, usually the
 	// 1.root.json devices are provisioned with) the store's chain must
 	// verify from. Empty: the store's director/metadata/1.root.json.
@@ -141,6 +143,9 @@ func Open(ctx context.Context, opt Options) (*Director, error) {
 		return nil, err
 	}
 	d.root = root
+	if opt.ReadOnly {
+		return d, nil
+	}
 	d.key = opt.Signer
 	if d.key == nil {
 		if opt.KeyURI == "" {
