@@ -146,6 +146,8 @@ type Provisioned struct {
 	// DeviceKeyID and DeviceKeyPEM name the device identity key (TPM only).
 	DeviceKeyID  string `json:"device_key_id,omitempty"`
 	DeviceKeyPEM string `json:"device_key_pem,omitempty"`
+	// FileIdentityKeyID is the file identity key's ID (identity.key_file).
+	FileIdentityKeyID string `json:"file_identity_key_id,omitempty"`
 }
 
 // Provision installs rootJSON as the device's trust anchor. It is safe to
@@ -183,6 +185,13 @@ func (a *Agent) Provision(ctx context.Context, rootJSON []byte) (*Provisioned, e
 	if _, err := a.sw.Init(booted); err != nil {
 		return nil, fmt.Errorf("initialise boot environment: %w", err)
 	}
+	fileID, err := a.ensureFileIdentity() // identity.go
+	if err != nil {
+		return nil, err
+	}
+	if err := a.provisionDirector(ctx); err != nil { // director.go
+		return nil, err
+	}
 	st, err := a.loadState()
 	if err != nil {
 		return nil, err
@@ -191,7 +200,7 @@ func (a *Agent) Provision(ctx context.Context, rootJSON []byte) (*Provisioned, e
 		return nil, err
 	}
 	return &Provisioned{Provisioned: p, RootVersion: v, RootSHA256: fmt.Sprintf("%x", digest),
-		TrustStore: a.trust.Kind(), BootedSlot: booted}, nil
+		TrustStore: a.trust.Kind(), BootedSlot: booted, FileIdentityKeyID: fileID}, nil
 }
 
 // bootedSlot finds the running slot from the kernel command line, the

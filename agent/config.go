@@ -58,6 +58,13 @@ type Config struct {
 	// Report, when set, makes 'fwagent daemon' send signed device manifests
 	// to the repository's device API, as 'fwagent report' does.
 	Report *ReportConfig `json:"report,omitempty"`
+	// Director, when set, makes the device install only what an
+	// Uptane-style director assigns it and the repository agrees on
+	// (director.go).
+	Director *DirectorConfig `json:"director,omitempty"`
+	// Identity, when set, keeps the device identity key in a file (no
+	// TPM; identity.go).
+	Identity *IdentityConfig `json:"identity,omitempty"`
 }
 
 // ReportConfig drives the daemon's device reports.
@@ -131,6 +138,12 @@ func LoadConfig(path string) (*Config, error) {
 	abs(&c.BootedSlot.Cmdline)
 	abs(&c.Transparency.LogPublicKey)
 	abs(&c.Transparency.ReleasePublicKey)
+	if c.Director != nil {
+		abs(&c.Director.Root)
+	}
+	if c.Identity != nil {
+		abs(&c.Identity.KeyFile)
+	}
 	for k, v := range c.Slots {
 		abs(&v)
 		c.Slots[k] = v
@@ -218,12 +231,13 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("trust.type: %q, want \"file\" or \"tpm\"", c.Trust.Type))
 	}
-	if c.Report != nil && c.Trust.Type != "tpm" {
-		errs = append(errs, errors.New("report: needs trust.type \"tpm\" (reports are signed by the TPM device key)"))
+	if c.Report != nil && c.Trust.Type != "tpm" && (c.Identity == nil || c.Identity.KeyFile == "") {
+		errs = append(errs, errors.New("report: needs an identity key: trust.type \"tpm\" (the TPM device key) or identity.key_file"))
 	}
 	if c.Transparency.Require && (c.Transparency.LogPublicKey == "" || c.Transparency.ReleasePublicKey == "") {
 		errs = append(errs, errors.New("transparency: require needs log_public_key and release_public_key"))
 	}
+	errs = append(errs, c.validateDirector()...) // director.go
 	for i, c := range c.HealthChecks {
 		if c.Name == "" || len(c.Command) == 0 {
 			errs = append(errs, fmt.Errorf("health_checks[%d]: needs a name and a command", i))

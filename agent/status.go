@@ -16,8 +16,11 @@ type StatusReport struct {
 	Slots      map[string]*SlotState `json:"slots"`
 	Counter    uint64                `json:"counter"`
 	TrustStore string                `json:"trust_store"`
-	RootVer    int64                 `json:"root_version"`
-	Pending    *Install              `json:"pending,omitempty"`
+	// Identity is the identity key's kind: "tpm", "file" (weaker) or
+	// empty (none: the device cannot sign reports).
+	Identity string   `json:"identity"`
+	RootVer  int64    `json:"root_version"`
+	Pending  *Install `json:"pending,omitempty"`
 	// BootsLeft is how often the bootloader still tries the pending slot.
 	BootsLeft int `json:"boots_left,omitempty"`
 	// State says in one line what the device is doing and what to do next.
@@ -51,7 +54,7 @@ func (a *Agent) Status(ctx context.Context) (*StatusReport, error) {
 		return nil, err
 	}
 	r := &StatusReport{Hardware: a.cfg.Hardware, Repository: a.cfg.Repository, BootedSlot: booted,
-		Slots: st.Slots, TrustStore: a.trust.Kind(), Pending: st.Pending, Last: st.Last, History: st.History,
+		Slots: st.Slots, TrustStore: a.trust.Kind(), Identity: a.IdentityKind(), Pending: st.Pending, Last: st.Last, History: st.History,
 		Failed: st.Failed, Counter: counter, RootVer: rootV}
 	var left int
 	r.NextBoot, left, _ = a.sw.Primary()

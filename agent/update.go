@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fwctl/fwctl/agent/director"
 	"github.com/fwctl/fwctl/agent/policy"
 	"github.com/fwctl/fwctl/agent/slot"
 	"github.com/fwctl/fwctl/agent/trust"
@@ -50,6 +51,10 @@ type plan struct {
 	tfs    map[string]*tuf.TargetFile
 	d      policy.Decision
 	rel    *Release
+	// assigned is the director's verified assignment (director.go);
+	// notAssigned says why there is none when a director is configured.
+	assigned    *director.Assigned
+	notAssigned string
 }
 
 // refresh verifies the root chain and updates metadata from the repository.
@@ -91,7 +96,7 @@ func releaseOf(path string, tf *tuf.TargetFile) (*Release, *manifests.Firmware, 
 func offers(tfs map[string]*tuf.TargetFile) []policy.Offer {
 	out := make([]policy.Offer, 0, len(tfs))
 	for path, tf := range tfs {
-		o := policy.Offer{Path: path, SHA256: hex.EncodeToString(tf.Hashes["sha256"]), Length: tf.Length}
+		o := policy.Offer{Path: path, SHA256: hex.EncodeToString(tf.Hashes["sha256"]), Length: tf.Length, Hashes: hexHashes(tf)}
 		_, fw, err := releaseOf(path, tf)
 		switch {
 		case errors.Is(err, manifests.ErrNotFirmware): // proofs, SBOMs
@@ -159,6 +164,9 @@ func (a *Agent) plan(ctx context.Context, req policy.Request) (*plan, error) {
 		return nil, err
 	}
 	p.offers = offers(p.tfs)
+	if err := a.directorPlan(ctx, p); err != nil { // director.go
+		return nil, err
+	}
 	inactive := a.inactive(booted)
 	p.dev = policy.Device{Hardware: a.cfg.Hardware, Counter: counter, Failed: st.Failed,
 		Running: policySlot(booted, st.Slots[booted]), Inactive: policySlot(inactive, st.Slots[inactive]), Capacity: -1}
@@ -176,6 +184,11 @@ func (a *Agent) plan(ctx context.Context, req policy.Request) (*plan, error) {
 
 // decide runs the policy over p's inputs and fills in p's result.
 func (a *Agent) decide(p *plan) error {
+	if p.notAssigned != "" {
+		p.d, p.rel = policy.Decision{Action: policy.NoRelease}, nil
+		p.res.Available, p.res.UpToDate, p.res.FailedBefore, p.res.Message = nil, true, nil, p.notAssigned
+		return nil
+	}
 	d, err := policy.Decide(p.offers, p.dev, p.req)
 	if err != nil {
 		return policyError(err)

@@ -43,6 +43,8 @@ type Offer struct {
 	Path   string
 	SHA256 string // hex
 	Length int64
+	// Hashes are all the target's hashes by algorithm (hex), where known.
+	Hashes map[string]string
 	// FW is the target's firmware metadata; nil when the target is not
 	// firmware (a proof, an SBOM).
 	FW *manifests.Firmware

@@ -12,7 +12,6 @@ import (
 
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/internal/cli"
-	"github.com/fwctl/fwctl/tpm"
 )
 
 // Short help of the commands in this file, shared by whichever command
@@ -28,20 +27,28 @@ registered first: 'fwagent identity --pem > device.pem' on the device, then
 refused it (unregistered device, bad signature or nonce); 4: unreachable.`
 )
 
-// deviceKey returns the TPM device key; a device without a TPM trust store
-// has no identity key and cannot sign.
-func (a *app) deviceKey(ctx context.Context, ag *agent.Agent, cfg *agent.Config) (*tpm.Key, error) {
-	t, ok := ag.Trust().(*tpm.TPM)
-	if !ok {
-		return nil, cli.WithCode(cli.ExitUsage, fmt.Errorf(
-			"this device has no identity key: trust.type is %q, and device manifests are signed by the TPM device key; set \"trust\": {\"type\": \"tpm\", \"device\": \"/dev/tpmrm0\"} in %s and run 'fwagent provision'",
+// deviceKey returns the device identity key: the file key when the config
+// sets identity.key_file, else the TPM device key. A device with neither
+// cannot sign.
+func (a *app) deviceKey(ctx context.Context, ag *agent.Agent, cfg *agent.Config) (agent.DeviceSigner, error) {
+	k, _, err := a.identityKey(ctx, ag, cfg)
+	return k, err
+}
+
+func (a *app) identityKey(ctx context.Context, ag *agent.Agent, cfg *agent.Config) (agent.DeviceSigner, string, error) {
+	if ag.IdentityKind() == "" {
+		return nil, "", cli.WithCode(cli.ExitUsage, fmt.Errorf(
+			"this device has no identity key: trust.type is %q and there is no identity.key_file; set \"trust\": {\"type\": \"tpm\", \"device\": \"/dev/tpmrm0\"} or \"identity\": {\"key_file\": \"/var/lib/fwagent/identity.key\"} in %s and run 'fwagent provision'",
 			cfg.Trust.Type, a.config))
 	}
-	k, err := t.DeviceKey(ctx)
-	if err != nil {
-		return nil, code(fmt.Errorf("%w (run 'fwagent provision' to create the device key)", err))
+	k, kind, err := ag.IdentityKey(ctx)
+	if errors.Is(err, agent.ErrIdentityPermissions) {
+		return nil, kind, cli.WithCode(cli.ExitUsage, err)
 	}
-	return k, nil
+	if err != nil {
+		return nil, kind, code(fmt.Errorf("%w (run 'fwagent provision' to create the device key)", err))
+	}
+	return k, kind, nil
 }
 
 // runReport implements 'fwagent report'.
@@ -90,6 +97,9 @@ type Identity struct {
 	DeviceID     string `json:"device_id"`
 	KeyID        string `json:"key_id"`
 	PublicKeyPEM string `json:"public_key"`
+	// Kind is "tpm" or "file" (weaker: the key is a file anyone with the
+	// disk can copy); the PEM carries it as an "Identity:" header.
+	Kind string `json:"kind"`
 }
 
 // runIdentity implements 'fwagent identity [--pem]'.
@@ -98,17 +108,32 @@ func (a *app) runIdentity(pemOnly bool) error {
 	if err != nil {
 		return err
 	}
-	key, err := a.deviceKey(context.Background(), ag, cfg)
+	key, kind, err := a.identityKey(context.Background(), ag, cfg)
 	if err != nil {
 		return err
 	}
-	id := Identity{DeviceID: key.KeyID(), KeyID: key.KeyID(), PublicKeyPEM: string(key.PublicKeyPEM())}
+	pemBytes, err := agent.IdentityPEM(key, kind)
+	if err != nil {
+		return err
+	}
+	id := Identity{DeviceID: key.KeyID(), KeyID: key.KeyID(), PublicKeyPEM: string(pemBytes), Kind: kind}
 	if pemOnly && !a.json {
 		_, err := io.WriteString(a.out.Out, id.PublicKeyPEM)
 		return err
 	}
 	return a.out.Result(id, func(w io.Writer) {
-		fmt.Fprintf(w, "device ID  %s\n%s", id.DeviceID, id.PublicKeyPEM)
+		fmt.Fprintf(w, "device ID  %s\nidentity   %s\n%s", id.DeviceID, identityStrength(id.Kind), id.PublicKeyPEM)
 		fmt.Fprintf(w, "Register it on the server: fwrepo devices add %s --pubkey device.pem\n", id.DeviceID)
 	})
+}
+
+// identityStrength describes an identity kind for people.
+func identityStrength(kind string) string {
+	switch kind {
+	case agent.IdentityTPM:
+		return "tpm (hardware key, never exported)"
+	case agent.IdentityFile:
+		return "file (weaker: a key file anyone with the disk can copy)"
+	}
+	return "none"
 }

@@ -13,6 +13,7 @@ func printStatus(w io.Writer, st *agent.StatusReport, slots []string) {
 	fmt.Fprintf(w, "state        %s\n", st.State)
 	fmt.Fprintf(w, "hardware     %s\nrepository   %s\nrunning      slot %s\nnext boot    slot %s\n", st.Hardware, st.Repository, st.BootedSlot, st.NextBoot)
 	fmt.Fprintf(w, "counter      %d\ntrust store  %s\nroot         version %d\n", st.Counter, st.TrustStore, st.RootVer)
+	fmt.Fprintf(w, "identity     %s\n", identityStrength(st.Identity))
 	for _, name := range slots {
 		s := st.Slots[name]
 		fmt.Fprintf(w, "slot %s       %-9s %s %s\n", name, s.Status, s.Version, s.Target)
