@@ -1,0 +1,216 @@
+package test
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fwctl/fwctl/agent"
+	"github.com/fwctl/fwctl/agent/tuf"
+	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/blob"
+	"github.com/fwctl/fwctl/repo/online/director"
+	"github.com/fwctl/fwctl/repo/verify"
+	"github.com/fwctl/fwctl/test/harness"
+)
+
+// directed is a release served together with a director (the real
+// repo/online/director publishing into the release's store, served by
+// director.Handler in front of fwrepo's server).
+type directed struct {
+	*release
+	dir      *director.Director
+	rootPath string // the director's 1.root.json
+	url      string // set by device
+}
+
+func newDirected(t *testing.T) *directed {
+	t.Helper()
+	r := newRelease(t)
+	keys := t.TempDir()
+	res, err := director.Init(director.InitOptions{Out: keys}) // plaintext test keys
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.ReadFile(res.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := blob.Dir(r.pub)
+	d, err := director.Open(context.Background(), director.Options{Store: st, KeyURI: res.OnlineKey, TrustedRoot: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	r.wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {
+		director.Handler(st, next).ServeHTTP(w, req)
+	}
+	return &directed{release: r, dir: d, rootPath: res.Root}
+}
+
+// addRelease stages and returns a random full image and its target.
+func (dr *directed) addRelease(version string, counter uint64) ([]byte, *verify.Target) {
+	dr.t.Helper()
+	img := make([]byte, 8192)
+	rand.Read(img)
+	tg := dr.h.Add(img, repo.AddOptions{Version: version, Counter: counter, Force: true, Name: "fw-" + version + ".img"})
+	return img, tg
+}
+
+func (dr *directed) assign(id string, tg *verify.Target) {
+	dr.t.Helper()
+	a, err := director.ForTarget(id, hw, *tg)
+	if err != nil {
+		dr.t.Fatal(err)
+	}
+	if err := dr.dir.Assign(context.Background(), []director.Assignment{a}); err != nil {
+		dr.t.Fatal(err)
+	}
+}
+
+// device is a provisioned device configured for the director
+// under device ID id.
+func (dr *directed) device(id string) *device {
+	t := dr.t
+	t.Helper()
+	dr.url = dr.serve()
+	cfg := harness.DeviceConfig(dr.url)
+	cfg["bootloader"] = map[string]any{"type": "file", "path": "bootenv", "tries": 3}
+	cfg["stall_timeout"], cfg["download_attempts"], cfg["retry_backoff"] = "2s", 3, "50ms"
+	cfg["director"] = map[string]any{"root": dr.rootPath, "device_id": id}
+	hd, err := harness.WriteDevice(t.TempDir(), cfg, []byte("factory image"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &device{t: t, dir: hd.Dir}
+	d.reload()
+	d.provision(dr.rootJSON())
+	return d
+}
+
+// TestDirectorChoosesTheRelease: the image repository offers 1.0 and 2.0;
+// the director assigns 1.0 to one device and nothing to another: the first
+// installs 1.0 (not the newer 2.0), the second installs nothing, and a
+// device without a director takes 2.0 as before.
+func TestDirectorChoosesTheRelease(t *testing.T) {
+	dr := newDirected(t)
+	img1, tg1 := dr.addRelease("1.0", 1)
+	img2, _ := dr.addRelease("2.0", 2)
+	dr.publish()
+	dr.assign("dev-1", tg1)
+
+	d1 := dr.device("dev-1")
+	d1.mustInstall(img1)
+	if res, err := d1.update(); err != nil || res.Installed || !res.UpToDate {
+		t.Fatalf("second update: %+v, %v", res, err)
+	}
+
+	d2 := dr.device("dev-2")
+	before := d2.snap()
+	res, err := d2.update()
+	if err != nil || res.Installed || !res.UpToDate || !strings.Contains(res.Message, "not assigned") {
+		t.Fatalf("unassigned device: %+v, %v", res, err)
+	}
+	d2.assertUnchanged(before)
+
+	plain := newDevice(t, dr.serve(), hw)
+	plain.provision(dr.rootJSON())
+	plain.mustInstall(img2)
+
+	// A halted rollout: the director unassigns; dev-1 stays where it is.
+	if err := dr.dir.Unassign(context.Background(), []string{"dev-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d1.update(); err != nil || res.Installed || !strings.Contains(res.Message, "not assigned") {
+		t.Fatalf("after Unassign: %+v, %v", res, err)
+	}
+}
+
+// TestDirectorAloneCannotInstall: a director (its online key compromised)
+// names a release the image repository never signed, or a signed path with
+// another hash, length or counter: the device refuses, its slots unchanged.
+func TestDirectorAloneCannotInstall(t *testing.T) {
+	dr := newDirected(t)
+	_, tg1 := dr.addRelease("1.0", 1)
+	dr.publish()
+	evil := strings.Repeat("e", 64)
+	for name, mod := range map[string]func(a *director.Assignment){
+		"unsigned target": func(a *director.Assignment) { a.TargetName = "acme-gw-v2/9.9/evil.img" },
+		"another hash":    func(a *director.Assignment) { a.Hashes = map[string]string{"sha256": evil} },
+		"another length":  func(a *director.Assignment) { a.Length++ },
+		"another counter": func(a *director.Assignment) { a.Counter = 99 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			a, err := director.ForTarget("dev-"+strings.ReplaceAll(name, " ", "-"), hw, *tg1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mod(&a)
+			if err := dr.dir.Assign(context.Background(), []director.Assignment{a}); err != nil {
+				t.Fatal(err)
+			}
+			dr.t = t
+			d := dr.device(a.DeviceID)
+			before := d.snap()
+			_, err = d.update()
+			if !errors.Is(err, agent.ErrRefused) || !strings.Contains(err.Error(), "disagree") {
+				t.Fatalf("update = %v, want a refusal: the director and the image repository disagree", err)
+			}
+			d.assertUnchanged(before)
+		})
+	}
+}
+
+// TestDirectorReplayRefused: after the device saw director metadata v2, an
+// attacker serves the older v1 (which assigned another release): refused.
+func TestDirectorReplayRefused(t *testing.T) {
+	dr := newDirected(t)
+	img1, tg1 := dr.addRelease("1.0", 1)
+	_, tg2 := dr.addRelease("2.0", 2)
+	dr.publish()
+	dr.assign("dev-1", tg2)
+	tsPath := filepath.Join(dr.pub, "director", "devices", "dev-1", "metadata", "timestamp.json")
+	old, err := os.ReadFile(tsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr.assign("dev-1", tg1)
+	d := dr.device("dev-1")
+	d.mustInstall(img1)
+	if err := os.WriteFile(tsPath, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := d.snap()
+	_, err = d.update()
+	if !errors.Is(err, agent.ErrRefused) || !errors.Is(err, tuf.ErrRollback) {
+		t.Fatalf("update with replayed director metadata = %v, want a rollback refusal", err)
+	}
+	d.assertUnchanged(before)
+}
+
+// TestDirectorOtherDevicesMetadata: director metadata signed for another
+// device (a mix-and-match by the network) is refused.
+func TestDirectorOtherDevicesMetadata(t *testing.T) {
+	dr := newDirected(t)
+	_, tg1 := dr.addRelease("1.0", 1)
+	dr.publish()
+	dr.assign("dev-2", tg1)
+	// The network answers dev-1's requests with dev-2's metadata.
+	inner := dr.wrap
+	dr.wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {
+		req.URL.Path = strings.Replace(req.URL.Path, "/devices/dev-1/", "/devices/dev-2/", 1)
+		inner(w, req, next)
+	}
+	d := dr.device("dev-1")
+	before := d.snap()
+	_, err := d.update()
+	if !errors.Is(err, agent.ErrRefused) || !strings.Contains(err.Error(), `assigned to device "dev-2"`) {
+		t.Fatalf("update with another device's metadata = %v", err)
+	}
+	d.assertUnchanged(before)
+}
