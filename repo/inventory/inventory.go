@@ -5,6 +5,12 @@
 // in PostgreSQL (github.com/jackc/pgx/v5, pure Go), chosen by Open's
 // argument; both keep the same tables and give the same answers.
 //
+// It also keeps the operators' view of the fleet (issue 15): each device's
+// identity kind and tags (groups are tag filters), the history of every
+// install attempt its reports listed, the rollouts and their devices'
+// progress (decided by package rollout), and the operators' tokens, stored
+// hashed. Schema migrations bring an older database up to date on open.
+//
 // It accepts a manifest only from a registered device, signed by that
 // device's key, carrying a nonce it issued that is neither expired nor used.
 // It keeps the envelope as received, so the stored report can be verified
@@ -68,33 +74,6 @@ type DB struct {
 	MaxOutstanding int
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS devices (
-	id         TEXT PRIMARY KEY,
-	key_id     TEXT NOT NULL UNIQUE,
-	public_key TEXT NOT NULL,
-	added_at   INTEGER NOT NULL,
-	last_seen  INTEGER,
-	manifest   BLOB
-);
-CREATE TABLE IF NOT EXISTS nonces (
-	nonce   TEXT PRIMARY KEY,
-	expires INTEGER NOT NULL
-);
--- Removed (decommissioned) devices, kept so that a report from one is
--- refused as such. Added without a schema version bump: an older fwrepo
--- ignores the table and still refuses the device (it is not in devices).
-CREATE TABLE IF NOT EXISTS removed (
-	id         TEXT PRIMARY KEY,
-	key_id     TEXT NOT NULL,
-	removed_at INTEGER NOT NULL
-);
-PRAGMA user_version = 1;
-`
-
-// schemaVersion is the version of the tables this package creates and reads.
-const schemaVersion = 1
-
 // Open opens (creating if needed) the inventory database dsn: a PostgreSQL
 // URL (postgres://USER[:PASSWORD]@HOST[:PORT]/DBNAME[?sslmode=…], the
 // scheme in any case), a PostgreSQL keyword=value string (host=… user=…
@@ -146,13 +125,9 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open inventory %s: %w (is it an SQLite database?)", path, err)
 	}
-	if v > schemaVersion {
+	if err := migrateSQLite(ctx, db); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("inventory %s has schema version %d, this fwrepo knows %d: upgrade fwrepo", path, v, schemaVersion)
-	}
-	if _, err := db.ExecContext(ctx, schema); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("create inventory schema in %s: %w", path, err)
+		return nil, fmt.Errorf("inventory %s: %w", path, err)
 	}
 	return newDB(db, false), nil
 }
@@ -189,6 +164,12 @@ type Device struct {
 	// Manifest is the latest accepted manifest, Envelope as it was sent.
 	Manifest *manifests.DeviceManifest `json:"manifest,omitempty"`
 	Envelope []byte                    `json:"-"`
+	// Identity is where the device's key lives, as its PEM's Identity
+	// header said at registration: IdentityTPM, IdentityFile (weaker: a
+	// key file on the device's storage) or IdentityUnknown.
+	Identity string `json:"identity"`
+	// Tags are the operator's key=value labels (groups select by them).
+	Tags map[string]string `json:"tags,omitempty"`
 }
 
 // AddOptions control AddDevice.
@@ -206,6 +187,10 @@ func (d *DB) AddDevice(ctx context.Context, id string, pubPEM []byte, opt AddOpt
 		return nil, false, fmt.Errorf("device ID %q: want 1-128 letters, digits, '.', '_', ':', '-' (the default is the key ID 'fwagent identity' prints)", id)
 	}
 	pub, err := manifests.ParsePublicKeyPEM(pubPEM)
+	if err != nil {
+		return nil, false, err
+	}
+	identity, err := IdentityOf(pubPEM)
 	if err != nil {
 		return nil, false, err
 	}
@@ -239,10 +224,10 @@ func (d *DB) AddDevice(ctx context.Context, id string, pubPEM []byte, opt AddOpt
 		return nil, false, fmt.Errorf("%w: key %s belongs to device %s; one key identifies one device", ErrKeyInUse, keyID, other)
 	}
 	now := d.Now().UTC()
-	_, err = tx.ExecContext(ctx, d.q(`INSERT INTO devices (id, key_id, public_key, added_at) VALUES (?, ?, ?, ?)
+	_, err = tx.ExecContext(ctx, d.q(`INSERT INTO devices (id, key_id, public_key, added_at, identity) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET key_id = excluded.key_id, public_key = excluded.public_key,
-		added_at = excluded.added_at, last_seen = NULL, manifest = NULL`),
-		id, keyID, string(pubPEM), now.UnixNano())
+		added_at = excluded.added_at, last_seen = NULL, manifest = NULL, identity = excluded.identity`),
+		id, keyID, string(pubPEM), now.UnixNano(), identity)
 	if keyConflict(err) {
 		return nil, false, fmt.Errorf("%w: key %s was just registered for another device; one key identifies one device", ErrKeyInUse, keyID)
 	}
@@ -256,19 +241,28 @@ func (d *DB) AddDevice(ctx context.Context, id string, pubPEM []byte, opt AddOpt
 	if err := tx.Commit(); err != nil {
 		return nil, false, fmt.Errorf("register device %s: %w", id, err)
 	}
-	return &Device{ID: id, KeyID: keyID, PublicKeyPEM: string(pubPEM), AddedAt: now}, true, nil
+	return &Device{ID: id, KeyID: keyID, PublicKeyPEM: string(pubPEM), AddedAt: now, Identity: identity}, true, nil
 }
 
 // Device returns the registered device id, or an error wrapping
 // ErrDeviceRemoved (it was removed) or ErrUnknownDevice (never registered).
 func (d *DB) Device(ctx context.Context, id string) (*Device, error) {
-	row := d.db.QueryRowContext(ctx, d.q("SELECT id, key_id, public_key, added_at, last_seen, manifest FROM devices WHERE id = ?"), id)
+	row := d.db.QueryRowContext(ctx, d.q("SELECT "+deviceCols+" FROM devices WHERE id = ?"), id)
 	dev, err := scanDevice(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, d.notRegistered(ctx, d.db, id)
 	}
-	return dev, err
+	if err != nil {
+		return nil, err
+	}
+	if dev.Tags, err = d.Tags(ctx, id); err != nil {
+		return nil, err
+	}
+	return dev, nil
 }
+
+// deviceCols are the columns scanDevice reads.
+const deviceCols = "id, key_id, public_key, added_at, last_seen, manifest, identity"
 
 // notRegistered explains why id is not a registered device: removed (and
 // when), or never registered.
@@ -297,7 +291,7 @@ func (d *DB) RemoveDevice(ctx context.Context, id string) (*Device, error) {
 		return nil, err
 	}
 	defer tx.Rollback()
-	row := tx.QueryRowContext(ctx, d.q("SELECT id, key_id, public_key, added_at, last_seen, manifest FROM devices WHERE id = ?"), id)
+	row := tx.QueryRowContext(ctx, d.q("SELECT "+deviceCols+" FROM devices WHERE id = ?"), id)
 	dev, err := scanDevice(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		err := d.notRegistered(ctx, tx, id)
@@ -309,8 +303,10 @@ func (d *DB) RemoveDevice(ctx context.Context, id string) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remove device %s: %w", id, err)
 	}
-	if _, err := tx.ExecContext(ctx, d.q("DELETE FROM devices WHERE id = ?"), id); err != nil {
-		return nil, fmt.Errorf("remove device %s: %w", id, err)
+	for _, stmt := range []string{"DELETE FROM devices WHERE id = ?", "DELETE FROM tags WHERE device_id = ?"} {
+		if _, err := tx.ExecContext(ctx, d.q(stmt), id); err != nil {
+			return nil, fmt.Errorf("remove device %s: %w", id, err)
+		}
 	}
 	_, err = tx.ExecContext(ctx, d.q(`INSERT INTO removed (id, key_id, removed_at) VALUES (?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET key_id = excluded.key_id, removed_at = excluded.removed_at`),
@@ -324,9 +320,13 @@ func (d *DB) RemoveDevice(ctx context.Context, id string) (*Device, error) {
 	return dev, nil
 }
 
-// List returns every registered device, ordered by ID.
+// List returns every registered device with its tags, ordered by ID.
 func (d *DB) List(ctx context.Context) ([]*Device, error) {
-	rows, err := d.db.QueryContext(ctx, d.q("SELECT id, key_id, public_key, added_at, last_seen, manifest FROM devices ORDER BY id"))
+	tags, err := d.allTags(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := d.db.QueryContext(ctx, d.q("SELECT "+deviceCols+" FROM devices ORDER BY id"))
 	if err != nil {
 		return nil, fmt.Errorf("list devices: %w", err)
 	}
@@ -337,6 +337,7 @@ func (d *DB) List(ctx context.Context) ([]*Device, error) {
 		if err != nil {
 			return nil, err
 		}
+		dev.Tags = tags[dev.ID]
 		out = append(out, dev)
 	}
 	return out, rows.Err()
@@ -380,8 +381,11 @@ func scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
 		seen     sql.NullInt64
 		envelope []byte
 	)
-	if err := row.Scan(&dev.ID, &dev.KeyID, &dev.PublicKeyPEM, &added, &seen, &envelope); err != nil {
+	if err := row.Scan(&dev.ID, &dev.KeyID, &dev.PublicKeyPEM, &added, &seen, &envelope, &dev.Identity); err != nil {
 		return nil, err
+	}
+	if dev.Identity == "" {
+		dev.Identity = IdentityUnknown
 	}
 	dev.AddedAt = time.Unix(0, added).UTC()
 	if seen.Valid {
@@ -494,6 +498,9 @@ func (d *DB) Accept(ctx context.Context, envelope []byte) (*manifests.DeviceMani
 		// Removed while its report was being checked: refuse it, and keep
 		// the nonce (the rollback), as for any refusal before this point.
 		return nil, errors.Join(d.notRegistered(ctx, tx, m.DeviceID), err)
+	}
+	if err := d.recordEvents(ctx, tx, m, now); err != nil {
+		return nil, fmt.Errorf("store the attempts of %s: %w", m.DeviceID, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("store manifest of %s: %w", m.DeviceID, err)

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -76,7 +77,7 @@ func TestPostgresSchema(t *testing.T) {
 	if err := db.db.QueryRow("SELECT count(*) FROM fwrepo_schema").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("schema versions recorded: %d, %v; want 1", n, err)
 	}
-	if _, err := db.db.Exec("UPDATE fwrepo_schema SET version = 2"); err != nil {
+	if _, err := db.db.Exec(fmt.Sprintf("UPDATE fwrepo_schema SET version = %d", schemaVersion+1)); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
