@@ -65,6 +65,9 @@ type Config struct {
 	// Identity, when set, keeps the device identity key in a file (no
 	// TPM; identity.go).
 	Identity *IdentityConfig `json:"identity,omitempty"`
+	// Maintenance, when set, limits downloads, installs and reboots to
+	// windows (window.go).
+	Maintenance *MaintenanceConfig `json:"maintenance,omitempty"`
 }
 
 // ReportConfig drives the daemon's device reports.
@@ -237,7 +240,8 @@ func (c *Config) Validate() error {
 	if c.Transparency.Require && (c.Transparency.LogPublicKey == "" || c.Transparency.ReleasePublicKey == "") {
 		errs = append(errs, errors.New("transparency: require needs log_public_key and release_public_key"))
 	}
-	errs = append(errs, c.validateDirector()...) // director.go
+	errs = append(errs, c.validateDirector()...)    // director.go
+	errs = append(errs, c.validateMaintenance()...) // window.go
 	for i, c := range c.HealthChecks {
 		if c.Name == "" || len(c.Command) == 0 {
 			errs = append(errs, fmt.Errorf("health_checks[%d]: needs a name and a command", i))

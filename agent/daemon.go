@@ -49,7 +49,16 @@ func (a *Agent) Daemon(ctx context.Context, opt DaemonOptions) error {
 				wait += time.Duration(rand.Int64N(2*j) - j)
 			}
 			next = a.Now().Add(wait)
-			if err == nil && res.Installed && opt.Reboot != nil {
+			// With maintenance windows a reboot may wait for a later poll
+			// (window.go): an install pending its reboot is rebooted then.
+			reboot := err == nil && opt.Reboot != nil && (res.Installed || res.RebootPending && a.cfg.Maintenance != nil)
+			if reboot {
+				if ok, why := a.MayReboot(ctx); !ok {
+					a.log.Info("reboot deferred", "reason", why)
+					reboot = false
+				}
+			}
+			if reboot {
 				if rep != nil {
 					_ = rep.Tick(ctx) // report the install before the reboot
 				}

@@ -287,6 +287,10 @@ type UpdateResult struct {
 	// RebootPending means the chosen release was already installed and the
 	// bootloader set to try it; nothing was written.
 	RebootPending bool `json:"reboot_pending"`
+	// Deferred means an install is due but its maintenance window is
+	// closed: nothing was written; NextWindow is when it opens.
+	Deferred   bool      `json:"deferred,omitempty"`
+	NextWindow time.Time `json:"next_window,omitzero"`
 }
 
 // Update installs the newest release (or opt.Target) into the inactive
@@ -301,6 +305,13 @@ func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, e
 		return nil, err
 	}
 	res := &UpdateResult{CheckResult: p.res}
+	if d, err := a.deferred(p); err != nil || d != nil { // window.go
+		if err != nil {
+			return nil, err
+		}
+		res.Deferred, res.NextWindow, res.Message = true, d.next, d.msg
+		return res, nil
+	}
 	rel := p.rel
 	target := p.dev.Inactive.Name
 	sl := slot.Slot{Name: target, Path: a.cfg.Slots[target]}

@@ -43,6 +43,9 @@ const (
 	OutcomeFellBack  = "fell-back"
 	OutcomeFailed    = "failed"
 	OutcomeUnhealthy = "unhealthy"
+	// OutcomeDeferred: the device chose not to install yet (outside its
+	// maintenance window); not a failure.
+	OutcomeDeferred = "deferred"
 )
 
 // DeviceManifest is a device's signed version report, after Uptane's ECU
@@ -211,7 +214,7 @@ func (s *SlotReport) validate() error {
 
 func (r *InstallResult) validate() error {
 	switch r.Outcome {
-	case OutcomeInstalled, OutcomeConfirmed, OutcomeFellBack, OutcomeFailed, OutcomeUnhealthy:
+	case OutcomeInstalled, OutcomeConfirmed, OutcomeFellBack, OutcomeFailed, OutcomeUnhealthy, OutcomeDeferred:
 	default:
 		return fmt.Errorf("outcome %q, want one of installed, confirmed, fell-back, failed, unhealthy", clip(r.Outcome))
 	}

@@ -3,15 +3,19 @@ package test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fwctl/fwctl/agent"
 	"github.com/fwctl/fwctl/agent/tuf"
+	"github.com/fwctl/fwctl/manifests"
 	"github.com/fwctl/fwctl/repo"
 	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/repo/online/director"
@@ -213,4 +217,65 @@ func TestDirectorOtherDevicesMetadata(t *testing.T) {
 		t.Fatalf("update with another device's metadata = %v", err)
 	}
 	d.assertUnchanged(before)
+}
+
+// TestDeferredOutsideWindow: a device whose maintenance window (its own,
+// or the director assignment's) is closed defers: nothing written, a
+// "deferred" attempt (not "failed"), and it installs once the window opens.
+func TestDeferredOutsideWindow(t *testing.T) {
+	now := time.Now().UTC()
+	window := func(from time.Time) string { // one hour from from's hour, daily, UTC
+		return fmt.Sprintf("daily %02d:00-%02d:00", from.Hour(), (from.Hour()+1)%24)
+	}
+	later := now.Add(3 * time.Hour)
+	inWindow := time.Date(later.Year(), later.Month(), later.Day(), later.Hour(), 30, 0, 0, time.UTC)
+	for _, where := range []string{"device", "director"} {
+		t.Run(where, func(t *testing.T) {
+			dr := newDirected(t)
+			img1, tg1 := dr.addRelease("1.0", 1)
+			dr.publish()
+			a, err := director.ForTarget("dev-1", hw, *tg1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &manifests.Maintenance{Windows: []string{window(later)}, Timezone: "UTC"}
+			if where == "director" {
+				a.Maintenance = m
+			}
+			if err := dr.dir.Assign(context.Background(), []director.Assignment{a}); err != nil {
+				t.Fatal(err)
+			}
+			dr.t = t
+			d := dr.device("dev-1")
+			if where == "device" {
+				hd := &harness.Device{Dir: d.dir}
+				b, _ := os.ReadFile(hd.ConfigPath())
+				var cfg map[string]any
+				if err := json.Unmarshal(b, &cfg); err != nil {
+					t.Fatal(err)
+				}
+				cfg["maintenance"] = m
+				hd.Config = cfg
+				if err := hd.WriteConfig(); err != nil {
+					t.Fatal(err)
+				}
+				d.reload()
+			}
+			before := d.snap()
+			res, err := d.update()
+			if err != nil || !res.Deferred || res.Installed || !strings.Contains(res.Message, "deferred") {
+				t.Fatalf("update outside the window = %+v, %v; want deferred", res, err)
+			}
+			st, err := d.ag.Status(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(st.History); n == 0 || st.History[n-1].Outcome != manifests.OutcomeDeferred {
+				t.Fatalf("attempts %+v, want the last one deferred", st.History)
+			}
+			d.assertUnchanged(before)
+			d.ag.Now = func() time.Time { return inWindow }
+			d.mustInstall(img1)
+		})
+	}
 }
