@@ -120,6 +120,35 @@ type blockReader struct {
 	comp    []byte
 	raw     []byte
 	w       *asyncWriter
+	// Version 3: block flags and the executable transforms.
+	flags     bool
+	blockSize int64
+	xbase     *xformReader // the base converted forward
+	xres      xform        // the result's regions
+	conv      blockBuf     // a converted block's output, converted back when complete
+	src       io.ReaderAt  // base or xbase, for the current block
+	dst       sink         // w or &conv, for the current block
+}
+
+// sink takes a block's output: asyncWriter, or blockBuf for a block whose
+// output is converted back before it is written.
+type sink interface {
+	space() ([]byte, error)
+	commit(n int)
+	Write(p []byte) (int, error)
+}
+
+// blockBuf holds one block's output.
+type blockBuf struct{ b []byte }
+
+func (s *blockBuf) space() ([]byte, error) { return s.b[len(s.b):cap(s.b)], nil }
+func (s *blockBuf) commit(n int)           { s.b = s.b[:len(s.b)+n] }
+func (s *blockBuf) Write(p []byte) (int, error) {
+	if len(p) > cap(s.b)-len(s.b) {
+		return 0, fmt.Errorf("%w: block output overruns its length", ErrCorrupt)
+	}
+	s.b = append(s.b, p...)
+	return len(p), nil
 }
 
 func decodeBlocks(ctx context.Context, base io.ReaderAt, h Header, r *bufio.Reader, out io.Writer) error {
@@ -133,13 +162,23 @@ func decodeBlocks(ctx context.Context, base io.ReaderAt, h Header, r *bufio.Read
 			aw.Close()
 		}
 	}()
-	b := &blockReader{base: base, baseLen: h.BaseLen, w: aw}
+	b := &blockReader{base: base, baseLen: h.BaseLen, w: aw, blockSize: int64(h.BlockSize)}
+	if h.Version >= 3 {
+		xb, err := readXform(r, h.BaseLen)
+		if err != nil {
+			return fmt.Errorf("base transforms: %w", err)
+		}
+		if b.xres, err = readXform(r, h.ResultLen); err != nil {
+			return fmt.Errorf("result transforms: %w", err)
+		}
+		b.flags, b.xbase = true, &xformReader{r: base, size: h.BaseLen, x: xb}
+	}
 	var total int64
 	for n := 0; ; n++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		outLen, err := b.block(r, zd, int64(h.BlockSize), h.ResultLen-total)
+		outLen, err := b.block(r, zd, total, h.ResultLen-total)
 		if err != nil {
 			return fmt.Errorf("block %d: %w", n, err)
 		}
@@ -177,13 +216,32 @@ func readUvarint(r io.ByteReader, limit uint64, what string) (uint64, error) {
 
 // block decodes one block and returns the number of result bytes it wrote;
 // 0 means the end marker.
-func (b *blockReader) block(r *bufio.Reader, zd *zstd.Decoder, blockSize, remaining int64) (int64, error) {
-	outLen, err := readUvarint(r, uint64(blockSize), "block length")
+func (b *blockReader) block(r *bufio.Reader, zd *zstd.Decoder, at, remaining int64) (int64, error) {
+	outLen, err := readUvarint(r, uint64(b.blockSize), "block length")
 	if err != nil || outLen == 0 {
 		return 0, err
 	}
 	if int64(outLen) > remaining {
 		return 0, fmt.Errorf("%w: block of %d bytes overruns result length", ErrCorrupt, outLen)
+	}
+	b.src, b.dst = b.base, sink(b.w)
+	converted := false
+	if b.flags {
+		fl, err := r.ReadByte()
+		if err != nil {
+			return 0, fmt.Errorf("%w: block flags: %v", ErrCorrupt, err)
+		}
+		switch {
+		case fl == blockConverted && b.blockSize%granule == 0:
+			converted = true
+			if cap(b.conv.b) < int(outLen)+fieldLen {
+				b.conv.b = make([]byte, 0, int(outLen)+fieldLen)
+			}
+			b.conv.b = b.conv.b[: 0 : int(outLen)+fieldLen]
+			b.src, b.dst = b.xbase, &b.conv
+		case fl != 0:
+			return 0, fmt.Errorf("%w: block flags %#02x", ErrCorrupt, fl)
+		}
 	}
 	limit := maxRaw(int(outLen))
 	if cap(b.raw) < limit {
@@ -238,6 +296,13 @@ func (b *blockReader) block(r *bufio.Reader, zd *zstd.Decoder, blockSize, remain
 	}
 	if f.next >= 0 {
 		return 0, fmt.Errorf("%w: patched field beyond the diff data", ErrCorrupt)
+	}
+	if converted {
+		out := b.conv.b[:outLen]
+		b.xres.convert(out, at, false)
+		if _, err := b.w.Write(out); err != nil {
+			return 0, fmt.Errorf("delta: write result: %w", err)
+		}
 	}
 	return int64(outLen), nil
 }
@@ -336,7 +401,7 @@ func (b *blockReader) run(ctrl []byte, ops int, f *fields, extra []byte) error {
 		}
 		pos += int64(dl)
 		dpos += int64(dl)
-		if _, err := b.w.Write(extra[:el]); err != nil {
+		if _, err := b.dst.Write(extra[:el]); err != nil {
 			return fmt.Errorf("delta: write result: %w", err)
 		}
 		extra = extra[el:]
@@ -349,13 +414,13 @@ func (b *blockReader) run(ctrl []byte, ops int, f *fields, extra []byte) error {
 func (b *blockReader) copyPatched(pos, dpos, n int64, f *fields) error {
 	end := dpos + n
 	for dpos < end {
-		space, err := b.w.space()
+		space, err := b.dst.space()
 		if err != nil {
 			return fmt.Errorf("delta: write result: %w", err)
 		}
 		c := min(end-dpos, int64(len(space)))
 		buf := space[:c]
-		m, err := b.base.ReadAt(buf, pos)
+		m, err := b.src.ReadAt(buf, pos)
 		if int64(m) < c {
 			if err == nil || err == io.EOF {
 				err = io.ErrUnexpectedEOF
@@ -379,7 +444,7 @@ func (b *blockReader) copyPatched(pos, dpos, n int64, f *fields) error {
 				return err
 			}
 		}
-		b.w.commit(int(c))
+		b.dst.commit(int(c))
 		pos += c
 		dpos += c
 	}

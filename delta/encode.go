@@ -1,6 +1,7 @@
 package delta
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -35,6 +36,9 @@ type EncodeOptions struct {
 	// library, which makes the field streams of executables' deltas about
 	// 15 % smaller.
 	Compressor Compressor
+
+	// noXform disables executable transforms (tests compare with it).
+	noXform bool
 }
 
 // Compressor compresses one section of a block into a single zstd frame
@@ -95,19 +99,34 @@ func readAll(r io.ReaderAt, n int64) ([]byte, error) {
 func encodeBytes(ctx context.Context, b, t []byte, w io.Writer, o *EncodeOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	h := Header{BlockSize: uint32(o.BlockSize), BaseLen: int64(len(b)), ResultLen: int64(len(t))}
+	h := Header{Version: Version, BlockSize: uint32(o.BlockSize), BaseLen: int64(len(b)), ResultLen: int64(len(t))}
 	hashed := make(chan struct{})
 	go func() {
 		h.ResultSHA256 = sha256.Sum256(t)
 		close(hashed)
 	}()
 	h.BaseSHA256 = sha256.Sum256(b)
-	ix := newIndex(ctx, b, o.Workers)
+	// Executable transforms (FORMAT.md "Transforms"): when both images hold
+	// code, blocks that meet the result's code are also tried against
+	// converted copies of both images, and the smaller encoding is kept.
+	var xb, xt xform
+	bx, tx := b, t
+	if !o.noXform && o.BlockSize%granule == 0 {
+		xb, xt = elfRegions(b), elfRegions(t)
+	}
+	if len(xb) > 0 && len(xt) > 0 {
+		bx, tx = bytes.Clone(b), bytes.Clone(t)
+		xb.convert(bx, 0, true)
+		xt.convert(tx, 0, true)
+	} else {
+		xb, xt = nil, nil
+	}
+	ix := newIndex(ctx, bx, o.Workers)
 	<-hashed
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, err := w.Write(h.marshal()); err != nil {
+	if _, err := w.Write(appendXform(appendXform(h.marshal(), xb), xt)); err != nil {
 		return fmt.Errorf("delta: write: %w", err)
 	}
 
@@ -141,10 +160,18 @@ func encodeBytes(ctx context.Context, b, t []byte, w io.Writer, o *EncodeOptions
 			enc := getEncoder(windowFor(o.BlockSize))
 			defer putEncoder(enc)
 			s := &scanner{ix: ix, b: b, t: t}
+			sx := &scanner{ix: ix, b: bx, t: tx}
 			for j := range jobs {
 				lo := j.k * o.BlockSize
 				hi := min(lo+o.BlockSize, len(t))
-				j.res <- s.block(enc, o.Compressor, lo, hi)
+				blk, flags := s.block(enc, o.Compressor, lo, hi), byte(0)
+				if xt.overlaps(int64(lo), int64(hi)) {
+					if alt := sx.block(enc, o.Compressor, lo, hi); len(alt) < len(blk) {
+						blk, flags = alt, blockConverted
+					}
+				}
+				out := binary.AppendUvarint(make([]byte, 0, len(blk)+11), uint64(hi-lo))
+				j.res <- append(append(out, flags), blk...)
 			}
 		}()
 	}
@@ -214,7 +241,8 @@ func windowFor(blockSize int) int {
 	return w
 }
 
-// block encodes target[lo:hi] as one block, ready to write. Field values
+// block encodes target[lo:hi] as one block's sections, ready to write after
+// the block's length and flags. Field values
 // can be written two ways (varints suit small address shifts, sized values
 // random changes); both layouts are compressed with fast, the built-in
 // encoder, and the smaller is kept. If better is set, that layout's
@@ -258,7 +286,7 @@ func (s *scanner) block(fast, better Compressor, lo, hi int) []byte {
 			}
 		}
 	}
-	out := binary.AppendUvarint(nil, uint64(hi-lo))
+	var out []byte
 	for i, sec := range raw {
 		out = binary.AppendUvarint(out, uint64(len(sec)))
 		out = binary.AppendUvarint(out, uint64(len(comp[i])))

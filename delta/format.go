@@ -13,10 +13,15 @@ import (
 // Magic opens every delta file. See FORMAT.md for the full layout.
 const Magic = "FWDELTA\x00"
 
-// Version is the format version this package writes and the only one it
-// reads. Any change to the bytes a decoder accepts bumps it; FORMAT.md keeps
-// the history and testdata/golden keeps a vector of every version.
-const Version = 2
+// Version is the format version this package writes. It also reads every
+// version from minVersion on. Any change to the bytes a decoder accepts bumps
+// it; FORMAT.md keeps the history and testdata/golden keeps a vector of
+// every version.
+const Version = 3
+
+// minVersion is the oldest version this package decodes: version 2 is
+// version 3 without executable transforms.
+const minVersion = 2
 
 // retired lists format versions that once existed and that this package
 // refuses with ErrRetired rather than as unknown. Version 1 was changed twice
@@ -63,6 +68,8 @@ var (
 // (ReadHeader) to check that it holds the right base before downloading the
 // rest.
 type Header struct {
+	// Version is the format version of the delta.
+	Version uint16
 	// BlockSize is the largest number of result bytes any block produces.
 	BlockSize uint32
 	// BaseLen and BaseSHA256 identify the image the delta applies to.
@@ -76,14 +83,14 @@ type Header struct {
 // String gives a one-line human summary.
 func (h Header) String() string {
 	return fmt.Sprintf("delta v%d base %d bytes sha256:%s -> result %d bytes sha256:%s",
-		Version, h.BaseLen, hex.EncodeToString(h.BaseSHA256[:]), h.ResultLen,
+		h.Version, h.BaseLen, hex.EncodeToString(h.BaseSHA256[:]), h.ResultLen,
 		hex.EncodeToString(h.ResultSHA256[:]))
 }
 
 func (h Header) marshal() []byte {
 	b := make([]byte, 0, HeaderSize)
 	b = append(b, Magic...)
-	b = binary.BigEndian.AppendUint16(b, Version)
+	b = binary.BigEndian.AppendUint16(b, h.Version)
 	b = binary.BigEndian.AppendUint16(b, 0) // flags
 	b = binary.BigEndian.AppendUint32(b, h.BlockSize)
 	b = binary.BigEndian.AppendUint64(b, uint64(h.BaseLen))
@@ -122,12 +129,13 @@ func parseHeader(b []byte) (Header, error) {
 	if string(b[:8]) != Magic {
 		return h, fmt.Errorf("%w: bad magic %q (not an fwctl delta)", ErrUnsupported, b[:8])
 	}
-	if v := binary.BigEndian.Uint16(b[8:]); v != Version {
+	if v := binary.BigEndian.Uint16(b[8:]); v < minVersion || v > Version {
 		if what, ok := retired[v]; ok {
 			return h, fmt.Errorf("%w: version %d is no longer supported; %s", ErrRetired, v, what)
 		}
-		return h, fmt.Errorf("%w: version %d, this build reads version %d", ErrUnsupported, v, Version)
+		return h, fmt.Errorf("%w: version %d, this build reads versions %d to %d", ErrUnsupported, v, minVersion, Version)
 	}
+	h.Version = binary.BigEndian.Uint16(b[8:])
 	if got, want := binary.BigEndian.Uint32(b[HeaderSize-4:]), crc32.Checksum(b[:HeaderSize-4], castagnoli); got != want {
 		return h, fmt.Errorf("%w: header checksum %08x, computed %08x", ErrCorrupt, got, want)
 	}
@@ -158,6 +166,11 @@ const (
 	secExtra        // literal bytes
 	numSections
 )
+
+// blockConverted is the version-3 block flag: the block copies from the
+// base converted by the base's transforms and produces the result converted
+// by the result's, which the decoder converts back.
+const blockConverted = 1
 
 // fieldLen is the widest patched field: a little-endian 32-bit word, the
 // size of x86 rel32 displacements and of the low half of moved pointers,

@@ -56,3 +56,26 @@ func TestStats(t *testing.T) {
 	}
 	t.Logf("ops %d; sections ctrl/gaps/sizes/vals/extra raw %v compressed %v; total %d; as encoded %d", nops, raw, comp, total, blocks)
 }
+
+// TestStatsTransform prints the delta's size with and without executable
+// transforms and the regions found: DELTA_STATS=base,target go test -run
+// StatsTransform -v ./delta
+func TestStatsTransform(t *testing.T) {
+	bn, tn, ok := strings.Cut(os.Getenv("DELTA_STATS"), ",")
+	if !ok {
+		t.Skip("DELTA_STATS=base,target not set")
+	}
+	b, err := os.ReadFile(bn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg, err := os.ReadFile(tn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xb, xt := elfRegions(b), elfRegions(tg)
+	t.Logf("regions: base %d, result %d; first %v", len(xb), len(xt), xt[:min(len(xt), 3)])
+	with := encode(t, b, tg, nil)
+	without := encode(t, b, tg, &EncodeOptions{noXform: true})
+	t.Logf("with transforms %d bytes, without %d (%.4f)", len(with), len(without), float64(len(with))/float64(len(without)))
+}
