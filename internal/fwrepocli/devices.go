@@ -37,7 +37,8 @@ func devicesCmd(jsonOut *bool) *cobra.Command {
 	// The default is resolved when the command runs, not shown by --help:
 	// $FWREPO_DB may hold a PostgreSQL password.
 	c.PersistentFlags().StringVar(&dbPath, "db", "", "inventory database, shared with 'fwrepo serve --db': an SQLite file or PostgreSQL (a postgres:// URL or host=… dbname=… string) (default $"+DBEnv+", else fwrepo.db)")
-	c.AddCommand(devicesAddCmd(jsonOut, &dbPath), devicesListCmd(jsonOut, &dbPath), devicesRemoveCmd(jsonOut, &dbPath))
+	c.AddCommand(devicesAddCmd(jsonOut, &dbPath), devicesListCmd(jsonOut, &dbPath), devicesRemoveCmd(jsonOut, &dbPath),
+		devicesTagCmd(jsonOut, &dbPath), devicesUntagCmd(jsonOut, &dbPath), devicesHistoryCmd(jsonOut, &dbPath)) // fleet.go
 	return c
 }
 
@@ -190,12 +191,12 @@ func printFleet(w io.Writer, f fleet) {
 	if len(f.Devices) == 0 {
 		fmt.Fprintln(tw, "No devices registered; add one with 'fwrepo devices add --pubkey FILE'")
 	} else {
-		fmt.Fprintln(tw, "DEVICE\tHARDWARE\tRUNNING\tVERSION\tCOUNTER\tLAST RESULT\tLAST SEEN")
+		fmt.Fprintln(tw, "DEVICE\tHARDWARE\tRUNNING\tVERSION\tCOUNTER\tLAST RESULT\tLAST SEEN\tIDENTITY\tTAGS")
 	}
 	for _, d := range f.Devices {
 		m := d.Manifest
 		if m == nil {
-			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tnever reported\n", d.ID)
+			fmt.Fprintf(tw, "%s\t-\t-\t-\t-\t-\tnever reported\t%s\t%s\n", d.ID, identityLabel(d.Identity), formatTags(d.Tags))
 			continue
 		}
 		last := "-"
@@ -207,8 +208,8 @@ func printFleet(w io.Writer, f fleet) {
 		if version == "" {
 			version = "(factory)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\tslot %s\t%s\t%d\t%s\t%s\n", d.ID, m.Hardware, m.RunningSlot, version, m.Counter, last,
-			d.LastSeen.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\tslot %s\t%s\t%d\t%s\t%s\t%s\t%s\n", d.ID, m.Hardware, m.RunningSlot, version, m.Counter, last,
+			d.LastSeen.Format(time.RFC3339), identityLabel(d.Identity), formatTags(d.Tags))
 	}
 	if f.Removed == nil {
 		return
