@@ -31,6 +31,9 @@ type ReleaseOptions struct {
 	// Rerun is the command that finishes an interrupted upload, for the
 	// *upload.Error that says so.
 	Rerun string
+	// Attest, when set, writes the in-toto attestations (SBOM, SLSA
+	// provenance) of new releases; they become targets (attestations.go).
+	Attest Attestor
 }
 
 // ReleaseResult reports what Release did.
@@ -42,7 +45,7 @@ type ReleaseResult struct {
 
 // Release runs a whole publish in the order that is a security invariant,
 // so no caller can reorder it: log the new images to Rekor (their proofs
-// become targets), sign and write the repository (every file nothing
+// become targets), attest new releases (their bundles become targets), sign and write the repository (every file nothing
 // references yet first, timestamp.json last), log the new targets version
 // and publish its proof, and, for object storage, upload the staged
 // repository with timestamp.json last. A failure at any step leaves the
@@ -68,6 +71,13 @@ func (ws *Workspace) Release(ctx context.Context, opt ReleaseOptions) (*ReleaseR
 			return nil, err
 		}
 		res.Logged = logged
+	}
+	if opt.Attest != nil {
+		logged, err := ws.AttestTargets(ctx, opt.Attest)
+		if err != nil {
+			return nil, err
+		}
+		res.Logged = append(res.Logged, logged...)
 	}
 	pub, err := ws.Publish(dir, PublishOptions{Expiry: opt.Expiry, Progress: opt.Progress})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 func (a *app) publishCmd() *cobra.Command {
 	var out, rekorURL, s3Endpoint string
 	var expiry []string
+	var att attestFlags
 	c := &cobra.Command{
 		Use:   "publish",
 		Short: "Sign targets, snapshot and timestamp and write the repository atomically",
@@ -37,6 +38,9 @@ storage (images and versioned metadata first, timestamp.json last).`,
 			}
 			opt := repo.ReleaseOptions{Out: out, RekorURL: rekorURL, Expiry: exp,
 				Rerun: "fwctl " + strings.Join(os.Args[1:], " ")}
+			if opt.Attest, err = att.attestor(rekorURL); err != nil {
+				return usage(err)
+			}
 			if blob.IsURL(out) {
 				if opt.Store, err = blob.Open(out, blob.Options{S3Endpoint: s3Endpoint}); err != nil {
 					return usage(err)
@@ -71,5 +75,6 @@ storage (images and versioned metadata first, timestamp.json last).`,
 	c.Flags().StringVarP(&out, "out", "o", "", "output repository: a directory (default WORKSPACE/repository) or s3://BUCKET/PREFIX (credentials from $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY)")
 	c.Flags().StringVar(&s3Endpoint, "s3-endpoint", "", "S3 API endpoint for an s3:// --out, e.g. http://127.0.0.1:7070 (default $AWS_ENDPOINT_URL, else AWS)")
 	c.Flags().StringSliceVar(&expiry, "expiry", nil, "override lifetimes for this publish, e.g. timestamp=1h")
+	att.register(c)
 	return c
 }

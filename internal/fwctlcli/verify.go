@@ -19,6 +19,7 @@ import (
 
 func (a *app) verifyCmd() *cobra.Command {
 	var rootFile, dir, s3Endpoint string
+	var requireProvenance, releaseKey string
 	c := &cobra.Command{
 		Use:   "verify --root ROOT --repo DIR|s3://BUCKET/PREFIX|URL",
 		Short: "Verify a published repository from a trusted root, as a device would",
@@ -41,6 +42,11 @@ exit 4: it could not be reached.`,
 			if err != nil {
 				return verifyError(dir, err)
 			}
+			if requireProvenance != "" {
+				if err := requireProvenanceOf(src, res, releaseKey, requireProvenance); err != nil {
+					return err
+				}
+			}
 			return a.out.Result(res, func(w io.Writer) {
 				fmt.Fprintf(w, "OK: %s verifies from %s (root v%d, targets v%d, snapshot v%d, timestamp v%d)\n\n", dir, rootFile,
 					res.Versions[metadata.ROOT], res.Versions[metadata.TARGETS], res.Versions[metadata.SNAPSHOT], res.Versions[metadata.TIMESTAMP])
@@ -54,6 +60,8 @@ exit 4: it could not be reached.`,
 	c.Flags().StringVar(&rootFile, "root", "", "trusted root.json (as provisioned on devices)")
 	c.Flags().StringVar(&dir, "repo", "", "published repository: a directory, s3://BUCKET/PREFIX or http(s)://URL")
 	c.Flags().StringVar(&s3Endpoint, "s3-endpoint", "", "S3 API endpoint for an s3:// --repo (default $AWS_ENDPOINT_URL, else AWS)")
+	c.Flags().StringVar(&requireProvenance, "require-provenance", "", "also require of every release SLSA provenance from builder id BUILDER, signed with --release-key (exit 3 otherwise)")
+	c.Flags().StringVar(&releaseKey, "release-key", "", "the release public key (WORKSPACE/release.pub) that signs attestations, for --require-provenance")
 	return c
 }
 

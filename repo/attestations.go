@@ -1,0 +1,113 @@
+package repo
+
+import (
+	"context"
+	"crypto"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo/verify"
+)
+
+// Attestation bundles sit next to the image they are about, as targets of
+// their own (so the signed targets metadata vouches for them too):
+// IMAGE.sbom.intoto.sigstore.json and IMAGE.provenance.intoto.sigstore.json.
+const (
+	SBOMAttestationSuffix       = ".sbom.intoto" + BundleSuffix
+	ProvenanceAttestationSuffix = ".provenance.intoto" + BundleSuffix
+)
+
+// AttestSubject is a staged release an Attestor writes attestations for.
+type AttestSubject struct {
+	Path     string // the image's target path
+	SHA256   []byte
+	Firmware *manifests.Firmware
+	// SBOM is the bound SBOM's bytes (checked against custom.fw.sbom), nil
+	// when the release has none.
+	SBOM []byte
+}
+
+// Attestation is one signed attestation bundle for a subject.
+type Attestation struct {
+	Suffix   string // SBOMAttestationSuffix or ProvenanceAttestationSuffix
+	Bundle   []byte
+	LogIndex int64 // -1 when not logged
+}
+
+// Attestor writes the attestations of one release, signing with the
+// release key (pubPEM is its public key). transparency/attest provides
+// the real one; repo stays free of cosign.
+type Attestor func(ctx context.Context, key crypto.Signer, pubPEM []byte, s AttestSubject) ([]Attestation, error)
+
+// AttestTargets runs a for every staged full-image release that has no
+// provenance attestation yet and stages the bundles it returns next to the
+// image. Run it before Publish (Release does), so targets metadata signs
+// them.
+func (ws *Workspace) AttestTargets(ctx context.Context, a Attestor) ([]Logged, error) {
+	staged, err := ws.stagedTargets()
+	if err != nil {
+		return nil, err
+	}
+	paths := make([]string, 0, len(staged.Signed.Targets))
+	for p := range staged.Signed.Targets {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	var todo []AttestSubject
+	for _, p := range paths {
+		fw, err := verify.TargetFirmware(staged.Signed.Targets[p])
+		if err != nil || fw.Kind != manifests.KindFull {
+			continue
+		}
+		if _, done := staged.Signed.Targets[p+ProvenanceAttestationSuffix]; done {
+			continue
+		}
+		s := AttestSubject{Path: p, SHA256: staged.Signed.Targets[p].Hashes["sha256"], Firmware: fw}
+		if fw.SBOM != nil && fw.SBOM.Legacy == "" {
+			file := filepath.Join(ws.Dir, "targets", filepath.FromSlash(fw.SBOM.Path))
+			data, err := os.ReadFile(file)
+			if err != nil {
+				return nil, fmt.Errorf("attest %s: %w", p, err)
+			}
+			if _, err := CheckSBOM(file, fw, data); err != nil {
+				return nil, fmt.Errorf("attest %s: %w", p, err)
+			}
+			s.SBOM = data
+		}
+		todo = append(todo, s)
+	}
+	if len(todo) == 0 {
+		return nil, nil
+	}
+	key, pub, err := ws.ReleaseKey()
+	if err != nil {
+		return nil, err
+	}
+	var out []Logged
+	for _, s := range todo {
+		as, err := a(ctx, key, pub, s)
+		if err != nil {
+			return out, fmt.Errorf("attest %s: %w", s.Path, err)
+		}
+		for _, at := range as {
+			if at.Suffix != SBOMAttestationSuffix && at.Suffix != ProvenanceAttestationSuffix {
+				return out, fmt.Errorf("attest %s: unknown attestation suffix %q", s.Path, at.Suffix)
+			}
+			bpath := s.Path + at.Suffix
+			if err := ws.putFile(staged, bpath, at.Bundle); err != nil {
+				return out, err
+			}
+			out = append(out, Logged{Path: s.Path, SHA256: fmt.Sprintf("%x", s.SHA256), LogIndex: at.LogIndex, Bundle: bpath})
+		}
+	}
+	return out, writeMetadata(ws.stagedTargetsPath(), staged)
+}
+
+// IsAttestation reports whether a target path is an attestation bundle.
+func IsAttestation(path string) bool {
+	return strings.HasSuffix(path, SBOMAttestationSuffix) || strings.HasSuffix(path, ProvenanceAttestationSuffix)
+}
