@@ -111,7 +111,10 @@ func directorCmd(jsonOut *bool) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "director",
 		Short: "Uptane-style director: per-device metadata naming what each device may install",
-		Args:  cobra.NoArgs,
+		Example: `  fwrepo director init --out director-keys --dir /srv/fwrepo
+  fwrepo director assign --dir /srv/fwrepo --director-key director-keys/online.key DEVICE_ID --target acme-gw-v2/2.4.1/firmware.img
+  fwrepo director status --dir /srv/fwrepo`,
+		Args: cobra.NoArgs,
 	}
 	c.AddCommand(directorInitCmd(jsonOut), directorAssignCmd(jsonOut), directorUnassignCmd(jsonOut), directorStatusCmd(jsonOut))
 	return c
@@ -126,7 +129,11 @@ func directorInitCmd(jsonOut *bool) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "init --out DIR",
 		Short: "Create a director root: an offline root key, an online director key and 1.root.json (devices are provisioned with it)",
-		Args:  cobra.NoArgs,
+		Example: `  # passphrases from $FWCTL_PASSPHRASE (root key) and $FWREPO_PASSPHRASE (online key), or prompted
+  fwrepo director init --out director-keys --dir /srv/fwrepo
+  # authorise an online key in a PKCS#11 token instead of generating online.key
+  fwrepo director init --out director-keys --online-key 'pkcs11:token=fwrepo;object=director'`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" {
 				return cli.WithCode(cli.ExitUsage, errors.New("--out is required"))
@@ -245,7 +252,9 @@ func directorAssignCmd(jsonOut *bool) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "assign DEVICE_ID... --target PATH",
 		Short: "Assign a release of the image repository to devices (signed per-device metadata; the device also checks the image repository agrees)",
-		Args:  cobra.MinimumNArgs(1),
+		Example: `  fwrepo director assign --dir /srv/fwrepo --director-key director-keys/online.key \
+      3f9a0c... 7be21d... --target acme-gw-v2/2.4.1/firmware.img --window "Sat 02:00-04:00" --timezone Europe/Berlin`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if target == "" {
 				return cli.WithCode(cli.ExitUsage, errors.New("--target is required: a firmware target path of the image repository"))
@@ -313,9 +322,10 @@ func directorAssignCmd(jsonOut *bool) *cobra.Command {
 func directorUnassignCmd(jsonOut *bool) *cobra.Command {
 	var f directorFlags
 	c := &cobra.Command{
-		Use:   "unassign DEVICE_ID...",
-		Short: "Publish empty director metadata for devices: they stop being offered their assigned release",
-		Args:  cobra.MinimumNArgs(1),
+		Use:     "unassign DEVICE_ID...",
+		Short:   "Publish empty director metadata for devices: they stop being offered their assigned release",
+		Example: `  fwrepo director unassign --dir /srv/fwrepo --director-key director-keys/online.key 3f9a0c...`,
+		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d, _, err := f.open(cmd.Context(), false)
 			if err != nil {
@@ -340,6 +350,8 @@ func directorStatusCmd(jsonOut *bool) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "status [DEVICE_ID...]",
 		Short: "Show what the director assigns each device (all devices with director metadata by default)",
+		Example: `  fwrepo director status --dir /srv/fwrepo
+  fwrepo director status --dir /srv/fwrepo --json 3f9a0c...`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d, _, err := f.open(cmd.Context(), true)
 			if err != nil {
