@@ -64,7 +64,10 @@ func (a *app) sbomCmd() *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show RELEASE",
 		Short: "List the components of a release's SBOM, checked against its signed hash",
-		Args:  cobra.ExactArgs(1),
+		Example: `  fwctl -w ws target add rootfs.img --hardware acme-gw-v2 --version 1.0.0 --counter 1 --sbom rootfs.cdx.json --support-until 2030-12-31
+  fwctl -w ws sbom show 1.0.0
+  fwctl -w ws --json sbom show 1.0.0 --hardware acme-gw-v2`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			r, err := release(args[0])
 			if err != nil {
@@ -89,7 +92,9 @@ func (a *app) sbomCmd() *cobra.Command {
 	diff := &cobra.Command{
 		Use:   "diff RELEASE RELEASE",
 		Short: "List the components added, removed and changed from one release's SBOM to another's",
-		Args:  cobra.ExactArgs(2),
+		Example: `  fwctl -w ws sbom diff 1.0.0 1.0.1
+  fwctl -w ws --json sbom diff 1.0.0 1.0.1`,
+		Args: cobra.ExactArgs(2),
 		RunE: func(_ *cobra.Command, args []string) error {
 			from, err := release(args[0])
 			if err != nil {
