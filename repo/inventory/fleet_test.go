@@ -221,12 +221,12 @@ func TestRolloutStore(t *testing.T) {
 			t.Errorf("phase before a report: %s", p)
 		}
 		m = devs[0].manifest(nonce(t, db), "1.0")
-		m.Attempts = []manifests.InstallResult{{At: time.Now().Add(-time.Hour), Target: spec.Target, Outcome: "failed"}, {At: time.Now(), Target: spec.Target, Outcome: "installed"}}
+		m.Attempts = []manifests.InstallResult{{At: time.Now().Add(-time.Hour), Target: spec.Target, Outcome: "failed"}, {At: time.Now(), Target: spec.Target, Outcome: "deferred"}}
 		if _, err := db.Accept(ctx, devs[0].sign(t, m)); err != nil {
 			t.Fatal(err)
 		}
-		if p := phase(); p != rollout.Installing {
-			t.Errorf("phase after installed: %s", p)
+		if p := phase(); p != rollout.Deferred {
+			t.Errorf("phase after deferred: %s", p)
 		}
 		m = devs[0].manifest(nonce(t, db), "2.0")
 		m.Attempts = append(m.Attempts, manifests.InstallResult{At: time.Now().Add(time.Second), Target: spec.Target, Outcome: "confirmed"})
