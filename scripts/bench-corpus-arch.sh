@@ -29,8 +29,9 @@ has() { local p; for p in "${PARTS[@]}"; do [ "$p" = "$1" ] && return 0; done; r
 
 cosign() {
   local a v out d
-  for v in v2.6.4 v2.6.5 v2.6.2; do
-    for a in $ARCHS; do
+  # The patch-release pair of every architecture first, then the older version.
+  for av in $(for a in $ARCHS; do echo "$a/v2.6.4 $a/v2.6.5"; done) $(for a in $ARCHS; do echo "$a/v2.6.2"; done); do
+      a=${av%/*} v=${av#*/}
       out=$R/bin/cosign-$v-$a
       [ -s "$out" ] && continue
       log "building cosign $v for $a"
@@ -41,7 +42,6 @@ cosign() {
       (cd / && env -u GOBIN CGO_ENABLED=0 GOOS=linux GOARCH=$a GOARM=7 GOTOOLCHAIN=local GOFLAGS=-buildvcs=false \
         go install -trimpath -ldflags="-s -w -buildid=" github.com/sigstore/cosign/v2/cmd/cosign@$v)
       cp "$d/cosign" "$out.tmp" && mv "$out.tmp" "$out"; rm -f "$d/cosign"
-    done
   done
 }
 

@@ -1,8 +1,13 @@
 #!/bin/bash
 # bench-delta.sh - compare fwctl's delta engine with bsdiff, xdelta3 and zstd --patch-from.
 #
-# Usage: scripts/bench-delta.sh [pair...]     pairs: gobin gobin-deps ext4 sqfs (default: all four)
+# Usage: scripts/bench-delta.sh [pair...]     pairs: gobin gobin-deps ext4 sqfs (amd64, ../shared/bench)
+#                                             gobin-ARCH gobin-deps-ARCH (ARCH arm64, arm, riscv64),
+#                                             clib-arm64 ext4-arm64 sqfs-arm64 (scripts/bench-corpus-arch.sh)
+#                                             default: all of them
 # Env:   CORPUS   corpus directory (default /work/cache/corpus; built with make_corpus.sh if missing)
+#        ARCH_CORPUS  the architectures' corpus (default ~/.cache/fwctl-bench; built if missing)
+#        BUILD_CORPUS=0  use the corpus as it is (do not build missing parts)
 #        WORK     scratch directory for deltas and outputs (default: a temp dir, removed at exit)
 #        TIMEOUT  per-command limit in seconds (default 1800); a tool that exceeds it is reported as such
 #        BSDIFF_MAX_MB  skip bsdiff on targets above this size (default 160: it needs hours on 224 MiB)
@@ -15,7 +20,9 @@ TIMEOUT=${TIMEOUT:-1800}
 BSDIFF_MAX_MB=${BSDIFF_MAX_MB:-160}
 MAKE_CORPUS=${MAKE_CORPUS:-$HERE/../shared/bench/make_corpus.sh}
 [ -x "$MAKE_CORPUS" ] || MAKE_CORPUS=/work/shared/bench/make_corpus.sh
-PAIRS=("$@"); [ ${#PAIRS[@]} -gt 0 ] || PAIRS=(gobin gobin-deps ext4 sqfs)
+ARCH_CORPUS=${ARCH_CORPUS:-$HOME/.cache/fwctl-bench}
+PAIRS=("$@"); [ ${#PAIRS[@]} -gt 0 ] || PAIRS=(gobin gobin-deps ext4 sqfs gobin-arm64 gobin-deps-arm64 gobin-arm gobin-deps-arm
+  gobin-riscv64 gobin-deps-riscv64 clib-arm64 ext4-arm64 sqfs-arm64)
 
 need=()
 command -v bsdiff >/dev/null || need+=(bsdiff)
@@ -27,7 +34,10 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y "${need[@]}" >/dev/null || { apt-get update >/dev/null && apt-get install -y "${need[@]}" >/dev/null; }
 fi
 
-if ! [ -s "$CORPUS/img/rootfs-v2.sqfs" ] || ! [ -s "$CORPUS/bin/cosign-v2.6.5" ]; then
+amd64=0; arch=0
+for p in "${PAIRS[@]}"; do case $p in gobin|gobin-deps|ext4|sqfs) amd64=1 ;; *) arch=1 ;; esac; done
+if [ $arch = 1 ] && [ "${BUILD_CORPUS:-1}" = 1 ]; then R=$ARCH_CORPUS nice -n 10 "$HERE/scripts/bench-corpus-arch.sh" >&2; fi
+if [ $amd64 = 1 ] && { ! [ -s "$CORPUS/img/rootfs-v2.sqfs" ] || ! [ -s "$CORPUS/bin/cosign-v2.6.5" ]; }; then
   echo "building corpus in $CORPUS (takes a while)" >&2
   mkdir -p "$CORPUS"; R=$CORPUS nice -n 10 "$MAKE_CORPUS" >&2
 fi
@@ -51,7 +61,7 @@ measure() {
 mb() { awk -v b="$1" 'BEGIN { printf "%.2f", b/1e6 }'; }
 
 bench_pair() { # name base target
-  local name=$1 old=$2 new=$3 best="" bestsz=0 oursz=0
+  local name=$1 old=$2 new=$3 best="" bestsz=0 oursz=0 bssz=0
   local newmb=$(( $(stat -c %s "$new") / 1000000 ))
   echo
   echo "## $name: $(basename "$old") -> $(basename "$new") ($(mb "$(stat -c %s "$old")") MB -> $(mb "$(stat -c %s "$new")") MB)"
@@ -85,6 +95,7 @@ bench_pair() { # name base target
     local sz="-"
     if [ -s "$d" ] && [ -s "$out" ] && cmp -s "$out" "$new"; then
       sz=$(stat -c %s "$d")
+      [ "$tool" = bsdiff ] && bssz=$sz
       if [ "$tool" = fwdelta ]; then oursz=$sz
       elif [ -z "$best" ] || [ "$sz" -lt "$bestsz" ]; then best=$label bestsz=$sz; fi
       sz=$(mb "$sz")
@@ -95,6 +106,16 @@ bench_pair() { # name base target
   if [ "$oursz" -gt 0 ] && [ -n "$best" ]; then
     awk -v o="$oursz" -v b="$bestsz" -v n="$best" 'BEGIN { printf "ours / best other (%s): %d / %d bytes = %.4f\n", n, o, b, o/b }'
   fi
+  # Issue 20's goals: executables <= 0.8x bsdiff, ext4 <= 0.7x the best other tool, squashfs <= 1x.
+  local goal="" ref=$bestsz refn=$best
+  case $name in
+    gobin*|clib*) goal=0.8; ref=$bssz refn=bsdiff ;;
+    ext4*) goal=0.7 ;;
+    sqfs*) goal=1.0 ;;
+  esac
+  if [ -n "$goal" ] && [ "$oursz" -gt 0 ] && [ "${ref:-0}" -gt 0 ]; then
+    awk -v o="$oursz" -v b="$ref" -v g="$goal" -v n="$refn" -v p="$name" 'BEGIN { r=o/b; printf "goal %s: ours / %s = %.4f, want <= %.2f: %s\n", p, n, r, g, (r <= g ? "met" : "NOT met") }' | tee -a "$WORK/goals"
+  fi
 }
 
 for p in "${PAIRS[@]}"; do
@@ -103,6 +124,14 @@ for p in "${PAIRS[@]}"; do
     gobin-deps) bench_pair gobin-deps "$CORPUS/bin/cosign-v2.6.2" "$CORPUS/bin/cosign-v2.6.4" ;;
     ext4) bench_pair ext4 "$CORPUS/img/rootfs-v1.ext4" "$CORPUS/img/rootfs-v2.ext4" ;;
     sqfs) bench_pair sqfs "$CORPUS/img/rootfs-v1.sqfs" "$CORPUS/img/rootfs-v2.sqfs" ;;
-    *) echo "unknown pair $p (gobin gobin-deps ext4 sqfs)" >&2; exit 2 ;;
+    gobin-deps-*) a=${p#gobin-deps-}; bench_pair "$p" "$ARCH_CORPUS/bin/cosign-v2.6.2-$a" "$ARCH_CORPUS/bin/cosign-v2.6.4-$a" ;;
+    gobin-*) a=${p#gobin-}; bench_pair "$p" "$ARCH_CORPUS/bin/cosign-v2.6.4-$a" "$ARCH_CORPUS/bin/cosign-v2.6.5-$a" ;;
+    clib-arm64) bench_pair "$p" "$ARCH_CORPUS/bin/libcrypto-arm64-old.so.3" "$ARCH_CORPUS/bin/libcrypto-arm64-new.so.3" ;;
+    ext4-arm64) bench_pair "$p" "$ARCH_CORPUS/img/rootfs-arm64-v1.ext4" "$ARCH_CORPUS/img/rootfs-arm64-v2.ext4" ;;
+    sqfs-arm64) bench_pair "$p" "$ARCH_CORPUS/img/rootfs-arm64-v1.sqfs" "$ARCH_CORPUS/img/rootfs-arm64-v2.sqfs" ;;
+    *) echo "unknown pair $p (see the usage at the top of $0)" >&2; exit 2 ;;
   esac
 done
+echo
+echo "## goals (issue 20)"
+cat "$WORK/goals" 2>/dev/null || echo "no goal measured"
