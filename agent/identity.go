@@ -29,7 +29,7 @@ const (
 // identity key in a file, for devices without a TPM. Anyone who can read
 // the file can sign as the device, so fwrepo shows such devices as weaker.
 type IdentityConfig struct {
-	// KeyFile holds the ECDSA P-256 private key (PKCS#8 PEM), created 0600
+	// KeyFile holds the ECDSA P-256 private key (SEC 1 PEM), created 0600
 	// by 'fwagent provision'. A file readable or writable by group or
 	// others is refused.
 	KeyFile string `json:"key_file"`
@@ -90,22 +90,38 @@ func (a *Agent) ensureFileIdentity() (string, error) {
 		}
 		return k.id, nil
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := newP256Key()
 	if err != nil {
 		return "", err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	der, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		return "", err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", err
 	}
-	if err := atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+	if err := atomicfile.Write(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 		return "", fmt.Errorf("create identity key: %w", err)
 	}
 	id, err := manifests.KeyID(key.Public())
 	return id, err
+}
+
+// newP256Key makes a P-256 key from a random scalar (ecdsa.GenerateKey
+// would link its own key generation into the agent; a uniformly random
+// 32-byte string is a valid scalar but with negligible probability).
+func newP256Key() (*ecdsa.PrivateKey, error) {
+	b := make([]byte, 32)
+	for range 64 {
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		if k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), b); err == nil {
+			return k, nil
+		}
+	}
+	return nil, errors.New("identity key: no valid P-256 scalar from the random source")
 }
 
 // loadFileKey reads an identity key file, refusing one that group or
@@ -127,16 +143,17 @@ func loadFileKey(path string) (fileKey, error) {
 		return fileKey{}, err
 	}
 	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return fileKey{}, fmt.Errorf("identity key %s: not a PEM \"PRIVATE KEY\" (PKCS#8)", path)
+	if blk == nil || blk.Type != "EC PRIVATE KEY" {
+		return fileKey{}, fmt.Errorf("identity key %s: not a PEM \"EC PRIVATE KEY\" (SEC 1)", path)
 	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	// SEC 1 rather than PKCS#8: parsing PKCS#8 links RSA key checks into
+	// the agent (tens of kB of its size budget).
+	ek, err := x509.ParseECPrivateKey(blk.Bytes)
 	if err != nil {
 		return fileKey{}, fmt.Errorf("identity key %s: %w", path, err)
 	}
-	ek, ok := k.(*ecdsa.PrivateKey)
-	if !ok || ek.Curve != elliptic.P256() {
-		return fileKey{}, fmt.Errorf("identity key %s: want an ECDSA P-256 key, got %T", path, k)
+	if ek.Curve != elliptic.P256() {
+		return fileKey{}, fmt.Errorf("identity key %s: want an ECDSA P-256 key, got %s", path, ek.Curve.Params().Name)
 	}
 	id, err := manifests.KeyID(ek.Public())
 	if err != nil {
