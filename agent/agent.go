@@ -71,6 +71,9 @@ type Agent struct {
 	client *tufclient.Client
 	log    *slog.Logger
 	swept  bool // sweepTemp ran
+	// metadataGrace moves the expiry reference back while an offline
+	// bundle is installed under cfg.Offline (bundle.go).
+	metadataGrace time.Duration
 	// Now is the clock (tests move it to check expiry).
 	Now func() time.Time
 	// Progress, when set, reports download progress.

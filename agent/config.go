@@ -68,6 +68,8 @@ type Config struct {
 	// Maintenance, when set, limits downloads, installs and reboots to
 	// windows (window.go).
 	Maintenance *MaintenanceConfig `json:"maintenance,omitempty"`
+	// Offline is the freshness policy for offline bundles (bundle.go).
+	Offline OfflineConfig `json:"offline,omitzero"`
 }
 
 // ReportConfig drives the daemon's device reports.

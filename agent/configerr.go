@@ -14,7 +14,7 @@ import (
 // durationKeys are the config members that hold a Duration (a test holds
 // the list to the Config type).
 var durationKeys = map[string]bool{"poll_interval": true, "poll_jitter": true, "stall_timeout": true,
-	"retry_backoff": true, "interval": true, "timeout": true, "rate_window": true, "rate_grace": true}
+	"retry_backoff": true, "interval": true, "timeout": true, "rate_window": true, "rate_grace": true, "max_metadata_age": true}
 
 // locateConfigError names the member and line a config decoding error is
 // about: "line 5: poll_interval: invalid duration ...". encoding/json says

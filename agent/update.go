@@ -68,7 +68,7 @@ func (a *Agent) refresh(ctx context.Context) (*tufclient.Trusted, error) {
 	}
 	fetched := map[int64][]byte{}
 	a.client.OnRoot = func(v int64, b []byte) { fetched[v] = b }
-	a.client.RefTime = a.Now()
+	a.client.RefTime = a.Now().Add(-a.metadataGrace) // zero unless a bundle's offline policy (bundle.go)
 	up, err := a.client.Update(ctx, root)
 	if aerr := a.archiveRoots(root, fetched); aerr != nil && err == nil {
 		err = aerr

@@ -342,19 +342,25 @@ func (a *app) checkCmd() *command {
 }
 
 func (a *app) updateCmd() *command {
-	var target string
+	var target, from string
 	var retry bool
 	return &command{
 		name:  "update",
-		args:  "[--target PATH] [--retry]",
+		args:  "[--target PATH] [--retry] [--from BUNDLE]",
 		short: "Install the newest release into the inactive slot (exit 10: installed or already waiting for a reboot, 0: nothing to do)",
 		long: `A release that failed on this device (its slot fell back, was unhealthy, or
 did not read back as written) is not installed again: update exits 5 and
 says why, and 'fwagent status' keeps showing the failure. --retry installs
-it again; a newer release is installed without it.`,
+it again; a newer release is installed without it.
+
+--from installs from an offline bundle (fwctl bundle): a bundle file, a
+bundle directory, or a mount point holding one, with the same verification
+as online; expired metadata is refused unless the device's
+offline.max_metadata_age allows it (docs/offline.md).`,
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&target, "target", "", "install this target path instead of the newest release")
 			fs.BoolVar(&retry, "retry", false, "install the release even though it failed on this device before")
+			fs.StringVar(&from, "from", "", "install from this offline bundle (file, directory or mount point) instead of the repository")
 		},
 		run: noArgs("update", func() error {
 			ag, _, err := a.load(slog.LevelWarn)
@@ -363,7 +369,13 @@ it again; a newer release is installed without it.`,
 			}
 			var done func()
 			ag.Progress, done = a.out.Progress("download")
-			res, err := ag.Update(context.Background(), agent.UpdateOptions{Target: target, Retry: retry})
+			opt := agent.UpdateOptions{Target: target, Retry: retry}
+			var res *agent.UpdateResult
+			if from != "" {
+				res, err = ag.UpdateFrom(context.Background(), from, opt)
+			} else {
+				res, err = ag.Update(context.Background(), opt)
+			}
 			done()
 			if err != nil {
 				return code(err)

@@ -20,17 +20,26 @@ type Writer struct {
 // NewWriter starts a bundle on w with manifest m (Format and Version are
 // filled in).
 func NewWriter(w io.Writer, m Manifest) (*Writer, error) {
-	m.Format, m.Version = Format, Version
-	raw, err := json.MarshalIndent(m, "", "  ")
+	raw, err := m.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	raw = append(raw, '\n')
 	bw := &Writer{tw: tar.NewWriter(w), seen: map[string]bool{}}
 	if err := bw.add(ManifestName, int64(len(raw)), bytes.NewReader(raw)); err != nil {
 		return nil, err
 	}
 	return bw, nil
+}
+
+// Marshal returns m as the manifest entry's bytes, with Format and
+// Version set to this package's.
+func (m Manifest) Marshal() ([]byte, error) {
+	m.Format, m.Version = Format, Version
+	raw, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(raw, '\n'), nil
 }
 
 // Add writes entry name of size bytes read from r.
