@@ -6,7 +6,7 @@ BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: help tools build cross cross-test test test-short torture demo lint bench bench-delta bench-install bench-server deps clean dist-bin docs deb deb-agents image
+.PHONY: help tools build cross cross-test test test-short torture demo lint bench bench-delta bench-install bench-server bench-fleet deps clean dist-bin docs deb deb-agents image
 
 help:
 	@echo "make demo      release → publish → install flow on this machine (under a minute)"
@@ -18,6 +18,7 @@ help:
 	@echo "make bench-delta    delta size/speed/RSS against bsdiff, xdelta3, zstd --patch-from"
 	@echo "make bench-install  install speed and RSS against the floor (sha256 + dd)"
 	@echo "make bench-server   fwrepo against nginx: timestamp req/s, image MB/s, RSS under load"
+	@echo "make bench-fleet    10,000 simulated devices: p99 per poll, requests/bytes per poll, wave start time (SQLite, PostgreSQL)"
 	@echo "make torture   1,000 random power cuts during updates"
 	@echo "make cross-test     agent packages under qemu-user (arm GOARM=7, arm64, riscv64)"
 	@echo "make deb       Debian packages of fwctl, fwrepo, fwagent in dist/ (units, example configs, man pages)"
@@ -99,6 +100,9 @@ bench-install:
 
 bench-server:
 	@scripts/bench-server.sh
+
+bench-fleet:
+	@scripts/bench-fleet.sh
 
 # Release artefacts (tools/fwdist, internal/packaging). The version comes
 # from git, as the build here has no VCS stamp (GOFLAGS=-buildvcs=false);
