@@ -45,7 +45,7 @@ type Attestor func(ctx context.Context, key crypto.Signer, pubPEM []byte, s Atte
 
 // AttestTargets runs a for every staged full-image release that has no
 // provenance attestation yet and stages the bundles it returns next to the
-// image. Run it before Publish (Release does), so targets metadata signs
+// image; it reports those recorded in a log. Run it before Publish (Release does), so targets metadata signs
 // them.
 func (ws *Workspace) AttestTargets(ctx context.Context, a Attestor) ([]Logged, error) {
 	staged, err := ws.stagedTargets()
@@ -101,7 +101,9 @@ func (ws *Workspace) AttestTargets(ctx context.Context, a Attestor) ([]Logged, e
 			if err := ws.putFile(staged, bpath, at.Bundle); err != nil {
 				return out, err
 			}
-			out = append(out, Logged{Path: s.Path, SHA256: fmt.Sprintf("%x", s.SHA256), LogIndex: at.LogIndex, Bundle: bpath})
+			if at.LogIndex >= 0 { // Logged lists log entries; unlogged bundles are only staged
+				out = append(out, Logged{Path: s.Path, SHA256: fmt.Sprintf("%x", s.SHA256), LogIndex: at.LogIndex, Bundle: bpath})
+			}
 		}
 	}
 	return out, writeMetadata(ws.stagedTargetsPath(), staged)

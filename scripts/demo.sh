@@ -122,5 +122,7 @@ if [ -n "${FW_DEMO_REKOR:-}" ]; then
   expect 3 fwctl -w ws audit --repo repo --root ws/metadata/1.root.json --rekor "$REKOR_URL"
 fi
 
+"$ROOT/scripts/demo-supplychain.sh" "$BIN" "$DEMO" "${REKOR_URL:-}" # SBOM, support period, provenance (issue 16)
+
 step "Done"
 run fwagent status

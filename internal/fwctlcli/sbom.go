@@ -44,7 +44,8 @@ type sbomDiff struct {
 }
 
 func (a *app) sbomCmd() *cobra.Command {
-	c := &cobra.Command{Use: "sbom", Short: "Show a release's SBOM and what changed between two releases"}
+	c := &cobra.Command{Use: "sbom", Short: "Show a release's SBOM and what changed between two releases",
+		Example: "  fwctl -w ws sbom show 1.0.0\n  fwctl -w ws sbom diff 1.0.0 1.0.1"}
 	var hardware string
 	release := func(version string) (*sbomShow, error) {
 		ws, err := a.open()
