@@ -77,11 +77,7 @@ func Encode(ctx context.Context, base io.ReaderAt, baseLen int64, target io.Read
 	if err != nil {
 		return fmt.Errorf("delta: read base: %w", err)
 	}
-	t, err := readAll(target, targetLen)
-	if err != nil {
-		return fmt.Errorf("delta: read target: %w", err)
-	}
-	return encodeBytes(ctx, b, t, w, &o)
+	return encodeImages(ctx, b, target, int(targetLen), w, &o)
 }
 
 func readAll(r io.ReaderAt, n int64) ([]byte, error) {
@@ -96,33 +92,48 @@ func readAll(r io.ReaderAt, n int64) ([]byte, error) {
 	return nil, err
 }
 
-func encodeBytes(ctx context.Context, b, t []byte, w io.Writer, o *EncodeOptions) error {
+// inPlaceBase is the base size above which the base is converted in place
+// rather than beside its original, to bound the encoder's memory: every
+// block then copies from the converted base.
+const inPlaceBase = 128 << 20
+
+// encodeImages encodes with the base in memory and the target read block
+// by block, so that the encoder holds the base, its index and a few blocks.
+func encodeImages(ctx context.Context, b []byte, target io.ReaderAt, tlen int, w io.Writer, o *EncodeOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	h := Header{Version: Version, BlockSize: uint32(o.BlockSize), BaseLen: int64(len(b)), ResultLen: int64(len(t))}
-	hashed := make(chan struct{})
+	h := Header{Version: Version, BlockSize: uint32(o.BlockSize), BaseLen: int64(len(b)), ResultLen: int64(tlen)}
+	hashed := make(chan error, 1)
 	go func() {
-		h.ResultSHA256 = sha256.Sum256(t)
-		close(hashed)
+		hs := sha256.New()
+		err := hashSection(ctx, hs, target, int64(tlen))
+		copy(h.ResultSHA256[:], hs.Sum(nil))
+		hashed <- err
 	}()
 	h.BaseSHA256 = sha256.Sum256(b)
 	// Executable transforms (FORMAT.md "Transforms"): when both images hold
 	// code, blocks that meet the result's code are also tried against
 	// converted copies of both images, and the smaller encoding is kept.
 	var xb, xt xform
-	bx, tx := b, t
+	bx := b
 	if !o.noXform && o.BlockSize%granule == 0 {
-		xb, xt = elfRegions(b), elfRegions(t)
+		xb, xt = elfRegions(bytes.NewReader(b), int64(len(b))), elfRegions(target, int64(tlen))
 	}
+	onlyConverted := false
 	if len(xb) > 0 && len(xt) > 0 {
-		bx, tx = bytes.Clone(b), bytes.Clone(t)
+		if len(b) > inPlaceBase {
+			onlyConverted = true
+		} else {
+			bx = bytes.Clone(b)
+		}
 		xb.convert(bx, 0, true)
-		xt.convert(tx, 0, true)
 	} else {
 		xb, xt = nil, nil
 	}
 	ix := newIndex(ctx, bx, o.Workers)
-	<-hashed
+	if err := <-hashed; err != nil {
+		return fmt.Errorf("delta: read target: %w", err)
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -135,7 +146,7 @@ func encodeBytes(ctx context.Context, b, t []byte, w io.Writer, o *EncodeOptions
 		res chan []byte
 	}
 	// Block k covers result bytes [k*BlockSize, min((k+1)*BlockSize, len(t))).
-	nblk := (len(t) + o.BlockSize - 1) / o.BlockSize
+	nblk := (tlen + o.BlockSize - 1) / o.BlockSize
 	jobs := make(chan job)
 	order := make(chan chan []byte, 2*o.Workers) // bounds blocks in flight
 	go func() {
@@ -155,18 +166,42 @@ func encodeBytes(ctx context.Context, b, t []byte, w io.Writer, o *EncodeOptions
 			}
 		}
 	}()
+	var readErr error
+	var readOnce sync.Once
 	for range o.Workers {
 		go func() {
 			enc := getEncoder(windowFor(o.BlockSize))
 			defer putEncoder(enc)
-			s := &scanner{ix: ix, b: b, t: t}
-			sx := &scanner{ix: ix, b: bx, t: tx}
+			tb := make([]byte, min(o.BlockSize, tlen))
+			var tbx []byte
+			s := &scanner{ix: ix, b: b}
+			sx := &scanner{ix: ix, b: bx}
 			for j := range jobs {
 				lo := j.k * o.BlockSize
-				hi := min(lo+o.BlockSize, len(t))
-				blk, flags := s.block(enc, o.Compressor, lo, hi), byte(0)
-				if xt.overlaps(int64(lo), int64(hi)) {
-					if alt := sx.block(enc, o.Compressor, lo, hi); len(alt) < len(blk) {
+				hi := min(lo+o.BlockSize, tlen)
+				if m, err := target.ReadAt(tb[:hi-lo], int64(lo)); m < hi-lo {
+					if err == nil || err == io.EOF {
+						err = io.ErrUnexpectedEOF
+					}
+					readOnce.Do(func() { readErr = err })
+					cancel()
+					j.res <- nil
+					continue
+				}
+				s.t, s.t0 = tb[:hi-lo], lo
+				var blk []byte
+				flags := byte(0)
+				if !onlyConverted {
+					blk = s.block(enc, o.Compressor, lo, hi)
+				}
+				if onlyConverted || xt.overlaps(int64(lo), int64(hi)) {
+					if tbx == nil {
+						tbx = make([]byte, len(tb))
+					}
+					copy(tbx, tb[:hi-lo])
+					xt.convert(tbx[:hi-lo], int64(lo), true)
+					sx.t, sx.t0 = tbx[:hi-lo], lo
+					if alt := sx.block(enc, o.Compressor, lo, hi); blk == nil || len(alt) < len(blk) {
 						blk, flags = alt, blockConverted
 					}
 				}
@@ -183,12 +218,16 @@ func encodeBytes(ctx context.Context, b, t []byte, w io.Writer, o *EncodeOptions
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		if blk == nil {
+			<-ctx.Done()
+			return fmt.Errorf("delta: read target: %w", readErr)
+		}
 		if _, err := w.Write(blk); err != nil {
 			return fmt.Errorf("delta: write: %w", err)
 		}
 		k++
 		if o.Progress != nil {
-			o.Progress(int64(min(k*o.BlockSize, len(t))), int64(len(t)))
+			o.Progress(int64(min(k*o.BlockSize, tlen)), int64(tlen))
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -319,7 +358,7 @@ func (s *scanner) sections(lo, hi int, sized bool) (secs [numSections][]byte, ok
 		ctrl = binary.AppendVarint(ctrl, int64(o.pos-pos))
 		ctrl = binary.AppendUvarint(ctrl, uint64(o.diffLen))
 		ctrl = binary.AppendUvarint(ctrl, uint64(o.extraLen))
-		t, b := s.t[at:at+o.diffLen], s.b[o.pos:o.pos+o.diffLen]
+		t, b := s.t[at-s.t0:at-s.t0+o.diffLen], s.b[o.pos:o.pos+o.diffLen]
 		for k := 0; k < len(t); {
 			if n := matchFwd(t[k:], b[k:]); n > 0 {
 				zeros += n
@@ -345,7 +384,7 @@ func (s *scanner) sections(lo, hi int, sized bool) (secs [numSections][]byte, ok
 		}
 		pos = o.pos + o.diffLen
 		at += o.diffLen
-		extra = append(extra, s.t[at:at+o.extraLen]...)
+		extra = append(extra, s.t[at-s.t0:at-s.t0+o.extraLen]...)
 		at += o.extraLen
 	}
 	secs = [numSections][]byte{ctrl, gaps, sizes, vals, extra}

@@ -119,9 +119,12 @@ type op struct {
 
 // scanner finds ops for one window of the target.
 type scanner struct {
-	ix  *index
-	b   []byte
+	ix *index
+	b  []byte
+	// t holds the target from position t0 on: at least the window being
+	// scanned (all of the target when t0 is 0). Positions are the target's.
 	t   []byte
+	t0  int
 	we  int
 	ops []op
 }
@@ -157,7 +160,7 @@ func (s *scanner) probe(i, lo int) (bpos, tpos, n int) {
 	if len(s.ix.table) == 0 || i+seedLen > s.we {
 		return 0, 0, 0
 	}
-	v := load64(s.t, i)
+	v := load64(s.t, i-s.t0)
 	h, check := hashSeed(v, s.ix.shift)
 	for _, e := range s.ix.table[h*ways : h*ways+ways] {
 		if e == 0 {
@@ -170,8 +173,8 @@ func (s *scanner) probe(i, lo int) (bpos, tpos, n int) {
 		if load64(s.b, p) != v {
 			continue
 		}
-		f := seedLen + matchFwd(s.t[i+seedLen:s.we], s.b[p+seedLen:])
-		bk := matchBack(s.t[max(lo, i-p):i], s.b[max(0, p-(i-lo)):p])
+		f := seedLen + matchFwd(s.t[i+seedLen-s.t0:s.we-s.t0], s.b[p+seedLen:])
+		bk := matchBack(s.t[max(lo, i-p)-s.t0:i-s.t0], s.b[max(0, p-(i-lo)):p])
 		if bk+f > n {
 			bpos, tpos, n = p-bk, i-bk, bk+f
 		}
@@ -184,7 +187,7 @@ func (s *scanner) score(from, to, off int) int {
 	lo, hi := max(from, -off), min(to, len(s.b)-off)
 	c := 0
 	for k := lo; k < hi; k++ {
-		if s.t[k] == s.b[k+off] {
+		if s.t[k-s.t0] == s.b[k+off] {
 			c++
 		}
 	}
@@ -194,20 +197,21 @@ func (s *scanner) score(from, to, off int) int {
 // scan fills s.ops for target window [ws, we).
 func (s *scanner) scan(ws, we int) {
 	s.we, s.ops = we, s.ops[:0]
-	t, b := s.t, s.b
+	t, b := s.t[:we-s.t0], s.b
+	t0 := s.t0
 	last, off, have := ws, 0, false // region start and alignment of the current anchor
 	runEnd := ws                    // end of the current alignment's last exact run of seedLen or more
 	for i := ws; i < we; {
 		if have {
 			if j := i + off; j >= 0 && j < len(b) {
-				if n := matchFwd(t[i:we], b[j:]); n > 0 {
+				if n := matchFwd(t[i-t0:], b[j:]); n > 0 {
 					if n >= seedLen {
 						// The current alignment matches again after a stretch
 						// that it does not cover (an inserted or rewritten
 						// part, such as a recompressed file): start a new
 						// region here, or emit's extension from the old start
 						// would stop at the stretch and lose this match.
-						if start := i - matchBack(t[runEnd:i], b[max(0, runEnd+off):j]); start-runEnd >= minSwitch &&
+						if start := i - matchBack(t[runEnd-t0:i-t0], b[max(0, runEnd+off):j]); start-runEnd >= minSwitch &&
 							n+i-start >= minSwitch && 2*s.score(runEnd, start, off) < start-runEnd {
 							last = s.emit(last, off, have, start, off)
 						}
@@ -244,12 +248,12 @@ func (s *scanner) scan(ws, we int) {
 // while more than half the bytes agree; whatever lies between is literal.
 // It returns where the next anchor's region starts.
 func (s *scanner) emit(last, off int, have bool, next, noff int) int {
-	t, b := s.t, s.b
+	t, b, t0 := s.t, s.b, s.t0
 	lenf := 0
 	if have {
 		sc, best := 0, 0
 		for k := 0; last+k < next && last+k+off < len(b); {
-			if t[last+k] == b[last+k+off] {
+			if t[last+k-t0] == b[last+k+off] {
 				sc++
 			}
 			k++
@@ -264,7 +268,7 @@ func (s *scanner) emit(last, off int, have bool, next, noff int) int {
 	if next < s.we {
 		sc, best := 0, 0
 		for k := 1; next-k >= last && next-k+noff >= 0; k++ {
-			if t[next-k] == b[next-k+noff] {
+			if t[next-k-t0] == b[next-k+noff] {
 				sc++
 			}
 			if v, top := extendNum*sc-extendDen*k, extendNum*best-extendDen*lenb; v > top {
@@ -279,10 +283,10 @@ func (s *scanner) emit(last, off int, have bool, next, noff int) int {
 		sc, best, split := 0, 0, 0
 		for k := range over {
 			p := last + lenf - over + k
-			if t[p] == b[p+off] {
+			if t[p-t0] == b[p+off] {
 				sc++
 			}
-			if t[p] == b[p+noff] {
+			if t[p-t0] == b[p+noff] {
 				sc--
 			}
 			if sc > best {

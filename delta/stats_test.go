@@ -1,6 +1,7 @@
 package delta
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -73,7 +74,7 @@ func TestStatsTransform(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	xb, xt := elfRegions(b), elfRegions(tg)
+	xb, xt := elfRegions(bytes.NewReader(b), int64(len(b))), elfRegions(bytes.NewReader(tg), int64(len(tg)))
 	t.Logf("regions: base %d, result %d; first %v", len(xb), len(xt), xt[:min(len(xt), 3)])
 	with := encode(t, b, tg, nil)
 	without := encode(t, b, tg, &EncodeOptions{noXform: true})

@@ -326,13 +326,14 @@ func (x *xformReader) ReadAt(p []byte, off int64) (int, error) {
 // starting at offset 0, or any starting at a 4 KiB boundary (files in a
 // filesystem image). Little-endian x86-64, arm64, 32-bit ARM and riscv64
 // files are recognised; a section that does not fit in img is ignored.
-func elfRegions(img []byte) xform {
+func elfRegions(img io.ReaderAt, size int64) xform {
 	var x xform
-	for off := 0; off+64 <= len(img) && len(x) < maxRegions/2; off += 4096 {
-		if string(img[off:off+4]) != "\x7fELF" {
+	var hdr [64]byte
+	for off := int64(0); off+64 <= size && len(x) < maxRegions/2; off += 4096 {
+		if n, _ := img.ReadAt(hdr[:], off); n < len(hdr) || string(hdr[:4]) != "\x7fELF" {
 			continue
 		}
-		x = append(x, elfFile(img[off:], int64(off))...)
+		x = append(x, elfFile(io.NewSectionReader(img, off, size-off), hdr[:], off, size-off)...)
 	}
 	sort.Slice(x, func(i, j int) bool { return x[i].start < x[j].start })
 	// Merge touching regions of one architecture; drop overlaps.
@@ -353,7 +354,9 @@ func elfRegions(img []byte) xform {
 	return out
 }
 
-func elfFile(f []byte, base int64) xform {
+// elfFile returns the executable sections of the ELF file f (size bytes,
+// starting with hdr) at offset base of the image.
+func elfFile(r io.ReaderAt, f []byte, base, size int64) xform {
 	if f[5] != 1 { // little-endian only
 		return nil
 	}
@@ -383,12 +386,16 @@ func elfFile(f []byte, base int64) xform {
 	if is64 {
 		minEnt = 64
 	}
-	if shentsize < minEnt || shoff >= uint64(len(f)) || uint64(shnum)*uint64(shentsize) > uint64(len(f))-shoff {
+	if shentsize < minEnt || shoff >= uint64(size) || uint64(shnum)*uint64(shentsize) > uint64(size)-shoff {
+		return nil
+	}
+	sh := make([]byte, shnum*shentsize)
+	if n, _ := r.ReadAt(sh, int64(shoff)); n < len(sh) {
 		return nil
 	}
 	var x xform
 	for k := range shnum {
-		s := f[int(shoff)+k*shentsize:]
+		s := sh[k*shentsize:]
 		var flags, o, n uint64
 		if is64 {
 			flags, o, n = le.Uint64(s[8:]), le.Uint64(s[0x18:]), le.Uint64(s[0x20:])
@@ -396,11 +403,11 @@ func elfFile(f []byte, base int64) xform {
 			flags, o, n = uint64(le.Uint32(s[8:])), uint64(le.Uint32(s[0x10:])), uint64(le.Uint32(s[0x14:]))
 		}
 		const progbits, execinstr = 1, 4
-		if le.Uint32(s[4:]) != progbits || flags&execinstr == 0 || n == 0 || o >= uint64(len(f)) || n > uint64(len(f))-o {
+		if le.Uint32(s[4:]) != progbits || flags&execinstr == 0 || n == 0 || o >= uint64(size) || n > uint64(size)-o {
 			continue
 		}
 		a := arch
-		if arch == archARM && thumbLikely(f[o:o+n]) {
+		if arch == archARM && thumbLikely(io.NewSectionReader(r, int64(o), int64(n))) {
 			a = archThumb
 		}
 		x = append(x, region{a, base + int64(o), base + int64(o+n)})
@@ -410,7 +417,11 @@ func elfFile(f []byte, base int64) xform {
 
 // thumbLikely reports whether 32-bit ARM code has more Thumb-2 BL patterns
 // than ARM-state BL words (Debian's armhf is Thumb-2, Go's GOARM=7 is ARM).
-func thumbLikely(code []byte) bool {
+func thumbLikely(r *io.SectionReader) bool {
+	code := make([]byte, min(r.Size(), 1<<20)) // a sample is enough
+	if n, _ := r.ReadAt(code, 0); n < len(code) {
+		return false
+	}
 	arm, thumb := 0, 0
 	for i := 0; i+4 <= len(code); i += 2 {
 		if i%4 == 0 && code[i+3] == 0xEB {

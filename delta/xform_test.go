@@ -195,7 +195,7 @@ func arm64Pair(r *rand.Rand, nfunc int) (base, target []byte) {
 func TestTransformSmaller(t *testing.T) {
 	r := rand.New(rand.NewPCG(20, 5))
 	base, target := arm64Pair(r, 3000)
-	if x := elfRegions(base); len(x) != 1 || x[0].arch != archARM64 || x[0].start != 0x1000 {
+	if x := elfRegions(bytes.NewReader(base), int64(len(base))); len(x) != 1 || x[0].arch != archARM64 || x[0].start != 0x1000 {
 		t.Fatalf("elfRegions = %v, want one arm64 region at 0x1000", x)
 	}
 	with := roundTrip(t, base, target, nil)
@@ -224,7 +224,7 @@ func TestTransformELFKinds(t *testing.T) {
 		t.Run(archNames[tt.arch], func(t *testing.T) {
 			code := fakeCode(r, tt.arch, 100_000)
 			base := fakeELF(tt.mach, tt.is64, code)
-			if x := elfRegions(base); len(x) != 1 || x[0].arch != tt.arch {
+			if x := elfRegions(bytes.NewReader(base), int64(len(base))); len(x) != 1 || x[0].arch != tt.arch {
 				t.Fatalf("elfRegions = %v, want one %s region", x, archNames[tt.arch])
 			}
 			target := fakeELF(tt.mach, tt.is64, append(append(fakeCode(r, tt.arch, 1000), code[:50_000]...), code[50_004:]...))
