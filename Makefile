@@ -6,7 +6,7 @@ BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: help tools build cross cross-test test test-short torture demo lint bench bench-delta bench-install bench-server bench-fleet deps clean dist-bin docs deb deb-agents image
+.PHONY: help tools build cross cross-test test test-short torture demo lint bench bench-delta bench-install bench-server bench-fleet deps clean dist-bin docs deb deb-agents image torture-vm
 
 help:
 	@echo "make demo      release → publish → install flow on this machine (under a minute)"
@@ -20,6 +20,7 @@ help:
 	@echo "make bench-server   fwrepo against nginx: timestamp req/s, image MB/s, RSS under load"
 	@echo "make bench-fleet    10,000 simulated devices: p99 per poll, requests/bytes per poll, wave start time (SQLite, PostgreSQL)"
 	@echo "make torture   1,000 random power cuts during updates"
+	@echo "make torture-vm  power cuts on whole emulated machines (GRUB, QEMU) and crash states from write logs"
 	@echo "make cross-test     agent packages under qemu-user (arm GOARM=7, arm64, riscv64)"
 	@echo "make deb       Debian packages of fwctl, fwrepo, fwagent in dist/ (units, example configs, man pages)"
 	@echo "make deb-agents  fwagent packages for armhf, arm64, riscv64 in dist/agents"
@@ -66,6 +67,12 @@ test: deps
 torture: deps
 	cd test/powerloss && $(GO) test -count=1 -timeout 60m -torture
 	cd cmd/fwctl && $(GO) test -count=1 -timeout 30m -run TestPublishKilled -torture
+
+# Whole machines (test/vm, issue 19): 200 kills of the QEMU process and
+# 1,000 crash states rebuilt from blklogwrites logs, on x86_64 with GRUB.
+# Hours under TCG; nice'd, since the machines are shared.
+torture-vm: deps
+	cd test/vm && nice -n 10 $(GO) test -count=1 -timeout 600m -v -run TestPowerCuts -torture .
 
 cross-test: deps
 	scripts/cross-test.sh

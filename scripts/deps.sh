@@ -16,6 +16,7 @@ pkgs=(
   skopeo                               # inspects the fwrepo OCI image (make image)
   shellcheck jq                        # examples/ci: release.sh and the workflow's run: blocks, --json parsing
   strace                               # kills fwctl publish at every rename (cmd/fwctl TestPublishKilled)
+  qemu-system-x86 grub-pc-bin busybox-static fdisk  # test/vm: whole machines booted by GRUB (make torture-vm)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,322 @@
+package vm
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	flagKills   = flag.Int("kills", 0, "whole-machine kills (default 2, 200 with -torture)")
+	flagStates  = flag.Int("states", 0, "crash states rebuilt from the write log (default 24, 1000 with -torture)")
+	flagTorture = flag.Bool("torture", false, "the issue 19 torture counts (make torture-vm)")
+	flagSeed    = flag.Uint64("seed", 0, "random seed (default: time)")
+	flagKeep    = flag.Bool("keep", false, "keep every disk image")
+)
+
+func count(n, short, torture int) int {
+	switch {
+	case n > 0:
+		return n
+	case *flagTorture:
+		return torture
+	}
+	return short
+}
+
+func seed(t *testing.T) uint64 {
+	if *flagSeed != 0 {
+		return *flagSeed
+	}
+	s := uint64(time.Now().UnixNano())
+	t.Logf("seed %d (replay with -seed %d)", s, s)
+	return s
+}
+
+// bootTimeout bounds one boot; TCG on a busy machine is slow.
+const bootTimeout = 4 * time.Minute
+
+// session is a prepared machine: the disk after provisioning ("golden")
+// and after a complete update that has not rebooted yet ("updated"), with
+// the timeline measured on the way.
+type session struct {
+	t                  *testing.T
+	im                 *image
+	fx                 *fixture
+	dir                string
+	golden             string
+	updated            string
+	ctlProv, ctlUpdate string
+	// measured on the calibration update (durations since QEMU started)
+	atStep, atSent, atRC, bootTook time.Duration
+	// measured on the first boot after it
+	atGrub, atConfirm, atConfirmed time.Duration
+}
+
+func (s *session) boot(disk, ctl, log string, watch func(string, time.Duration) bool, kill <-chan struct{}) (*boot, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), bootTimeout)
+	defer cancel()
+	return s.im.run(ctx, disk, ctl, log, watch, kill)
+}
+
+func lineAt(b *boot, prefix string) (time.Duration, bool) {
+	for i, l := range b.lines {
+		if strings.HasPrefix(l, prefix) {
+			return b.times[i], true
+		}
+	}
+	return 0, false
+}
+
+// newSession provisions a machine and measures one complete update.
+func newSession(t *testing.T) *session {
+	im := needImage(t)
+	s := &session{t: t, im: im, fx: newFixture(t, im), dir: t.TempDir()}
+	t.Logf("machine: %s, accelerator %s", im.dir, im.accel)
+	s.ctlProv, s.ctlUpdate = filepath.Join(s.dir, "ctl-provision.tar"), filepath.Join(s.dir, "ctl-update.tar")
+	if err := s.fx.control(stepsProvision).write(s.ctlProv); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.fx.control(stepsUpdate).write(s.ctlUpdate); err != nil {
+		t.Fatal(err)
+	}
+	s.golden = filepath.Join(s.dir, "golden.img")
+	if err := copyFile(s.golden, filepath.Join(im.dir, "disk.img")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.boot(s.golden, s.ctlProv, "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, err := s.fx.verdict(b); err != nil || name != "factory" || b.rc["provision"] != 0 || b.rc["confirm"] != 0 || !b.done {
+		t.Fatalf("provisioning boot: image %q (%v), exit codes %v:\n%s", name, err, b.rc, b.transcript())
+	}
+	t.Logf("provisioning boot: %.1fs (GRUB at %.1fs)", b.took.Seconds(), first(b, "FWVM grub").Seconds())
+	s.updated = filepath.Join(s.dir, "updated.img")
+	if err := copyFile(s.updated, s.golden); err != nil {
+		t.Fatal(err)
+	}
+	s.fx.resetEvents()
+	start := time.Now()
+	b, err = s.boot(s.updated, s.ctlUpdate, "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, err := s.fx.verdict(b); err != nil || name != "factory" || b.rc["update"] != 10 {
+		t.Fatalf("calibration update: image %q (%v), exit codes %v (want update 10):\n%s", name, err, b.rc, b.transcript())
+	}
+	s.atStep, _ = lineAt(b, "FWVM step update")
+	s.atRC, _ = lineAt(b, "FWVM rc update")
+	sent, _ := s.fx.event("sent")
+	s.atSent = sent.Sub(start)
+	s.bootTook = b.took
+	t.Logf("calibration update boot: update from %.1fs, download done %.1fs, exit %.1fs, off %.1fs", s.atStep.Seconds(), s.atSent.Seconds(), s.atRC.Seconds(), b.took.Seconds())
+	// the next boot, on a copy: v2 on B, confirmed, nothing more to do
+	after := filepath.Join(s.dir, "after.img")
+	if err := copyFile(after, s.updated); err != nil {
+		t.Fatal(err)
+	}
+	b, err = s.boot(after, s.ctlUpdate, "", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if name, err := s.fx.verdict(b); err != nil || name != "v2" || b.rc["confirm"] != 0 || b.rc["update"] != 0 {
+		t.Fatalf("boot after the update: image %q (%v), exit codes %v (want confirm 0, update 0):\n%s", name, err, b.rc, b.transcript())
+	}
+	s.atGrub, _ = lineAt(b, "FWVM grub")
+	s.atConfirm, _ = lineAt(b, "FWVM step confirm")
+	s.atConfirmed, _ = lineAt(b, "FWVM rc confirm")
+	os.Remove(after)
+	return s
+}
+
+// shortKills is make test's number of kills: a boot under TCG takes
+// about 15-20 s on a busy 2-core machine, under KVM about 2.
+func shortKills(s *session) int {
+	if s.im.accel == "kvm" {
+		return 4
+	}
+	return 2
+}
+
+func first(b *boot, prefix string) time.Duration { d, _ := lineAt(b, prefix); return d }
+
+// kill is one planned whole-machine power cut.
+type kill struct {
+	trigger string        // "update": after the update starts; "commit": after the download; "reboot": in the boot after the update
+	delay   time.Duration // after the trigger
+}
+
+// phaseOf names where a kill landed, from what the host saw last.
+func (s *session) phaseOf(k kill, b *boot, sawGet, sawSent bool) string {
+	has := func(p string) bool { _, ok := lineAt(b, p); return ok }
+	if k.trigger == "reboot" {
+		switch {
+		case !has("FWVM grub"):
+			return "firmware+grub"
+		case !has("FWVM boot"):
+			return "kernel"
+		case !has("FWVM step confirm"):
+			return "init"
+		case !has("FWVM rc confirm"):
+			return "confirm"
+		}
+		return "after-confirm"
+	}
+	switch {
+	case !has("FWVM step update"):
+		return "boot"
+	case !sawGet:
+		return "metadata"
+	case !sawSent:
+		return "download+write"
+	case !has("FWVM rc update"):
+		return "verify+switch"
+	}
+	return "finished"
+}
+
+// TestPowerCuts provisions one machine, measures an update, then cuts
+// its power: whole-machine kills, and crash states from write logs.
+func TestPowerCuts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("whole machines take minutes under TCG; run without -short")
+	}
+	s := newSession(t)
+	t.Run("kills", func(t *testing.T) { s.t = t; testKills(t, s) })
+	t.Run("crashstates", func(t *testing.T) { s.t = t; testCrashStates(t, s) })
+}
+
+func testKills(t *testing.T, s *session) {
+	n := count(*flagKills, shortKills(s), 200)
+	rng := rand.New(rand.NewPCG(seed(t), 19))
+	phases := map[string]int{}
+	failed := 0
+	for i := range n {
+		var k kill
+		switch r := rng.IntN(10); {
+		case r < 4:
+			k = kill{"update", time.Duration(rng.Int64N(int64(s.atRC - s.atStep + 1)))}
+		case r < 7:
+			k = kill{"commit", time.Duration(rng.Int64N(int64(s.atRC-s.atSent) + 1))}
+		case r < 8:
+			// GRUB's save_env and the kernel's start
+			k = kill{"reboot", time.Duration(rng.Int64N(int64(s.atGrub+time.Second) + 1))}
+		default:
+			// around fwagent confirm
+			from := max(0, s.atConfirm-300*time.Millisecond)
+			k = kill{"reboot", from + time.Duration(rng.Int64N(int64(s.atConfirmed-from+300*time.Millisecond)+1))}
+		}
+		began := time.Now()
+		phase, err := s.killAndRecover(i, k)
+		phases[phase]++
+		t.Logf("kill %d: %s +%v landed in %s (%.0fs with the boots after it)", i, k.trigger, k.delay.Round(time.Millisecond), phase, time.Since(began).Seconds())
+		if err != nil {
+			failed++
+			t.Errorf("kill %d (%s +%v, phase %s): %v", i, k.trigger, k.delay.Round(time.Millisecond), phase, err)
+		}
+	}
+	t.Logf("%d whole-machine kills (x86_64/GRUB, %s), %d failed\nkills by phase: %s", n, s.im.accel, failed, formatPhases(phases))
+	fmt.Printf("machine kills: %d, failed %d; by phase: %s\n", n, failed, formatPhases(phases))
+}
+
+// killAndRecover runs one kill and the boots after it.
+func (s *session) killAndRecover(i int, k kill) (string, error) {
+	disk := filepath.Join(s.dir, fmt.Sprintf("kill-%d.img", i))
+	src := s.golden
+	if k.trigger == "reboot" {
+		src = s.updated
+	}
+	if err := copyFile(disk, src); err != nil {
+		return "setup", err
+	}
+	if !*flagKeep {
+		defer os.Remove(disk)
+	}
+	s.fx.resetEvents()
+	killc := make(chan struct{})
+	armed := false
+	start := time.Now()
+	arm := func(d time.Duration) {
+		armed = true
+		time.AfterFunc(d, func() { close(killc) })
+	}
+	if k.trigger == "reboot" {
+		arm(k.delay)
+	}
+	watch := func(line string, at time.Duration) bool {
+		if !armed && k.trigger == "update" && strings.HasPrefix(line, "FWVM step update") {
+			arm(k.delay)
+		}
+		return false
+	}
+	if k.trigger == "commit" {
+		go func() {
+			for range 2000 {
+				if _, ok := s.fx.event("sent"); ok {
+					time.AfterFunc(k.delay, func() { close(killc) })
+					return
+				}
+				if time.Since(start) > bootTimeout {
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}
+	b, err := s.boot(disk, s.ctlUpdate, "", watch, killc)
+	_, sawGet := s.fx.event("get")
+	_, sawSent := s.fx.event("sent")
+	if err != nil {
+		return "?", err
+	}
+	phase := s.phaseOf(k, b, sawGet, sawSent)
+	if !b.killed {
+		phase = "not killed"
+	}
+	return phase, s.recover(disk, b)
+}
+
+// recover boots the disk until it runs v2, confirmed, with nothing left to
+// update; every boot must come up on a complete image.
+func (s *session) recover(disk string, killed *boot) error {
+	var log []string
+	for n := range 5 {
+		b, err := s.boot(disk, s.ctlUpdate, "", nil, nil)
+		if err != nil {
+			return fmt.Errorf("boot %d after the kill: %w", n+1, err)
+		}
+		name, err := s.fx.verdict(b)
+		if err != nil {
+			return fmt.Errorf("boot %d after the kill: %w\nkilled boot:\n%s", n+1, err, killed.transcript())
+		}
+		log = append(log, fmt.Sprintf("%s on %s, confirm %d, update %d", name, b.slot, b.rc["confirm"], b.rc["update"]))
+		if name == "v2" && b.rc["confirm"] == 0 && b.rc["update"] == 0 && b.done {
+			return nil
+		}
+		if !slices.Contains([]int{0, 10}, b.rc["update"]) {
+			return fmt.Errorf("could not update again: boot %d after the kill: %s:\n%s", n+1, strings.Join(log, "; "), b.transcript())
+		}
+	}
+	return fmt.Errorf("could not update again: five boots after the kill did not reach a confirmed v2: %s", strings.Join(log, "; "))
+}
+
+func formatPhases(m map[string]int) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	var out []string
+	for _, k := range ks {
+		out = append(out, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(out, " ")
+}

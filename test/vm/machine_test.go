@@ -1,0 +1,315 @@
+package vm
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fwctl/fwctl/internal/testenv"
+)
+
+// Disk layout written by scripts/vm-image.sh (512-byte sectors).
+const (
+	sectorSize  = 512
+	bootStart   = 2048
+	bootSectors = 48 * 2048
+	slotSectors = 8 * 2048
+	slotAStart  = bootStart + bootSectors
+	slotBStart  = slotAStart + slotSectors
+	dataStart   = slotBStart + slotSectors
+)
+
+// image is the machine built once per agent binary: kernel, initramfs and
+// the pristine disk.
+type image struct {
+	dir     string // vmlinuz, initrd.img, disk.img, factory.img
+	qemu    string
+	accel   string // "kvm" or "tcg"
+	factory []byte
+}
+
+var (
+	imageOnce sync.Once
+	imageErr  error
+	built     *image
+)
+
+// repoRoot is the module root (two levels up from test/vm).
+func repoRoot() string {
+	wd, _ := os.Getwd()
+	return filepath.Clean(filepath.Join(wd, "..", ".."))
+}
+
+// cacheDir is where images and the kernel .deb are kept between runs.
+func cacheDir() string {
+	if d := os.Getenv("FWCTL_VM_CACHE"); d != "" {
+		return d
+	}
+	h, _ := os.UserHomeDir()
+	return filepath.Join(h, ".cache", "fwctl-vm")
+}
+
+// accel picks KVM when the host's KVM runs ordinary guests (kvm_intel or
+// kvm_amd), else TCG. A KVM that only runs paravirtualized guests (PVM,
+// as on some cloud machines) cannot boot a BIOS and GRUB: /dev/kvm opens
+// but the guest hangs in real mode. FW_VM_ACCEL overrides.
+func accel() string {
+	if a := os.Getenv("FW_VM_ACCEL"); a != "" {
+		return a
+	}
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		return "tcg"
+	}
+	for _, m := range []string{"kvm_intel", "kvm_amd"} {
+		if _, err := os.Stat("/sys/module/" + m); err == nil {
+			return "kvm"
+		}
+	}
+	return "tcg"
+}
+
+// needImage builds (or reuses) the x86_64 machine image.
+func needImage(t *testing.T) *image {
+	t.Helper()
+	qemu := testenv.LookPath(t, "qemu-system-x86_64", "apt-get install qemu-system-x86 (scripts/deps.sh)")
+	for _, p := range []string{"busybox", "grub-mkimage", "mke2fs", "sfdisk", "grub-editenv", "apt-get"} {
+		testenv.LookPath(t, p, "scripts/deps.sh installs busybox-static, grub-pc-bin, e2fsprogs, fdisk")
+	}
+	if _, err := os.Stat("/usr/lib/grub/i386-pc/boot.img"); err != nil {
+		testenv.Missing(t, "GRUB for BIOS (grub-pc-bin)", "apt-get install grub-pc-bin (scripts/deps.sh)")
+	}
+	imageOnce.Do(func() { built, imageErr = buildImage(qemu) })
+	if imageErr != nil {
+		if errors.Is(imageErr, errNoKernel) {
+			testenv.Missing(t, "the Debian kernel package linux-image-amd64", imageErr.Error())
+		}
+		t.Fatal(imageErr)
+	}
+	return built
+}
+
+var errNoKernel = errors.New("apt-get download linux-image-amd64 failed")
+
+func buildImage(qemu string) (*image, error) {
+	root := repoRoot()
+	cache := cacheDir()
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return nil, err
+	}
+	agent := filepath.Join(cache, "fwagent-amd64")
+	if out, err := exec.Command(filepath.Join(root, "scripts", "build-agent.sh"), "amd64", agent).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("scripts/build-agent.sh amd64: %v\n%s", err, out)
+	}
+	b, err := os.ReadFile(agent)
+	if err != nil {
+		return nil, err
+	}
+	script, err := os.ReadFile(filepath.Join(root, "scripts", "vm-image.sh"))
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := os.ReadFile(filepath.Join(root, "examples", "boot", "grub.cfg"))
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.New()
+	h.Write(b)
+	h.Write(script)
+	h.Write(cfg)
+	dir := filepath.Join(cache, "x86_64", "image-"+hex.EncodeToString(h.Sum(nil))[:16])
+	if _, err := os.Stat(filepath.Join(dir, "stamp")); err != nil {
+		os.RemoveAll(dir)
+		cmd := exec.Command(filepath.Join(root, "scripts", "vm-image.sh"), "x86_64", agent, dir)
+		cmd.Env = append(os.Environ(), "FWCTL_VM_CACHE="+cache)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
+			if bytes.Contains(out, []byte("linux-image")) {
+				return nil, fmt.Errorf("%w: %s", errNoKernel, out)
+			}
+			return nil, fmt.Errorf("scripts/vm-image.sh: %v\n%s", err, out)
+		}
+	}
+	factory, err := os.ReadFile(filepath.Join(dir, "factory.img"))
+	if err != nil {
+		return nil, err
+	}
+	return &image{dir: dir, qemu: qemu, accel: accel(), factory: factory}, nil
+}
+
+// control is what the host hands the machine for one boot: a tar archive
+// on the second disk with run.sh (the steps), images (name and size of
+// every image a slot may hold, hashed by init) and any other files.
+type control struct {
+	files map[string][]byte
+}
+
+func (c control) write(path string) error {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for name, data := range c.files {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data))}); err != nil {
+			return err
+		}
+		tw.Write(data)
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	n := (b.Len() + 65535) / 65536 * 65536
+	b.Write(make([]byte, n-b.Len()))
+	return os.WriteFile(path, b.Bytes(), 0o644)
+}
+
+// boot is one power-on of the machine, from QEMU's start until it powers
+// off, dies or is killed.
+type boot struct {
+	lines  []string
+	times  []time.Duration // since QEMU started, per line
+	slot   string          // "A" or "B" from the kernel command line; "" if init never ran
+	hashes map[string]string
+	rc     map[string]int // exit code per step (FWVM rc STEP N)
+	done   bool           // init reached its end and powered off
+	killed bool
+	grub   string // GRUB's "FWVM grub ..." line
+	took   time.Duration
+	errs   []string // FWVM error lines
+}
+
+// transcript is the console output, for failure messages.
+func (b *boot) transcript() string {
+	var s strings.Builder
+	for i, l := range b.lines {
+		fmt.Fprintf(&s, "  %7.3fs %s\n", b.times[i].Seconds(), l)
+	}
+	return s.String()
+}
+
+var (
+	ansi   = regexp.MustCompile(`\x1b\[[0-9;?]*[a-zA-Z]|\x1bc`)
+	hashRe = regexp.MustCompile(`^FWVM hash (\S+) ([0-9a-f]{64})$`)
+	rcRe   = regexp.MustCompile(`^FWVM rc (\S+) (\d+)$`)
+)
+
+// run boots disk with the control disk ctl. log, when set, records the
+// disk's writes and flushes with blklogwrites. watch sees every console
+// line as it arrives and may return true to have the machine killed at
+// once; kill, when it receives, kills the machine too.
+func (im *image) run(ctx context.Context, disk, ctl, log string, watch func(line string, at time.Duration) bool, kill <-chan struct{}) (*boot, error) {
+	args := []string{"-accel", im.accel, "-m", "256", "-smp", "1", "-display", "none", "-monitor", "none",
+		"-serial", "stdio", "-no-reboot", "-nodefaults", "-net", "none"}
+	if log != "" {
+		args = append(args,
+			"-blockdev", "driver=file,filename="+disk+",node-name=disk0,cache.direct=off",
+			"-blockdev", "driver=file,filename="+log+",node-name=log0",
+			"-blockdev", "driver=blklogwrites,file=disk0,log=log0,log-sector-size=512,node-name=logged0",
+			"-device", "virtio-blk-pci,drive=logged0")
+	} else {
+		args = append(args, "-drive", "file="+disk+",format=raw,if=virtio,cache=writeback")
+	}
+	args = append(args,
+		"-drive", "file="+ctl+",format=raw,if=virtio,readonly=on",
+		"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=")
+	cmd := exec.CommandContext(ctx, im.qemu, args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	b := &boot{hashes: map[string]string{}, rc: map[string]int{}}
+	var once sync.Once
+	doKill := func() {
+		once.Do(func() {
+			b.killed = true
+			cmd.Process.Kill() // SIGKILL: the whole machine loses power
+		})
+	}
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-kill:
+			doKill()
+		case <-stop:
+		}
+	}()
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var mu sync.Mutex
+	for sc.Scan() {
+		line := strings.TrimSpace(ansi.ReplaceAllString(sc.Text(), ""))
+		if line == "" {
+			continue
+		}
+		at := time.Since(start)
+		mu.Lock()
+		b.lines = append(b.lines, line)
+		b.times = append(b.times, at)
+		switch {
+		case strings.HasPrefix(line, "FWVM boot slot="):
+			b.slot = strings.TrimPrefix(line, "FWVM boot slot=")
+		case strings.HasPrefix(line, "FWVM grub "):
+			b.grub = line
+		case line == "FWVM done":
+			b.done = true
+		case strings.HasPrefix(line, "FWVM error"):
+			b.errs = append(b.errs, line)
+		}
+		if m := hashRe.FindStringSubmatch(line); m != nil {
+			b.hashes[m[1]] = m[2]
+		}
+		if m := rcRe.FindStringSubmatch(line); m != nil {
+			b.rc[m[1]], _ = strconv.Atoi(m[2])
+		}
+		mu.Unlock()
+		if watch != nil && watch(line, at) {
+			doKill()
+		}
+	}
+	close(stop)
+	err = cmd.Wait()
+	b.took = time.Since(start)
+	if ctx.Err() != nil {
+		return b, fmt.Errorf("machine did not power off within its time limit:\n%s", b.transcript())
+	}
+	if err != nil && !b.killed {
+		return b, fmt.Errorf("qemu: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return b, nil
+}
+
+// copyFile copies a disk image (sparse-unaware; images are small).
+func copyFile(dst, src string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
