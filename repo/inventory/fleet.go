@@ -218,3 +218,44 @@ func (d *DB) History(ctx context.Context, id string, limit int) ([]Event, error)
 	}
 	return out, rows.Err()
 }
+
+// Hardware maps every registered device that reported to the hardware ID
+// of its latest report.
+func (d *DB) Hardware(ctx context.Context) (map[string]string, error) {
+	rows, err := d.db.QueryContext(ctx, "SELECT id, hardware, manifest IS NOT NULL FROM devices")
+	if err != nil {
+		return nil, fmt.Errorf("hardware of the devices: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	var missing []string
+	for rows.Next() {
+		var (
+			id, hw   string
+			reported bool
+		)
+		if err := rows.Scan(&id, &hw, &reported); err != nil {
+			return nil, err
+		}
+		switch {
+		case hw != "":
+			out[id] = hw
+		case reported: // reported before schema 2
+			missing = append(missing, id)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	for _, id := range missing {
+		dev, err := d.Device(ctx, id)
+		if err != nil {
+			continue
+		}
+		if dev.Manifest != nil {
+			out[id] = dev.Manifest.Hardware
+		}
+	}
+	return out, nil
+}

@@ -490,7 +490,7 @@ func (d *DB) Accept(ctx context.Context, envelope []byte) (*manifests.DeviceMani
 		}
 		return nil, fmt.Errorf("%w: device %s: nonce expired at %s; fetch a fresh one and report within %s", ErrNonce, m.DeviceID, time.Unix(0, exp).UTC().Format(time.RFC3339), d.NonceTTL)
 	}
-	res, err := tx.ExecContext(ctx, d.q("UPDATE devices SET last_seen = ?, manifest = ? WHERE id = ?"), now.UnixNano(), envelope, m.DeviceID)
+	res, err := tx.ExecContext(ctx, d.q("UPDATE devices SET last_seen = ?, manifest = ?, hardware = ? WHERE id = ?"), now.UnixNano(), envelope, m.Hardware, m.DeviceID)
 	if err != nil {
 		return nil, fmt.Errorf("store manifest of %s: %w", m.DeviceID, err)
 	}

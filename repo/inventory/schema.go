@@ -42,6 +42,9 @@ var migrations = [][]string{
 	{ // 1 → 2
 		// identity: "tpm", "file" or "" (the key's PEM did not say).
 		`ALTER TABLE devices ADD COLUMN identity TEXT NOT NULL DEFAULT ''`,
+		// hardware: of the latest accepted report ('' before the first),
+		// so that assigning a wave need not parse every stored report.
+		`ALTER TABLE devices ADD COLUMN hardware TEXT NOT NULL DEFAULT ''`,
 		`CREATE TABLE IF NOT EXISTS tags (
 			device_id TEXT NOT NULL,
 			key       TEXT NOT NULL,

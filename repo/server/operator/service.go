@@ -257,15 +257,9 @@ func (s *Service) target(ctx context.Context, r *inventory.Rollout) (*verify.Tar
 }
 
 func (s *Service) assign(ctx context.Context, r *inventory.Rollout, t *verify.Target, devs []inventory.RolloutDevice, ids []string) error {
-	all, err := s.DB.List(ctx)
+	hw, err := s.DB.Hardware(ctx)
 	if err != nil {
 		return err
-	}
-	hw := make(map[string]string, len(all))
-	for _, dev := range all {
-		if dev.Manifest != nil {
-			hw[dev.ID] = dev.Manifest.Hardware
-		}
 	}
 	wave := make(map[string]int, len(devs))
 	for _, dev := range devs {
@@ -332,15 +326,17 @@ func (s *Service) Run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
+		start := time.Now()
 		if err := s.ReconcileAll(ctx); err != nil && ctx.Err() == nil {
 			s.log().Error("rollouts: reconcile failed", "err", err)
 		}
-		// Reports arrive all the time at fleet scale: at most one
-		// reconcile a second.
+		// Reports arrive all the time at fleet scale: reconciling (reading
+		// every device of every running rollout) takes at most a twentieth
+		// of the time, and runs at most once a second.
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(time.Second):
+		case <-time.After(max(time.Second, 20*time.Since(start))):
 		}
 		select {
 		case <-ctx.Done():
