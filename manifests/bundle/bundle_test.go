@@ -158,8 +158,12 @@ func TestOpenDirAndStick(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, ManifestName), []byte(manifest), 0o644)
 	os.WriteFile(filepath.Join(dir, "metadata", "timestamp.json"), []byte("{}"), 0o644)
 	os.Symlink("/etc/passwd", filepath.Join(dir, "metadata", "1.root.json"))
-	if _, err := Open(dir, Limits{}); !errors.Is(err, ErrFormat) {
-		t.Fatalf("symlink in a directory bundle: %v", err)
+	if sb, err := Open(dir, Limits{}); err != nil {
+		t.Fatal(err)
+	} else if _, err := sb.Open("metadata/1.root.json"); err == nil {
+		t.Fatal("a symlink out of a directory bundle opens")
+	} else {
+		sb.Close()
 	}
 	os.Remove(filepath.Join(dir, "metadata", "1.root.json"))
 	d, err := Open(dir, Limits{})
@@ -216,4 +220,29 @@ func FuzzRead(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestLongNames: a name over ustar's 100 bytes goes into a PAX record
+// that this reader and archive/tar both read.
+func TestLongNames(t *testing.T) {
+	long := "targets/acme-gw-v2/2.4.1/" + strings.Repeat("ab", 32) + "." + strings.Repeat("firmware-", 12) + "img"
+	var buf bytes.Buffer
+	w, _ := NewWriter(&buf, Manifest{})
+	if err := w.Add(long, 5, strings.NewReader("hello")); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	b, err := Read(bytes.NewReader(buf.Bytes()), int64(buf.Len()), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Open(long); err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(bytes.NewReader(buf.Bytes()))
+	tr.Next()
+	h, err := tr.Next()
+	if err != nil || h.Name != long || h.Size != 5 {
+		t.Fatalf("archive/tar reads %+v, %v", h, err)
+	}
 }

@@ -1,8 +1,6 @@
 package bundle
 
 import (
-	"archive/tar"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -113,45 +111,36 @@ func Read(r io.ReaderAt, size int64, lim Limits) (*Bundle, error) {
 	if size > lim.MaxSize {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d accepted", ErrTooLarge, size, lim.MaxSize)
 	}
-	sr := io.NewSectionReader(r, 0, size)
-	tr := tar.NewReader(sr)
 	b := &Bundle{ra: r, entries: map[string]tarEntry{}}
-	var end int64 // where the last entry's padded data ends
+	var off int64
 	for i := 0; ; i++ {
-		h, err := tr.Next()
-		if err == io.EOF {
-			if err := checkEnd(r, size, end); err != nil {
+		h, err := next(r, off, size)
+		if err == errEnd {
+			if err := checkEnd(r, size, off); err != nil {
 				return nil, err
 			}
 			break
 		}
 		if err != nil {
-			if errors.Is(err, io.ErrUnexpectedEOF) {
-				return nil, fmt.Errorf("%w: after %d entries", ErrTruncated, i)
-			}
-			return nil, fmt.Errorf("%w: entry %d: %v", ErrFormat, i+1, err)
+			return nil, fmt.Errorf("entry %d: %w", i+1, err)
 		}
 		if i >= lim.MaxEntries {
 			return nil, fmt.Errorf("%w: more than %d entries", ErrTooLarge, lim.MaxEntries)
 		}
-		if h.Typeflag != tar.TypeReg {
-			return nil, fmt.Errorf("%w: entry %q is not a regular file (type %q)", ErrFormat, trunc(h.Name), h.Typeflag)
+		if h.typeflag != '0' {
+			return nil, fmt.Errorf("%w: entry %q is not a regular file (type %q)", ErrFormat, trunc(h.name), h.typeflag)
 		}
-		if err := CheckName(h.Name); err != nil {
+		if err := CheckName(h.name); err != nil {
 			return nil, err
 		}
-		if i == 0 && h.Name != ManifestName || i > 0 && h.Name == ManifestName {
-			return nil, fmt.Errorf("%w: the first entry must be %s, and only the first (found %q as entry %d)", ErrFormat, ManifestName, trunc(h.Name), i+1)
+		if i == 0 && h.name != ManifestName || i > 0 && h.name == ManifestName {
+			return nil, fmt.Errorf("%w: the first entry must be %s, and only the first (found %q as entry %d)", ErrFormat, ManifestName, trunc(h.name), i+1)
 		}
-		if _, dup := b.entries[h.Name]; dup {
-			return nil, fmt.Errorf("%w: %q", ErrDuplicate, h.Name)
+		if _, dup := b.entries[h.name]; dup {
+			return nil, fmt.Errorf("%w: %q", ErrDuplicate, h.name)
 		}
-		off, _ := sr.Seek(0, io.SeekCurrent) // tar reads headers exactly, so this is the data's start
-		if h.Size < 0 || h.Size > size-off {
-			return nil, fmt.Errorf("%w: entry %q needs %d bytes, the file has %d left", ErrTruncated, h.Name, h.Size, size-off)
-		}
-		b.entries[h.Name] = tarEntry{off, h.Size}
-		end = off + (h.Size+511)&^511
+		b.entries[h.name] = tarEntry{h.off, h.size}
+		off = h.off + (h.size+block-1)&^(block-1)
 	}
 	m, ok := b.entries[ManifestName]
 	if !ok {
@@ -170,9 +159,8 @@ func Read(r io.ReaderAt, size int64, lim Limits) (*Bundle, error) {
 	return b, nil
 }
 
-// checkEnd requires tar's end-of-archive marker (two zero blocks) right
-// after the last entry: archive/tar also reports a file cut at a block
-// boundary as a clean end.
+// checkEnd requires tar's end-of-archive marker (two zero blocks) at end,
+// so that a file cut at a block boundary is not taken for a whole one.
 func checkEnd(r io.ReaderAt, size, end int64) error {
 	if size-end < 1024 {
 		return fmt.Errorf("%w: no end-of-archive marker after the last entry", ErrTruncated)
@@ -194,41 +182,9 @@ func openDir(dir string, lim Limits) (*Bundle, error) {
 		return nil, err
 	}
 	b := &Bundle{Path: dir, root: root, closer: root}
-	// Bound the directory as a file is bounded: count and size everything
-	// under metadata/ and targets/.
-	var total int64
-	n := 0
-	for _, top := range []string{"metadata", "targets"} {
-		err := fs.WalkDir(root.FS(), top, func(p string, d fs.DirEntry, err error) error {
-			if err != nil {
-				if errors.Is(err, fs.ErrNotExist) && p == top {
-					return fs.SkipDir
-				}
-				return err
-			}
-			if d.IsDir() {
-				return nil
-			}
-			if !d.Type().IsRegular() {
-				return fmt.Errorf("%w: %s is not a regular file", ErrFormat, p)
-			}
-			if n++; n > lim.MaxEntries {
-				return fmt.Errorf("%w: more than %d entries", ErrTooLarge, lim.MaxEntries)
-			}
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			if total += fi.Size(); total > lim.MaxSize {
-				return fmt.Errorf("%w: more than %d bytes", ErrTooLarge, lim.MaxSize)
-			}
-			return nil
-		})
-		if err != nil {
-			root.Close()
-			return nil, err
-		}
-	}
+	// A directory's entries are bounded one by one: Open refuses what is
+	// not a regular file inside it, and the TUF client reads no entry past
+	// its signed length or cap.
 	f, err := b.Open(ManifestName)
 	if err != nil {
 		root.Close()
@@ -251,9 +207,8 @@ func openDir(dir string, lim Limits) (*Bundle, error) {
 }
 
 func (b *Bundle) parseManifest(raw []byte) error {
-	d := json.NewDecoder(bytes.NewReader(raw))
 	var m Manifest
-	if err := d.Decode(&m); err != nil {
+	if err := json.Unmarshal(raw, &m); err != nil {
 		return fmt.Errorf("%w: manifest: %v", ErrFormat, err)
 	}
 	if m.Format != Format {
