@@ -17,6 +17,7 @@ pkgs=(
   shellcheck jq                        # examples/ci: release.sh and the workflow's run: blocks, --json parsing
   strace                               # kills fwctl publish at every rename (cmd/fwctl TestPublishKilled)
   qemu-system-x86 grub-pc-bin busybox-static fdisk  # test/vm: whole machines booted by GRUB (make torture-vm)
+  chromium                             # the fleet view in a real headless browser (repo/server/fleetui, chromedp)
 )
 missing=()
 for p in "${pkgs[@]}"; do
