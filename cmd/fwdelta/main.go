@@ -14,6 +14,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"runtime/pprof"
 
 	"github.com/fwctl/fwctl/delta"
@@ -23,6 +24,12 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if os.Getenv("GOGC") == "" {
+		// The encoder's heap is mostly the base and its index, which live
+		// all along; the default GOGC=100 would let per-block garbage grow
+		// to as much again.
+		debug.SetGCPercent(25)
+	}
 	if p := os.Getenv("FWDELTA_CPUPROFILE"); p != "" {
 		f, err := os.Create(p)
 		if err == nil && pprof.StartCPUProfile(f) == nil {
