@@ -123,6 +123,7 @@ if [ -n "${FW_DEMO_REKOR:-}" ]; then
 fi
 
 "$ROOT/scripts/demo-supplychain.sh" "$BIN" "$DEMO" "${REKOR_URL:-}" # SBOM, support period, provenance (issue 16)
+"$ROOT/scripts/demo-rollout.sh" "$BIN" "$DEMO" # two-wave rollout through the director (issue 15)
 
 step "Done"
 run fwagent status
