@@ -130,7 +130,11 @@ func encodeImages(ctx context.Context, b []byte, target io.ReaderAt, tlen int, w
 	} else {
 		xb, xt = nil, nil
 	}
-	ix := newIndex(ctx, bx, o.Workers)
+	var alt []byte
+	if !onlyConverted && len(xb) > 0 {
+		alt = b
+	}
+	ix := newIndex(ctx, bx, alt, o.Workers)
 	if err := <-hashed; err != nil {
 		return fmt.Errorf("delta: read target: %w", err)
 	}

@@ -66,7 +66,10 @@ func hashSeed(v uint64, shift uint) (bucket int, check uint32) {
 
 func load64(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i:]) }
 
-func newIndex(ctx context.Context, base []byte, workers int) *index {
+// newIndex indexes base and, if alt is set (the base before conversion,
+// same length), also alt's seeds where they differ, so that blocks matched
+// against either find their seeds.
+func newIndex(ctx context.Context, base, alt []byte, workers int) *index {
 	ix := &index{base: base}
 	n := len(base) - seedLen + 1
 	if n <= 0 {
@@ -91,22 +94,32 @@ func newIndex(ctx context.Context, base []byte, workers int) *index {
 					return
 				}
 				v := load64(base, p)
+				if alt != nil {
+					if a := load64(alt, p); a != v {
+						ix.insert(a, p, w, workers)
+					}
+				}
 				if v == prev && p > 0 {
 					continue // runs (zeros, padding) would flood a bucket; keep the first
 				}
 				prev = v
-				h, check := hashSeed(v, ix.shift)
-				if h%workers != w {
-					continue
-				}
-				bk := ix.table[h*ways : h*ways+ways]
-				copy(bk[1:], bk[:ways-1])
-				bk[0] = uint32(p/step+1)<<checkBits | check
+				ix.insert(v, p, w, workers)
 			}
 		}()
 	}
 	wg.Wait()
 	return ix
+}
+
+// insert adds base position p with seed v, if its bucket is worker w's.
+func (ix *index) insert(v uint64, p, w, workers int) {
+	h, check := hashSeed(v, ix.shift)
+	if h%workers != w {
+		return
+	}
+	bk := ix.table[h*ways : h*ways+ways]
+	copy(bk[1:], bk[:ways-1])
+	bk[0] = uint32(p/ix.step+1)<<checkBits | check
 }
 
 // op is one control op: copy diffLen bytes from base at pos adding the diff

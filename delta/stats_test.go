@@ -38,7 +38,7 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &scanner{ix: newIndex(context.Background(), b, 2), b: b, t: tg}
+	s := &scanner{ix: newIndex(context.Background(), b, nil, 2), b: b, t: tg}
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
 		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(windowFor(DefaultBlockSize)))
 	var nops, total, blocks int
