@@ -489,3 +489,43 @@ func TestOperatorAPIAuth(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestRolloutApprovalPauseResume: with an approval step, start assigns
+// nothing until approved; pause withdraws the release from a device that
+// has not started (its poll finds nothing assigned), resume assigns it
+// again, and the rollout completes.
+func TestRolloutApprovalPauseResume(t *testing.T) {
+	f := newFleet(t, filepath.Join(t.TempDir(), "fleet.db"))
+	img, tg := f.addRelease("2.0", 2)
+	f.publish()
+	d := f.addDevice("gw-1", map[string]string{"ring": "all"}, false)
+	f.mustCall("POST", "rollouts", map[string]any{"id": "r5", "target": tg.Path, "success_threshold": 1, "approval": true,
+		"maintenance": map[string]any{"windows": []string{"daily 00:00-23:59"}, "timezone": "UTC"}})
+	if out := f.mustCall("POST", "rollouts/r5/start", nil); out["status"] != string(rollout.WaitingApproval) {
+		t.Fatalf("start with approval: %v", out)
+	}
+	if d.poll() {
+		t.Fatal("installed before the approval")
+	}
+	if out := f.mustCall("POST", "rollouts/r5/approve", nil); out["status"] != string(rollout.Running) || out["approved_by"] != "alice" {
+		t.Fatalf("approve: %v", out)
+	}
+	a, err := f.dir.Current(context.Background(), "gw-1")
+	if err != nil || a == nil || a.Maintenance == nil || a.Maintenance.Timezone != "UTC" || !strings.Contains(string(a.Custom), `"rollout":"r5"`) {
+		t.Fatalf("assignment %+v, %v: want the rollout's window and ID", a, err)
+	}
+	f.mustCall("POST", "rollouts/r5/pause", nil)
+	if st := f.reconcile("r5"); st.Counts[0].Pending != 1 || !strings.Contains(st.Reason, "paused by alice") {
+		t.Fatalf("paused: %+v %q", st.Counts, st.Reason)
+	}
+	if d.poll() {
+		t.Fatal("installed while paused")
+	}
+	f.mustCall("POST", "rollouts/r5/resume", nil)
+	if !d.poll() {
+		t.Fatal("nothing installed after resume")
+	}
+	if st := f.reconcile("r5"); st.Status != rollout.Completed || !f.runs(img, "gw-1") {
+		t.Fatalf("after resume: %s %+v", st.Status, st.Counts)
+	}
+}
