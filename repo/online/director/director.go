@@ -99,7 +99,13 @@ type Director struct {
 
 	mu      sync.Mutex
 	devices map[string]*device // loaded device states
+	listed  time.Time          // when Refresh last listed the store
 }
+
+// relistEvery is how often Refresh lists the store for devices another
+// process published; in between it looks at the devices it knows, so a
+// check every minute costs no listing of tens of thousands of files.
+const relistEvery = time.Hour
 
 // device is what the store holds for one device.
 type device struct {
@@ -342,9 +348,25 @@ type RefreshResult struct {
 // periodically.
 func (d *Director) Refresh(ctx context.Context) (RefreshResult, error) {
 	var res RefreshResult
-	ids, err := d.Devices(ctx)
-	if err != nil {
-		return res, err
+	var ids []string
+	d.mu.Lock()
+	relist := d.listed.IsZero() || time.Since(d.listed) > relistEvery
+	if !relist {
+		for id, dev := range d.devices {
+			if dev.version > 0 {
+				ids = append(ids, id)
+			}
+		}
+	}
+	d.mu.Unlock()
+	if relist {
+		var err error
+		if ids, err = d.Devices(ctx); err != nil {
+			return res, err
+		}
+		d.mu.Lock()
+		d.listed = time.Now()
+		d.mu.Unlock()
 	}
 	res.Devices = len(ids)
 	if err := d.preload(ctx, ids); err != nil {

@@ -64,7 +64,7 @@ func Init(opt InitOptions) (*InitResult, error) {
 	}
 	res := &InitResult{Root: filepath.Join(opt.Out, "1.root.json"), RootKey: filepath.Join(opt.Out, "root.key")}
 	if _, err := os.Stat(res.Root); err == nil {
-		return nil, fmt.Errorf("%s exists: a director root is made once (rotate it instead)", res.Root)
+		return nil, fmt.Errorf("%s exists: a director root is made once (there is no director root rotation command yet: sign N+1.root.json with the old and new root keys and publish it with PublishRoot)", res.Root)
 	}
 	rootKey, err := signer.Generate(opt.Algorithm)
 	if err != nil {
