@@ -43,6 +43,8 @@ var servedFleet atomic.Pointer[operator.Service]
 // --db); the fleet view calls it per request.
 func serveFleet() *operator.Service { return servedFleet.Load() }
 
+var _ = serveFleet // for the fleet view's mount (fleetui), which calls it per request
+
 func operatorServeFlags(fs *pflag.FlagSet) {
 	operatorServe.interval = 5 * time.Second
 	fs.Var(duration.Flag{D: &operatorServe.interval}, "rollout-interval", "how often rollouts are reconciled with the devices' reports and with changes made by 'fwrepo rollout' (also soon after each accepted report)")

@@ -27,7 +27,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -86,7 +85,11 @@ func setup(args []string) error {
 		if ks[i], err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "%s %x\n", deviceID(i), ks[i].D.Bytes())
+		raw, err := ks[i].Bytes()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s %x\n", deviceID(i), raw)
 	}
 	if err := w.Flush(); err != nil {
 		return err
@@ -146,9 +149,10 @@ func loadKeys(path string) ([]simDevice, error) {
 		if !ok || err != nil {
 			return nil, fmt.Errorf("%s: bad line %q", path, line)
 		}
-		k := &ecdsa.PrivateKey{D: new(big.Int).SetBytes(raw)}
-		k.Curve = elliptic.P256()
-		k.X, k.Y = k.Curve.ScalarBaseMult(raw)
+		k, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", path, id, err)
+		}
 		out = append(out, simDevice{id: id, key: k})
 	}
 	return out, nil
