@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -156,7 +157,7 @@ func checkProvenance(ctx context.Context, src verify.Source, res *verify.Result,
 
 // requireProvenanceOf is verify --require-provenance: a usage error without
 // the release key, exit 3 when a release lacks provenance from builder.
-func requireProvenanceOf(src verify.Source, res *verify.Result, releaseKey, builder string) error {
+func requireProvenanceOf(diag io.Writer, src verify.Source, res *verify.Result, releaseKey, builder string) error {
 	if releaseKey == "" {
 		return usage(errors.New("--require-provenance needs --release-key FILE (the workspace's release.pub)"))
 	}
@@ -164,8 +165,10 @@ func requireProvenanceOf(src verify.Source, res *verify.Result, releaseKey, buil
 	if err != nil {
 		return usage(err)
 	}
-	if _, err := checkProvenance(context.Background(), src, res, pub, builder); err != nil {
+	n, err := checkProvenance(context.Background(), src, res, pub, builder)
+	if err != nil {
 		return cli.WithCode(cli.ExitRefused, fmt.Errorf("verify %s: %w", src, err))
 	}
+	fmt.Fprintf(diag, "provenance: all %d releases built by %s, signed with %s\n", n, builder, releaseKey)
 	return nil
 }

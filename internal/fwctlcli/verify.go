@@ -43,7 +43,7 @@ exit 4: it could not be reached.`,
 				return verifyError(dir, err)
 			}
 			if requireProvenance != "" {
-				if err := requireProvenanceOf(src, res, releaseKey, requireProvenance); err != nil {
+				if err := requireProvenanceOf(a.out.Err, src, res, releaseKey, requireProvenance); err != nil {
 					return err
 				}
 			}
