@@ -242,7 +242,7 @@ func (s *session) class(path string) (string, error) {
 
 func testCrashStates(t *testing.T, s *session) {
 	n := count(*flagStates, 24, 1000)
-	boots := count(0, 1, 40)
+	boots := count(*flagBoots, 1, 40)
 	rng := rand.New(rand.NewPCG(seed(t), 1919))
 	// the update, and the reboot into the new slot (GRUB's save_env, the
 	// agent's confirm)

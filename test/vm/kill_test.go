@@ -17,6 +17,7 @@ var (
 	flagKills   = flag.Int("kills", 0, "whole-machine kills (default 2, 200 with -torture)")
 	flagStates  = flag.Int("states", 0, "crash states rebuilt from the write log (default 24, 1000 with -torture)")
 	flagTorture = flag.Bool("torture", false, "the issue 19 torture counts (make torture-vm)")
+	flagBoots   = flag.Int("crashboots", 0, "crash states booted with GRUB (default 1, 40 with -torture)")
 	flagSeed    = flag.Uint64("seed", 0, "random seed (default: time)")
 	flagKeep    = flag.Bool("keep", false, "keep every disk image")
 )
