@@ -134,9 +134,10 @@ func usage(err error) error {
 
 func devicesTagCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 	return &cobra.Command{
-		Use:   "tag DEVICE_ID KEY=VALUE...",
-		Short: "Set tags on a device (groups and rollouts select devices by tag)",
-		Args:  cobra.MinimumNArgs(2),
+		Use:     "tag DEVICE_ID KEY=VALUE...",
+		Example: `  fwrepo devices tag gw-0042 site=berlin ring=canary`,
+		Short:   "Set tags on a device (groups and rollouts select devices by tag)",
+		Args:    cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tags, err := inventory.ParseTags(args[1:])
 			if err != nil {
@@ -161,9 +162,10 @@ func devicesTagCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 
 func devicesUntagCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 	return &cobra.Command{
-		Use:   "untag DEVICE_ID KEY...",
-		Short: "Remove tags from a device",
-		Args:  cobra.MinimumNArgs(2),
+		Use:     "untag DEVICE_ID KEY...",
+		Example: `  fwrepo devices untag gw-0042 ring`,
+		Short:   "Remove tags from a device",
+		Args:    cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := openInventory(*dbPath)
 			if err != nil {
@@ -200,9 +202,10 @@ func identityLabel(kind string) string {
 func devicesHistoryCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 	var limit int
 	c := &cobra.Command{
-		Use:   "history DEVICE_ID",
-		Short: "Show every install attempt a device reported (signed reports), newest first",
-		Args:  cobra.ExactArgs(1),
+		Use:     "history DEVICE_ID",
+		Example: `  fwrepo devices history gw-0042 --limit 20`,
+		Short:   "Show every install attempt a device reported (signed reports), newest first",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := openInventory(*dbPath)
 			if err != nil {
@@ -247,14 +250,18 @@ func dash(s string) string {
 func tokenCmd(jsonOut *bool) *cobra.Command {
 	var dbPath string
 	c := &cobra.Command{
-		Use:   "token",
+		Use: "token",
+		Example: `  fwrepo token create --role operator alice
+  fwrepo token list`,
 		Short: "Operator tokens for the operator API (/api/v1/fleet/) and the fleet view: create, list, revoke",
 		Args:  cobra.NoArgs,
 	}
 	dbFlag(c, &dbPath)
 	var role string
 	create := &cobra.Command{
-		Use:   "create --role viewer|operator NAME",
+		Use: "create --role viewer|operator NAME",
+		Example: `  fwrepo token create --role operator alice   # prints the token once
+  fwrepo token create --role viewer noc`,
 		Short: "Create an operator token and print it (once: only its hash is stored)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -283,9 +290,10 @@ func tokenCmd(jsonOut *bool) *cobra.Command {
 	create.Flags().StringVar(&role, "role", "", "viewer (read the fleet) or operator (also change devices, tags and rollouts)")
 	_ = create.MarkFlagRequired("role")
 	list := &cobra.Command{
-		Use:   "list",
-		Short: "List operator tokens (names, roles, last use; never the tokens)",
-		Args:  cobra.NoArgs,
+		Use:     "list",
+		Short:   "List operator tokens (names, roles, last use; never the tokens)",
+		Example: `  fwrepo token list`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			db, err := openInventory(dbPath)
 			if err != nil {
@@ -315,9 +323,10 @@ func tokenCmd(jsonOut *bool) *cobra.Command {
 		},
 	}
 	revoke := &cobra.Command{
-		Use:   "revoke NAME",
-		Short: "Revoke an operator token: requests with it are refused from now on",
-		Args:  cobra.ExactArgs(1),
+		Use:     "revoke NAME",
+		Example: `  fwrepo token revoke alice`,
+		Short:   "Revoke an operator token: requests with it are refused from now on",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := openInventory(dbPath)
 			if err != nil {
@@ -341,7 +350,10 @@ func tokenCmd(jsonOut *bool) *cobra.Command {
 func rolloutCmd(jsonOut *bool) *cobra.Command {
 	var dbPath string
 	c := &cobra.Command{
-		Use:   "rollout",
+		Use: "rollout",
+		Example: `  fwrepo rollout create --id gw-2.4.1 --target acme-gw-v2/2.4.1/firmware.img --filter site=berlin --waves 1,10%,50%
+  fwrepo rollout start gw-2.4.1
+  fwrepo rollout status gw-2.4.1`,
 		Short: "Roll a release out to devices in waves, with thresholds, automatic halt and approval (carried out by 'fwrepo serve --director-key')",
 		Long: `Roll a release out to a group of devices in waves. The rollout is stored in the
 inventory database; 'fwrepo serve --db … --director-key …' carries it out by
@@ -370,7 +382,11 @@ func rolloutCreateCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 		spec                rollout.Spec
 	)
 	c := &cobra.Command{
-		Use:   "create --target PATH [--filter KEY=VALUE]... [--waves 1,10%,… | --auto-split N]",
+		Use: "create --target PATH [--filter KEY=VALUE]... [--waves 1,10%,… | --auto-split N]",
+		Example: `  fwrepo rollout create --id gw-2.4.1 --target acme-gw-v2/2.4.1/firmware.img \
+    --filter site=berlin --waves 1,10%,50% --success-threshold 0.95 --failure-threshold 0.05
+  fwrepo rollout create --target acme-gw-v2/2.4.1/firmware.img --auto-split 4 --approval \
+    --window 'Sat 02:00-04:00' --timezone Europe/Berlin`,
 		Short: "Create a rollout of a release to the devices a tag filter selects (membership fixed now), split into waves",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -424,9 +440,10 @@ func sum(v []int) int {
 
 func rolloutActionCmd(jsonOut *bool, dbPath *string, action, short string) *cobra.Command {
 	return &cobra.Command{
-		Use:   action + " ROLLOUT_ID",
-		Short: short,
-		Args:  cobra.ExactArgs(1),
+		Use:     action + " ROLLOUT_ID",
+		Example: "  fwrepo rollout " + action + " gw-2.4.1",
+		Short:   short,
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := openInventory(*dbPath)
 			if err != nil {
@@ -451,9 +468,10 @@ func rolloutActionCmd(jsonOut *bool, dbPath *string, action, short string) *cobr
 
 func rolloutListCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 	return &cobra.Command{
-		Use:   "list",
-		Short: "List rollouts, newest first",
-		Args:  cobra.NoArgs,
+		Use:     "list",
+		Short:   "List rollouts, newest first",
+		Example: `  fwrepo rollout list --json`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			db, err := openInventory(*dbPath)
 			if err != nil {
@@ -484,9 +502,10 @@ func rolloutListCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 func rolloutStatusCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 	var devices bool
 	c := &cobra.Command{
-		Use:   "status ROLLOUT_ID",
-		Short: "Show a rollout: its state, why it halted, per-wave progress from the devices' signed reports",
-		Args:  cobra.ExactArgs(1),
+		Use:     "status ROLLOUT_ID",
+		Example: `  fwrepo rollout status gw-2.4.1 --devices`,
+		Short:   "Show a rollout: its state, why it halted, per-wave progress from the devices' signed reports",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			db, err := openInventory(*dbPath)
 			if err != nil {
