@@ -9,7 +9,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
 	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo/layout"
 	"github.com/fwctl/fwctl/repo/verify"
 )
 
@@ -43,8 +46,8 @@ type Attestation struct {
 // the real one; repo stays free of cosign.
 type Attestor func(ctx context.Context, key crypto.Signer, pubPEM []byte, s AttestSubject) ([]Attestation, error)
 
-// AttestTargets runs a for every staged full-image release that has no
-// provenance attestation yet and stages the bundles it returns next to the
+// AttestTargets runs a for every staged full-image release that is new
+// since the last publish and has no provenance attestation yet and stages the bundles it returns next to the
 // image; it reports those recorded in a log. Run it before Publish (Release does), so targets metadata signs
 // them.
 func (ws *Workspace) AttestTargets(ctx context.Context, a Attestor) ([]Logged, error) {
@@ -57,6 +60,10 @@ func (ws *Workspace) AttestTargets(ctx context.Context, a Attestor) ([]Logged, e
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
+	released, err := ws.publishedTargetPaths()
+	if err != nil {
+		return nil, err
+	}
 	var todo []AttestSubject
 	for _, p := range paths {
 		fw, err := verify.TargetFirmware(staged.Signed.Targets[p])
@@ -64,6 +71,11 @@ func (ws *Workspace) AttestTargets(ctx context.Context, a Attestor) ([]Logged, e
 			continue
 		}
 		if _, done := staged.Signed.Targets[p+ProvenanceAttestationSuffix]; done {
+			continue
+		}
+		// A release already published without attestations is left so: a
+		// provenance written now would claim a build this run did not do.
+		if released[p] {
 			continue
 		}
 		s := AttestSubject{Path: p, SHA256: staged.Signed.Targets[p].Hashes["sha256"], Firmware: fw}
@@ -112,4 +124,31 @@ func (ws *Workspace) AttestTargets(ctx context.Context, a Attestor) ([]Logged, e
 // IsAttestation reports whether a target path is an attestation bundle.
 func IsAttestation(path string) bool {
 	return strings.HasSuffix(path, SBOMAttestationSuffix) || strings.HasSuffix(path, ProvenanceAttestationSuffix)
+}
+
+// publishedTargetPaths is the set of target paths of the newest targets
+// version this workspace published (WORKSPACE/metadata/N.targets.json).
+func (ws *Workspace) publishedTargetPaths() (map[string]bool, error) {
+	entries, err := os.ReadDir(filepath.Join(ws.Dir, "metadata"))
+	if err != nil {
+		return nil, err
+	}
+	var newest int64
+	for _, e := range entries {
+		if v, role, ok := layout.ParseVersioned(e.Name()); ok && role == metadata.TARGETS && v > newest {
+			newest = v
+		}
+	}
+	out := map[string]bool{}
+	if newest == 0 {
+		return out, nil
+	}
+	md, err := metadata.Targets().FromFile(filepath.Join(ws.Dir, "metadata", layout.Versioned(newest, metadata.TARGETS)))
+	if err != nil {
+		return nil, fmt.Errorf("published targets v%d: %w", newest, err)
+	}
+	for p := range md.Signed.Targets {
+		out[p] = true
+	}
+	return out, nil
 }
