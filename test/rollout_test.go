@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -527,5 +529,88 @@ func TestRolloutApprovalPauseResume(t *testing.T) {
 	}
 	if st := f.reconcile("r5"); st.Status != rollout.Completed || !f.runs(img, "gw-1") {
 		t.Fatalf("after resume: %s %+v", st.Status, st.Counts)
+	}
+}
+
+// TestRolloutCrossAgent: a rollout's first wave is a device whose fwagent
+// is the arm64 release build under qemu-aarch64 (file identity, director):
+// it installs the assigned release, confirms and reports with the real
+// binary, and its signed report starts the second wave (an amd64 device
+// in-process).
+func TestRolloutCrossAgent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cross-compiles fwagent for arm64 and runs it under qemu-user; skipped with -short")
+	}
+	arch := shipped[1]
+	if arch.name != "arm64" {
+		t.Fatalf("shipped[1] is %s, want arm64", arch.name)
+	}
+	script, err := filepath.Abs(filepath.Join("..", "scripts", "build-agent.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "fwagent-linux-arm64")
+	if out, err := exec.Command(script, arch.goarch, bin, arch.goarm).CombinedOutput(); err != nil {
+		t.Fatalf("build fwagent for arm64: %v\n%s", err, out)
+	}
+	a := newCrossAgent(t, arch, bin)
+	f := newFleet(t, filepath.Join(t.TempDir(), "fleet.db"))
+	img, tg := f.addRelease("2.0", 2)
+	f.publish()
+	f.url = f.serve()
+	// The emulated device: its own directory, run by the arm64 binary.
+	cfg := harness.DeviceConfig(f.url)
+	cfg["bootloader"] = map[string]any{"type": "file", "path": "bootenv", "tries": 3}
+	cfg["director"] = map[string]any{"root": f.rootPath, "device_id": "arm-1"}
+	cfg["identity"] = map[string]any{"key_file": "state/identity.key"}
+	cfg["report"] = map[string]any{"device_id": "arm-1"}
+	hd, err := harness.WriteDevice(t.TempDir(), cfg, []byte("factory image"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.dir = hd.Dir
+	root := filepath.Join(hd.Dir, "1.root.json")
+	if err := os.WriteFile(root, f.rootJSON(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.run(0, "provision", "--root", root)
+	pemBytes := a.run(0, "identity", "--pem")
+	if _, _, err := f.db.AddDevice(context.Background(), "arm-1", pemBytes, inventory.AddOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.db.SetTags(context.Background(), "arm-1", map[string]string{"ring": "all"}); err != nil {
+		t.Fatal(err)
+	}
+	a.run(0, "report")
+	f.addDevice("x86-1", map[string]string{"ring": "all"}, false)
+	if _, err := f.svc.Create(context.Background(), "r6", rollout.Spec{Target: tg.Path, Filter: map[string]string{"ring": "all"},
+		Waves: []rollout.WaveSize{{Count: 1}, {Count: 1}}, SuccessThreshold: 1}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Act(context.Background(), "r6", rollout.Start, "test"); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := f.db.Status(context.Background(), "r6")
+	if st.Devices[0].ID != "arm-1" || st.Devices[0].Wave != 0 {
+		t.Fatalf("devices %+v: want arm-1 in wave 1", st.Devices)
+	}
+	if f.devices["x86-1"].poll() {
+		t.Fatal("the wave 2 device installed during wave 1")
+	}
+	a.update("B")
+	a.boot("B")
+	a.run(0, "confirm")
+	a.run(0, "report")
+	if st := f.reconcile("r6"); st.Status != rollout.Running || st.Wave != 1 || st.Counts[0].Succeeded != 1 {
+		t.Fatalf("after the arm64 device's report: %s wave %d %+v", st.Status, st.Wave+1, st.Counts)
+	}
+	if dev, _ := f.db.Device(context.Background(), "arm-1"); dev.Identity != inventory.IdentityFile || dev.Manifest.Running().SHA256 != sha256hex(img) {
+		t.Fatalf("arm-1: identity %s, running %+v", dev.Identity, dev.Manifest.Running())
+	}
+	if !f.devices["x86-1"].poll() {
+		t.Fatal("the wave 2 device installed nothing")
+	}
+	if st := f.reconcile("r6"); st.Status != rollout.Completed {
+		t.Fatalf("status %s", st.Status)
 	}
 }
