@@ -255,3 +255,39 @@ func TestCosignVerifyBlobAttestation(t *testing.T) {
 		})
 	}
 }
+
+// FuzzVerify: bundles and statements are untrusted bytes (read from a
+// repository): Verify and ParseStatement must fail cleanly, never panic.
+func FuzzVerify(f *testing.F) {
+	k, pub, err := fuzzKey()
+	if err != nil {
+		f.Fatal(err)
+	}
+	d := sha256.Sum256([]byte("img"))
+	st, err := ProvenanceStatement(Subject{Name: "hw/1/fw.img", SHA256: d[:]}, testProvenance)
+	if err != nil {
+		f.Fatal(err)
+	}
+	s, err := Sign(context.Background(), k, pub, st, "")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(s.Bundle, st)
+	f.Add([]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`), []byte(`{"_type":"https://in-toto.io/Statement/v1"}`))
+	f.Fuzz(func(t *testing.T, bundle, statement []byte) {
+		Verify(bundle, pub, d[:])
+		ParseStatement(statement)
+	})
+}
+
+func fuzzKey() (*ecdsa.PrivateKey, []byte, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return k, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
