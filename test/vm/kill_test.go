@@ -260,12 +260,11 @@ func (s *session) killAndRecover(i int, k kill) (string, error) {
 	}
 	if k.trigger == "commit" {
 		go func() {
-			for range 2000 {
+			// poll for the whole boot: under TCG the download starts
+			// a minute in on a busy machine
+			for time.Since(start) < bootTimeout {
 				if _, ok := s.fx.event("sent"); ok {
 					time.AfterFunc(k.delay, func() { close(killc) })
-					return
-				}
-				if time.Since(start) > bootTimeout {
 					return
 				}
 				time.Sleep(2 * time.Millisecond)
