@@ -24,7 +24,7 @@ wait_for() {
 
 step "R1. Fleet operator: a director, and fwrepo serve with the inventory and the rollout engine"
 run fwrepo director init --out rollout-director --dir repo --insecure-plaintext-keys >/dev/null
-fwrepo serve --dir repo --addr 127.0.0.1:0 --db "$FWREPO_DB" --director-key rollout-director/online.key --rollout-interval 1s >fleet.out 2>fleet.log &
+"$BIN/fwrepo" serve --dir repo --addr 127.0.0.1:0 --db "$FWREPO_DB" --director-key rollout-director/online.key --rollout-interval 1s >fleet.out 2>fleet.log &
 PID=$!
 for _ in $(seq 100); do grep -q serving fleet.out 2>/dev/null && break; sleep 0.05; done
 URL=$(sed -n 's/.* on \(http:[^ ]*\).*/\1/p' fleet.out)
