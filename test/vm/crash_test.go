@@ -83,10 +83,10 @@ func (s *session) record(name, from, after string) *recording {
 func (r *recording) states(n int, rng *rand.Rand) []crashState {
 	var out []crashState
 	modes := []string{"flushed", "prefix", "subset", "torn"}
-	for i := range n {
+	for range n {
 		ep := rng.IntN(len(r.eps))
 		open := r.eps[ep]
-		mode := modes[i%len(modes)]
+		mode := modes[rng.IntN(len(modes))]
 		cs := crashState{epoch: ep, mode: mode, n: len(open)}
 		switch mode {
 		case "flushed":
