@@ -1,0 +1,230 @@
+package fleetui
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testFleet is a Fleet of fixed contents that records actions.
+type testFleet struct {
+	mu      sync.Mutex
+	tokens  map[string]*Operator
+	devices []Device
+	rolls   []Rollout
+	acted   []string
+}
+
+func (f *testFleet) Authenticate(_ context.Context, tok string) (*Operator, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if op := f.tokens[tok]; op != nil {
+		return op, nil
+	}
+	return nil, ErrBadToken
+}
+func (f *testFleet) Devices(context.Context) ([]Device, error)   { return f.devices, nil }
+func (f *testFleet) Rollouts(context.Context) ([]Rollout, error) { return f.rolls, nil }
+func (f *testFleet) Act(_ context.Context, id, action string, op *Operator) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.acted = append(f.acted, id+"/"+action+"/"+op.Name)
+	return nil
+}
+
+const xss = `<script>window.pwned=1</script>"'&`
+
+func newTestFleet() *testFleet {
+	seen := time.Now().Add(-time.Minute)
+	return &testFleet{
+		tokens: map[string]*Operator{
+			"op-token":     {Name: "alice", Role: "operator", CanChange: true},
+			"viewer-token": {Name: "victor", Role: "viewer"},
+		},
+		devices: []Device{{ID: "gw-" + xss, Hardware: "acme", Version: "1.0" + xss, RunningSlot: "A", LastSeen: &seen, Identity: "file",
+			Slots: []Slot{{Name: "A", Status: "confirmed" + xss, Version: "1.0", Running: true}}, LastOutcome: "failed", LastError: "boom " + xss}},
+		rolls: []Rollout{{ID: "r1", Target: "acme/2.0/fw.img", Status: "running", Reason: "halted: " + xss,
+			Waves: []Wave{{Devices: 2, Succeeded: 1, Failed: 1}}, Failures: []Failure{{DeviceID: "gw-1", Reason: "fell-back: " + xss}},
+			Actions: []string{"pause", "abort"}}},
+	}
+}
+
+type client struct {
+	t   *testing.T
+	srv *httptest.Server
+	c   *http.Client
+}
+
+func newClient(t *testing.T, h http.Handler) *client {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	return &client{t: t, srv: srv, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (c *client) do(method, path string, form url.Values) (int, string, http.Header) {
+	c.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, _ := http.NewRequest(method, c.srv.URL+path, body)
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := c.c.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func csrfOf(t *testing.T, page string) string {
+	t.Helper()
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no CSRF token in page:\n%s", page)
+	}
+	return m[1]
+}
+
+// login logs in with tok and returns the fleet page.
+func (c *client) login(tok string) (int, string) {
+	c.t.Helper()
+	_, page, _ := c.do("GET", "/ui/login", nil)
+	code, _, hd := c.do("POST", "/ui/login", url.Values{"csrf": {csrfOf(c.t, page)}, "token": {tok}})
+	if code != http.StatusSeeOther {
+		return code, ""
+	}
+	if sc := hd.Values("Set-Cookie"); !strings.Contains(strings.Join(sc, ";"), "HttpOnly") || !strings.Contains(strings.Join(sc, ";"), "SameSite=Strict") {
+		c.t.Errorf("session cookie %q: want HttpOnly and SameSite=Strict", sc)
+	}
+	code, page, _ = c.do("GET", "/ui/", nil)
+	return code, page
+}
+
+func TestDenyByDefault(t *testing.T) {
+	c := newClient(t, Handler(Options{Fleet: newTestFleet()}))
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/ui/", http.StatusSeeOther},
+		{"GET", "/ui", http.StatusSeeOther},
+		{"GET", "/ui/anything", http.StatusSeeOther},
+		{"POST", "/ui/rollouts/r1/pause", http.StatusForbidden},
+		{"POST", "/ui/logout", http.StatusForbidden},
+		{"PUT", "/ui/", http.StatusForbidden},
+	} {
+		if code, _, _ := c.do(tc.method, tc.path, url.Values{}); code != tc.want {
+			t.Errorf("%s %s without a session: %d, want %d", tc.method, tc.path, code, tc.want)
+		}
+	}
+}
+
+func TestLogin(t *testing.T) {
+	f := newTestFleet()
+	c := newClient(t, Handler(Options{Fleet: f}))
+	if code, _ := c.login("wrong"); code != http.StatusUnauthorized {
+		t.Errorf("bad token: %d, want 401", code)
+	}
+	// A login form post without the form's CSRF token is refused.
+	if code, _, _ := c.do("POST", "/ui/login", url.Values{"token": {"op-token"}}); code != http.StatusForbidden {
+		t.Errorf("login without CSRF token: %d, want 403", code)
+	}
+	code, page := c.login("op-token")
+	if code != 200 || !strings.Contains(page, "alice") || !strings.Contains(page, `id="pause-r1"`) {
+		t.Fatalf("operator's page: %d\n%s", code, page)
+	}
+	csrf := csrfOf(t, page)
+	// A POST without the session's CSRF token is refused and not acted on.
+	if code, _, _ := c.do("POST", "/ui/rollouts/r1/pause", url.Values{"csrf": {"forged"}}); code != http.StatusForbidden {
+		t.Errorf("POST with a wrong CSRF token: %d, want 403", code)
+	}
+	if code, _, _ := c.do("POST", "/ui/rollouts/r1/pause", url.Values{"csrf": {csrf}}); code != http.StatusSeeOther {
+		t.Errorf("pause: %d, want 303", code)
+	}
+	if len(f.acted) != 1 || f.acted[0] != "r1/pause/alice" {
+		t.Errorf("acted %v, want one pause by alice", f.acted)
+	}
+	if code, _, _ := c.do("POST", "/ui/logout", url.Values{"csrf": {csrf}}); code != http.StatusSeeOther {
+		t.Errorf("logout: %d", code)
+	}
+	if code, _, _ := c.do("GET", "/ui/", nil); code != http.StatusSeeOther {
+		t.Errorf("after logout: %d, want a redirect to the login form", code)
+	}
+}
+
+func TestViewerCannotChange(t *testing.T) {
+	f := newTestFleet()
+	c := newClient(t, Handler(Options{Fleet: f}))
+	code, page := c.login("viewer-token")
+	if code != 200 || strings.Contains(page, "<button type=\"submit\" class=\"action") {
+		t.Fatalf("viewer's page: %d, want no action buttons\n%s", code, page)
+	}
+	if code, _, _ := c.do("POST", "/ui/rollouts/r1/pause", url.Values{"csrf": {csrfOf(t, page)}}); code != http.StatusForbidden {
+		t.Errorf("viewer's pause: %d, want 403", code)
+	}
+	if len(f.acted) != 0 {
+		t.Errorf("acted %v for a viewer", f.acted)
+	}
+}
+
+func TestSessionEnds(t *testing.T) {
+	now := time.Now()
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	f := newTestFleet()
+	c := newClient(t, Handler(Options{Fleet: f, SessionTTL: time.Hour, Now: clock}))
+	if code, _ := c.login("op-token"); code != 200 {
+		t.Fatal(code)
+	}
+	mu.Lock()
+	now = now.Add(time.Hour)
+	mu.Unlock()
+	if code, _, _ := c.do("GET", "/ui/", nil); code != http.StatusSeeOther {
+		t.Errorf("expired session: %d, want a redirect to the login form", code)
+	}
+	// A revoked token ends its sessions at once.
+	if code, _ := c.login("op-token"); code != 200 {
+		t.Fatal(code)
+	}
+	f.mu.Lock()
+	delete(f.tokens, "op-token")
+	f.mu.Unlock()
+	if code, _, _ := c.do("GET", "/ui/", nil); code != http.StatusSeeOther {
+		t.Errorf("revoked token's session: %d, want a redirect to the login form", code)
+	}
+}
+
+// TestEscapes: device reports and failure reasons are attacker-influenced;
+// the page shows them as text, and forbids scripts anyway.
+func TestEscapes(t *testing.T) {
+	c := newClient(t, Handler(Options{Fleet: newTestFleet()}))
+	code, page := c.login("op-token")
+	if code != 200 {
+		t.Fatal(code)
+	}
+	if strings.Contains(page, "<script") {
+		t.Errorf("page contains a raw <script>:\n%s", page)
+	}
+	if n := strings.Count(page, "&lt;script&gt;window.pwned=1&lt;/script&gt;"); n < 6 {
+		t.Errorf("escaped script text appears %d times, want at least 6 (device ID, version, slot, error, reason, failure)", n)
+	}
+	_, _, hd := c.do("GET", "/ui/", nil)
+	if csp := hd.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+		t.Errorf("CSP %q", csp)
+	}
+}

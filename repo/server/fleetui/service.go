@@ -1,0 +1,133 @@
+package fleetui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/fwctl/fwctl/repo/inventory"
+	"github.com/fwctl/fwctl/repo/inventory/rollout"
+	"github.com/fwctl/fwctl/repo/server/operator"
+)
+
+// ErrUnavailable means the fleet is not served now (fwrepo serve without
+// --db, or shutting down).
+var ErrUnavailable = errors.New("the fleet is not available: fwrepo serve needs --db for the fleet view")
+
+// MaxRollouts bounds how many rollouts (the newest) the view shows.
+const MaxRollouts = 20
+
+// FromService adapts fwrepo's rollout service to Fleet. svc is called on
+// every request (it returns nil while there is none).
+func FromService(svc func() *operator.Service) Fleet { return serviceFleet{svc} }
+
+type serviceFleet struct{ svc func() *operator.Service }
+
+func (f serviceFleet) get() (*operator.Service, error) {
+	s := f.svc()
+	if s == nil || s.DB == nil {
+		return nil, ErrUnavailable
+	}
+	return s, nil
+}
+
+func (f serviceFleet) Authenticate(ctx context.Context, token string) (*Operator, error) {
+	s, err := f.get()
+	if err != nil {
+		return nil, err
+	}
+	t, err := s.DB.Authenticate(ctx, token)
+	if errors.Is(err, inventory.ErrBadToken) {
+		return nil, fmt.Errorf("%w", ErrBadToken)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Operator{Name: t.Name, Role: t.Role, CanChange: t.Allows(inventory.RoleOperator)}, nil
+}
+
+func (f serviceFleet) Devices(ctx context.Context) ([]Device, error) {
+	s, err := f.get()
+	if err != nil {
+		return nil, err
+	}
+	devs, err := s.DB.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Device, 0, len(devs))
+	for _, d := range devs {
+		v := Device{ID: d.ID, Identity: d.Identity, LastSeen: d.LastSeen, Tags: inventory.FormatFilter(d.Tags)}
+		if len(d.Tags) == 0 {
+			v.Tags = ""
+		}
+		if m := d.Manifest; m != nil {
+			v.Hardware, v.RunningSlot, v.NextBoot, v.Counter = m.Hardware, m.RunningSlot, m.NextBoot, m.Counter
+			v.Version = m.Running().Version
+			for name, sl := range m.Slots {
+				v.Slots = append(v.Slots, Slot{Name: name, Status: sl.Status, Version: sl.Version, Running: name == m.RunningSlot})
+			}
+			sort.Slice(v.Slots, func(i, j int) bool { return v.Slots[i].Name < v.Slots[j].Name })
+			last := m.LastResult
+			if n := len(m.Attempts); last == nil && n > 0 {
+				last = &m.Attempts[n-1]
+			}
+			if last != nil {
+				v.LastOutcome, v.LastError = last.Outcome, last.Error
+			}
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (f serviceFleet) Rollouts(ctx context.Context) ([]Rollout, error) {
+	s, err := f.get()
+	if err != nil {
+		return nil, err
+	}
+	rs, err := s.DB.Rollouts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) > MaxRollouts {
+		rs = rs[:MaxRollouts]
+	}
+	out := make([]Rollout, 0, len(rs))
+	for _, r := range rs {
+		st, err := s.DB.Status(ctx, r.ID)
+		if err != nil {
+			return nil, fmt.Errorf("rollout %s: %w", r.ID, err)
+		}
+		v := Rollout{ID: r.ID, Target: r.Spec.Target, Filter: inventory.FormatFilter(r.Spec.Filter), Status: string(r.Status),
+			Reason: r.Reason, Wave: r.Wave, Created: r.CreatedAt,
+			SuccessThreshold: r.Spec.SuccessThreshold, FailureThreshold: r.Spec.FailureThreshold}
+		for _, c := range st.Counts {
+			v.Waves = append(v.Waves, Wave{Devices: c.Devices, Pending: c.Pending, Assigned: c.Assigned, Deferred: c.Deferred,
+				Installing: c.Installing, Succeeded: c.Succeeded, Failed: c.Failed, Withdrawn: c.Withdrawn})
+		}
+		for _, d := range st.Devices {
+			if d.Phase == rollout.Failed {
+				v.Failures = append(v.Failures, Failure{DeviceID: d.ID, Wave: d.Wave, Reason: d.Error})
+			}
+		}
+		sort.Slice(v.Failures, func(i, j int) bool { return v.Failures[i].DeviceID < v.Failures[j].DeviceID })
+		for _, a := range []string{rollout.Start, rollout.Approve, rollout.Pause, rollout.Resume, rollout.Abort} {
+			if _, err := rollout.Transition(r.Status, a, r.Spec.Approval); err == nil {
+				v.Actions = append(v.Actions, a)
+			}
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (f serviceFleet) Act(ctx context.Context, id, action string, op *Operator) error {
+	s, err := f.get()
+	if err != nil {
+		return err
+	}
+	_, err = s.Act(ctx, id, action, op.Name)
+	return err
+}
