@@ -18,6 +18,7 @@ pkgs=(
   strace                               # kills fwctl publish at every rename (cmd/fwctl TestPublishKilled)
   qemu-system-x86 grub-pc-bin busybox-static fdisk  # test/vm: whole machines booted by GRUB (make torture-vm)
   chromium                             # the fleet view in a real headless browser (repo/server/fleetui, chromedp)
+  dosfstools mtools fusefat            # vfat sticks on loop devices for offline bundles (test/stick_test.go, demo-offline; fusefat where the kernel has no vfat)
 )
 missing=()
 for p in "${pkgs[@]}"; do
