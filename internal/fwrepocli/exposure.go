@@ -30,8 +30,9 @@ func vulnsCmd(jsonOut *bool) *cobra.Command {
 	var dbPath string
 	c := &cobra.Command{
 		Use:   "vulns",
-		Short: "Import offline vulnerability data (OSV records, OpenVEX and CycloneDX VEX) into the inventory",
-		Args:  cobra.NoArgs,
+		Short:   "Import offline vulnerability data (OSV records, OpenVEX and CycloneDX VEX) into the inventory",
+		Example: "  fwrepo vulns import --db fleet.db osv-all.zip vex/",
+		Args:    cobra.NoArgs,
 	}
 	c.PersistentFlags().StringVar(&dbPath, "db", "", "inventory database, shared with 'fwrepo serve --db' (default $"+DBEnv+", else fwrepo.db)")
 	imp := &cobra.Command{
