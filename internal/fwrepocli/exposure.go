@@ -29,7 +29,7 @@ func init() {
 func vulnsCmd(jsonOut *bool) *cobra.Command {
 	var dbPath string
 	c := &cobra.Command{
-		Use:   "vulns",
+		Use:     "vulns",
 		Short:   "Import offline vulnerability data (OSV records, OpenVEX and CycloneDX VEX) into the inventory",
 		Example: "  fwrepo vulns import --db fleet.db osv-all.zip vex/",
 		Args:    cobra.NoArgs,
