@@ -6,7 +6,7 @@ BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: help tools build cross cross-test test test-short torture demo lint bench bench-delta bench-install bench-server bench-fleet deps clean dist-bin docs deb deb-agents image torture-vm
+.PHONY: help tools build cross cross-test test test-short torture demo lint bench bench-delta bench-install bench-server bench-fleet demo-offline deps clean dist-bin docs deb deb-agents image torture-vm
 
 help:
 	@echo "make demo      release → publish → install flow on this machine (under a minute)"
@@ -82,6 +82,9 @@ test-short:
 
 demo: build
 	@scripts/demo.sh
+
+demo-offline: build
+	@scripts/demo-offline.sh
 
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
