@@ -6,7 +6,7 @@ BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: help tools build cross cross-test test test-short torture demo lint bench bench-delta bench-install bench-server bench-fleet demo-offline deps clean dist-bin docs deb deb-agents image torture-vm
+.PHONY: help tools build cross cross-test test test-short torture demo lint bench bench-delta bench-install bench-server bench-fleet bench-exposure demo-offline deps clean dist-bin docs deb deb-agents image torture-vm
 
 help:
 	@echo "make demo      release → publish → install flow on this machine (under a minute)"
@@ -113,6 +113,11 @@ bench-server:
 
 bench-fleet:
 	@scripts/bench-fleet.sh
+
+# Exposure query over 10,000 devices and 50 releases of 2,000 components on
+# SQLite and PostgreSQL (issue 16: at most 1 s each).
+bench-exposure:
+	go test -run '^$$' -bench BenchmarkExposure -benchtime 3x ./repo/exposure
 
 # Release artefacts (tools/fwdist, internal/packaging). The version comes
 # from git, as the build here has no VCS stamp (GOFLAGS=-buildvcs=false);
