@@ -13,6 +13,7 @@ import (
 	"github.com/package-url/packageurl-go"
 
 	"github.com/fwctl/fwctl/repo/inventory"
+	"github.com/fwctl/fwctl/repo/layout"
 	"github.com/fwctl/fwctl/repo/sbom"
 	"github.com/fwctl/fwctl/repo/verify"
 )
@@ -61,7 +62,9 @@ func Index(ctx context.Context, db *inventory.DB, src verify.Source, trustedRoot
 		if !ok {
 			return nil, fmt.Errorf("release %s binds SBOM %s, which is not a signed target of the repository", t.Path, fw.SBOM.Path)
 		}
-		b, err := verify.ReadLimited(ctx, src, fw.SBOM.Path, tf.Length, true)
+		// Consistent snapshot: the file is named by its signed hash.
+		name := layout.TargetsDir + "/" + layout.HashedTarget(fw.SBOM.Path, tf.Hashes["sha256"])
+		b, err := verify.ReadLimited(ctx, src, name, tf.Length, true)
 		if err != nil {
 			return nil, fmt.Errorf("read SBOM of %s: %w", t.Path, err)
 		}
