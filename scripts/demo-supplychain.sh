@@ -41,6 +41,7 @@ run fwctl -w sc-ws sbom show 1.0.1 > show.out; head -8 show.out; echo "  … ($(
 run fwctl -w sc-ws sbom diff 1.0.0 1.0.1 > diff.out; head -6 diff.out; echo "  …"
 run fwctl verify --root sc-ws/metadata/1.root.json --repo sc-repo --require-provenance https://ci.acme.example/fw-release --release-key sc-ws/release.pub > verify.out; grep '^OK' verify.out
 expect 3 fwctl verify --root sc-ws/metadata/1.root.json --repo sc-repo --require-provenance https://evil.example/builder --release-key sc-ws/release.pub
+run "$BIN/fwrepo" vulns import --db sc-fleet.db "$ROOT/repo/exposure/testdata/osv" && run "$BIN/fwrepo" exposure --db sc-fleet.db --dir sc-repo --cve CVE-2024-7264
 COSIGN=${FW_TOOLS_DIR:-$HOME/.cache/fwctl-tools/bin}/cosign
 if [ -x "$COSIGN" ]; then
   # The log side (a trusted root for the private Rekor) is checked by
