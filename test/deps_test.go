@@ -52,7 +52,7 @@ var rules = []rule{
 	{from: []string{"repo/server/..."}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/online/...", "repo/inventory/...", "repo/sbom/...", "repo/exposure/...", "manifests/...", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
 	{from: []string{"repo/sbom/..."}, allowed: []string{"manifests/...", "internal/atomicfile"}},
 	{from: []string{"repo/exposure/..."}, allowed: []string{"repo/sbom/...", "repo/inventory/...", "repo/blob", "repo/layout", "repo/verify", "manifests/...", "tlog", "internal/atomicfile", "internal/duration"}},
-	{from: []string{"repo/mirror/..."}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/server/...", "repo/inventory/...", "repo/online/...", "repo/sbom/...", "repo/exposure/...", "manifests/...", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
+	{from: []string{"repo/mirror/..."}, allowed: []string{"repo/blob", "repo/bundle/...", "repo/layout", "repo/verify", "repo/server/...", "repo/inventory/...", "repo/online/...", "repo/sbom/...", "repo/exposure/...", "manifests/...", "signer", "tpm", "tlog", "internal/atomicfile", "internal/duration"}},
 	{from: []string{"repo/bundle/..."}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "manifests/...", "tlog", "internal/atomicfile", "internal/duration"}},
 	{from: []string{"repo"}, allowed: []string{"repo/blob", "repo/layout", "repo/verify", "repo/upload", "repo/sbom/...", "repo/bundle/...", "manifests/...", "signer", "tpm", "tlog", "transparency", "delta/...", "internal/atomicfile", "internal/duration"}},
 

@@ -1,0 +1,77 @@
+package fwrepocli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/fwctl/fwctl/repo/mirror"
+	"github.com/fwctl/fwctl/repo/verify"
+)
+
+func init() { registerCommand(mirrorCmd) }
+
+func mirrorCmd(jsonOut *bool) *cobra.Command {
+	var upstream, dir, addr, rootFile string
+	var interval time.Duration
+	c := &cobra.Command{
+		Use:   "mirror --upstream URL --dir DIR --root ROOT [--addr 127.0.0.1:8080] [--interval 1m]",
+		Short: "Serve a site mirror of an upstream repository, verified before it is served",
+		Long: `Pull an upstream repository as a TUF client every --interval, verify all
+of it from the trusted --root (as a device would: root chain, thresholds,
+versions, expiry, every target's length and hash), write a verified state to
+DIR whole and only then serve it. When upstream is down or serves anything
+that does not verify, the last verified state stays served and the reason is
+logged. The mirror holds no keys: it cannot re-sign timestamps, so devices
+behind it need upstream's timestamps to stay fresh (or an offline policy,
+docs/offline.md). Devices point their repository URL at it unchanged.`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if upstream == "" || dir == "" || rootFile == "" {
+				return errors.New("--upstream, --dir and --root are required")
+			}
+			root, err := os.ReadFile(rootFile)
+			if err != nil {
+				return err
+			}
+			src, err := verify.NewHTTPSource(upstream, verify.HTTPOptions{})
+			if err != nil {
+				return err
+			}
+			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			m := &mirror.Mirror{Upstream: src, Dir: dir, Root: root, Log: log}
+			if err := m.Open(); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("mirror of %s serving on http://%s\n", upstream, ln.Addr())
+			go m.Run(ctx, interval)
+			srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
+			go func() { <-ctx.Done(); srv.Close() }()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&upstream, "upstream", "", "upstream repository URL (what devices would use)")
+	c.Flags().StringVar(&dir, "dir", "", "directory for the verified states")
+	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address")
+	c.Flags().StringVar(&rootFile, "root", "", "trusted root.json (1.root.json, as provisioned on devices)")
+	c.Flags().DurationVar(&interval, "interval", time.Minute, "how often to pull upstream")
+	return c
+}
