@@ -143,3 +143,6 @@ awk '
     }
     print "floor: sha256sum + dd bs=4M conv=fsync; strict: openssl dgst -sha256 + the same dd"
   }' results
+
+# An offline bundle on a loop-mounted vfat stick (issue 17; scripts/bench-offline.sh).
+if [ "$(id -u)" = 0 ]; then SIZE_MIB=$SIZE_MIB "$ROOT/scripts/bench-offline.sh"; else echo "bundle on a vfat stick: not measured: needs root (losetup, mount)"; fi
