@@ -154,7 +154,11 @@ func printExposure(w io.Writer, rep *exposure.Report) {
 			if r.PastSupport {
 				support = "  PAST SUPPORT (" + r.SupportUntil + ")"
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%d devices\t%s\t%s%s\n", r.Target, strings.Join(comps, ", "), len(r.Devices), fixed, groups(r.Groups), support)
+			line := fmt.Sprintf("  %s\t%s\t%d devices\t%s", r.Target, strings.Join(comps, ", "), len(r.Devices), fixed)
+			if rest := strings.TrimSpace(groups(r.Groups) + support); rest != "" {
+				line += "\t" + rest
+			}
+			fmt.Fprintln(tw, line)
 		}
 		tw.Flush()
 		for _, n := range v.NotAffected {

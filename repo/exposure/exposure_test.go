@@ -1,6 +1,7 @@
 package exposure
 
 import (
+	"archive/zip"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -328,4 +329,39 @@ func FuzzParseOSV(f *testing.F) {
 			_, _ = a.Affects("1.0.0")
 		}
 	})
+}
+
+// TestLoadZip: an osv.dev-style zip export (records at its top level) loads
+// like the directory, and a bad record inside names the zip and the entry.
+func TestLoadZip(t *testing.T) {
+	write := func(extra string) string {
+		p := filepath.Join(t.TempDir(), "all.zip")
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		z := zip.NewWriter(f)
+		m, _ := filepath.Glob("testdata/osv/*.json")
+		if extra != "" {
+			m = append(m, extra)
+		}
+		for _, name := range m {
+			b, _ := os.ReadFile(name)
+			w, _ := z.Create(filepath.Base(name))
+			w.Write(b)
+		}
+		if err := z.Close(); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		return p
+	}
+	d, err := Load(write(""))
+	if err != nil || len(d.Records) != 5 {
+		t.Fatalf("Load(zip) = %d records, %v; want 5", len(d.Records), err)
+	}
+	_, err = Load(write("testdata/bad/ecosystem.json"))
+	if err == nil || !strings.Contains(err.Error(), "all.zip!ecosystem.json: affected[0].package.ecosystem") {
+		t.Fatalf("bad record in zip: %v", err)
+	}
 }
