@@ -37,6 +37,8 @@ reads it, unless the device's offline.max_metadata_age allows otherwise
 --out FILE writes one bundle file (atomically); --out DIR/ (a trailing slash
 or an existing directory) writes the same files unpacked. Exit 3: the
 repository does not verify.`,
+		Example: `  fwctl bundle --repo pub --out /media/stick/site.fwbundle --release acme-gw-v2/2.4.1/firmware.img
+  fwctl bundle --repo pub --out site/ --release acme-gw-v2/2.4.1/firmware.img --delta-from acme-gw-v2/2.3.0/firmware.img --from-root-version 3`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if out == "" || repoDir == "" || len(releases) == 0 {

@@ -34,7 +34,8 @@ that does not verify, the last verified state stays served and the reason is
 logged. The mirror holds no keys: it cannot re-sign timestamps, so devices
 behind it need upstream's timestamps to stay fresh (or an offline policy,
 docs/offline.md). Devices point their repository URL at it unchanged.`,
-		Args: cobra.NoArgs,
+		Example: `  fwrepo mirror --upstream https://updates.example.com --dir /var/lib/fwmirror --root 1.root.json --addr 0.0.0.0:8080`,
+		Args:    cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if upstream == "" || dir == "" || rootFile == "" {
 				return errors.New("--upstream, --dir and --root are required")
