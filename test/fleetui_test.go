@@ -143,7 +143,13 @@ func TestFleetView(t *testing.T) {
 	}
 	waitFor(op, "rollout running", `document.querySelector('#rollout-r1')?.dataset.status === 'running'`)
 
-	viewer := browser()
+	// The viewer's tab is its own browser: a background tab would not
+	// reload itself (meta refresh) in time.
+	vactx, vcancel := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chrome), chromedp.NoSandbox)...)
+	defer vcancel()
+	viewer, vcancel2 := chromedp.NewContext(vactx)
+	defer vcancel2()
 	login(viewer, viewTok)
 	if buttons, err := chromedp.Run(viewer, chromedp.Evaluate[int](`document.querySelectorAll('button.action').length`)); err != nil || buttons != 0 {
 		t.Fatalf("viewer sees %d action buttons (%v), want none", buttons, err)
@@ -162,8 +168,10 @@ func TestFleetView(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// KNOWN GAP (issue 15): the wave-1 device's confirmed report did not
-	// show as a completed wave within the timeout in the first runs; not
+	// KNOWN GAP (issue 15): the inventory shows wave 1 succeeded (logged
+	// below), but the page in the browser never showed it: the meta refresh
+	// did not reload it in headless Chromium, or Evaluate failed after the
+	// reload; not
 	// diagnosed before the deadline, so the rest runs only with
 	// FW_FLEETUI_WAVES=1.
 	if os.Getenv("FW_FLEETUI_WAVES") != "1" {
@@ -195,6 +203,8 @@ func TestFleetView(t *testing.T) {
 		run(dir, nil, "fwagent", "-c", "config.json", "report")
 	}
 	cycle(order[0])
+	t.Logf("after wave 1's device reported:\n%s\n%s", run(work, nil, "fwrepo", "rollout", "status", "r1", "--devices"),
+		run(work, nil, "fwrepo", "devices", "history", order[0]))
 	waitFor(op, "wave 1 complete", `document.querySelector('#wave-r1-1')?.dataset.succeeded === '1'`)
 	// The device of wave 2 is named by the director only after wave 1.
 	if order[1] != "gw-2" {
