@@ -55,9 +55,6 @@ func (a *app) commands() []*command {
 		a.provisionCmd(), a.checkCmd(), a.updateCmd(), a.confirmCmd(), a.statusCmd(),
 		a.daemonCmd(), a.simulateBootCmd(), conformanceCmd(), a.reportCmd(), a.identityCmd(),
 	}
-	for _, f := range extraCommands { // register.go
-		cmds = append(cmds, f(a))
-	}
 	return append(cmds, a.versionCmd(), a.completionCmd(), a.metricsCmd())
 }
 

@@ -59,7 +59,7 @@ repository does not verify.`,
 			if err != nil {
 				return cli.WithCode(cli.ExitRefused, err)
 			}
-			if fi, err := os.Stat(out); strings.HasSuffix(out, "/") || err == nil && fi.IsDir() {
+			if fi, serr := os.Stat(out); strings.HasSuffix(out, "/") || serr == nil && fi.IsDir() {
 				err = plan.WriteDir(ctx, src, out)
 			} else {
 				err = plan.WriteFile(ctx, src, out)
