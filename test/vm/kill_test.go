@@ -48,12 +48,12 @@ const bootTimeout = 4 * time.Minute
 // and after a complete update that has not rebooted yet ("updated"), with
 // the timeline measured on the way.
 type session struct {
-	t                  *testing.T
-	im                 *image
-	fx                 *fixture
-	dir                string
-	golden             string
-	updated            string
+	t                            *testing.T
+	im                           *image
+	fx                           *fixture
+	dir                          string
+	golden                       string
+	updated                      string
 	ctlProv, ctlUpdate, ctlRetry string
 	// measured on the calibration update (durations since QEMU started)
 	atStep, atSent, atRC, bootTook time.Duration
