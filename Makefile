@@ -72,7 +72,7 @@ torture: deps
 # 1,000 crash states rebuilt from blklogwrites logs, on x86_64 with GRUB.
 # Hours under TCG; nice'd, since the machines are shared.
 torture-vm: deps
-	cd test/vm && nice -n 10 $(GO) test -count=1 -timeout 600m -v -run TestPowerCuts -torture .
+	cd test/vm && FW_VM=1 nice -n 10 $(GO) test -count=1 -timeout 600m -v -run TestPowerCuts -torture .
 
 cross-test: deps
 	scripts/cross-test.sh
