@@ -78,6 +78,28 @@ func Open(location string, opt Options) (Store, error) {
 	return s, nil
 }
 
+// ErrTooLarge is returned (wrapped) by ReadLimited for a file longer than
+// its limit.
+var ErrTooLarge = errors.New("file too large")
+
+// ReadLimited reads the whole of name, refusing (ErrTooLarge) a file
+// longer than limit bytes without reading more than limit+1 of them.
+func ReadLimited(ctx context.Context, s Store, name string, limit int64) ([]byte, error) {
+	rc, err := s.Get(ctx, name, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s from %s: %w", name, s, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: %s in %s is longer than %d bytes", ErrTooLarge, name, s, limit)
+	}
+	return b, nil
+}
+
 // ReadAll reads the whole of name.
 func ReadAll(ctx context.Context, s Store, name string) ([]byte, error) {
 	rc, err := s.Get(ctx, name, 0, -1)

@@ -3,8 +3,8 @@ package online
 import (
 	"context"
 	"crypto"
+	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"slices"
 	"time"
@@ -49,21 +49,14 @@ func latestRootIn(ctx context.Context, st blob.Store) (*Root, error) {
 	return root, nil
 }
 
-// readLimited reads name whole, refusing a file longer than limit.
+// readLimited reads name whole; a file longer than limit is refused
+// (ErrRefused): the re-signer never signs over an oversized file.
 func readLimited(ctx context.Context, st blob.Store, name string, limit int64) ([]byte, error) {
-	rc, err := st.Get(ctx, name, 0, -1)
-	if err != nil {
-		return nil, err
+	b, err := blob.ReadLimited(ctx, st, name, limit)
+	if errors.Is(err, blob.ErrTooLarge) {
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s from %s: %w", name, st, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%w: %s in %s is longer than %d bytes", ErrRefused, name, st, limit)
-	}
-	return b, nil
+	return b, err
 }
 
 // CheckTimestampKey reports whether key is authorised for timestamp in the

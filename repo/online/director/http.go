@@ -39,7 +39,7 @@ func Handler(st blob.Store, next http.Handler) http.Handler {
 		if strings.HasSuffix(name, "timestamp.json") {
 			limit = layout.MaxTimestampLength
 		}
-		b, err := readLimited(r.Context(), st, name, limit)
+		b, err := blob.ReadLimited(r.Context(), st, name, limit)
 		if err != nil {
 			http.NotFound(w, r)
 			return

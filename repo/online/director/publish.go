@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"runtime"
 	"strconv"
 	"sync"
@@ -310,7 +309,7 @@ func (d *Director) load(ctx context.Context, id string) (*device, error) {
 // without metadata has version 0.
 func (d *Director) read(ctx context.Context, id string) (*device, error) {
 	base := manifests.DirectorDevice(id)
-	b, err := readLimited(ctx, d.st, base+"/timestamp.json", layout.MaxTimestampLength)
+	b, err := blob.ReadLimited(ctx, d.st, base+"/timestamp.json", layout.MaxTimestampLength)
 	if errors.Is(err, blob.ErrNotExist) {
 		return &device{}, nil
 	}
@@ -329,10 +328,10 @@ func (d *Director) read(ctx context.Context, id string) (*device, error) {
 	}
 	dev := &device{tsVersion: ts.Signed.Version, tsExpires: ts.Signed.Expires, version: ts.Signed.Meta["snapshot.json"].Version}
 	v := strconv.FormatInt(dev.version, 10)
-	if dev.snapshot, err = readLimited(ctx, d.st, base+"/"+v+".snapshot.json", layout.MaxSnapshotLength); err != nil {
+	if dev.snapshot, err = blob.ReadLimited(ctx, d.st, base+"/"+v+".snapshot.json", layout.MaxSnapshotLength); err != nil {
 		return nil, fmt.Errorf("director: %s: %w", id, err)
 	}
-	tb, err := readLimited(ctx, d.st, base+"/"+v+".targets.json", layout.MaxTargetsLength)
+	tb, err := blob.ReadLimited(ctx, d.st, base+"/"+v+".targets.json", layout.MaxTargetsLength)
 	if err != nil {
 		return nil, fmt.Errorf("director: %s: %w", id, err)
 	}
@@ -359,21 +358,4 @@ func (d *Director) read(ctx context.Context, id string) (*device, error) {
 			Hashes: tf.Hashes, Counter: ma.Counter, Maintenance: ma.Maintenance, Custom: ma.Custom}
 	}
 	return dev, nil
-}
-
-// readLimited reads name whole, refusing a file longer than limit.
-func readLimited(ctx context.Context, st blob.Store, name string, limit int64) ([]byte, error) {
-	rc, err := st.Get(ctx, name, 0, -1)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s from %s: %w", name, st, err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s in %s is longer than %d bytes", name, st, limit)
-	}
-	return b, nil
 }

@@ -129,7 +129,7 @@ func PublishRoot(ctx context.Context, st blob.Store, b []byte) (int64, error) {
 	}
 	v := r.Signed.Version
 	name := manifests.DirectorRoot + "/" + strconv.FormatInt(v, 10) + ".root.json"
-	cur, err := readLimited(ctx, st, name, layout.MaxRootLength)
+	cur, err := blob.ReadLimited(ctx, st, name, layout.MaxRootLength)
 	switch {
 	case err == nil && bytes.Equal(cur, b):
 		return v, nil
@@ -144,7 +144,7 @@ func PublishRoot(ctx context.Context, st blob.Store, b []byte) (int64, error) {
 		}
 	} else {
 		prevName := manifests.DirectorRoot + "/" + strconv.FormatInt(v-1, 10) + ".root.json"
-		pb, err := readLimited(ctx, st, prevName, layout.MaxRootLength)
+		pb, err := blob.ReadLimited(ctx, st, prevName, layout.MaxRootLength)
 		if err != nil {
 			return 0, fmt.Errorf("director root v%d needs v%d in the store first: %w", v, v-1, err)
 		}
@@ -191,7 +191,7 @@ func next(cur *metadata.Metadata[metadata.RootType], b []byte) (*metadata.Metada
 // the store's 1.root.json) and returns the newest root.
 func verifyChain(ctx context.Context, st blob.Store, trusted []byte) (*metadata.Metadata[metadata.RootType], error) {
 	if len(trusted) == 0 {
-		b, err := readLimited(ctx, st, manifests.DirectorRoot+"/1.root.json", layout.MaxRootLength)
+		b, err := blob.ReadLimited(ctx, st, manifests.DirectorRoot+"/1.root.json", layout.MaxRootLength)
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w: publish it with 'fwrepo director init --dir REPO' (or 'fwrepo director publish-root')", ErrRoot, err)
 		}
@@ -203,7 +203,7 @@ func verifyChain(ctx context.Context, st blob.Store, trusted []byte) (*metadata.
 	}
 	for {
 		name := manifests.DirectorRoot + "/" + strconv.FormatInt(cur.Signed.Version+1, 10) + ".root.json"
-		b, err := readLimited(ctx, st, name, layout.MaxRootLength)
+		b, err := blob.ReadLimited(ctx, st, name, layout.MaxRootLength)
 		if errors.Is(err, blob.ErrNotExist) {
 			return cur, nil
 		}
