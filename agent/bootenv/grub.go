@@ -20,8 +20,16 @@ const grubSignature = "# GRUB Environment Block\n"
 // GRUB is a GRUB environment block (grubenv), read and written as
 // grub-editenv does: the signature line, then "name=value" lines in which a
 // backslash or a newline in a value is preceded by a backslash, padded with
-// '#' to GrubEnvSize bytes. Save replaces the file atomically (temp file,
-// fsync, rename, fsync of the directory).
+// '#' to GrubEnvSize bytes. Save rewrites the existing block in place, as
+// GRUB's save_env does (GRUB can only overwrite blocks a file already has):
+// one write of GrubEnvSize bytes at offset 0 and an fsync, with no
+// truncation, allocation or directory change, so a power cut during it
+// leaves no file-system damage (a rename over the file could leave an ext2
+// boot partition with an unattached inode that fsck -p refuses to repair).
+// Only a missing file or one of another size is created by temp file,
+// fsync and rename. The agent's variables fit in the block's first
+// 512-byte sector, so even a write torn at a sector boundary leaves the old
+// block or the new one.
 //
 // Keep grubenv on a file system GRUB can write (ext4, vfat; not btrfs, zfs
 // or LVM/RAID), or GRUB's own save_env will refuse to update it.
@@ -60,10 +68,34 @@ func (g GRUB) Save(vars map[string]string) error {
 	if p, err := filepath.EvalSymlinks(path); err == nil {
 		path = p
 	}
-	if fi, err := os.Stat(path); err == nil {
+	fi, err := os.Stat(path)
+	if err == nil && fi.Mode().IsRegular() && fi.Size() == GrubEnvSize {
+		return rewriteGrubEnv(path, b)
+	}
+	if err == nil {
 		perm = fi.Mode().Perm()
 	}
 	return atomicfile.Write(path, b, perm)
+}
+
+// rewriteGrubEnv overwrites the GrubEnvSize-byte block of the file at path
+// in place and makes it durable.
+func rewriteGrubEnv(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("rewrite GRUB environment: %w", err)
+	}
+	_, err = f.WriteAt(b, 0)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("rewrite GRUB environment %s: %w", path, err)
+	}
+	return nil
 }
 
 // parseGrubEnv decodes a GRUB environment block as GRUB does: after the

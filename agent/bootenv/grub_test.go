@@ -90,3 +90,58 @@ func TestGRUBSaveFollowsSymlink(t *testing.T) {
 	}
 	assertVars(t, mustLoad(t, GRUB{Path: target}), map[string]string{"a": "2"})
 }
+
+// TestGRUBSaveInPlace: Save overwrites the existing 1024-byte block of the
+// same file, as GRUB's save_env does, and never renames a new file over it
+// (issue 19: a power cut during such a rename left the ext2 boot partition
+// of test/vm's machine with an unattached inode that e2fsck -p refused to
+// repair). A second hard link to the file sees the new contents only when
+// the file itself was rewritten.
+func TestGRUBSaveInPlace(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "grubenv")
+	g := GRUB{Path: p}
+	mustSave(t, g, map[string]string{"BOOT_ORDER": "A B", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "0"})
+	before, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "grubenv.link")
+	if err := os.Link(p, link); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"BOOT_ORDER": "B A", "BOOT_A_LEFT": "3", "BOOT_B_LEFT": "3"}
+	mustSave(t, g, want)
+	after, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, after) {
+		t.Fatal("Save replaced grubenv with a new file; it must rewrite the existing block in place")
+	}
+	if after.Size() != GrubEnvSize {
+		t.Fatalf("size %d, want %d", after.Size(), GrubEnvSize)
+	}
+	assertVars(t, mustLoad(t, GRUB{Path: link}), want)
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Fatalf("directory holds %v, want grubenv and its link only", entries)
+	}
+}
+
+// TestGRUBSaveReplacesWrongSize: a file that is not a 1024-byte block
+// (missing, blank, or another size) is replaced atomically by a proper one.
+func TestGRUBSaveReplacesWrongSize(t *testing.T) {
+	for _, size := range []int{-1, 0, 512, 2 * GrubEnvSize} {
+		p := filepath.Join(t.TempDir(), "grubenv")
+		if size >= 0 {
+			os.WriteFile(p, []byte(grubSignature+strings.Repeat("#", max(0, size-len(grubSignature)))), 0o600)
+		}
+		want := map[string]string{"a": "1"}
+		mustSave(t, GRUB{Path: p}, want)
+		fi, err := os.Stat(p)
+		if err != nil || fi.Size() != GrubEnvSize {
+			t.Fatalf("size %d: after Save: %v, %v", size, fi, err)
+		}
+		assertVars(t, mustLoad(t, GRUB{Path: p}), want)
+	}
+}
