@@ -9,7 +9,8 @@ import (
 
 // reconcile brings the state file in line with what booted: a pending
 // install whose slot is neither running nor about to be tried fell back,
-// and its release is not installed again without --retry.
+// and its release is not installed again without --retry; one the
+// bootloader was never asked to try was interrupted (no --retry needed).
 func (a *Agent) reconcile(booted string) (*State, error) {
 	st, err := a.loadState()
 	if err != nil {
@@ -22,6 +23,16 @@ func (a *Agent) reconcile(booted string) (*State, error) {
 	primary, _, perr := a.sw.Primary()
 	if perr == nil && primary == p.Slot {
 		return st, nil // installed, waiting for the reboot
+	}
+	if tried, err := a.sw.Tried(p.Slot); err == nil && !tried {
+		// Power was lost between recording the install and a durable
+		// switch: the bootloader never tried the slot. Not a fallback;
+		// the release may be installed again without --retry.
+		a.log.Warn("the install was interrupted before the bootloader switched to it; update installs it again", "slot", p.Slot, "target", p.Target)
+		st.record(Result{At: a.Now().UTC(), Target: p.Target, Version: p.Version, SHA256: p.SHA256, Outcome: manifests.OutcomeFailed,
+			Error: fmt.Sprintf("interrupted before the bootloader was switched to slot %s", p.Slot)})
+		st.Pending = nil
+		return st, a.saveState(st)
 	}
 	a.log.Warn("update was not confirmed; the device fell back", "slot", p.Slot, "target", p.Target, "running", booted)
 	st.Slots[p.Slot].Status = manifests.SlotBad

@@ -49,6 +49,10 @@ type Scheme interface {
 	MarkBad(slot string) error
 	// Primary returns the slot the bootloader will boot next.
 	Primary() (string, int, error)
+	// Tried reports whether the bootloader was asked to try slot (Try,
+	// MarkGood) since Disable took it out: false means a switch that
+	// never became durable, which is no fallback.
+	Tried(slot string) (bool, error)
 	// Select is the bootloader's side: choose and count a boot.
 	Select() (string, error)
 }
@@ -163,6 +167,18 @@ func (s *Switch) MarkGood(slot string) error { return s.Try(slot) }
 
 // MarkBad stops the bootloader from choosing slot.
 func (s *Switch) MarkBad(slot string) error { return s.Disable(slot) }
+
+// Tried implements Scheme: Disable takes the slot out of BOOT_ORDER, Try
+// puts it back, and the bootloader never removes it. (MarkBad takes it out
+// too: a cut between the agent's MarkBad of an unhealthy slot and its state
+// save gives that release one more trial, never a loop.)
+func (s *Switch) Tried(slot string) (bool, error) {
+	vars, err := s.Env.Load()
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(s.order(vars), slot), nil
+}
 
 // Primary returns the slot the bootloader will boot next, and its attempts.
 func (s *Switch) Primary() (string, int, error) {

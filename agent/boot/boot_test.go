@@ -132,3 +132,34 @@ func TestDisabledSlotNeverRefilled(t *testing.T) {
 		t.Fatalf("after Try the bootloader chose %s, want A", sl)
 	}
 }
+
+// TestTried: Disable takes a slot out until Try puts it back, and a trial
+// the bootloader gave up on still counts as tried, in both schemes.
+func TestTried(t *testing.T) {
+	for name, sw := range map[string]Scheme{
+		"rauc":      &Switch{Env: bootenv.File{Path: filepath.Join(t.TempDir(), "env")}, Slots: []string{"A", "B"}},
+		"bootcount": &BootCount{Env: bootenv.File{Path: filepath.Join(t.TempDir(), "env")}, Slots: []string{"A", "B"}},
+	} {
+		tried := func(want bool, when string) {
+			t.Helper()
+			if got, err := sw.Tried("B"); err != nil || got != want {
+				t.Fatalf("%s: Tried(B) = %v, %v after %s; want %v", name, got, err, when, want)
+			}
+		}
+		sw.Init("A")
+		sw.Disable("B")
+		tried(false, "Disable")
+		sw.Try("B")
+		tried(true, "Try")
+		for range DefaultTries + 1 {
+			sw.Select()
+		}
+		if s, _, _ := sw.Primary(); s != "A" {
+			t.Fatalf("%s: primary %s after the trial ran out, want A", name, s)
+		}
+		tried(true, "a fallback")
+		sw.MarkGood("A")
+		sw.Disable("B")
+		tried(false, "Disable again")
+	}
+}

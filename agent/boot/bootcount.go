@@ -69,15 +69,27 @@ func (b *BootCount) Init(active string) (bool, error) {
 
 // Disable implements Scheme: the slot being overwritten is never the one
 // fwctl_slot names (that is the running slot), and ending any trial makes
-// sure altbootcmd cannot switch to it.
+// sure altbootcmd cannot switch to it. It removes bootcount, which U-Boot
+// reads only during a trial and Try, MarkGood and altbootcmd set: its
+// absence tells Tried that no trial started since.
 func (b *BootCount) Disable(slot string) error {
 	return b.update(func(v map[string]string) {
 		if v["fwctl_slot"] == slot {
 			v["fwctl_slot"] = b.other(slot)
 		}
 		v["upgrade_available"] = "0"
-		v["bootcount"] = "0"
+		delete(v, "bootcount")
 	})
+}
+
+// Tried implements Scheme.
+func (b *BootCount) Tried(slot string) (bool, error) {
+	v, err := b.Env.Load()
+	if err != nil {
+		return false, err
+	}
+	_, ok := v["bootcount"]
+	return ok || v["fwctl_slot"] == slot, nil
 }
 
 // Try implements Scheme.
