@@ -36,6 +36,10 @@ type Client struct {
 	Limits Limits
 	// Rate is the minimum download rate (DefaultRate from New; zero: off).
 	Rate Rate
+	// RootProbeInterval is how long Update may skip the root probe when
+	// the server's RootHintHeader says there is no newer root
+	// (DefaultRootProbeInterval if zero; negative: probe on every update).
+	RootProbeInterval time.Duration
 
 	mu sync.Mutex
 }

@@ -46,7 +46,7 @@ func TestGetFrom(t *testing.T) {
 			defer srv.Close()
 			c := New(srv.URL, t.TempDir())
 			var buf bytes.Buffer
-			_, err := c.download(context.Background(), "f", srv.URL+"/f", tt.offset, tt.max, &buf)
+			_, err := c.download(context.Background(), "f", srv.URL+"/f", tt.offset, tt.max, &buf, nil)
 			if tt.err != nil {
 				if !errors.Is(err, tt.err) {
 					t.Fatalf("err %v, want %v", err, tt.err)
@@ -71,7 +71,7 @@ func TestStall(t *testing.T) {
 	c := New(srv.URL, t.TempDir())
 	c.StallTimeout = 100 * time.Millisecond
 	start := time.Now()
-	_, err := c.download(context.Background(), "f", srv.URL+"/f", 0, 100, &bytes.Buffer{})
+	_, err := c.download(context.Background(), "f", srv.URL+"/f", 0, 100, &bytes.Buffer{}, nil)
 	if !errors.Is(err, ErrStalled) {
 		t.Fatalf("err %v, want stalled", err)
 	}

@@ -99,8 +99,9 @@ func endless(file string, format string, args ...any) error {
 // (asking with HTTP Range when offset > 0) and returns how many bytes it
 // wrote. A server that ignores Range is handled by skipping the bytes
 // already written. No more than maxLength bytes in total are accepted, and
-// the transfer must keep the configured rate.
-func (c *Client) download(ctx context.Context, file, u string, offset, maxLength int64, w io.Writer) (int64, error) {
+// the transfer must keep the configured rate. A non-nil hdr receives the
+// response header.
+func (c *Client) download(ctx context.Context, file, u string, offset, maxLength int64, w io.Writer, hdr *http.Header) (int64, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
@@ -125,6 +126,9 @@ func (c *Client) download(ctx context.Context, file, u string, offset, maxLength
 		return 0, fmt.Errorf("%w: %w", ErrTransport, err)
 	}
 	defer res.Body.Close()
+	if hdr != nil {
+		*hdr = res.Header
+	}
 	skip := int64(0)
 	switch {
 	case offset > 0 && res.StatusCode == http.StatusPartialContent:

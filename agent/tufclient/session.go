@@ -9,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fwctl/fwctl/agent/tuf"
 	"github.com/fwctl/fwctl/internal/atomicfile"
+	"github.com/fwctl/fwctl/manifests"
 )
 
 // Limits bound what the client downloads where no signed metadata gives a
@@ -78,9 +80,29 @@ func (t *Trusted) Offered(prefix string) (map[string]*tuf.TargetFile, error) {
 // trustedRoot: the root rotation chain, timestamp, snapshot and top-level
 // targets, each from the metadata directory if still valid, else from the
 // repository, keeping in the directory what verified.
+//
+// The root probe (5.3.2, N+1.root.json) comes first, as TUF orders it,
+// unless the server named its newest root version on the last timestamp
+// (RootHintHeader) and the last probe is more recent than
+// RootProbeInterval: then the timestamp comes first, and the probe only
+// if its hint is above the trusted root or missing, or if the timestamp
+// does not verify under the trusted root. A 404 of the probe is no more
+// authenticated than the hint: a server (or a network attacker) can
+// withhold a new root either way.
 func (c *Client) Update(ctx context.Context, trustedRoot []byte) (*Trusted, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	t, err := c.update(ctx, trustedRoot, false)
+	if errors.Is(err, errUnprobed) {
+		return c.update(ctx, trustedRoot, true)
+	}
+	return t, err
+}
+
+// errUnprobed: a timestamp fetched without a root probe did not verify.
+var errUnprobed = errors.New("timestamp does not verify without a root probe")
+
+func (c *Client) update(ctx context.Context, trustedRoot []byte, mustProbe bool) (*Trusted, error) {
 	now := c.RefTime
 	if now.IsZero() {
 		now = time.Now()
@@ -92,8 +114,19 @@ func (c *Client) Update(ctx context.Context, trustedRoot []byte) (*Trusted, erro
 	t := &Trusted{set: set, c: c, ctx: ctx}
 	lim := c.limits()
 	start := set.Root
-	if err := c.updateRoot(ctx, set, lim); err != nil {
-		return nil, err
+	var ts []byte
+	hint := int64(-1)
+	probe := true
+	if last, ok := c.lastProbe(); ok && !mustProbe && now.Sub(last) >= 0 && now.Sub(last) < c.rootProbeInterval() {
+		if ts, hint, err = c.fetchTimestamp(ctx, lim); err != nil {
+			return nil, err
+		}
+		probe = hint < 0 || hint > set.Root.Version
+	}
+	if probe {
+		if err := c.updateRoot(ctx, set, lim); err != nil {
+			return nil, err
+		}
 	}
 	if err := set.CheckRoot(); err != nil {
 		return nil, err
@@ -103,8 +136,19 @@ func (c *Client) Update(ctx context.Context, trustedRoot []byte) (*Trusted, erro
 		os.Remove(filepath.Join(c.MetadataDir, "timestamp.json"))
 		os.Remove(filepath.Join(c.MetadataDir, "snapshot.json"))
 	}
-	if err := c.updateTimestamp(ctx, set, lim); err != nil {
+	if ts == nil || set.Root.Version != start.Version {
+		if ts, hint, err = c.fetchTimestamp(ctx, lim); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.updateTimestamp(set, ts); err != nil {
+		if !probe {
+			return nil, fmt.Errorf("%w: %w", errUnprobed, err)
+		}
 		return nil, err
+	}
+	if probe {
+		c.recordProbe(now, hint >= 0)
 	}
 	if err := c.updateSnapshot(ctx, set, lim); err != nil {
 		return nil, err
@@ -160,15 +204,63 @@ func (c *Client) updateRoot(ctx context.Context, set *tuf.Trusted, lim Limits) e
 	return nil
 }
 
-func (c *Client) updateTimestamp(ctx context.Context, set *tuf.Trusted, lim Limits) error {
+// RootHintHeader is the response header of timestamp.json in which fwrepo
+// names the newest root version it serves. It is a hint, not signed: it
+// only saves the root probe of a poll (see Update).
+const RootHintHeader = manifests.RootVersionHeader
+
+// DefaultRootProbeInterval is the longest a client trusts the server's
+// root hint without asking for root N+1 itself.
+const DefaultRootProbeInterval = 24 * time.Hour
+
+func (c *Client) rootProbeInterval() time.Duration {
+	if c.RootProbeInterval == 0 {
+		return DefaultRootProbeInterval
+	}
+	return c.RootProbeInterval
+}
+
+// probeFile records when the root was last probed on a server that sends
+// RootHintHeader (its absence: probe first, as TUF orders it).
+const probeFile = "root-probe"
+
+func (c *Client) lastProbe() (time.Time, bool) {
+	sec, err := strconv.ParseInt(strings.TrimSpace(string(c.local(probeFile))), 10, 64)
+	return time.Unix(sec, 0), err == nil
+}
+
+// recordProbe notes a root probe at now when the server hinted (written
+// once per probe, not per poll), and forgets it when it did not.
+func (c *Client) recordProbe(now time.Time, hinted bool) {
+	name := filepath.Join(c.MetadataDir, probeFile)
+	if !hinted {
+		os.Remove(name)
+		return
+	}
+	_ = atomicfile.Write(name, []byte(strconv.FormatInt(now.Unix(), 10)+"\n"), 0o644)
+}
+
+// fetchTimestamp downloads timestamp.json and the server's root hint
+// (-1 when absent or malformed).
+func (c *Client) fetchTimestamp(ctx context.Context, lim Limits) ([]byte, int64, error) {
+	var buf bytes.Buffer
+	var h http.Header
+	if _, err := c.download(ctx, "timestamp.json", c.MetadataURL+"/timestamp.json", 0, lim.MaxTimestampLength, &buf, &h); err != nil {
+		return nil, -1, err
+	}
+	v, err := strconv.ParseInt(h.Get(RootHintHeader), 10, 64)
+	if err != nil || v < 1 {
+		v = -1
+	}
+	return buf.Bytes(), v, nil
+}
+
+// updateTimestamp verifies a fetched timestamp b (5.4) after the cached one.
+func (c *Client) updateTimestamp(set *tuf.Trusted, b []byte) error {
 	if b := c.local("timestamp.json"); b != nil {
 		// A cached timestamp that does not verify is ignored; an expired
 		// one still guards against rollback of the next.
 		_, _ = set.UpdateTimestamp(b)
-	}
-	b, err := c.fetch(ctx, "timestamp.json", c.MetadataURL+"/timestamp.json", lim.MaxTimestampLength)
-	if err != nil {
-		return err
 	}
 	updated, err := set.UpdateTimestamp(b)
 	if err != nil {
@@ -208,7 +300,7 @@ func (c *Client) fetchMeta(ctx context.Context, role string, version, maxLength 
 // fetch downloads one metadata file of at most maxLength bytes.
 func (c *Client) fetch(ctx context.Context, file, u string, maxLength int64) ([]byte, error) {
 	var buf bytes.Buffer
-	if _, err := c.download(ctx, file, u, 0, maxLength, &buf); err != nil {
+	if _, err := c.download(ctx, file, u, 0, maxLength, &buf, nil); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil

@@ -142,7 +142,7 @@ func (c *Client) ResumeTarget(ctx context.Context, tr *Trusted, tf *tuf.TargetFi
 	}
 	wait := retry.Backoff
 	for attempt := 1; ; attempt++ {
-		_, err := c.download(ctx, file, u, pw.n, tf.Length, pw)
+		_, err := c.download(ctx, file, u, pw.n, tf.Length, pw, nil)
 		if errors.Is(err, tuf.ErrEndlessData) {
 			return fmt.Errorf("%w: %w", ErrTargetMismatch, err)
 		}

@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fwctl/fwctl/manifests"
 	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/repo/layout"
 )
@@ -77,6 +78,7 @@ type Server struct {
 	cache   *cache
 	reval   int64 // nanoseconds
 	access  bool
+	root    rootHint
 }
 
 // New opens the repository for serving.
@@ -228,6 +230,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case metadata && name == "timestamp.json":
 		h["Cache-Control"] = s.tsCache
+		if p == layout.MetadataDir+"/timestamp.json" {
+			if v := s.rootHeader(r.Context(), e); v != nil {
+				h[manifests.RootVersionHeader] = v
+			}
+		}
 	case metadata && versionedRE.MatchString(name), hashed:
 		h["Cache-Control"] = immutable
 	default:

@@ -4,8 +4,9 @@
 // device report once (signed manifests on fresh nonces), starts a one-wave
 // rollout of all N devices over the operator API and times it, and then
 // polls as N devices would every -poll (the requests a real fwagent makes
-// for a poll with no update: the root probe and timestamp.json of the image
-// repository and of the device's director metadata), with signed reports
+// for a poll with no update: timestamp.json of the image repository and of
+// the device's director metadata, and a root probe after a timestamp
+// without fwrepo's root hint), with signed reports
 // on top, for -duration. It prints p50/p99 per poll, requests and bytes per
 // poll, and the wave start time.
 //
@@ -401,13 +402,29 @@ loop:
 		pwg.Go(func() {
 			defer func() { <-sem }()
 			t0 := time.Now()
-			dir := *base + "/" + manifests.DirectorDevice(d.id)
-			for _, u := range []string{*base + "/metadata/2.root.json", *base + "/metadata/timestamp.json", dir + "/2.root.json", dir + "/timestamp.json"} {
-				code, err := get(phc, u)
+			// As fwagent polls (agent/tufclient): each timestamp, and
+			// the root probe only when the server's root hint is
+			// missing or above the trusted root (1).
+			for _, md := range []string{*base + "/metadata", *base + "/" + manifests.DirectorDevice(d.id)} {
+				resp, err := phc.Get(md + "/timestamp.json")
 				reqs.Add(1)
-				if err != nil || code != 200 && code != 404 {
+				if err != nil {
 					fails.Add(1)
 					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					fails.Add(1)
+					return
+				}
+				if h := resp.Header.Get(manifests.RootVersionHeader); h == "" || h != "1" {
+					code, err := get(phc, md+"/2.root.json")
+					reqs.Add(1)
+					if err != nil || code != 200 && code != 404 {
+						fails.Add(1)
+						return
+					}
 				}
 			}
 			plat.add(time.Since(t0))

@@ -1,9 +1,13 @@
 package director
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/fwctl/fwctl/manifests"
 	"github.com/fwctl/fwctl/repo/blob"
@@ -18,7 +22,12 @@ import (
 // the root chain appearing under every device, so that a device's TUF
 // client finds one repository under one URL. Anything else under
 // /director/ is 404; other paths go to next.
+//
+// A device's timestamp.json carries manifests.RootVersionHeader, the newest
+// director root version in the store (looked up at most once a second),
+// so that a polling agent can skip its root probe.
 func Handler(st blob.Store, next http.Handler) http.Handler {
+	roots := &rootHint{st: st}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := strings.CutPrefix(r.URL.Path, "/director/")
 		if !ok {
@@ -48,6 +57,9 @@ func Handler(st blob.Store, next http.Handler) http.Handler {
 		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 		if strings.HasSuffix(name, "timestamp.json") {
 			w.Header().Set("Cache-Control", "no-cache")
+			if v := roots.get(r.Context()); v != "" {
+				w.Header().Set(manifests.RootVersionHeader, v)
+			}
 		} else {
 			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 		}
@@ -89,4 +101,43 @@ func versioned(file, role string) bool {
 	}
 	_, err := strconv.ParseUint(v, 10, 63)
 	return err == nil
+}
+
+// rootHint is the newest director root version in a store, checked again
+// at most once per rootHintEvery by one Stat of N+1.root.json (roots are
+// never removed).
+var rootHintEvery = time.Second
+
+type rootHint struct {
+	st      blob.Store
+	mu      sync.Mutex
+	v       int64
+	s       string
+	checked time.Time
+}
+
+// get returns the version as a header value ("" when there is no root or
+// the store cannot be read: no hint, the agent probes).
+func (h *rootHint) get(ctx context.Context) string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if now := time.Now(); now.Sub(h.checked) >= 0 && now.Sub(h.checked) < rootHintEvery {
+		return h.s
+	}
+	v := h.v
+	for ; ; v++ {
+		_, err := h.st.Stat(ctx, manifests.DirectorRoot+"/"+strconv.FormatInt(v+1, 10)+".root.json")
+		if errors.Is(err, blob.ErrNotExist) {
+			break
+		}
+		if err != nil {
+			return ""
+		}
+	}
+	h.v, h.checked = v, time.Now()
+	h.s = ""
+	if v > 0 {
+		h.s = strconv.FormatInt(v, 10)
+	}
+	return h.s
 }
