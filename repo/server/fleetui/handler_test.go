@@ -228,3 +228,24 @@ func TestEscapes(t *testing.T) {
 		t.Errorf("CSP %q", csp)
 	}
 }
+
+var refreshRE = regexp.MustCompile(`<meta http-equiv="refresh" content="([^"]*)">`)
+
+// TestRefreshReloads: an action redirects to /ui/#rollout-ID, and a meta
+// refresh without a URL then targets the document's URL with that
+// fragment, which a browser treats as a fragment navigation: the page
+// never reloaded after the first click (the fleet view's wave progress
+// froze in Chromium). The refresh must name the page's URL without one.
+func TestRefreshReloads(t *testing.T) {
+	c := newClient(t, Handler(Options{Fleet: newTestFleet(), Refresh: 3 * time.Second}))
+	_, page := c.login("op-token")
+	code, _, hd := c.do("POST", "/ui/rollouts/r1/pause", url.Values{"csrf": {csrfOf(t, page)}})
+	if code != http.StatusSeeOther || !strings.Contains(hd.Get("Location"), "#") {
+		t.Fatalf("pause: %d to %q, want 303 to the rollout's fragment", code, hd.Get("Location"))
+	}
+	_, page, _ = c.do("GET", "/ui/", nil)
+	m := refreshRE.FindStringSubmatch(page)
+	if m == nil || m[1] != "3; url=/ui/" {
+		t.Errorf("meta refresh %q, want %q (the page's URL, no fragment)", m, "3; url=/ui/")
+	}
+}

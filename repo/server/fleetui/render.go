@@ -136,7 +136,10 @@ header button{background:transparent;color:#fff;border-color:#8a93a6}
 <p><a href="/ui/">Back to the fleet</a></p></section></main></body></html>{{end}}
 
 {{define "fleet"}}{{template "head"}}
-<meta http-equiv="refresh" content="{{.Refresh}}">
+{{/* The refresh names the page's URL: an action redirects to /ui/#rollout-ID,
+and a refresh to the document's own URL with a fragment is only a fragment
+navigation (HTML's navigate algorithm), which never reloads. */}}
+<meta http-equiv="refresh" content="{{.Refresh}}; url=/ui/">
 </head><body>
 <header><h1>fwrepo fleet</h1>
 <span id="whoami">{{.Operator.Name}} <span class="badge">{{.Operator.Role}}</span></span>
