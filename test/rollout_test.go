@@ -493,7 +493,8 @@ func TestOperatorAPIAuth(t *testing.T) {
 }
 
 // TestRolloutApprovalPauseResume: with an approval step, start assigns
-// nothing until approved; pause withdraws the release from a device that
+// nothing until approved by an operator other than the creator (the
+// creator's own approval is refused with 403); pause withdraws the release from a device that
 // has not started (its poll finds nothing assigned), resume assigns it
 // again, and the rollout completes.
 func TestRolloutApprovalPauseResume(t *testing.T) {
@@ -509,8 +510,19 @@ func TestRolloutApprovalPauseResume(t *testing.T) {
 	if d.poll() {
 		t.Fatal("installed before the approval")
 	}
-	if out := f.mustCall("POST", "rollouts/r5/approve", nil); out["status"] != string(rollout.Running) || out["approved_by"] != "alice" {
-		t.Fatalf("approve: %v", out)
+	// The approval is a second operator's: alice created the rollout.
+	if code, out := f.call("POST", "rollouts/r5/approve", f.operator, nil); code != http.StatusForbidden || !strings.Contains(fmt.Sprint(out), "second operator") {
+		t.Fatalf("the creator's own approval: %d %v, want 403", code, out)
+	}
+	if d.poll() {
+		t.Fatal("installed after the creator's own approval")
+	}
+	bob, _, err := f.db.CreateToken(context.Background(), "bob", inventory.RoleOperator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out := f.call("POST", "rollouts/r5/approve", bob, nil); code != 200 || out["status"] != string(rollout.Running) || out["approved_by"] != "bob" {
+		t.Fatalf("bob's approval: %d %v", code, out)
 	}
 	a, err := f.dir.Current(context.Background(), "gw-1")
 	if err != nil || a == nil || a.Maintenance == nil || a.Maintenance.Timezone != "UTC" || !strings.Contains(string(a.Custom), `"rollout":"r5"`) {

@@ -78,25 +78,22 @@ func devicesAddCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 			if len(args) == 1 {
 				id = args[0]
 			}
-			db, err := openInventory(*dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			dev, added, err := db.AddDevice(cmd.Context(), id, pemBytes, inventory.AddOptions{Replace: replace})
-			if err != nil {
-				return cli.WithCode(cli.ExitUsage, err)
-			}
-			out := struct {
-				*inventory.Device
-				Added bool `json:"added"`
-			}{dev, added}
-			return cli.Std(*jsonOut).Result(out, func(w io.Writer) {
-				if added {
-					fmt.Fprintf(w, "Registered device %s (key %s)\n", dev.ID, dev.KeyID)
-				} else {
-					fmt.Fprintf(w, "Device %s is already registered with this key; nothing changed\n", dev.ID)
+			return withInventory(*dbPath, func(db *inventory.DB) error {
+				dev, added, err := db.AddDevice(cmd.Context(), id, pemBytes, inventory.AddOptions{Replace: replace})
+				if err != nil {
+					return cli.WithCode(cli.ExitUsage, err)
 				}
+				out := struct {
+					*inventory.Device
+					Added bool `json:"added"`
+				}{dev, added}
+				return cli.Std(*jsonOut).Result(out, func(w io.Writer) {
+					if added {
+						fmt.Fprintf(w, "Registered device %s (key %s)\n", dev.ID, dev.KeyID)
+					} else {
+						fmt.Fprintf(w, "Device %s is already registered with this key; nothing changed\n", dev.ID)
+					}
+				})
 			})
 		},
 	}
@@ -120,20 +117,17 @@ deleted, and fwrepo serve refuses its reports from then on (403, "removed").
 Registering it again with 'fwrepo devices add' puts it back into service.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := openInventory(*dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			dev, err := db.RemoveDevice(cmd.Context(), args[0])
-			if errors.Is(err, inventory.ErrUnknownDevice) {
-				return cli.WithCode(cli.ExitUsage, err)
-			}
-			if err != nil {
-				return err
-			}
-			return cli.Std(*jsonOut).Result(removal{dev, true}, func(w io.Writer) {
-				fmt.Fprintf(w, "Removed device %s (key %s); its reports are now refused\n", dev.ID, dev.KeyID)
+			return withInventory(*dbPath, func(db *inventory.DB) error {
+				dev, err := db.RemoveDevice(cmd.Context(), args[0])
+				if errors.Is(err, inventory.ErrUnknownDevice) {
+					return cli.WithCode(cli.ExitUsage, err)
+				}
+				if err != nil {
+					return err
+				}
+				return cli.Std(*jsonOut).Result(removal{dev, true}, func(w io.Writer) {
+					fmt.Fprintf(w, "Removed device %s (key %s); its reports are now refused\n", dev.ID, dev.KeyID)
+				})
 			})
 		},
 	}
@@ -155,30 +149,27 @@ func devicesListCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 		Short: "List registered devices with their running version, counter, last result and last report; --all adds removed ones",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := openInventory(*dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			devs, err := db.List(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if devs == nil {
-				devs = []*inventory.Device{}
-			}
-			doc := fleet{Devices: devs}
-			if all {
-				removed, err := db.ListRemoved(cmd.Context())
+			return withInventory(*dbPath, func(db *inventory.DB) error {
+				devs, err := db.List(cmd.Context())
 				if err != nil {
 					return err
 				}
-				if removed == nil {
-					removed = []*inventory.RemovedDevice{}
+				if devs == nil {
+					devs = []*inventory.Device{}
 				}
-				doc.Removed = &removed
-			}
-			return cli.Std(*jsonOut).Result(doc, func(w io.Writer) { printFleet(w, doc) })
+				doc := fleet{Devices: devs}
+				if all {
+					removed, err := db.ListRemoved(cmd.Context())
+					if err != nil {
+						return err
+					}
+					if removed == nil {
+						removed = []*inventory.RemovedDevice{}
+					}
+					doc.Removed = &removed
+				}
+				return cli.Std(*jsonOut).Result(doc, func(w io.Writer) { printFleet(w, doc) })
+			})
 		},
 	}
 	c.Flags().BoolVar(&all, "all", false, "also list removed (decommissioned) devices, with their key and when they were removed")
@@ -238,4 +229,16 @@ func withDeviceAPI(dbPath string, repository http.Handler, log *slog.Logger) (ht
 	mux.Handle("/", repository)
 	log.Info("device API enabled", "db", inventory.RedactDSN(dbPath), "nonce", manifests.NoncePath, "manifests", manifests.ManifestPath)
 	return mux, db.Close, nil
+}
+
+// withInventory opens the inventory at path (see openInventory), runs f on
+// it and closes it: the one open/close of every 'fwrepo devices', 'token'
+// and 'rollout' command.
+func withInventory(path string, f func(*inventory.DB) error) error {
+	db, err := openInventory(path)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return f(db)
 }

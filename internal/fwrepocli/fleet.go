@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -124,7 +125,7 @@ func usage(err error) error {
 	case errors.Is(err, inventory.ErrUnknownDevice), errors.Is(err, inventory.ErrDeviceRemoved), errors.Is(err, inventory.ErrInvalidTag),
 		errors.Is(err, inventory.ErrUnknownRollout), errors.Is(err, rollout.ErrInvalidSpec), errors.Is(err, rollout.ErrTransition),
 		errors.Is(err, inventory.ErrNoDevices), errors.Is(err, inventory.ErrDeviceBusy), errors.Is(err, inventory.ErrRolloutExists),
-		errors.Is(err, inventory.ErrTokenExists), errors.Is(err, inventory.ErrUnknownToken):
+		errors.Is(err, inventory.ErrTokenExists), errors.Is(err, inventory.ErrUnknownToken), errors.Is(err, rollout.ErrApproval):
 		return cli.WithCode(cli.ExitUsage, err)
 	}
 	return err
@@ -143,19 +144,16 @@ func devicesTagCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 			if err != nil {
 				return cli.WithCode(cli.ExitUsage, err)
 			}
-			db, err := openInventory(*dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			if err := db.SetTags(cmd.Context(), args[0], tags); err != nil {
-				return usage(err)
-			}
-			dev, err := db.Device(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return cli.Std(*jsonOut).Result(dev, func(w io.Writer) { fmt.Fprintf(w, "%s: %s\n", dev.ID, formatTags(dev.Tags)) })
+			return withInventory(*dbPath, func(db *inventory.DB) error {
+				if err := db.SetTags(cmd.Context(), args[0], tags); err != nil {
+					return usage(err)
+				}
+				dev, err := db.Device(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				return cli.Std(*jsonOut).Result(dev, func(w io.Writer) { fmt.Fprintf(w, "%s: %s\n", dev.ID, formatTags(dev.Tags)) })
+			})
 		},
 	}
 }
@@ -167,19 +165,16 @@ func devicesUntagCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 		Short:   "Remove tags from a device",
 		Args:    cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := openInventory(*dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			if err := db.RemoveTags(cmd.Context(), args[0], args[1:]); err != nil {
-				return usage(err)
-			}
-			dev, err := db.Device(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			return cli.Std(*jsonOut).Result(dev, func(w io.Writer) { fmt.Fprintf(w, "%s: %s\n", dev.ID, formatTags(dev.Tags)) })
+			return withInventory(*dbPath, func(db *inventory.DB) error {
+				if err := db.RemoveTags(cmd.Context(), args[0], args[1:]); err != nil {
+					return usage(err)
+				}
+				dev, err := db.Device(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				return cli.Std(*jsonOut).Result(dev, func(w io.Writer) { fmt.Fprintf(w, "%s: %s\n", dev.ID, formatTags(dev.Tags)) })
+			})
 		},
 	}
 }
@@ -207,30 +202,27 @@ func devicesHistoryCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 		Short:   "Show every install attempt a device reported (signed reports), newest first",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := openInventory(*dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			ev, err := db.History(cmd.Context(), args[0], limit)
-			if err != nil {
-				return usage(err)
-			}
-			doc := struct {
-				DeviceID string            `json:"device_id"`
-				Events   []inventory.Event `json:"events"`
-			}{args[0], ev}
-			return cli.Std(*jsonOut).Result(doc, func(w io.Writer) {
-				if len(ev) == 0 {
-					fmt.Fprintf(w, "%s has reported no install attempt\n", args[0])
-					return
+			return withInventory(*dbPath, func(db *inventory.DB) error {
+				ev, err := db.History(cmd.Context(), args[0], limit)
+				if err != nil {
+					return usage(err)
 				}
-				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-				defer tw.Flush()
-				fmt.Fprintln(tw, "AT\tOUTCOME\tVERSION\tTARGET\tERROR")
-				for _, e := range ev {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Outcome, dash(e.Version), dash(e.Target), dash(e.Error))
-				}
+				doc := struct {
+					DeviceID string            `json:"device_id"`
+					Events   []inventory.Event `json:"events"`
+				}{args[0], ev}
+				return cli.Std(*jsonOut).Result(doc, func(w io.Writer) {
+					if len(ev) == 0 {
+						fmt.Fprintf(w, "%s has reported no install attempt\n", args[0])
+						return
+					}
+					tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+					defer tw.Flush()
+					fmt.Fprintln(tw, "AT\tOUTCOME\tVERSION\tTARGET\tERROR")
+					for _, e := range ev {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.At.Format(time.RFC3339), e.Outcome, dash(e.Version), dash(e.Target), dash(e.Error))
+					}
+				})
 			})
 		},
 	}
@@ -265,25 +257,22 @@ func tokenCmd(jsonOut *bool) *cobra.Command {
 		Short: "Create an operator token and print it (once: only its hash is stored)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := openInventory(dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			tok, t, err := db.CreateToken(cmd.Context(), args[0], role)
-			if err != nil {
-				if errors.Is(err, inventory.ErrTokenExists) {
-					return usage(err)
+			return withInventory(dbPath, func(db *inventory.DB) error {
+				tok, t, err := db.CreateToken(cmd.Context(), args[0], role)
+				if err != nil {
+					if errors.Is(err, inventory.ErrTokenExists) {
+						return usage(err)
+					}
+					return cli.WithCode(cli.ExitUsage, err)
 				}
-				return cli.WithCode(cli.ExitUsage, err)
-			}
-			doc := struct {
-				*inventory.Token
-				Secret string `json:"token"`
-			}{t, tok}
-			return cli.Std(*jsonOut).Result(doc, func(w io.Writer) {
-				fmt.Fprintln(w, tok)
-				fmt.Fprintf(cmd.ErrOrStderr(), "Created %s token %q; it is shown only now (send it as 'Authorization: Bearer TOKEN')\n", t.Role, t.Name)
+				doc := struct {
+					*inventory.Token
+					Secret string `json:"token"`
+				}{t, tok}
+				return cli.Std(*jsonOut).Result(doc, func(w io.Writer) {
+					fmt.Fprintln(w, tok)
+					fmt.Fprintf(cmd.ErrOrStderr(), "Created %s token %q; it is shown only now (send it as 'Authorization: Bearer TOKEN')\n", t.Role, t.Name)
+				})
 			})
 		},
 	}
@@ -295,30 +284,27 @@ func tokenCmd(jsonOut *bool) *cobra.Command {
 		Example: `  fwrepo token list`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := openInventory(dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			ts, err := db.Tokens(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return cli.Std(*jsonOut).Result(map[string]any{"tokens": ts}, func(w io.Writer) {
-				if len(ts) == 0 {
-					fmt.Fprintln(w, "No operator tokens; create one with 'fwrepo token create --role operator NAME'")
-					return
+			return withInventory(dbPath, func(db *inventory.DB) error {
+				ts, err := db.Tokens(cmd.Context())
+				if err != nil {
+					return err
 				}
-				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-				defer tw.Flush()
-				fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tLAST USED")
-				for _, t := range ts {
-					used := "never"
-					if t.LastUsed != nil {
-						used = t.LastUsed.Format(time.RFC3339)
+				return cli.Std(*jsonOut).Result(map[string]any{"tokens": ts}, func(w io.Writer) {
+					if len(ts) == 0 {
+						fmt.Fprintln(w, "No operator tokens; create one with 'fwrepo token create --role operator NAME'")
+						return
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.Role, t.CreatedAt.Format(time.RFC3339), used)
-				}
+					tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+					defer tw.Flush()
+					fmt.Fprintln(tw, "NAME\tROLE\tCREATED\tLAST USED")
+					for _, t := range ts {
+						used := "never"
+						if t.LastUsed != nil {
+							used = t.LastUsed.Format(time.RFC3339)
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.Name, t.Role, t.CreatedAt.Format(time.RFC3339), used)
+					}
+				})
 			})
 		},
 	}
@@ -328,16 +314,13 @@ func tokenCmd(jsonOut *bool) *cobra.Command {
 		Short:   "Revoke an operator token: requests with it are refused from now on",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := openInventory(dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			if err := db.RevokeToken(cmd.Context(), args[0]); err != nil {
-				return usage(err)
-			}
-			return cli.Std(*jsonOut).Result(map[string]any{"name": args[0], "revoked": true}, func(w io.Writer) {
-				fmt.Fprintf(w, "Revoked token %s\n", args[0])
+			return withInventory(dbPath, func(db *inventory.DB) error {
+				if err := db.RevokeToken(cmd.Context(), args[0]); err != nil {
+					return usage(err)
+				}
+				return cli.Std(*jsonOut).Result(map[string]any{"name": args[0], "revoked": true}, func(w io.Writer) {
+					fmt.Fprintf(w, "Revoked token %s\n", args[0])
+				})
 			})
 		},
 	}
@@ -362,20 +345,60 @@ reports only.`,
 		Args: cobra.NoArgs,
 	}
 	dbFlag(c, &dbPath)
-	c.AddCommand(rolloutCreateCmd(jsonOut, &dbPath), rolloutListCmd(jsonOut, &dbPath), rolloutStatusCmd(jsonOut, &dbPath))
+	var token tokenFlags
+	c.PersistentFlags().StringVar(&token.token, "token", "", "act as the operator of this token (default $"+TokenEnv+"): create and actions record its name; approve needs one, of another operator than the creator")
+	c.PersistentFlags().StringVar(&token.file, "token-file", "", "read --token from this file (keeps it out of the process list)")
+	c.AddCommand(rolloutCreateCmd(jsonOut, &dbPath, &token), rolloutListCmd(jsonOut, &dbPath), rolloutStatusCmd(jsonOut, &dbPath))
 	for _, a := range []struct{ action, short string }{
 		{rollout.Start, "Start a rollout (its first wave is assigned; with --approval it first waits for 'fwrepo rollout approve')"},
-		{rollout.Approve, "Approve a started rollout that asked for approval"},
+		{rollout.Approve, "Approve a started rollout that asked for approval (--token of an operator other than its creator)"},
 		{rollout.Pause, "Pause a rollout: devices that have not started are withdrawn until resume"},
 		{rollout.Resume, "Resume a paused rollout"},
 		{rollout.Abort, "Abort a rollout: devices that have not started are withdrawn for good"},
 	} {
-		c.AddCommand(rolloutActionCmd(jsonOut, &dbPath, a.action, a.short))
+		c.AddCommand(rolloutActionCmd(jsonOut, &dbPath, &token, a.action, a.short))
 	}
 	return c
 }
 
-func rolloutCreateCmd(jsonOut *bool, dbPath *string) *cobra.Command {
+// TokenEnv names the default operator token of 'fwrepo rollout'.
+const TokenEnv = "FWREPO_TOKEN"
+
+// tokenFlags are --token and --token-file.
+type tokenFlags struct{ token, file string }
+
+// operatorName returns the name of the operator token of f (--token,
+// --token-file, else $FWREPO_TOKEN), which must have the operator role,
+// or rollout.Anonymous without one.
+func operatorName(ctx context.Context, db *inventory.DB, f tokenFlags) (string, error) {
+	tok := f.token
+	if f.file != "" {
+		b, err := os.ReadFile(f.file)
+		if err != nil {
+			return "", cli.WithCode(cli.ExitUsage, fmt.Errorf("--token-file: %w", err))
+		}
+		tok = string(b)
+	}
+	if tok == "" {
+		tok = os.Getenv(TokenEnv)
+	}
+	if tok == "" {
+		return rollout.Anonymous, nil
+	}
+	t, err := db.Authenticate(ctx, strings.TrimSpace(tok))
+	if errors.Is(err, inventory.ErrBadToken) {
+		return "", cli.WithCode(cli.ExitUsage, fmt.Errorf("--token: %w", err))
+	}
+	if err != nil {
+		return "", err
+	}
+	if !t.Allows(inventory.RoleOperator) {
+		return "", cli.WithCode(cli.ExitUsage, fmt.Errorf("--token: token %s has role %s; changing rollouts needs the operator role", t.Name, t.Role))
+	}
+	return t.Name, nil
+}
+
+func rolloutCreateCmd(jsonOut *bool, dbPath *string, token *tokenFlags) *cobra.Command {
 	var (
 		id, waves, timezone string
 		filter, windows     []string
@@ -402,18 +425,19 @@ func rolloutCreateCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 			if len(windows) > 0 || timezone != "" {
 				spec.Maintenance = &manifests.Maintenance{Windows: windows, Timezone: timezone}
 			}
-			db, err := openInventory(*dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			r, err := db.CreateRollout(cmd.Context(), id, spec, "cli")
-			if err != nil {
-				return usage(err)
-			}
-			return cli.Std(*jsonOut).Result(r, func(w io.Writer) {
-				fmt.Fprintf(w, "Created rollout %s of %s to %d devices (%s) in %d waves %v; start it with 'fwrepo rollout start %s'\n",
-					r.ID, r.Spec.Target, sum(r.Sizes), inventory.FormatFilter(r.Spec.Filter), r.Waves, r.Sizes, r.ID)
+			return withInventory(*dbPath, func(db *inventory.DB) error {
+				by, err := operatorName(cmd.Context(), db, *token)
+				if err != nil {
+					return err
+				}
+				r, err := db.CreateRollout(cmd.Context(), id, spec, by)
+				if err != nil {
+					return usage(err)
+				}
+				return cli.Std(*jsonOut).Result(r, func(w io.Writer) {
+					fmt.Fprintf(w, "Created rollout %s of %s to %d devices (%s) in %d waves %v; start it with 'fwrepo rollout start %s'\n",
+						r.ID, r.Spec.Target, sum(r.Sizes), inventory.FormatFilter(r.Spec.Filter), r.Waves, r.Sizes, r.ID)
+				})
 			})
 		},
 	}
@@ -438,29 +462,30 @@ func sum(v []int) int {
 	return n
 }
 
-func rolloutActionCmd(jsonOut *bool, dbPath *string, action, short string) *cobra.Command {
+func rolloutActionCmd(jsonOut *bool, dbPath *string, token *tokenFlags, action, short string) *cobra.Command {
 	return &cobra.Command{
 		Use:     action + " ROLLOUT_ID",
 		Example: "  fwrepo rollout " + action + " gw-2.4.1",
 		Short:   short,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := openInventory(*dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			svc := &operator.Service{DB: db}
-			r, err := svc.Act(cmd.Context(), args[0], action, "cli")
-			if err != nil {
-				return usage(err)
-			}
-			return cli.Std(*jsonOut).Result(r, func(w io.Writer) {
-				fmt.Fprintf(w, "Rollout %s is %s", r.ID, r.Status)
-				if r.Status == rollout.Running || r.Status == rollout.Paused || r.Status == rollout.Aborted {
-					fmt.Fprint(w, "; 'fwrepo serve --director-key' carries it out within its --rollout-interval")
+			return withInventory(*dbPath, func(db *inventory.DB) error {
+				by, err := operatorName(cmd.Context(), db, *token)
+				if err != nil {
+					return err
 				}
-				fmt.Fprintln(w)
+				svc := &operator.Service{DB: db}
+				r, err := svc.Act(cmd.Context(), args[0], action, by)
+				if err != nil {
+					return usage(err)
+				}
+				return cli.Std(*jsonOut).Result(r, func(w io.Writer) {
+					fmt.Fprintf(w, "Rollout %s is %s", r.ID, r.Status)
+					if r.Status == rollout.Running || r.Status == rollout.Paused || r.Status == rollout.Aborted {
+						fmt.Fprint(w, "; 'fwrepo serve --director-key' carries it out within its --rollout-interval")
+					}
+					fmt.Fprintln(w)
+				})
 			})
 		},
 	}
@@ -473,27 +498,24 @@ func rolloutListCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 		Example: `  fwrepo rollout list --json`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := openInventory(*dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			rs, err := db.Rollouts(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return cli.Std(*jsonOut).Result(map[string]any{"rollouts": rs}, func(w io.Writer) {
-				if len(rs) == 0 {
-					fmt.Fprintln(w, "No rollouts; create one with 'fwrepo rollout create --target PATH'")
-					return
+			return withInventory(*dbPath, func(db *inventory.DB) error {
+				rs, err := db.Rollouts(cmd.Context())
+				if err != nil {
+					return err
 				}
-				tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-				defer tw.Flush()
-				fmt.Fprintln(tw, "ID\tTARGET\tFILTER\tSTATUS\tWAVE\tDEVICES\tREASON")
-				for _, r := range rs {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\n", r.ID, r.Spec.Target, inventory.FormatFilter(r.Spec.Filter), r.Status,
-						r.Wave+1, r.Waves, sum(r.Sizes), dash(r.Reason))
-				}
+				return cli.Std(*jsonOut).Result(map[string]any{"rollouts": rs}, func(w io.Writer) {
+					if len(rs) == 0 {
+						fmt.Fprintln(w, "No rollouts; create one with 'fwrepo rollout create --target PATH'")
+						return
+					}
+					tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+					defer tw.Flush()
+					fmt.Fprintln(tw, "ID\tTARGET\tFILTER\tSTATUS\tWAVE\tDEVICES\tREASON")
+					for _, r := range rs {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%d\t%s\n", r.ID, r.Spec.Target, inventory.FormatFilter(r.Spec.Filter), r.Status,
+							r.Wave+1, r.Waves, sum(r.Sizes), dash(r.Reason))
+					}
+				})
 			})
 		},
 	}
@@ -507,16 +529,13 @@ func rolloutStatusCmd(jsonOut *bool, dbPath *string) *cobra.Command {
 		Short:   "Show a rollout: its state, why it halted, per-wave progress from the devices' signed reports",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			db, err := openInventory(*dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			st, err := db.Status(cmd.Context(), args[0])
-			if err != nil {
-				return usage(err)
-			}
-			return cli.Std(*jsonOut).Result(st, func(w io.Writer) { printRollout(w, st, devices) })
+			return withInventory(*dbPath, func(db *inventory.DB) error {
+				st, err := db.Status(cmd.Context(), args[0])
+				if err != nil {
+					return usage(err)
+				}
+				return cli.Std(*jsonOut).Result(st, func(w io.Writer) { printRollout(w, st, devices) })
+			})
 		},
 	}
 	c.Flags().BoolVar(&devices, "devices", false, "list every device with its phase")
@@ -531,7 +550,7 @@ func printRollout(w io.Writer, st *inventory.RolloutStatus, devices bool) {
 	}
 	fmt.Fprintf(w, "Thresholds: next wave at %g%% succeeded; halt above %g%% failed", r.Spec.SuccessThreshold*100, r.Spec.FailureThreshold*100)
 	if r.Spec.Approval {
-		fmt.Fprintf(w, "; approval required (approved by: %s)", dash(r.ApprovedBy))
+		fmt.Fprintf(w, "; approval required from an operator other than %s (approved by: %s)", r.CreatedBy, dash(r.ApprovedBy))
 	}
 	fmt.Fprintln(w)
 	if m := r.Spec.Maintenance; m != nil {

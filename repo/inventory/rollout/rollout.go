@@ -476,3 +476,26 @@ func Transition(st Status, action string, approval bool) (Status, error) {
 	}
 	return st, fmt.Errorf("%w: cannot %s: %s", ErrTransition, action, hint)
 }
+
+// Anonymous is who a change is recorded as when it was made without an
+// operator token ('fwrepo rollout' on the database without --token).
+const Anonymous = "cli"
+
+// ErrApproval means an approval is refused: it must come from a named
+// operator other than the rollout's creator.
+var ErrApproval = errors.New("approval refused")
+
+// CheckApprover decides whether approver may approve a rollout that
+// creator created. An approval is a second person's control, so it needs
+// a named operator (an operator token's name, never Anonymous or empty)
+// who is not the creator. Names are compared exactly: token names are the
+// operators' identities.
+func CheckApprover(creator, approver string) error {
+	switch {
+	case approver == "" || approver == Anonymous:
+		return fmt.Errorf("%w: an approval needs a named operator: approve with an operator token ('fwrepo rollout approve --token TOKEN', the operator API or the fleet view)", ErrApproval)
+	case approver == creator:
+		return fmt.Errorf("%w: %s created this rollout; a second operator must approve it", ErrApproval, approver)
+	}
+	return nil
+}

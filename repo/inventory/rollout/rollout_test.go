@@ -159,3 +159,24 @@ func TestTransition(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckApprover(t *testing.T) {
+	for _, tc := range []struct {
+		creator, approver string
+		ok                bool
+	}{
+		{"alice", "bob", true},
+		{Anonymous, "bob", true},
+		{"", "bob", true},
+		{"alice", "alice", false},     // the creator cannot approve their own rollout
+		{Anonymous, Anonymous, false}, // nor can an anonymous CLI user
+		{"alice", Anonymous, false},   // an approval needs a name
+		{"alice", "", false},
+		{"alice", "Alice", true}, // token names are compared exactly
+	} {
+		err := CheckApprover(tc.creator, tc.approver)
+		if (err == nil) != tc.ok || err != nil && !errors.Is(err, ErrApproval) {
+			t.Errorf("CheckApprover(%q, %q) = %v, want ok=%v", tc.creator, tc.approver, err, tc.ok)
+		}
+	}
+}

@@ -75,6 +75,10 @@ type Rollout struct {
 	Actions []string
 	// SuccessThreshold and FailureThreshold are fractions of a wave.
 	SuccessThreshold, FailureThreshold float64
+	// Approval is whether it needs an approval; CreatedBy and ApprovedBy
+	// name the operators (an approver must not be the creator).
+	Approval              bool
+	CreatedBy, ApprovedBy string
 }
 
 // Wave is one wave's devices by phase.

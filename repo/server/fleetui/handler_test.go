@@ -48,12 +48,15 @@ func newTestFleet() *testFleet {
 		tokens: map[string]*Operator{
 			"op-token":     {Name: "alice", Role: "operator", CanChange: true},
 			"viewer-token": {Name: "victor", Role: "viewer"},
+			"bob-token":    {Name: "bob", Role: "operator", CanChange: true},
 		},
 		devices: []Device{{ID: "gw-" + xss, Hardware: "acme", Version: "1.0" + xss, RunningSlot: "A", LastSeen: &seen, Identity: "file",
 			Slots: []Slot{{Name: "A", Status: "confirmed" + xss, Version: "1.0", Running: true}}, LastOutcome: "failed", LastError: "boom " + xss}},
 		rolls: []Rollout{{ID: "r1", Target: "acme/2.0/fw.img", Status: "running", Reason: "halted: " + xss,
 			Waves: []Wave{{Devices: 2, Succeeded: 1, Failed: 1}}, Failures: []Failure{{DeviceID: "gw-1", Reason: "fell-back: " + xss}},
-			Actions: []string{"pause", "abort"}}},
+			Actions: []string{"pause", "abort"}},
+			{ID: "r2", Target: "acme/2.0/fw.img", Status: "waiting-approval", Approval: true, CreatedBy: "alice",
+				Waves: []Wave{{Devices: 1, Pending: 1}}, Actions: []string{"approve", "abort"}}},
 	}
 }
 
@@ -247,5 +250,27 @@ func TestRefreshReloads(t *testing.T) {
 	m := refreshRE.FindStringSubmatch(page)
 	if m == nil || m[1] != "3; url=/ui/" {
 		t.Errorf("meta refresh %q, want %q (the page's URL, no fragment)", m, "3; url=/ui/")
+	}
+}
+
+// TestApproveButton: the approve button is offered to operators other
+// than the rollout's creator; the creator sees that it waits for another.
+func TestApproveButton(t *testing.T) {
+	for _, tc := range []struct {
+		token       string
+		button, msg bool
+	}{
+		{"op-token", false, true}, // alice created r2
+		{"bob-token", true, false},
+		{"viewer-token", false, false},
+	} {
+		c := newClient(t, Handler(Options{Fleet: newTestFleet()}))
+		_, page := c.login(tc.token)
+		if got := strings.Contains(page, `id="approve-r2"`); got != tc.button {
+			t.Errorf("%s: approve button shown %v, want %v", tc.token, got, tc.button)
+		}
+		if got := strings.Contains(page, `id="approval-note-r2"`); got != tc.msg {
+			t.Errorf("%s: 'waiting for another operator' shown %v, want %v", tc.token, got, tc.msg)
+		}
 	}
 }

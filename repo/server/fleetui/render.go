@@ -6,6 +6,8 @@ import (
 	"html/template"
 	"net/http"
 	"time"
+
+	"github.com/fwctl/fwctl/repo/inventory/rollout"
 )
 
 type loginPage struct {
@@ -71,6 +73,9 @@ func ago(now time.Time, t *time.Time) string {
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"percent": percent,
+	// mayApprove hides the approve button from a rollout's creator (the
+	// service refuses their approval anyway).
+	"mayApprove": func(creator, op string) bool { return rollout.CheckApprover(creator, op) == nil },
 	"ago":     ago,
 	"inc":     func(i int) int { return i + 1 },
 	"pct":     func(f float64) string { return fmt.Sprintf("%g%%", f*100) },
@@ -155,7 +160,9 @@ navigation (HTML's navigate algorithm), which never reloads. */}}
 <h3><span class="mono">{{.ID}}</span> <span class="badge s-{{.Status}} status">{{.Status}}</span>
 <span class="muted">{{.Target}} to {{.Filter}}</span></h3>
 {{with .Reason}}<p class="reason">Reason: <span class="rollout-reason">{{.}}</span></p>{{end}}
-<p class="muted">Next wave at {{pct .SuccessThreshold}} succeeded; halts above {{pct .FailureThreshold}} failed.</p>
+<p class="muted">Next wave at {{pct .SuccessThreshold}} succeeded; halts above {{pct .FailureThreshold}} failed.
+{{with .CreatedBy}}Created by <span class="created-by">{{.}}</span>.{{end}}
+{{if .Approval}}Needs an approval by another operator{{with .ApprovedBy}}: approved by <span class="approved-by">{{.}}</span>{{end}}.{{end}}</p>
 <table><thead><tr><th>wave</th><th>progress</th><th>devices</th><th>succeeded</th><th>failed</th><th>installing</th><th>assigned</th><th>deferred</th><th>pending</th><th>withdrawn</th></tr></thead><tbody>
 {{$r := .}}{{range $i, $w := .Waves}}
 <tr class="wave" id="wave-{{$r.ID}}-{{inc $i}}" data-succeeded="{{.Succeeded}}" data-failed="{{.Failed}}" data-devices="{{.Devices}}">
@@ -167,8 +174,9 @@ navigation (HTML's navigate algorithm), which never reloads. */}}
 {{range .Failures}}<li><span class="mono">{{.DeviceID}}</span> (wave {{inc .Wave}}): <span class="reason failure-reason">{{.Reason}}</span></li>{{end}}
 </ul>{{end}}
 {{if $root.Operator.CanChange}}{{range .Actions}}
-<form class="inline" method="post" action="/ui/rollouts/{{$r.ID}}/{{.}}"><input type="hidden" name="csrf" value="{{$root.CSRF}}"><button type="submit" class="action{{if eq . "abort"}} danger{{end}}" id="{{.}}-{{$r.ID}}">{{.}}</button></form>
-{{end}}{{end}}
+{{if and (eq . "approve") (not (mayApprove $r.CreatedBy $root.Operator.Name))}}<span class="muted approval-note" id="approval-note-{{$r.ID}}">Waiting for another operator's approval (you created it).</span>
+{{else}}<form class="inline" method="post" action="/ui/rollouts/{{$r.ID}}/{{.}}"><input type="hidden" name="csrf" value="{{$root.CSRF}}"><button type="submit" class="action{{if eq . "abort"}} danger{{end}}" id="{{.}}-{{$r.ID}}">{{.}}</button></form>
+{{end}}{{end}}{{end}}
 </div>
 {{end}}
 </section>

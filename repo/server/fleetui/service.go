@@ -102,7 +102,8 @@ func (f serviceFleet) Rollouts(ctx context.Context) ([]Rollout, error) {
 		}
 		v := Rollout{ID: r.ID, Target: r.Spec.Target, Filter: inventory.FormatFilter(r.Spec.Filter), Status: string(r.Status),
 			Reason: r.Reason, Wave: r.Wave, Created: r.CreatedAt,
-			SuccessThreshold: r.Spec.SuccessThreshold, FailureThreshold: r.Spec.FailureThreshold}
+			SuccessThreshold: r.Spec.SuccessThreshold, FailureThreshold: r.Spec.FailureThreshold,
+			Approval: r.Spec.Approval, CreatedBy: r.CreatedBy, ApprovedBy: r.ApprovedBy}
 		for _, c := range st.Counts {
 			v.Waves = append(v.Waves, Wave{Devices: c.Devices, Pending: c.Pending, Assigned: c.Assigned, Deferred: c.Deferred,
 				Installing: c.Installing, Succeeded: c.Succeeded, Failed: c.Failed, Withdrawn: c.Withdrawn})

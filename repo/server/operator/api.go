@@ -157,6 +157,8 @@ func status(err error) int {
 	case errors.Is(err, rollout.ErrInvalidSpec), errors.Is(err, inventory.ErrInvalidTag), errors.Is(err, inventory.ErrNoDevices),
 		errors.Is(err, manifests.ErrInvalidAssignment):
 		return http.StatusBadRequest
+	case errors.Is(err, rollout.ErrApproval):
+		return http.StatusForbidden
 	case errors.Is(err, rollout.ErrTransition), errors.Is(err, inventory.ErrRolloutExists), errors.Is(err, inventory.ErrDeviceBusy),
 		errors.Is(err, inventory.ErrConflict):
 		return http.StatusConflict

@@ -101,7 +101,8 @@ func (s *Service) Create(ctx context.Context, id string, spec rollout.Spec, by s
 
 // Act applies an operator action (rollout.Start, Approve, Pause, Resume,
 // Abort) by the named operator and, with a director, carries it out at
-// once.
+// once. An approval must come from a named operator other than the
+// rollout's creator (rollout.CheckApprover).
 func (s *Service) Act(ctx context.Context, id, action, by string) (*inventory.Rollout, error) {
 	for range 5 {
 		r, err := s.DB.Rollout(ctx, id)
@@ -111,6 +112,12 @@ func (s *Service) Act(ctx context.Context, id, action, by string) (*inventory.Ro
 		next, err := rollout.Transition(r.Status, action, r.Spec.Approval)
 		if err != nil {
 			return nil, fmt.Errorf("rollout %s: %w", id, err)
+		}
+		if action == rollout.Approve {
+			if err := rollout.CheckApprover(r.CreatedBy, by); err != nil {
+				s.log().Warn("rollout: approval refused", "id", id, "by", by, "created_by", r.CreatedBy)
+				return nil, fmt.Errorf("rollout %s: %w", id, err)
+			}
 		}
 		u := inventory.Update{State: r.State}
 		u.State.Status = next
