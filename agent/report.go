@@ -51,6 +51,12 @@ type ReportResult struct {
 // slots, running and next slot, counter, last install result and the
 // recent attempts, the time and the given server nonce.
 func (a *Agent) Manifest(ctx context.Context, deviceID, nonce string) (*manifests.DeviceManifest, error) {
+	return a.manifest(ctx, deviceID, nonce, 0)
+}
+
+// manifest is Manifest with a report sequence number (an offline report
+// has one and no nonce).
+func (a *Agent) manifest(ctx context.Context, deviceID, nonce string, seq uint64) (*manifests.DeviceManifest, error) {
 	st, err := a.Status(ctx)
 	if err != nil {
 		return nil, err
@@ -58,7 +64,7 @@ func (a *Agent) Manifest(ctx context.Context, deviceID, nonce string) (*manifest
 	m := &manifests.DeviceManifest{
 		Schema: manifests.DeviceSchema, DeviceID: deviceID, Hardware: st.Hardware,
 		RunningSlot: st.BootedSlot, NextBoot: st.NextBoot, Counter: st.Counter,
-		Slots: map[string]manifests.SlotReport{}, Time: a.Now().UTC().Truncate(time.Second), Nonce: nonce,
+		Slots: map[string]manifests.SlotReport{}, Time: a.Now().UTC().Truncate(time.Second), Nonce: nonce, Seq: seq,
 	}
 	for name, s := range st.Slots {
 		m.Slots[name] = manifests.SlotReport{Status: s.Status, Image: s.Image}
@@ -109,7 +115,11 @@ func (a *Agent) Report(ctx context.Context, key DeviceSigner, opt ReportOptions)
 	if !manifests.ValidNonce(nr.Nonce) {
 		return nil, fmt.Errorf("%w: %s answered an invalid nonce %q", ErrReportRefused, base+manifests.NoncePath, nr.Nonce)
 	}
-	m, err := a.Manifest(ctx, id, nr.Nonce)
+	seq, err := a.nextReportSeq()
+	if err != nil {
+		return nil, err
+	}
+	m, err := a.manifest(ctx, id, nr.Nonce, seq)
 	if err != nil {
 		return nil, err
 	}

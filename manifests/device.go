@@ -71,9 +71,16 @@ type DeviceManifest struct {
 	// only the last state.
 	Attempts []InstallResult `json:"attempts,omitempty"`
 	// Time is the device's clock when it built the report (informational:
-	// freshness comes from Nonce).
-	Time  time.Time `json:"time"`
-	Nonce string    `json:"nonce"`
+	// freshness comes from Nonce, or offline from Seq).
+	Time time.Time `json:"time"`
+	// Nonce is the server's single-use nonce (GET NoncePath); an offline
+	// report, written to removable media, has none.
+	Nonce string `json:"nonce,omitempty"`
+	// Seq is the device's report sequence number: it grows with every
+	// report the device signs, online or offline, so that fwrepo can
+	// refuse an offline report not newer than the latest it stored
+	// (docs/offline.md). Zero: a device agent that predates it.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // Image describes one firmware image as a device knows it: the target that
@@ -180,8 +187,8 @@ func (m *DeviceManifest) Validate() error {
 	if m.Time.IsZero() {
 		bad("time: missing")
 	}
-	if !ValidNonce(m.Nonce) {
-		bad("nonce %q: want the 16-128 character nonce fwrepo handed out (GET /api/v1/nonce)", clip(m.Nonce))
+	if !ValidNonce(m.Nonce) && (m.Nonce != "" || m.Seq == 0) {
+		bad("nonce %q: want the 16-128 character nonce fwrepo handed out (GET /api/v1/nonce), or none and a seq (an offline report)", clip(m.Nonce))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalidDeviceManifest, errors.Join(errs...))
@@ -255,7 +262,7 @@ func clip(s string) string {
 
 // Member names of each object, for the strict name check below.
 var (
-	manifestFields = []string{"schema", "device_id", "hardware", "running_slot", "next_boot", "counter", "slots", "last_result", "time", "nonce"}
+	manifestFields = []string{"schema", "device_id", "hardware", "running_slot", "next_boot", "counter", "slots", "last_result", "time", "nonce", "seq"}
 	slotFields     = []string{"status", "target", "version", "counter", "sha256", "length"}
 	resultFields   = []string{"at", "target", "version", "outcome", "error"}
 )

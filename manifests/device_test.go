@@ -92,6 +92,9 @@ func TestDeviceManifestValidate(t *testing.T) {
 		{"bad outcome", func(m *DeviceManifest) { m.LastResult.Outcome = "meh" }, ErrInvalidDeviceManifest, "outcome"},
 		{"no time", func(m *DeviceManifest) { m.Time = time.Time{} }, ErrInvalidDeviceManifest, "time"},
 		{"short nonce", func(m *DeviceManifest) { m.Nonce = "abc" }, ErrInvalidDeviceManifest, "nonce"},
+		{"offline: no nonce, a seq", func(m *DeviceManifest) { m.Nonce, m.Seq = "", 7 }, nil, ""},
+		{"no nonce and no seq", func(m *DeviceManifest) { m.Nonce = "" }, ErrInvalidDeviceManifest, "or none and a seq"},
+		{"short nonce with a seq", func(m *DeviceManifest) { m.Nonce, m.Seq = "abc", 7 }, ErrInvalidDeviceManifest, "nonce"},
 		{"several errors", func(m *DeviceManifest) { m.Nonce, m.Hardware = "", "" }, ErrInvalidDeviceManifest, "hardware"},
 	}
 	for _, tt := range tests {

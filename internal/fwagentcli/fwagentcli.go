@@ -490,11 +490,16 @@ a real reboot would. Use it with file slots in tests and demos.`,
 }
 
 func (a *app) reportCmd() *command {
+	var to string
 	return &command{
 		name:  "report",
+		args:  "[--to DIR]",
 		short: reportShort,
 		long:  reportLong,
-		run:   noArgs("report", a.runReport),
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&to, "to", "", "write the signed report into DIR (an offline site's stick) for 'fwrepo reports import' instead of sending it")
+		},
+		run: noArgs("report", func() error { return a.runReport(to) }),
 	}
 }
 

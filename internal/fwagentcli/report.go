@@ -24,7 +24,11 @@ state (running and next slot, each slot's image, security counter, last install
 result), signs it with the TPM device key and posts it. The device must be
 registered first: 'fwagent identity --pem > device.pem' on the device, then
 'fwrepo devices add DEVICE_ID --pubkey device.pem' on the server. Exit 3: fwrepo
-refused it (unregistered device, bad signature or nonce); 4: unreachable.`
+refused it (unregistered device, bad signature or nonce); 4: unreachable.
+
+--to DIR writes the same signed manifest, with no nonce and the next report
+sequence number, into DIR as DEVICE-SEQ.json (no network): on an offline site
+the operator carries it out and runs 'fwrepo reports import' (docs/offline.md).`
 )
 
 // deviceKey returns the device identity key: the file key when the config
@@ -51,8 +55,8 @@ func (a *app) identityKey(ctx context.Context, ag *agent.Agent, cfg *agent.Confi
 	return k, kind, nil
 }
 
-// runReport implements 'fwagent report'.
-func (a *app) runReport() error {
+// runReport implements 'fwagent report [--to DIR]'.
+func (a *app) runReport(to string) error {
 	ag, cfg, err := a.load(slog.LevelWarn)
 	if err != nil {
 		return err
@@ -66,6 +70,18 @@ func (a *app) runReport() error {
 	var opt agent.ReportOptions
 	if cfg.Report != nil {
 		opt.DeviceID = cfg.Report.DeviceID // as the daemon does
+	}
+	if to != "" {
+		res, path, err := ag.ReportTo(ctx, key, opt, to)
+		if err != nil {
+			return code(err)
+		}
+		return a.out.Result(struct {
+			*agent.ReportResult
+			Path string `json:"path"`
+		}{res, path}, func(w io.Writer) {
+			fmt.Fprintf(w, "Wrote report %d of device %s to %s\n", res.Manifest.Seq, res.DeviceID, path)
+		})
 	}
 	res, err := ag.Report(ctx, key, opt)
 	if errors.Is(err, agent.ErrReportRefused) {

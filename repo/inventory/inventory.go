@@ -450,25 +450,8 @@ func (d *DB) Nonce(ctx context.Context) (string, time.Time, error) {
 // a nonce that was not issued, has expired or was used (ErrNonce). The nonce is consumed only
 // by a correctly signed manifest, so forgeries cannot burn a device's nonce.
 func (d *DB) Accept(ctx context.Context, envelope []byte) (*manifests.DeviceManifest, error) {
-	// A member named twice can be read two ways: refused before anything
-	// else reads it.
-	if err := manifests.RejectDuplicateKeys(envelope); err != nil {
-		return nil, fmt.Errorf("%w: %w", manifests.ErrInvalidDeviceManifest, err)
-	}
-	s, err := manifests.ParseDeviceManifest(envelope)
+	m, err := d.verified(ctx, envelope)
 	if err != nil {
-		return nil, err
-	}
-	m := s.Manifest
-	dev, err := d.Device(ctx, m.DeviceID)
-	if err != nil {
-		return nil, err
-	}
-	pub, err := manifests.ParsePublicKeyPEM([]byte(dev.PublicKeyPEM))
-	if err != nil {
-		return nil, fmt.Errorf("registered key of %s: %w", dev.ID, err)
-	}
-	if err := s.Verify(pub); err != nil {
 		return nil, err
 	}
 	now := d.Now()
@@ -506,4 +489,31 @@ func (d *DB) Accept(ctx context.Context, envelope []byte) (*manifests.DeviceMani
 		return nil, fmt.Errorf("store manifest of %s: %w", m.DeviceID, err)
 	}
 	return m, nil
+}
+
+// verified parses a signed device manifest and verifies it under the key
+// registered for its device: a malformed manifest, an unregistered or
+// removed device, or a bad signature is refused.
+func (d *DB) verified(ctx context.Context, envelope []byte) (*manifests.DeviceManifest, error) {
+	// A member named twice can be read two ways: refused before anything
+	// else reads it.
+	if err := manifests.RejectDuplicateKeys(envelope); err != nil {
+		return nil, fmt.Errorf("%w: %w", manifests.ErrInvalidDeviceManifest, err)
+	}
+	s, err := manifests.ParseDeviceManifest(envelope)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := d.Device(ctx, s.Manifest.DeviceID)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := manifests.ParsePublicKeyPEM([]byte(dev.PublicKeyPEM))
+	if err != nil {
+		return nil, fmt.Errorf("registered key of %s: %w", dev.ID, err)
+	}
+	if err := s.Verify(pub); err != nil {
+		return nil, err
+	}
+	return s.Manifest, nil
 }
