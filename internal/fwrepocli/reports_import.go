@@ -33,9 +33,10 @@ type importedReport struct {
 func reportsCmd(jsonOut *bool) *cobra.Command {
 	var dbPath string
 	c := &cobra.Command{
-		Use:   "reports",
-		Short: "Offline device reports: import the signed reports devices wrote to a stick",
-		Args:  cobra.NoArgs,
+		Use:     "reports",
+		Short:   "Offline device reports: import the signed reports devices wrote to a stick",
+		Example: "  fwrepo reports import --db fleet.db /media/stick",
+		Args:    cobra.NoArgs,
 	}
 	c.PersistentFlags().StringVar(&dbPath, "db", "", "inventory database, shared with 'fwrepo serve --db' (default $"+DBEnv+", else fwrepo.db)")
 	imp := &cobra.Command{
