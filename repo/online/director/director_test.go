@@ -39,7 +39,7 @@ func newDirector(t testing.TB, now func() time.Time) (*Director, blob.Dir, []byt
 	st := blob.Dir(t.TempDir())
 	var log *slog.Logger
 	if os.Getenv("FWCTL_DIRECTOR_LOG") != "" {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	d, err := Open(context.Background(), Options{Store: st, KeyURI: res.OnlineKey, TrustedRoot: root, Now: now, Log: log, Workers: workers,
 		KeyOptions: signer.Options{Passphrase: func() ([]byte, error) { return []byte("online pass"), nil }}})
