@@ -72,7 +72,7 @@ for backend in $BACKENDS; do
   for _ in $(seq 200); do grep -q serving serve.out 2>/dev/null && break; sleep 0.05; done
   grep -q serving serve.out || { cat serve-$backend.log; exit 1; }
   taskset -c 1 "$BIN/benchfleet" run -url "http://127.0.0.1:$PORT" -keys keys.txt -token "$TOKEN" -target "$TARGET" \
-    -poll "$POLL" -duration "$DURATION" -inflight "$INFLIGHT" -label "[$backend]"
+    -poll "$POLL" -duration "$DURATION" -inflight "$INFLIGHT" -label "[$backend]" -server-pid "$PID"
   stop_server
   PORT=$((PORT + 1))
   if [ "$backend" = postgres ]; then "$ROOT/scripts/postgres.sh" stop "$PGDIR" >/dev/null; PGDIR=""; fi

@@ -274,6 +274,7 @@ func run(args []string) error {
 	reportEvery := fs.Duration("report-every", 10*time.Minute, "signed report interval of every device (fwagent's default is 6h)")
 	inflight := fs.Int("inflight", 512, "polls in flight at most (the generator's bound)")
 	label := fs.String("label", "", "label printed with the figures")
+	pid := fs.Int("server-pid", 0, "fwrepo's process ID: its CPU time per wave and per poll is printed too (from /proc)")
 	_ = fs.Parse(args)
 	devs, err := loadKeys(*keys)
 	if err != nil {
@@ -335,16 +336,22 @@ func run(args []string) error {
 	if _, err := api("rollouts", map[string]any{"id": id, "target": *target, "waves": []map[string]int{{"count": n}}, "success_threshold": 1}); err != nil {
 		return err
 	}
+	cpu0 := cpuTime(*pid)
 	took, err := api("rollouts/"+id+"/start", nil)
 	if err != nil {
 		return err
 	}
+	waveCPU := cpuTime(*pid) - cpu0
 	var pc counting
 	phc := client(&pc, *inflight)
 	if code, err := get(phc, *base+"/"+manifests.DirectorDevice(devs[n-1].id)+"/timestamp.json"); err != nil || code != 200 {
 		return fmt.Errorf("director timestamp of %s after the wave start: %d %v", devs[n-1].id, code, err)
 	}
-	fmt.Printf("%s wave start: %d devices assigned (director metadata signed and published) in %s (goal <= 10 s)\n", *label, n, took.Round(time.Millisecond))
+	fmt.Printf("%s wave start: %d devices assigned (director metadata signed and published) in %s (goal <= 10 s)", *label, n, took.Round(time.Millisecond))
+	if *pid > 0 {
+		fmt.Printf("; fwrepo CPU %.1f s", waveCPU.Seconds())
+	}
+	fmt.Println()
 	pc.read.Store(0)
 	pc.written.Store(0)
 
@@ -382,6 +389,7 @@ func run(args []string) error {
 		}
 	}()
 	polls := 0
+	cpu0 = cpuTime(*pid)
 	t := time.NewTicker(interval)
 	begin := time.Now()
 loop:
@@ -432,6 +440,7 @@ loop:
 	}
 	t.Stop()
 	pwg.Wait()
+	pollCPU := cpuTime(*pid) - cpu0
 	el := time.Since(begin)
 	np := plat.n()
 	fmt.Printf("%s polls: %d in %s (%.0f/s, %d devices every %s), failed %d, skipped at the generator's bound %d\n", *label, np, el.Round(time.Second),
@@ -440,6 +449,38 @@ loop:
 		ms(plat.pct(0.5)), ms(plat.pct(0.99)), float64(reqs.Load())/float64(max(np, 1)),
 		float64(pc.read.Load()+pc.written.Load())/float64(max(np, 1)), float64(pc.read.Load())/float64(max(np, 1)), float64(pc.written.Load())/float64(max(np, 1)))
 	fmt.Printf("%s signed reports during polling: %d (p99 %s)\n", *label, rl.n(), ms(rl.pct(0.99)))
+	if *pid > 0 {
+		fmt.Printf("%s fwrepo CPU while polling: %.2f s in %s (%.0f%% of its core), %.2f ms per poll with the reports' share\n", *label, pollCPU.Seconds(),
+			el.Round(time.Second), 100*pollCPU.Seconds()/el.Seconds(), float64(pollCPU.Microseconds())/1000/float64(max(np, 1)))
+	}
 	_ = polls
 	return nil
+}
+
+// cpuTime is the user and system CPU time of process pid (0 without one),
+// from /proc/PID/stat (clock ticks of 10 ms: USER_HZ is 100 on Linux).
+func cpuTime(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var ticks int64
+	for _, v := range f[11:13] { // utime, stime (fields 14 and 15)
+		var n int64
+		fmt.Sscan(v, &n)
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }

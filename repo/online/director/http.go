@@ -23,11 +23,16 @@ import (
 // client finds one repository under one URL. Anything else under
 // /director/ is 404; other paths go to next.
 //
+// The devices' timestamps, which nearly every request asks for, are kept
+// in memory (at most tsCacheBytes) and served after one Stat shows the
+// stored file unchanged.
+//
 // A device's timestamp.json carries manifests.RootVersionHeader, the newest
 // director root version in the store (looked up at most once a second),
 // so that a polling agent can skip its root probe.
 func Handler(st blob.Store, next http.Handler) http.Handler {
 	roots := &rootHint{st: st}
+	tsc := &tsCache{st: st, m: map[string]*cachedTS{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := strings.CutPrefix(r.URL.Path, "/director/")
 		if !ok {
@@ -48,7 +53,15 @@ func Handler(st blob.Store, next http.Handler) http.Handler {
 		if strings.HasSuffix(name, "timestamp.json") {
 			limit = layout.MaxTimestampLength
 		}
-		b, err := blob.ReadLimited(r.Context(), st, name, limit)
+		var (
+			b   []byte
+			err error
+		)
+		if strings.HasSuffix(name, "/timestamp.json") {
+			b, err = tsc.get(r.Context(), name)
+		} else {
+			b, err = blob.ReadLimited(r.Context(), st, name, limit)
+		}
 		if err != nil {
 			http.NotFound(w, r)
 			return
@@ -140,4 +153,55 @@ func (h *rootHint) get(ctx context.Context) string {
 		h.s = strconv.FormatInt(v, 10)
 	}
 	return h.s
+}
+
+// tsCacheBytes bounds the timestamps kept in memory (10,000 devices take
+// about 8 MB).
+const tsCacheBytes = 64 << 20
+
+// tsCache holds device timestamps by store name, each with the size and
+// modification time it was read at.
+type tsCache struct {
+	st    blob.Store
+	mu    sync.Mutex
+	m     map[string]*cachedTS
+	bytes int
+}
+
+type cachedTS struct {
+	info blob.Info
+	data []byte
+}
+
+// get returns the stored timestamp name: the cached bytes when a Stat
+// shows the same size and modification time, and that time is more than
+// two seconds old (a file replaced within the clock's granularity could
+// otherwise keep both; a bucket keeps whole seconds), else the file read
+// again.
+func (c *tsCache) get(ctx context.Context, name string) ([]byte, error) {
+	fi, err := c.st.Stat(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	e := c.m[name]
+	c.mu.Unlock()
+	if e != nil && e.info.Size == fi.Size && e.info.ModTime.Equal(fi.ModTime) {
+		return e.data, nil
+	}
+	b, err := blob.ReadLimited(ctx, c.st, name, layout.MaxTimestampLength)
+	if err != nil || time.Since(fi.ModTime) < 2*time.Second || int64(len(b)) != fi.Size {
+		return b, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := c.m[name]; old != nil {
+		c.bytes -= len(old.data)
+	}
+	if c.bytes+len(b) > tsCacheBytes {
+		c.m, c.bytes = map[string]*cachedTS{}, 0
+	}
+	c.m[name] = &cachedTS{info: fi, data: b}
+	c.bytes += len(b)
+	return b, nil
 }

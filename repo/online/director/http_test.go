@@ -2,6 +2,7 @@ package director
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo/blob"
 )
 
 // TestHandlerNamesNewestRoot: a device's director timestamp carries the
@@ -47,5 +49,41 @@ func TestHandlerNamesNewestRoot(t *testing.T) {
 	rootHintEvery = 0
 	if h := hint("timestamp.json"); h != "2" {
 		t.Fatalf("after root 2: hint %q, want 2", h)
+	}
+}
+
+// TestHandlerTimestampCache: a cached timestamp is served only while the
+// stored file has the size and modification time it was read at; a
+// re-signed one (same size, another time) is served at once.
+func TestHandlerTimestampCache(t *testing.T) {
+	st := blob.Dir(t.TempDir())
+	name := manifests.DirectorDevice("dev-1") + "/timestamp.json"
+	p := filepath.Join(string(st), filepath.FromSlash(name))
+	os.MkdirAll(filepath.Dir(p), 0o755)
+	srv := httptest.NewServer(Handler(st, http.NotFoundHandler()))
+	defer srv.Close()
+	get := func() string {
+		t.Helper()
+		res, err := http.Get(srv.URL + "/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return string(b)
+	}
+	old := time.Now().Add(-time.Hour)
+	for i, v := range []string{`{"v":1}`, `{"v":2}`, `{"v":3}`} {
+		os.WriteFile(p, []byte(v), 0o644)
+		os.Chtimes(p, old.Add(time.Duration(i)*time.Second), old.Add(time.Duration(i)*time.Second))
+		for range 2 { // read, then from the cache
+			if got := get(); got != v {
+				t.Fatalf("served %q, want %q", got, v)
+			}
+		}
+	}
+	os.Remove(p)
+	if res, err := http.Get(srv.URL + "/" + name); err != nil || res.StatusCode != http.StatusNotFound {
+		t.Fatalf("removed timestamp: %v %v", res, err)
 	}
 }
