@@ -65,9 +65,33 @@ func (a *Agent) ReportTo(ctx context.Context, key DeviceSigner, opt ReportOption
 	// ':' is valid in a device ID but not in a vfat file name; the name
 	// is informational, the signed content decides.
 	p := filepath.Join(dir, strings.ReplaceAll(id, ":", "_")+"-"+strconv.FormatUint(seq, 10)+".json")
-	if err := atomicfile.Write(p, env, 0o644); err != nil {
+	if err := writeNew(p, env); err != nil {
 		return nil, "", fmt.Errorf("offline report: %w", err)
 	}
 	a.log.Info("offline device manifest written", "device", id, "seq", seq, "path", p)
 	return &ReportResult{DeviceID: id, KeyID: key.KeyID(), Manifest: m}, p, nil
+}
+
+// writeNew writes a new file whole (a temp file, fsync, rename) without
+// atomicfile's chmod, which vfat through fusefat does not implement.
+func writeNew(p string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), p)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return atomicfile.SyncDir(filepath.Dir(p))
 }
