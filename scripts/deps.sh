@@ -19,6 +19,7 @@ pkgs=(
   qemu-system-x86 grub-pc-bin busybox-static fdisk  # test/vm: whole machines booted by GRUB (make torture-vm)
   chromium                             # the fleet view in a real headless browser (repo/server/fleetui, chromedp)
   dosfstools mtools fusefat            # vfat sticks on loop devices for offline bundles (test/stick_test.go, demo-offline; fusefat where the kernel has no vfat)
+  udev                                 # udevadm test runs examples/offline/90-fwctl-stick.rules (test/stick_examples_test.go)
 )
 missing=()
 for p in "${pkgs[@]}"; do
