@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-tpm/tpm2"
-
 	"github.com/fwctl/fwctl/tpm"
 )
 
@@ -54,7 +52,7 @@ func parseTPMRef(uri, rest string) (Ref, error) {
 		if err != nil {
 			return Ref{}, fmt.Errorf("key URI %q: handle %q: want a persistent handle such as 0x81000101", uri, vs[0])
 		}
-		if err := tpm.CheckSigningKeyHandle(tpm2.TPMHandle(h)); err != nil {
+		if err := tpm.CheckSigningKeyHandle(tpm.Handle(h)); err != nil {
 			return Ref{}, fmt.Errorf("key URI %q: %w", uri, err)
 		}
 		r.Handle = uint32(h)
@@ -138,7 +136,7 @@ func openTPM(r Ref, create bool) (*tpmSigner, bool, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tpmOpenTimeout)
 	defer cancel()
-	k, created, err := t.SigningKey(ctx, tpm2.TPMHandle(r.Handle), create)
+	k, created, err := t.SigningKey(ctx, tpm.Handle(r.Handle), create)
 	if err != nil {
 		release()
 		if errors.Is(err, tpm.ErrNoKey) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -12,16 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/google/go-tpm/tpm2"
-	"github.com/google/go-tpm/tpm2/transport"
 )
 
 // Key is the device identity key: ECDSA P-256, created inside the TPM and
 // never exportable (FixedTPM, FixedParent). It implements crypto.Signer.
 type Key struct {
 	tpm  *TPM
-	name tpm2.TPM2BName
+	name []byte // the key's Name
 	pub  *ecdsa.PublicKey
 	der  []byte // PKIX
 }
@@ -69,62 +65,58 @@ func (k *Key) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, 
 
 var errNoKey = errors.New("no persistent key")
 
-// deviceKeyTemplate leaves the signing scheme open (TPM_ALG_NULL) so each
-// Sign call can choose the hash.
-func deviceKeyTemplate() tpm2.TPMTPublic {
-	return tpm2.TPMTPublic{
-		Type:    tpm2.TPMAlgECC,
-		NameAlg: tpm2.TPMAlgSHA256,
-		ObjectAttributes: tpm2.TPMAObject{
-			FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true,
-			UserWithAuth: true, SignEncrypt: true,
-		},
-		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-			Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgNull},
-			Scheme:    tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgNull},
-			CurveID:   tpm2.TPMECCNistP256,
-			KDF:       tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
-		}),
-		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
+// keyAttrs are the attributes signingKeyTemplate sets that a key must have
+// to be taken for one fwctl created: non-exportable, made in the TPM, for
+// signing.
+const keyAttrs = objFixedTPM | objFixedParent | objSensitiveDataOrigin | objSignEncrypt
+
+// readKey reads the public area and Name of the persistent object at h
+// (TPM2_ReadPublic); errNoKey if there is none.
+func readKey(rw sender, h Handle) (*objectPublic, []byte, error) {
+	_, params, err := run(rw, ccReadPublic, []Handle{h}, nil, nil, 0)
+	if errors.Is(err, rcHandle) {
+		return nil, nil, errNoKey
 	}
+	if err != nil {
+		return nil, nil, err
+	}
+	r := &reader{b: params}
+	area, name := r.tpm2b(), r.tpm2b()
+	r.tpm2b() // qualifiedName
+	if err := r.done("TPM2_ReadPublic response"); err != nil {
+		return nil, nil, err
+	}
+	pub, err := parsePublic(area)
+	return pub, name, err
 }
 
 // loadDeviceKey reads the persistent key and checks it is the one we create.
-func (t *TPM) loadDeviceKey(rw transport.TPM) (*Key, error) {
-	rsp, err := tpm2.ReadPublic{ObjectHandle: DeviceKeyHandle}.Execute(rw)
-	if errors.Is(err, tpm2.TPMRCHandle) {
+func (t *TPM) loadDeviceKey(rw sender) (*Key, error) {
+	pub, name, err := readKey(rw, DeviceKeyHandle)
+	if errors.Is(err, errNoKey) {
 		return nil, errNoKey
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read device key at %#08x: %w", uint32(DeviceKeyHandle), err)
 	}
-	pub, err := rsp.OutPublic.Contents()
-	if err != nil {
-		return nil, fmt.Errorf("parse device key at %#08x: %w", uint32(DeviceKeyHandle), err)
-	}
-	a := pub.ObjectAttributes
-	if pub.Type != tpm2.TPMAlgECC || !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin || !a.SignEncrypt || a.Restricted {
+	if pub.typ != algECC || pub.attrs&keyAttrs != keyAttrs || pub.attrs&objRestricted != 0 {
 		return nil, fmt.Errorf("persistent handle %#08x holds a key fwctl did not create (not a non-exportable ECC signing key); evict it (tpm2_evictcontrol -c %#08x) if it is not in use", uint32(DeviceKeyHandle), uint32(DeviceKeyHandle))
 	}
-	k, err := tpm2.Pub(*pub)
+	ec, err := pub.ecdsaP256()
 	if err != nil {
-		return nil, fmt.Errorf("device key at %#08x: %w", uint32(DeviceKeyHandle), err)
-	}
-	ec, ok := k.(*ecdsa.PublicKey)
-	if !ok || ec.Curve != elliptic.P256() {
 		return nil, fmt.Errorf("device key at %#08x is not ECDSA P-256; evict it and provision again", uint32(DeviceKeyHandle))
 	}
 	der, err := x509.MarshalPKIXPublicKey(ec)
 	if err != nil {
 		return nil, fmt.Errorf("encode device public key: %w", err)
 	}
-	return &Key{tpm: t, name: rsp.Name, pub: ec, der: der}, nil
+	return &Key{tpm: t, name: name, pub: ec, der: der}, nil
 }
 
 // ensureDeviceKey returns the persistent device key, creating it under the
 // owner's ECC storage root key (TCG template, re-derived each time, never
 // persisted by us) if it does not exist.
-func (t *TPM) ensureDeviceKey(ctx context.Context, rw transport.TPM) (*Key, bool, error) {
+func (t *TPM) ensureDeviceKey(ctx context.Context, rw sender) (*Key, bool, error) {
 	k, err := t.loadDeviceKey(rw)
 	if !errors.Is(err, errNoKey) {
 		return k, false, err
@@ -132,35 +124,48 @@ func (t *TPM) ensureDeviceKey(ctx context.Context, rw transport.TPM) (*Key, bool
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
-	srk, err := tpm2.CreatePrimary{PrimaryHandle: t.owner(), InPublic: tpm2.New2B(tpm2.ECCSRKTemplate)}.Execute(rw)
-	if err != nil {
-		return nil, false, fmt.Errorf("create storage root key: %w", ownerHint(err))
-	}
-	defer flush(rw, srk.ObjectHandle)
-	parent := tpm2.AuthHandle{Handle: srk.ObjectHandle, Name: srk.Name, Auth: tpm2.PasswordAuth(nil)}
-	created, err := tpm2.Create{ParentHandle: parent, InPublic: tpm2.New2B(deviceKeyTemplate())}.Execute(rw)
-	if err != nil {
-		return nil, false, fmt.Errorf("create device key: %w", err)
-	}
-	loaded, err := tpm2.Load{ParentHandle: parent, InPrivate: created.OutPrivate, InPublic: created.OutPublic}.Execute(rw)
-	if err != nil {
-		return nil, false, fmt.Errorf("load device key: %w", err)
-	}
-	defer flush(rw, loaded.ObjectHandle)
-	ev := tpm2.EvictControl{
-		Auth:             t.owner(),
-		ObjectHandle:     tpm2.NamedHandle{Handle: loaded.ObjectHandle, Name: loaded.Name},
-		PersistentHandle: DeviceKeyHandle,
-	}
-	if _, err := ev.Execute(rw); err != nil {
-		return nil, false, fmt.Errorf("persist device key at %#08x: %w", uint32(DeviceKeyHandle), ownerHint(err))
+	if err := t.createKey(rw, DeviceKeyHandle, "device key", fmt.Sprintf("device key at %#08x", uint32(DeviceKeyHandle))); err != nil {
+		return nil, false, err
 	}
 	k, err = t.loadDeviceKey(rw)
 	return k, true, err
 }
 
-// flush frees a transient object; a failure only leaks a slot until the
-// next TPM reset, so it is ignored.
-func flush(rw transport.TPM, h tpm2.TPMHandle) {
-	_, _ = tpm2.FlushContext{FlushHandle: h}.Execute(rw)
+// createKey creates a key from signingKeyTemplate under the owner's ECC
+// storage root key (go-tpm's ECCSRKTemplate, the TCG's, re-derived each
+// time, never persisted by us) and persists it at h (TPM2_CreatePrimary,
+// TPM2_Create, TPM2_Load, TPM2_EvictControl). what and persisted name the
+// key in errors.
+func (t *TPM) createKey(rw sender, h Handle, what, persisted string) error {
+	out, _, err := run(rw, ccCreatePrimary, []Handle{rhOwner}, [][]byte{t.owner()}, createParams(srkTemplate()), 1)
+	if err != nil {
+		return fmt.Errorf("create storage root key: %w", ownerHint(err))
+	}
+	srk := out[0]
+	defer flush(rw, srk)
+	_, params, err := run(rw, ccCreate, []Handle{srk}, [][]byte{nil}, createParams(signingKeyTemplate()), 0)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", what, err)
+	}
+	r := &reader{b: params}
+	private, public := r.tpm2b(), r.tpm2b() // the rest is creation data
+	if r.err != nil {
+		return fmt.Errorf("create %s: parse TPM2_Create response: %w", what, r.err)
+	}
+	out, _, err = run(rw, ccLoad, []Handle{srk}, [][]byte{nil}, append2B(append2B(nil, private), public), 1)
+	if err != nil {
+		return fmt.Errorf("load %s: %w", what, err)
+	}
+	defer flush(rw, out[0])
+	if _, _, err := run(rw, ccEvictControl, []Handle{rhOwner, out[0]}, [][]byte{t.owner()}, appendU32(nil, uint32(h)), 0); err != nil {
+		return fmt.Errorf("persist %s: %w", persisted, ownerHint(err))
+	}
+	return nil
+}
+
+// flush frees a transient object (TPM2_FlushContext, whose handle is a
+// parameter); a failure only leaks a slot until the next TPM reset, so it is
+// ignored.
+func flush(rw sender, h Handle) {
+	_, _, _ = run(rw, ccFlushContext, nil, nil, appendU32(nil, uint32(h)), 0)
 }

@@ -8,15 +8,13 @@ import (
 	"crypto/sha256"
 	"errors"
 	"testing"
-
-	"github.com/google/go-tpm/tpm2"
 )
 
 func TestSigningKeyTPM(t *testing.T) {
 	t.Parallel()
 	sim, tp := open(t)
 	ctx := context.Background()
-	const h1, h2 tpm2.TPMHandle = 0x81000101, 0x81000102
+	const h1, h2 Handle = 0x81000101, 0x81000102
 
 	if _, _, err := tp.SigningKey(ctx, h1, false); !errors.Is(err, ErrNoKey) {
 		t.Fatalf("SigningKey before creation = %v, want ErrNoKey", err)
@@ -76,12 +74,12 @@ func TestSigningKeyTPM(t *testing.T) {
 
 func TestSigningKeyHandleTPM(t *testing.T) {
 	t.Parallel()
-	for _, h := range []tpm2.TPMHandle{DeviceKeyHandle, 0x01004650, 0x80000001, 0x82000000} {
+	for _, h := range []Handle{DeviceKeyHandle, 0x01004650, 0x80000001, 0x82000000} {
 		if err := CheckSigningKeyHandle(h); err == nil {
 			t.Errorf("CheckSigningKeyHandle(%#08x) accepted", uint32(h))
 		}
 	}
-	for _, h := range []tpm2.TPMHandle{0x81000000, 0x81000101, 0x817FFFFF, 0x81FFFFFF} {
+	for _, h := range []Handle{0x81000000, 0x81000101, 0x817FFFFF, 0x81FFFFFF} {
 		if err := CheckSigningKeyHandle(h); err != nil {
 			t.Errorf("CheckSigningKeyHandle(%#08x): %v", uint32(h), err)
 		}

@@ -7,9 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-
-	"github.com/google/go-tpm/tpm2"
-	"github.com/google/go-tpm/tpm2/transport"
 )
 
 // The trust-store vocabulary lives here, in the leaf, so that tpm imports
@@ -138,7 +135,7 @@ func (t *TPM) RaiseCounter(ctx context.Context, n uint64) error {
 		return err
 	}
 	defer done()
-	cur, name, err := readCounter(rw)
+	cur, _, err := readCounter(rw)
 	if err != nil && ctx.Err() != nil {
 		// Cancelled while the read waited for swtpm: say so, not "i/o timeout".
 		return fmt.Errorf("raise counter to %d: interrupted before any increment (safe; raise again): %w", n, ctx.Err())
@@ -149,14 +146,11 @@ func (t *TPM) RaiseCounter(ctx context.Context, n uint64) error {
 	if n-cur > t.maxStep {
 		return fmt.Errorf("raise counter from %d to %d: %w (%d); check the release's counter, or raise in steps / set WithMaxStep if it is intended", cur, n, ErrStepTooLarge, t.maxStep)
 	}
-	// The counter's Name changes only on its first write, which provisioning
-	// did, so the Name read above stays valid for every increment.
-	inc := counterIncrement(name)
 	for i := cur; i < n; i++ {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("raise counter to %d: interrupted at %d (safe; raise again): %w", n, i, err)
 		}
-		if _, err := inc.Execute(rw); err != nil {
+		if err := counterIncrement(rw); err != nil {
 			if ctx.Err() != nil {
 				err = ctx.Err()
 			}
@@ -174,14 +168,14 @@ func (t *TPM) RaiseCounter(ctx context.Context, n uint64) error {
 }
 
 // ensureCounter defines and initialises the NV counter if needed.
-func (t *TPM) ensureCounter(rw transport.TPM) (created bool, err error) {
-	pub, name, err := nvPublic(rw, CounterIndex)
+func (t *TPM) ensureCounter(rw sender) (created bool, err error) {
+	pub, _, err := nvPublic(rw, CounterIndex)
 	if errors.Is(err, errNoIndex) {
 		if err := t.define(rw, counterTemplate()); err != nil {
 			return false, err
 		}
 		created = true
-		if pub, name, err = nvPublic(rw, CounterIndex); err != nil {
+		if pub, _, err = nvPublic(rw, CounterIndex); err != nil {
 			return created, err
 		}
 	} else if err != nil {
@@ -190,8 +184,8 @@ func (t *TPM) ensureCounter(rw transport.TPM) (created bool, err error) {
 	if err := checkCounter(pub); err != nil {
 		return created, err
 	}
-	if !pub.Attributes.Written {
-		if _, err := counterIncrement(name).Execute(rw); err != nil {
+	if !pub.has(nvWritten) {
+		if err := counterIncrement(rw); err != nil {
 			return created, fmt.Errorf("initialise NV counter %#08x: %w", uint32(CounterIndex), err)
 		}
 	}
@@ -200,13 +194,13 @@ func (t *TPM) ensureCounter(rw transport.TPM) (created bool, err error) {
 
 // ensureAnchor writes digest and the counter base into the anchor index and
 // write-locks it, resuming an interrupted earlier run.
-func (t *TPM) ensureAnchor(ctx context.Context, rw transport.TPM, digest [32]byte) (pinned, wasPinned bool, err error) {
-	pub, name, err := nvPublic(rw, AnchorIndex)
+func (t *TPM) ensureAnchor(ctx context.Context, rw sender, digest [32]byte) (pinned, wasPinned bool, err error) {
+	pub, _, err := nvPublic(rw, AnchorIndex)
 	if errors.Is(err, errNoIndex) {
 		if err := t.define(rw, anchorTemplate()); err != nil {
 			return false, false, err
 		}
-		pub, name, err = nvPublic(rw, AnchorIndex)
+		pub, _, err = nvPublic(rw, AnchorIndex)
 	}
 	if err != nil {
 		return false, false, err
@@ -214,8 +208,8 @@ func (t *TPM) ensureAnchor(ctx context.Context, rw transport.TPM, digest [32]byt
 	if err := checkAnchor(pub); err != nil {
 		return false, false, err
 	}
-	if pub.Attributes.Written {
-		data, err := nvRead(rw, AnchorIndex, name, anchorSize)
+	if pub.has(nvWritten) {
+		data, err := nvRead(rw, AnchorIndex, anchorSize)
 		if err != nil {
 			return false, false, err
 		}
@@ -232,39 +226,36 @@ func (t *TPM) ensureAnchor(ctx context.Context, rw transport.TPM, digest [32]byt
 		if err := ctx.Err(); err != nil {
 			return false, false, err
 		}
-		w := tpm2.NVWrite{AuthHandle: t.owner(), NVIndex: tpm2.NamedHandle{Handle: AnchorIndex, Name: name},
-			Data: tpm2.TPM2BMaxNVBuffer{Buffer: data}}
-		if _, err := w.Execute(rw); err != nil {
+		// TPM2_NV_Write(owner, index; data, offset 0)
+		if _, _, err := run(rw, ccNVWrite, []Handle{rhOwner, AnchorIndex}, [][]byte{t.owner()}, appendU16(append2B(nil, data), 0), 0); err != nil {
 			return false, false, fmt.Errorf("write root pin to NV %#08x: %w", uint32(AnchorIndex), ownerHint(err))
 		}
 		pinned = true
 	}
-	if !pub.Attributes.WriteLocked {
-		// The write changed the Name: read it again (HARDWARE.md).
-		if _, name, err = nvPublic(rw, AnchorIndex); err != nil {
-			return pinned, wasPinned, err
-		}
-		l := tpm2.NVWriteLock{AuthHandle: t.owner(), NVIndex: tpm2.NamedHandle{Handle: AnchorIndex, Name: name}}
-		if _, err := l.Execute(rw); err != nil {
+	if !pub.has(nvWriteLocked) {
+		// The write changed the index's Name (HARDWARE.md); password
+		// authorisation does not send it, so there is nothing to re-read.
+		if _, _, err := run(rw, ccNVWriteLock, []Handle{rhOwner, AnchorIndex}, [][]byte{t.owner()}, nil, 0); err != nil {
 			return pinned, wasPinned, fmt.Errorf("write-lock root pin in NV %#08x: %w", uint32(AnchorIndex), ownerHint(err))
 		}
 	}
 	return pinned, wasPinned, nil
 }
 
-// counterIncrement authorises with the counter's own, empty, password, so
-// the agent needs no owner password to raise it.
-func counterIncrement(name tpm2.TPM2BName) tpm2.NVIncrement {
-	return tpm2.NVIncrement{
-		AuthHandle: tpm2.AuthHandle{Handle: CounterIndex, Name: name, Auth: tpm2.PasswordAuth(nil)},
-		NVIndex:    tpm2.NamedHandle{Handle: CounterIndex, Name: name},
-	}
+// counterIncrement increments the NV counter once (TPM2_NV_Increment),
+// authorised with the counter's own, empty, password, so the agent needs no
+// owner password to raise it.
+func counterIncrement(rw sender) error {
+	_, _, err := run(rw, ccNVIncrement, []Handle{CounterIndex, CounterIndex}, [][]byte{nil}, nil, 0)
+	return err
 }
 
-func (t *TPM) define(rw transport.TPM, pub tpm2.TPMSNVPublic) error {
-	d := tpm2.NVDefineSpace{AuthHandle: t.owner(), PublicInfo: tpm2.New2B(pub)}
-	if _, err := d.Execute(rw); err != nil {
-		return fmt.Errorf("define NV index %#08x: %w", uint32(pub.NVIndex), ownerHint(err))
+// define defines an NV index with an empty index password
+// (TPM2_NV_DefineSpace).
+func (t *TPM) define(rw sender, pub nvPublicArea) error {
+	params := append2B(append2B(nil, nil), pub.marshal())
+	if _, _, err := run(rw, ccNVDefineSpace, []Handle{rhOwner}, [][]byte{t.owner()}, params, 0); err != nil {
+		return fmt.Errorf("define NV index %#08x: %w", uint32(pub.index), ownerHint(err))
 	}
 	return nil
 }
@@ -277,48 +268,45 @@ func (t *TPM) define(rw transport.TPM, pub tpm2.TPMSNVPublic) error {
 // thus raise the counter (a denial of service, as root has anyway) but no
 // one can lower it. Both are read with their empty index password: their
 // contents are not secret. NoDA keeps them out of dictionary-attack lockout.
-func anchorTemplate() tpm2.TPMSNVPublic {
-	return tpm2.TPMSNVPublic{
-		NVIndex: AnchorIndex,
-		NameAlg: tpm2.TPMAlgSHA256,
-		Attributes: tpm2.TPMANV{NT: tpm2.TPMNTOrdinary, OwnerWrite: true, OwnerRead: true, AuthRead: true,
-			WriteDefine: true, WriteAll: true, NoDA: true},
-		DataSize: anchorSize,
+func anchorTemplate() nvPublicArea {
+	return nvPublicArea{
+		index:    AnchorIndex,
+		nameAlg:  algSHA256,
+		attrs:    ntOrdinary<<nvTypeShift | nvOwnerWrite | nvOwnerRead | nvAuthRead | nvWriteDefine | nvWriteAll | nvNoDA,
+		dataSize: anchorSize,
 	}
 }
 
-func counterTemplate() tpm2.TPMSNVPublic {
-	return tpm2.TPMSNVPublic{
-		NVIndex:    CounterIndex,
-		NameAlg:    tpm2.TPMAlgSHA256,
-		Attributes: tpm2.TPMANV{NT: tpm2.TPMNTCounter, AuthWrite: true, OwnerRead: true, AuthRead: true, NoDA: true},
-		DataSize:   8,
+func counterTemplate() nvPublicArea {
+	return nvPublicArea{
+		index:    CounterIndex,
+		nameAlg:  algSHA256,
+		attrs:    ntCounter<<nvTypeShift | nvAuthWrite | nvOwnerRead | nvAuthRead | nvNoDA,
+		dataSize: 8,
 	}
 }
 
 // checkAnchor refuses an index at AnchorIndex that someone else defined, or
 // that could be rewritten.
-func checkAnchor(p *tpm2.TPMSNVPublic) error {
-	a := p.Attributes
-	if a.NT != tpm2.TPMNTOrdinary || p.DataSize != anchorSize || !a.WriteDefine || !a.AuthRead ||
-		a.AuthWrite || a.PolicyWrite || a.PPWrite {
-		return fmt.Errorf("NV index %#08x exists with unexpected attributes (size %d): it was not created by fwctl; undefine it (tpm2_nvundefine %#08x) if it is not in use", uint32(AnchorIndex), p.DataSize, uint32(AnchorIndex))
+func checkAnchor(p *nvPublicArea) error {
+	if p.nt() != ntOrdinary || p.dataSize != anchorSize || !p.has(nvWriteDefine) || !p.has(nvAuthRead) ||
+		p.attrs&(nvAuthWrite|nvPolicyWrite|nvPPWrite) != 0 {
+		return fmt.Errorf("NV index %#08x exists with unexpected attributes (size %d): it was not created by fwctl; undefine it (tpm2_nvundefine %#08x) if it is not in use", uint32(AnchorIndex), p.dataSize, uint32(AnchorIndex))
 	}
 	return nil
 }
 
-func checkCounter(p *tpm2.TPMSNVPublic) error {
-	a := p.Attributes
-	if a.NT != tpm2.TPMNTCounter || !a.AuthRead || !a.AuthWrite || a.PolicyWrite || a.PPWrite || p.DataSize != 8 {
+func checkCounter(p *nvPublicArea) error {
+	if p.nt() != ntCounter || !p.has(nvAuthRead|nvAuthWrite) || p.attrs&(nvPolicyWrite|nvPPWrite) != 0 || p.dataSize != 8 {
 		return fmt.Errorf("NV index %#08x exists with unexpected attributes: it was not created by fwctl; undefine it (tpm2_nvundefine %#08x) if it is not in use", uint32(CounterIndex), uint32(CounterIndex))
 	}
 	return nil
 }
 
 // readAnchor returns the pinned digest and the counter base.
-func readAnchor(rw transport.TPM) ([32]byte, uint64, error) {
+func readAnchor(rw sender) ([32]byte, uint64, error) {
 	var digest [32]byte
-	pub, name, err := nvPublic(rw, AnchorIndex)
+	pub, _, err := nvPublic(rw, AnchorIndex)
 	if errors.Is(err, errNoIndex) {
 		return digest, 0, ErrNotProvisioned
 	}
@@ -328,10 +316,10 @@ func readAnchor(rw transport.TPM) ([32]byte, uint64, error) {
 	if err := checkAnchor(pub); err != nil {
 		return digest, 0, err
 	}
-	if !pub.Attributes.Written || !pub.Attributes.WriteLocked {
+	if !pub.has(nvWritten | nvWriteLocked) {
 		return digest, 0, fmt.Errorf("root pin in NV %#08x is incomplete (provisioning was interrupted; provision again): %w", uint32(AnchorIndex), ErrNotProvisioned)
 	}
-	data, err := nvRead(rw, AnchorIndex, name, anchorSize)
+	data, err := nvRead(rw, AnchorIndex, anchorSize)
 	if err != nil {
 		return digest, 0, err
 	}
@@ -341,10 +329,10 @@ func readAnchor(rw transport.TPM) ([32]byte, uint64, error) {
 
 // readCounter returns the counter relative to its base, and the counter
 // index's Name.
-func readCounter(rw transport.TPM) (uint64, tpm2.TPM2BName, error) {
+func readCounter(rw sender) (uint64, []byte, error) {
 	_, base, err := readAnchor(rw)
 	if err != nil {
-		return 0, tpm2.TPM2BName{}, err
+		return 0, nil, err
 	}
 	pub, name, err := nvPublic(rw, CounterIndex)
 	if errors.Is(err, errNoIndex) {
@@ -356,10 +344,10 @@ func readCounter(rw transport.TPM) (uint64, tpm2.TPM2BName, error) {
 	if err := checkCounter(pub); err != nil {
 		return 0, name, err
 	}
-	if !pub.Attributes.Written {
+	if !pub.has(nvWritten) {
 		return 0, name, fmt.Errorf("anti-rollback counter NV %#08x was re-created and never incremented: provision the device again", uint32(CounterIndex))
 	}
-	data, err := nvRead(rw, CounterIndex, name, 8)
+	data, err := nvRead(rw, CounterIndex, 8)
 	if err != nil {
 		return 0, name, err
 	}
@@ -373,12 +361,11 @@ func readCounter(rw transport.TPM) (uint64, tpm2.TPM2BName, error) {
 }
 
 // counterRaw reads the TPM counter itself.
-func counterRaw(rw transport.TPM) (uint64, error) {
-	_, name, err := nvPublic(rw, CounterIndex)
-	if err != nil {
+func counterRaw(rw sender) (uint64, error) {
+	if _, _, err := nvPublic(rw, CounterIndex); err != nil {
 		return 0, err
 	}
-	data, err := nvRead(rw, CounterIndex, name, 8)
+	data, err := nvRead(rw, CounterIndex, 8)
 	if err != nil {
 		return 0, err
 	}
@@ -387,41 +374,50 @@ func counterRaw(rw transport.TPM) (uint64, error) {
 
 var errNoIndex = errors.New("NV index not defined")
 
-// nvPublic reads an index's public area and its current Name.
-func nvPublic(rw transport.TPM, h tpm2.TPMHandle) (*tpm2.TPMSNVPublic, tpm2.TPM2BName, error) {
-	rsp, err := tpm2.NVReadPublic{NVIndex: h}.Execute(rw)
-	if errors.Is(err, tpm2.TPMRCHandle) {
-		return nil, tpm2.TPM2BName{}, fmt.Errorf("NV index %#08x: %w", uint32(h), errNoIndex)
+// nvPublic reads an index's public area and its current Name
+// (TPM2_NV_ReadPublic).
+func nvPublic(rw sender, h Handle) (*nvPublicArea, []byte, error) {
+	_, params, err := run(rw, ccNVReadPublic, []Handle{h}, nil, nil, 0)
+	if errors.Is(err, rcHandle) {
+		return nil, nil, fmt.Errorf("NV index %#08x: %w", uint32(h), errNoIndex)
 	}
 	if err != nil {
-		return nil, tpm2.TPM2BName{}, fmt.Errorf("read public area of NV index %#08x: %w", uint32(h), err)
+		return nil, nil, fmt.Errorf("read public area of NV index %#08x: %w", uint32(h), err)
 	}
-	pub, err := rsp.NVPublic.Contents()
+	r := &reader{b: params}
+	area, name := r.tpm2b(), r.tpm2b()
+	if err := r.done("TPM2_NV_ReadPublic response"); err != nil {
+		return nil, nil, fmt.Errorf("parse public area of NV index %#08x: %w", uint32(h), err)
+	}
+	pub, err := parseNVPublic(area)
 	if err != nil {
-		return nil, tpm2.TPM2BName{}, fmt.Errorf("parse public area of NV index %#08x: %w", uint32(h), err)
+		return nil, nil, fmt.Errorf("parse public area of NV index %#08x: %w", uint32(h), err)
 	}
-	return pub, rsp.NVName, nil
+	return pub, name, nil
 }
 
-func nvRead(rw transport.TPM, h tpm2.TPMHandle, name tpm2.TPM2BName, size uint16) ([]byte, error) {
-	r := tpm2.NVRead{
-		AuthHandle: tpm2.AuthHandle{Handle: h, Name: name, Auth: tpm2.PasswordAuth(nil)},
-		NVIndex:    tpm2.NamedHandle{Handle: h, Name: name},
-		Size:       size,
-	}
-	rsp, err := r.Execute(rw)
+// nvRead reads size bytes from offset 0 of an index, authorised with the
+// index's own, empty, password (TPM2_NV_Read). Password authorisation sends
+// no Names, so unlike an HMAC session it needs none.
+func nvRead(rw sender, h Handle, size uint16) ([]byte, error) {
+	_, params, err := run(rw, ccNVRead, []Handle{h, h}, [][]byte{nil}, appendU16(appendU16(nil, size), 0), 0)
 	if err != nil {
 		return nil, fmt.Errorf("read NV index %#08x: %w", uint32(h), err)
 	}
-	if len(rsp.Data.Buffer) != int(size) {
-		return nil, fmt.Errorf("read NV index %#08x: got %d bytes, want %d", uint32(h), len(rsp.Data.Buffer), size)
+	r := &reader{b: params}
+	data := r.tpm2b()
+	if err := r.done("TPM2_NV_Read response"); err != nil {
+		return nil, fmt.Errorf("read NV index %#08x: %w", uint32(h), err)
 	}
-	return rsp.Data.Buffer, nil
+	if len(data) != int(size) {
+		return nil, fmt.Errorf("read NV index %#08x: got %d bytes, want %d", uint32(h), len(data), size)
+	}
+	return data, nil
 }
 
 // ownerHint adds what to do when the owner password is wrong or missing.
 func ownerHint(err error) error {
-	if errors.Is(err, tpm2.TPMRCBadAuth) || errors.Is(err, tpm2.TPMRCAuthFail) || errors.Is(err, tpm2.TPMRCLockout) {
+	if errors.Is(err, rcBadAuth) || errors.Is(err, rcAuthFail) || errors.Is(err, rcLockout) {
 		return fmt.Errorf("%w (owner authorisation refused: pass the owner password with WithOwnerAuth)", err)
 	}
 	return err

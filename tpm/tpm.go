@@ -3,9 +3,9 @@
 // identity key, which never leaves the TPM.
 //
 // It talks to a kernel TPM device (/dev/tpmrm0) or to swtpm over TCP, in pure
-// Go (no cgo, no tpm2-tools). It never deletes an NV index or key, never
-// touches one it did not create, never lowers the counter, and never
-// rewrites a pinned root.
+// Go (no cgo, no tpm2-tools), and encodes its commands itself (wire.go). It
+// never deletes an NV index or key, never touches one it did not create,
+// never lowers the counter, and never rewrites a pinned root.
 //
 // The handles it uses are fixed and listed in docs/tpm.md:
 //
@@ -34,10 +34,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/google/go-tpm/tpm2"
-	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 )
 
 // Fixed handles, all in ranges the TCG reserves for the TPM owner: NV
@@ -47,11 +43,11 @@ import (
 const (
 	// AnchorIndex holds the SHA-256 of the initial root.json followed by
 	// the counter base (uint64, big endian); written once, then write-locked.
-	AnchorIndex tpm2.TPMHandle = 0x01004650
+	AnchorIndex Handle = 0x01004650
 	// CounterIndex is the TPM NV counter behind the anti-rollback counter.
-	CounterIndex tpm2.TPMHandle = 0x01004651
+	CounterIndex Handle = 0x01004651
 	// DeviceKeyHandle is where the device identity key is persisted.
-	DeviceKeyHandle tpm2.TPMHandle = 0x81024650
+	DeviceKeyHandle Handle = 0x81024650
 )
 
 // DefaultMaxStep is the largest single raise RaiseCounter performs unless
@@ -64,7 +60,7 @@ const DefaultMaxStep = 10000
 // serialised because a TPM connection carries one command at a time.
 type TPM struct {
 	mu        sync.Mutex
-	rw        transport.TPMCloser
+	rw        senderCloser
 	sw        *swtpmConn // the same connection as rw when it is swtpm
 	ownerAuth []byte
 	maxStep   uint64
@@ -100,7 +96,7 @@ func WithMaxStep(n uint64) Option {
 // swtpm serves one connection at a time: while another client holds it, Open
 // waits, up to ctx's deadline.
 func Open(ctx context.Context, addr string, opts ...Option) (*TPM, error) {
-	var rw transport.TPMCloser
+	var rw senderCloser
 	switch {
 	case strings.HasPrefix(addr, "tcp://"):
 		c, err := dialSwtpm(ctx, strings.TrimPrefix(addr, "tcp://"))
@@ -109,7 +105,7 @@ func Open(ctx context.Context, addr string, opts ...Option) (*TPM, error) {
 		}
 		rw = c
 	case strings.HasPrefix(addr, "/"):
-		d, err := linuxtpm.Open(addr)
+		d, err := openDevice(addr)
 		if err != nil {
 			return nil, fmt.Errorf("open TPM device %s: %w (is the tpm_tis/tpm_crb driver loaded and are you root or in group tss?)", addr, err)
 		}
@@ -126,9 +122,9 @@ func Open(ctx context.Context, addr string, opts ...Option) (*TPM, error) {
 	// else it answers TPM_RC_INITIALIZE, which is harmless.
 	if t.sw != nil {
 		stop := context.AfterFunc(ctx, t.sw.interrupt)
-		_, err := tpm2.Startup{StartupType: tpm2.TPMSUClear}.Execute(t.rw)
+		_, _, err := run(t.rw, ccStartup, nil, nil, []byte{0, 0}, 0) // TPM_SU_CLEAR
 		stop()
-		if err != nil && !errors.Is(err, tpm2.TPMRCInitialize) {
+		if err != nil && !errors.Is(err, rcInitialize) {
 			rw.Close()
 			if ctx.Err() != nil {
 				err = ctx.Err()
@@ -158,7 +154,7 @@ func (t *TPM) Kind() string { return "tpm" }
 // call when the operation ends. Callers hold t.mu. On swtpm, cancelling ctx
 // aborts a command that is waiting for an answer (the connection is then
 // unusable); a kernel TPM device answers promptly and is not interrupted.
-func (t *TPM) conn(ctx context.Context) (transport.TPM, func(), error) {
+func (t *TPM) conn(ctx context.Context) (sender, func(), error) {
 	if t.rw == nil {
 		return nil, nil, errors.New("TPM connection is closed: call tpm.Open again")
 	}
@@ -179,26 +175,26 @@ func (t *TPM) conn(ctx context.Context) (transport.TPM, func(), error) {
 	}, nil
 }
 
-func (t *TPM) owner() tpm2.AuthHandle {
-	return tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(t.ownerAuth)}
-}
+// owner is the owner hierarchy's password, for the authorisation session of
+// rhOwner.
+func (t *TPM) owner() []byte { return t.ownerAuth }
 
 // retrying resends a command the TPM answered with TPM_RC_RETRY,
 // TPM_RC_YIELDED, TPM_RC_TESTING or TPM_RC_NV_RATE: warnings that mean "busy,
 // try again", which TPMs (swtpm included) do return, e.g. while signing or
 // when throttling NV writes to limit wear. It gives up after about 10 s.
-type retrying struct{ transport.TPMCloser }
+type retrying struct{ senderCloser }
 
-// Send implements transport.TPM.
+// Send implements sender.
 func (r retrying) Send(cmd []byte) ([]byte, error) {
 	delay := time.Millisecond
 	for attempt := 0; ; attempt++ {
-		rsp, err := r.TPMCloser.Send(cmd)
+		rsp, err := r.senderCloser.Send(cmd)
 		if err != nil || len(rsp) < 10 || attempt == 50 {
 			return rsp, err
 		}
-		switch tpm2.TPMRC(binary.BigEndian.Uint32(rsp[6:10])) {
-		case tpm2.TPMRCRetry, tpm2.TPMRCYielded, tpm2.TPMRCTesting, tpm2.TPMRCNVRate:
+		switch rc(binary.BigEndian.Uint32(rsp[6:10])) {
+		case rcRetry, rcYielded, rcTesting, rcNVRate:
 			time.Sleep(delay)
 			delay = min(2*delay, 200*time.Millisecond)
 		default:
@@ -241,7 +237,7 @@ func dialSwtpm(ctx context.Context, hostport string) (*swtpmConn, error) {
 	return &swtpmConn{c: c}, nil
 }
 
-// Send implements transport.TPM. After any failure the connection is out of
+// Send implements sender. After any failure the connection is out of
 // step with swtpm (an answer may still arrive) and refuses further commands.
 func (s *swtpmConn) Send(cmd []byte) ([]byte, error) {
 	s.mu.Lock()

@@ -144,7 +144,7 @@ func TestPinIsWriteLocked(t *testing.T) {
 			t.Fatal(err)
 		}
 		data := append(rootB[:], make([]byte, 8)...)
-		w := tpm2.NVWrite{AuthHandle: tp.owner(), NVIndex: tpm2.NamedHandle{Handle: AnchorIndex, Name: name},
+		w := tpm2.NVWrite{AuthHandle: goOwner(tp), NVIndex: tpm2.NamedHandle{Handle: tpm2.TPMHandle(AnchorIndex), Name: tpm2.TPM2BName{Buffer: name}},
 			Data: tpm2.TPM2BMaxNVBuffer{Buffer: data}}
 		if _, err := w.Execute(tp.rw); !errors.Is(err, tpm2.TPMRCNVLocked) {
 			t.Fatalf("overwriting the pin %s = %v, want TPM_RC_NV_LOCKED", when, err)
@@ -277,7 +277,7 @@ func TestCounterRedefined(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := tpm2.NVUndefineSpace{AuthHandle: tp.owner(), NVIndex: tpm2.NamedHandle{Handle: CounterIndex, Name: name}}
+	u := tpm2.NVUndefineSpace{AuthHandle: goOwner(tp), NVIndex: tpm2.NamedHandle{Handle: tpm2.TPMHandle(CounterIndex), Name: tpm2.TPM2BName{Buffer: name}}}
 	if _, err := u.Execute(tp.rw); err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +440,7 @@ func TestOwnerPassword(t *testing.T) {
 	sim, tp := open(t)
 	ctx := context.Background()
 	pw := []byte("factory secret")
-	if _, err := (tpm2.HierarchyChangeAuth{AuthHandle: tp.owner(), NewAuth: tpm2.TPM2BAuth{Buffer: pw}}).Execute(tp.rw); err != nil {
+	if _, err := (tpm2.HierarchyChangeAuth{AuthHandle: goOwner(tp), NewAuth: tpm2.TPM2BAuth{Buffer: pw}}).Execute(tp.rw); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := tp.Provision(ctx, rootA); err == nil {
@@ -476,7 +476,7 @@ func TestOwnerPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := tpm2.NVUndefineSpace{AuthHandle: field.owner(), NVIndex: tpm2.NamedHandle{Handle: CounterIndex, Name: name}}
+	u := tpm2.NVUndefineSpace{AuthHandle: goOwner(field), NVIndex: tpm2.NamedHandle{Handle: tpm2.TPMHandle(CounterIndex), Name: tpm2.TPM2BName{Buffer: name}}}
 	if _, err := u.Execute(field.rw); err == nil {
 		t.Error("deleting the counter without the owner password succeeded")
 	}
