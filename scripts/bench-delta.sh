@@ -5,19 +5,21 @@
 #                                             gobin-ARCH gobin-deps-ARCH (ARCH arm64, arm, riscv64),
 #                                             clib-arm64 ext4-arm64 sqfs-arm64 (scripts/bench-corpus-arch.sh)
 #                                             default: all of them
-# Env:   CORPUS   corpus directory (default /work/cache/corpus; built with make_corpus.sh if missing)
+# Env:   CORPUS   amd64 corpus directory (default ~/.cache/fwctl-bench/amd64; built with make_corpus.sh if missing)
 #        ARCH_CORPUS  the architectures' corpus (default ~/.cache/fwctl-bench; built if missing)
 #        BUILD_CORPUS=0  use the corpus as it is (do not build missing parts)
 #        WORK     scratch directory for deltas and outputs (default: a temp dir, removed at exit)
 #        TIMEOUT  per-command limit in seconds (default 1800); a tool that exceeds it is reported as such
+#        TOOLS    tools to run (default "bsdiff xdelta3 zstd fwdelta"; the goals need all four)
 #        BSDIFF_MAX_MB  skip bsdiff on targets above this size (default 160: it needs hours on 224 MiB)
 # Prints one table per pair: delta size, encode/apply wall time and peak RSS (GNU time -v), all from
 # this run, plus our size relative to the best other tool. Runs under nice; commands run one at a time.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-CORPUS=${CORPUS:-/work/cache/corpus}
+CORPUS=${CORPUS:-$HOME/.cache/fwctl-bench/amd64}
 TIMEOUT=${TIMEOUT:-1800}
 BSDIFF_MAX_MB=${BSDIFF_MAX_MB:-160}
+TOOLS=${TOOLS:-bsdiff xdelta3 zstd fwdelta}
 MAKE_CORPUS=${MAKE_CORPUS:-$HERE/../shared/bench/make_corpus.sh}
 [ -x "$MAKE_CORPUS" ] || MAKE_CORPUS=/work/shared/bench/make_corpus.sh
 ARCH_CORPUS=${ARCH_CORPUS:-$HOME/.cache/fwctl-bench}
@@ -46,6 +48,7 @@ if [ -z "${WORK:-}" ]; then WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT; fi
 mkdir -p "$WORK"
 (cd "$HERE" && go build -trimpath -o "$WORK/fwdelta" ./cmd/fwdelta)
 FW=$WORK/fwdelta
+echo "# bench-delta $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg), fwctl $(cd "$HERE" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
 # measure NAME CMD...: run under nice and GNU time; sets T (seconds) and M (peak RSS MiB), or T=fail/timeout.
 measure() {
@@ -61,7 +64,7 @@ measure() {
 mb() { awk -v b="$1" 'BEGIN { printf "%.2f", b/1e6 }'; }
 
 bench_pair() { # name base target
-  local name=$1 old=$2 new=$3 best="" bestsz=0 oursz=0 bssz=0
+  local name=$1 old=$2 new=$3 best="" bestsz=0 oursz=0 bssz=0 bset="" floor ours_et="" ours_em="" ours_at="" ours_am=""
   local newmb=$(( $(stat -c %s "$new") / 1000000 ))
   echo
   echo "## $name: $(basename "$old") -> $(basename "$new") ($(mb "$(stat -c %s "$old")") MB -> $(mb "$(stat -c %s "$new")") MB)"
@@ -71,12 +74,13 @@ bench_pair() { # name base target
   measure bash -c 'cat "$0" >/dev/null && tee "$2" <"$1" | sha256sum' "$old" "$new" "$WORK/floor.out"; f1=$T
   measure bash -c 'cat "$0" >/dev/null && tee "$2" <"$1" | sha256sum' "$old" "$new" "$WORK/floor.out"
   T=$(awk -v a="$f1" -v b="$T" 'BEGIN { print (a < b ? a : b) }')
+  floor=$T
   echo "apply floor (read base, write and hash result): ${T} s"
   rm -f "$WORK/floor.out"
   printf '| %-34s | %9s | %9s | %9s | %9s | %9s |\n' tool "size MB" "enc s" "enc MiB" "apply s" "apply MiB"
   printf '|%s|%s|%s|%s|%s|%s|\n' ------------------------------------ ----------- ----------- ----------- ----------- -----------
   local tool
-  for tool in bsdiff xdelta3 zstd fwdelta; do
+  for tool in $TOOLS; do
     local d=$WORK/$name.$tool out=$WORK/$name.$tool.out et em at am label
     rm -f "$d" "$out"
     case $tool in
@@ -95,7 +99,8 @@ bench_pair() { # name base target
     local sz="-"
     if [ -s "$d" ] && [ -s "$out" ] && cmp -s "$out" "$new"; then
       sz=$(stat -c %s "$d")
-      [ "$tool" = bsdiff ] && bssz=$sz
+      [ "$tool" = bsdiff ] && bssz=$sz bset=$et
+      [ "$tool" = fwdelta ] && ours_et=$et ours_em=$em ours_at=$at ours_am=$am
       if [ "$tool" = fwdelta ]; then oursz=$sz
       elif [ -z "$best" ] || [ "$sz" -lt "$bestsz" ]; then best=$label bestsz=$sz; fi
       sz=$(mb "$sz")
@@ -114,7 +119,18 @@ bench_pair() { # name base target
     sqfs*) goal=1.0 ;;
   esac
   if [ -n "$goal" ] && [ "$oursz" -gt 0 ] && [ "${ref:-0}" -gt 0 ]; then
-    awk -v o="$oursz" -v b="$ref" -v g="$goal" -v n="$refn" -v p="$name" 'BEGIN { r=o/b; printf "goal %s: ours / %s = %.4f, want <= %.2f: %s\n", p, n, r, g, (r <= g ? "met" : "NOT met") }' | tee -a "$WORK/goals"
+    awk -v o="$oursz" -v b="$ref" -v g="$goal" -v n="$refn" -v p="$name" 'BEGIN { r=o/b; printf "goal %s size: ours / %s = %.4f, want <= %.2f: %s\n", p, n, r, g, (r <= g ? "met" : "NOT met") }' | tee -a "$WORK/goals"
+  fi
+  # Time and memory goals: encode <= 0.25x bsdiff's time and <= 512 MiB; apply <= 32 MiB and
+  # <= 1.5x the floor.
+  if [ "$oursz" -gt 0 ]; then
+    local g=$WORK/goals
+    if [ -n "$bset" ]; then
+      awk -v o="$ours_et" -v b="$bset" -v p="$name" 'BEGIN { r=o/b; printf "goal %s encode time: ours / bsdiff = %.3f, want <= 0.25: %s\n", p, r, (r <= 0.25 ? "met" : "NOT met") }' | tee -a "$g"
+    fi
+    awk -v m="$ours_em" -v p="$name" 'BEGIN { printf "goal %s encode RSS: %d MiB, want <= 512: %s\n", p, m, (m <= 512 ? "met" : "NOT met") }' | tee -a "$g"
+    awk -v m="$ours_am" -v p="$name" 'BEGIN { printf "goal %s apply RSS: %d MiB, want <= 32: %s\n", p, m, (m <= 32 ? "met" : "NOT met") }' | tee -a "$g"
+    awk -v a="$ours_at" -v f="$floor" -v p="$name" 'BEGIN { r=(f > 0 ? a/f : 0); printf "goal %s apply time: %.2f s / floor %.2f s = %.2f, want <= 1.5: %s\n", p, a, f, r, (r <= 1.5 ? "met" : "NOT met") }' | tee -a "$g"
   fi
 }
 
