@@ -164,11 +164,11 @@ func decodeBlocks(ctx context.Context, base io.ReaderAt, h Header, r *bufio.Read
 	}()
 	b := &blockReader{base: base, baseLen: h.BaseLen, w: aw, blockSize: int64(h.BlockSize)}
 	if h.Version >= 3 {
-		xb, err := readXform(r, h.BaseLen)
+		xb, err := readXform(r, h.BaseLen, h.Version)
 		if err != nil {
 			return fmt.Errorf("base transforms: %w", err)
 		}
-		if b.xres, err = readXform(r, h.ResultLen); err != nil {
+		if b.xres, err = readXform(r, h.ResultLen, h.Version); err != nil {
 			return fmt.Errorf("result transforms: %w", err)
 		}
 		b.flags, b.xbase = true, &xformReader{r: base, size: h.BaseLen, x: xb}

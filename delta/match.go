@@ -140,6 +140,8 @@ type scanner struct {
 	t0  int
 	we  int
 	ops []op
+	// align is the alignment of patched fields' result positions (1: none).
+	align int
 }
 
 // matchFwd counts equal leading bytes of a and b.

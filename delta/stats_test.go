@@ -27,6 +27,9 @@ func TestStats(t *testing.T) {
 	if v := os.Getenv("DELTA_XDROP"); v != "" {
 		fmt.Sscanf(v, "%d", &xDrop)
 	}
+	if v := os.Getenv("DELTA_ALIGN"); v != "" {
+		alignFields = v == "1"
+	}
 	if v := os.Getenv("DELTA_MIN"); v != "" {
 		fmt.Sscanf(v, "%d", &minSwitch)
 	}
@@ -38,7 +41,7 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &scanner{ix: newIndex(context.Background(), b, nil, 2), b: b, t: tg}
+	s := &scanner{ix: newIndex(context.Background(), b, nil, 2), b: b, t: tg, align: fieldAlign(nil, 0, 0)}
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
 		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(windowFor(DefaultBlockSize)))
 	var nops, total, blocks int
@@ -65,6 +68,9 @@ func TestStatsTransform(t *testing.T) {
 	bn, tn, ok := strings.Cut(os.Getenv("DELTA_STATS"), ",")
 	if !ok {
 		t.Skip("DELTA_STATS=base,target not set")
+	}
+	if v := os.Getenv("DELTA_ALIGN"); v != "" {
+		alignFields = v == "1"
 	}
 	b, err := os.ReadFile(bn)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -12,7 +13,7 @@ import (
 	"testing"
 )
 
-var archNames = map[byte]string{archX86: "x86-64", archARM64: "arm64", archARM: "arm", archThumb: "thumb", archRISCV: "riscv64"}
+var archNames = map[byte]string{archX86: "x86-64", archARM64: "arm64", archARM: "arm", archThumb: "thumb", archRISCV: "riscv64", archRVC: "riscv64-rvc"}
 
 // TestConvertInverse: converting forward then back restores any bytes, for
 // every architecture, at any offset, and the forward conversion does change
@@ -86,17 +87,24 @@ func fakeCode(r *rand.Rand, arch byte, n int) []byte {
 				w = 0xEB000000 | w&0xFFFFFF
 			case archThumb:
 				w = (0xF000|w&0x7FF)&0xFFFF | (0xD000|w>>16&0x2FFF)<<16
-			case archRISCV:
+			case archRISCV, archRVC:
 				w = w&^0x7F | 0x6F
 			}
 		case 1:
 			switch arch {
 			case archARM64:
 				w = w&0x60FFFFFF | 0x90000000
-			case archRISCV: // AUIPC t1 + ADDI t1, t1
+			case archRISCV, archRVC: // AUIPC t1 + ADDI t1, t1
 				b = binary.LittleEndian.AppendUint32(b, w&0xFFFFF000|6<<7|0x17)
 				w = w&0xFFF00000 | 6<<15 | 6<<7 | 0x13
 			}
+		}
+		if arch == archRVC {
+			if r.IntN(3) == 0 { // a 16-bit instruction
+				b = binary.LittleEndian.AppendUint16(b, uint16(w)&^3|uint16(r.IntN(3)))
+				continue
+			}
+			w |= 3 // a 32-bit one (JAL and AUIPC pairs above already are)
 		}
 		b = binary.LittleEndian.AppendUint32(b, w)
 	}
@@ -221,7 +229,7 @@ func TestTransformELFKinds(t *testing.T) {
 		mach uint16
 		is64 bool
 		arch byte
-	}{{62, true, archX86}, {183, true, archARM64}, {40, false, archARM}, {40, false, archThumb}, {243, true, archRISCV}} {
+	}{{62, true, archX86}, {183, true, archARM64}, {40, false, archARM}, {40, false, archThumb}, {243, true, archRVC}} {
 		t.Run(archNames[tt.arch], func(t *testing.T) {
 			code := fakeCode(r, tt.arch, 100_000)
 			base := fakeELF(tt.mach, tt.is64, code)
@@ -238,9 +246,9 @@ func TestTransformELFKinds(t *testing.T) {
 // its version-3 delta, whose blocks are converted.
 const xformGolden = "testdata/golden/xform-arm64"
 
-// TestGoldenTransform applies every version-3 arm64 vector and checks the
-// encoder still writes the newest (-update adds the next v3-<n>; vectors
-// are never rewritten).
+// TestGoldenTransform applies every arm64 transform vector (v<version>-<n>,
+// versions 3 on) and checks the encoder still writes the newest (-update
+// adds the next v<Version>-<n>; vectors are never rewritten).
 func TestGoldenTransform(t *testing.T) {
 	base, target := arm64Pair(rand.New(rand.NewPCG(2026, 20)), 200)
 	d := encode(t, base, target, &EncodeOptions{BlockSize: 16384})
@@ -261,29 +269,48 @@ func TestGoldenTransform(t *testing.T) {
 		t.Fatal("golden inputs changed: the generator must stay fixed")
 	}
 	var newest []byte
-	for n := 1; ; n++ {
-		name := fmt.Sprintf("v3-%d.fwdelta", n)
-		gd, err := os.ReadFile(filepath.Join(xformGolden, name))
-		if err != nil {
-			if n == 1 {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(newest, d) {
-				if !*update {
-					t.Fatalf("encoder output differs from %s/v3-%d.fwdelta; if intended, add a vector with go test -run Golden -update", xformGolden, n-1)
-				}
-				if err := os.WriteFile(filepath.Join(xformGolden, name), d, 0o644); err != nil {
+	seq := 0 // of the newest vector of the current version
+	for v := uint16(3); v <= Version; v++ {
+		for n := 1; ; n++ {
+			name := fmt.Sprintf("v%d-%d.fwdelta", v, n)
+			gd, err := os.ReadFile(filepath.Join(xformGolden, name))
+			if err != nil {
+				if n == 1 && v == 3 {
 					t.Fatal(err)
 				}
-				t.Logf("added %s/%s", xformGolden, name)
+				break
 			}
-			break
+			got, h, err := apply(gb, gd)
+			if err != nil || !bytes.Equal(got, gt) || h.Version != v {
+				t.Fatalf("Apply %s: %v (version %d)", name, err, h.Version)
+			}
+			newest = gd
+			if v == Version {
+				seq = n
+			}
 		}
-		got, h, err := apply(gb, gd)
-		if err != nil || !bytes.Equal(got, gt) || h.Version != 3 {
-			t.Fatalf("Apply %s: %v (version %d)", name, err, h.Version)
+	}
+	if !bytes.Equal(newest, d) {
+		name := fmt.Sprintf("v%d-%d.fwdelta", Version, seq+1)
+		if !*update {
+			t.Fatalf("encoder output differs from the newest vector in %s; if intended, add %s with go test -run Golden -update", xformGolden, name)
 		}
-		newest = gd
+		if err := os.WriteFile(filepath.Join(xformGolden, name), d, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("added %s/%s", xformGolden, name)
+	}
+}
+
+// TestTransformArchVersions: an architecture is refused in a delta of a
+// version before it existed (archRVC came with version 4).
+func TestTransformArchVersions(t *testing.T) {
+	regions := []byte{1, archRVC, 0, 10}
+	if _, err := readXform(bytes.NewReader(regions), 100, 3); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("version 3 with archRVC: %v, want ErrCorrupt", err)
+	}
+	if x, err := readXform(bytes.NewReader(regions), 100, 4); err != nil || len(x) != 1 || x[0] != (region{archRVC, 0, 10}) {
+		t.Errorf("version 4 with archRVC: %v, %v", x, err)
 	}
 }
 

@@ -12,7 +12,8 @@
 #        TIMEOUT  per-command limit in seconds (default 1800); a tool that exceeds it is reported as such
 #        TOOLS    tools to run (default "bsdiff xdelta3 zstd fwdelta"; the goals need all four)
 #        BSDIFF_MAX_MB  skip bsdiff on targets above this size (default 160: it needs hours on 224 MiB)
-# Prints one table per pair: delta size, encode/apply wall time and peak RSS (GNU time -v), all from
+# Prints one table per pair: delta size, encode/apply wall time, encode CPU time (user+system: on a
+# shared machine wall times depend on the load) and peak RSS (GNU time -v), all from
 # this run, plus our size relative to the best other tool. Runs under nice; commands run one at a time.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
@@ -48,15 +49,17 @@ if [ -z "${WORK:-}" ]; then WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT; fi
 mkdir -p "$WORK"
 (cd "$HERE" && go build -trimpath -o "$WORK/fwdelta" ./cmd/fwdelta)
 FW=$WORK/fwdelta
-echo "# bench-delta $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg), fwctl $(cd "$HERE" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "# bench-delta $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg), fwctl ${FWCTL_REV:-$(cd "$HERE" && git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 
-# measure NAME CMD...: run under nice and GNU time; sets T (seconds) and M (peak RSS MiB), or T=fail/timeout.
+# measure NAME CMD...: run under nice and GNU time; sets T (wall seconds), C (CPU seconds, user+system)
+# and M (peak RSS MiB), or T=fail/timeout.
 measure() {
   local log=$WORK/time.log rc=0
   sync
   nice -n 10 /usr/bin/time -v -o "$log" timeout "$TIMEOUT" "$@" >/dev/null 2>"$WORK/err.log" || rc=$?
-  if [ $rc -eq 124 ]; then T="timeout"; M="-"; return 1; fi
-  if [ $rc -ne 0 ]; then T="fail($rc)"; M="-"; sed 's/^/    /' "$WORK/err.log" | tail -3 >&2; return 1; fi
+  if [ $rc -eq 124 ]; then T="timeout"; M="-"; C="-"; return 1; fi
+  if [ $rc -ne 0 ]; then T="fail($rc)"; M="-"; C="-"; sed 's/^/    /' "$WORK/err.log" | tail -3 >&2; return 1; fi
+  C=$(awk -F': ' '/User time|System time/ {s+=$2} END {printf "%.1f", s}' "$log")
   T=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; printf "%.2f", s}' "$log")
   M=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$log")
 }
@@ -64,7 +67,7 @@ measure() {
 mb() { awk -v b="$1" 'BEGIN { printf "%.2f", b/1e6 }'; }
 
 bench_pair() { # name base target
-  local name=$1 old=$2 new=$3 best="" bestsz=0 oursz=0 bssz=0 bset="" floor ours_et="" ours_em="" ours_at="" ours_am=""
+  local name=$1 old=$2 new=$3 best="" bestsz=0 oursz=0 bssz=0 bset="" bsec="" floor ours_et="" ours_ec="" ours_em="" ours_at="" ours_am=""
   local newmb=$(( $(stat -c %s "$new") / 1000000 ))
   echo
   echo "## $name: $(basename "$old") -> $(basename "$new") ($(mb "$(stat -c %s "$old")") MB -> $(mb "$(stat -c %s "$new")") MB)"
@@ -77,35 +80,35 @@ bench_pair() { # name base target
   floor=$T
   echo "apply floor (read base, write and hash result): ${T} s"
   rm -f "$WORK/floor.out"
-  printf '| %-34s | %9s | %9s | %9s | %9s | %9s |\n' tool "size MB" "enc s" "enc MiB" "apply s" "apply MiB"
-  printf '|%s|%s|%s|%s|%s|%s|\n' ------------------------------------ ----------- ----------- ----------- ----------- -----------
+  printf '| %-34s | %9s | %9s | %9s | %9s | %9s | %9s |\n' tool "size MB" "enc s" "enc CPU s" "enc MiB" "apply s" "apply MiB"
+  printf '|%s|%s|%s|%s|%s|%s|%s|\n' ------------------------------------ ----------- ----------- ----------- ----------- ----------- -----------
   local tool
   for tool in $TOOLS; do
-    local d=$WORK/$name.$tool out=$WORK/$name.$tool.out et em at am label
+    local d=$WORK/$name.$tool out=$WORK/$name.$tool.out et ec em at am label
     rm -f "$d" "$out"
     case $tool in
       bsdiff) label="bsdiff"
         if [ "$newmb" -gt "$BSDIFF_MAX_MB" ]; then
-          printf '| %-34s | %9s | %9s | %9s | %9s | %9s |\n' "$label" "skipped" ">${BSDIFF_MAX_MB}MB" - - -; continue; fi
-        measure bsdiff "$old" "$new" "$d" && { et=$T em=$M; measure bspatch "$old" "$out" "$d"; } || { et=$T em=$M; T=-; M=-; } ;;
+          printf '| %-34s | %9s | %9s | %9s | %9s | %9s | %9s |\n' "$label" "skipped" ">${BSDIFF_MAX_MB}MB" - - - -; continue; fi
+        measure bsdiff "$old" "$new" "$d" && { et=$T ec=$C em=$M; measure bspatch "$old" "$out" "$d"; } || { et=$T ec=$C em=$M; T=-; M=-; } ;;
       xdelta3) label="xdelta3 -9 -S djw"
-        measure xdelta3 -9 -S djw -e -f -s "$old" "$new" "$d" && { et=$T em=$M; measure xdelta3 -d -f -s "$old" "$d" "$out"; } || { et=$T em=$M; T=-; M=-; } ;;
+        measure xdelta3 -9 -S djw -e -f -s "$old" "$new" "$d" && { et=$T ec=$C em=$M; measure xdelta3 -d -f -s "$old" "$d" "$out"; } || { et=$T ec=$C em=$M; T=-; M=-; } ;;
       zstd) label="zstd -19 --long=31 --patch-from"
-        measure zstd -q -19 --long=31 -f --patch-from="$old" "$new" -o "$d" && { et=$T em=$M; measure zstd -q -d --long=31 -f --patch-from="$old" "$d" -o "$out"; } || { et=$T em=$M; T=-; M=-; } ;;
+        measure zstd -q -19 --long=31 -f --patch-from="$old" "$new" -o "$d" && { et=$T ec=$C em=$M; measure zstd -q -d --long=31 -f --patch-from="$old" "$d" -o "$out"; } || { et=$T ec=$C em=$M; T=-; M=-; } ;;
       fwdelta) label="fwdelta (ours)"
-        measure "$FW" encode "$old" "$new" "$d" && { et=$T em=$M; measure "$FW" apply "$old" "$d" "$out"; } || { et=$T em=$M; T=-; M=-; } ;;
+        measure "$FW" encode "$old" "$new" "$d" && { et=$T ec=$C em=$M; measure "$FW" apply "$old" "$d" "$out"; } || { et=$T ec=$C em=$M; T=-; M=-; } ;;
     esac
     at=$T am=$M
     local sz="-"
     if [ -s "$d" ] && [ -s "$out" ] && cmp -s "$out" "$new"; then
       sz=$(stat -c %s "$d")
-      [ "$tool" = bsdiff ] && bssz=$sz bset=$et
-      [ "$tool" = fwdelta ] && ours_et=$et ours_em=$em ours_at=$at ours_am=$am
+      [ "$tool" = bsdiff ] && bssz=$sz bset=$et bsec=$ec
+      [ "$tool" = fwdelta ] && ours_et=$et ours_ec=$ec ours_em=$em ours_at=$at ours_am=$am
       if [ "$tool" = fwdelta ]; then oursz=$sz
       elif [ -z "$best" ] || [ "$sz" -lt "$bestsz" ]; then best=$label bestsz=$sz; fi
       sz=$(mb "$sz")
     elif [ -s "$d" ]; then sz="BAD"; fi
-    printf '| %-34s | %9s | %9s | %9s | %9s | %9s |\n' "$label" "$sz" "$et" "$em" "$at" "$am"
+    printf '| %-34s | %9s | %9s | %9s | %9s | %9s | %9s |\n' "$label" "$sz" "$et" "$ec" "$em" "$at" "$am"
     rm -f "$out"
   done
   if [ "$oursz" -gt 0 ] && [ -n "$best" ]; then
@@ -126,7 +129,7 @@ bench_pair() { # name base target
   if [ "$oursz" -gt 0 ]; then
     local g=$WORK/goals
     if [ -n "$bset" ]; then
-      awk -v o="$ours_et" -v b="$bset" -v p="$name" 'BEGIN { r=o/b; printf "goal %s encode time: ours / bsdiff = %.3f, want <= 0.25: %s\n", p, r, (r <= 0.25 ? "met" : "NOT met") }' | tee -a "$g"
+      awk -v o="$ours_et" -v b="$bset" -v oc="$ours_ec" -v bc="$bsec" -v p="$name" 'BEGIN { r=o/b; printf "goal %s encode time: ours / bsdiff = %.3f wall (%.3f CPU), want <= 0.25: %s\n", p, r, oc/bc, (r <= 0.25 ? "met" : "NOT met") }' | tee -a "$g"
     fi
     awk -v m="$ours_em" -v p="$name" 'BEGIN { printf "goal %s encode RSS: %d MiB, want <= 512: %s\n", p, m, (m <= 512 ? "met" : "NOT met") }' | tee -a "$g"
     awk -v m="$ours_am" -v p="$name" 'BEGIN { printf "goal %s apply RSS: %d MiB, want <= 32: %s\n", p, m, (m <= 32 ? "met" : "NOT met") }' | tee -a "$g"
