@@ -9,11 +9,15 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	fwboot "github.com/fwctl/fwctl/agent/boot"
+	"github.com/fwctl/fwctl/agent/bootenv"
+	"github.com/fwctl/fwctl/internal/testenv"
 	"github.com/fwctl/fwctl/test/vm/logwrites"
 )
 
@@ -180,70 +184,178 @@ func (u *undoWriter) WriteAt(p []byte, off int64) (int, error) {
 	return u.f.WriteAt(p, off)
 }
 
-// classify returns cs's class, leaving the disk at cs.epoch.
-func (w *walker) classify(cs crashState, class func(string) (string, error)) (string, error) {
+// classify returns cs's image and group keys, leaving the disk at cs.epoch.
+func (w *walker) classify(cs crashState, class func(string) (string, string, error)) (string, string, error) {
 	for ; w.epoch < cs.epoch; w.epoch++ {
 		for _, e := range w.r.eps[w.epoch] {
 			if err := w.r.log.Apply(w.f, e, nil); err != nil {
-				return "", err
+				return "", "", err
 			}
 		}
 	}
 	u := &undoWriter{f: w.f}
 	for i, e := range w.r.eps[cs.epoch] {
 		if err := w.r.log.Apply(u, e, func(k uint64) bool { return cs.keep(i, e.Sector+k) }); err != nil {
-			return "", err
+			return "", "", err
 		}
 	}
-	key, err := class(w.path)
+	image, group, err := class(w.path)
 	for j := len(u.undo) - 1; j >= 0; j-- {
 		if _, err := w.f.WriteAt(u.undo[j].data, u.undo[j].off); err != nil {
-			return "", err
+			return "", "", err
 		}
 	}
-	return key, err
+	return image, group, err
 }
 
-// class is what the real bootloader's decision and the verdict depend on:
-// the boot partition's bytes (grub.cfg, grubenv, kernel, initramfs: GRUB
-// reads nothing else) and which complete image each slot holds.
-func (s *session) class(path string) (string, error) {
+// partitions of the disk: what GRUB reads (boot), the slots, the agent's
+// state (data).
+var partitions = []struct {
+	name         string
+	start, count int64
+	fs           bool // holds a file system init checks with e2fsck
+}{
+	{"boot", bootStart, bootSectors, true},
+	{"A", slotAStart, slotSectors, false},
+	{"B", slotBStart, slotSectors, false},
+	{"data", dataStart, dataSectors, true},
+}
+
+// class returns two keys for the disk at path: its image, the SHA-256 of
+// every partition (identical images boot identically, so each is booted
+// at most once), and its group, what the real bootloader's decision and
+// the verdict depend on: the boot partition's bytes (grub.cfg, grubenv,
+// kernel, initramfs: GRUB reads nothing else) and which complete image
+// each slot holds. Boots go round-robin over groups. Every file system of
+// every distinct image is also checked on the host with e2fsck -fp, the
+// repair an unattended device runs at boot (s.fsck).
+func (s *session) class(path string) (image, group string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, bootStart*sectorSize, bootSectors*sectorSize)); err != nil {
-		return "", err
-	}
-	key := hex.EncodeToString(h.Sum(nil))[:16]
-	for _, slot := range []struct {
-		name  string
-		start int64
-	}{{"A", slotAStart}, {"B", slotBStart}} {
-		kind := "partial"
-		for _, img := range []struct {
-			name string
-			data []byte
-		}{{"factory", s.fx.factory}, {"v2", s.fx.v2}} {
-			b := make([]byte, len(img.data))
-			if _, err := f.ReadAt(b, slot.start*sectorSize); err != nil {
-				return "", err
+	var bad string
+	kinds := map[string]string{}
+	var bootPart []byte
+	for _, p := range partitions {
+		b := make([]byte, p.count*sectorSize)
+		if _, err := f.ReadAt(b, p.start*sectorSize); err != nil {
+			return "", "", err
+		}
+		h := sha256.Sum256(b)
+		key := hex.EncodeToString(h[:8])
+		image += p.name + "=" + key + " "
+		if p.fs {
+			r, err := s.fsck(p.name, key, b)
+			if err != nil {
+				return "", "", err
 			}
-			if bytes.Equal(b, img.data) {
-				kind = img.name
+			if r.rc >= 4 && bad == "" {
+				bad = fmt.Sprintf("%s: e2fsck -fp exit %d: %s", p.name, r.rc, lastLines(r.out, 6))
 			}
 		}
-		key += " " + slot.name + "=" + kind
+		switch p.name {
+		case "boot":
+			group, bootPart = key, b
+		case "A", "B":
+			kind := "partial"
+			for _, img := range []struct {
+				name string
+				data []byte
+			}{{"factory", s.fx.factory}, {"v2", s.fx.v2}} {
+				if bytes.HasPrefix(b, img.data) {
+					kind = img.name
+				}
+			}
+			group += " " + p.name + "=" + kind
+			kinds[p.name] = kind
+		}
 	}
-	return key, nil
+	if _, ok := s.decided[group]; !ok {
+		if s.decided[group], err = s.decide(bootPart, kinds); err != nil {
+			return "", "", err
+		}
+	}
+	if d := s.decided[group]; bad == "" && d != "factory" && d != "v2" {
+		bad = "GRUB's slot selection " + d
+	}
+	if bad != "" {
+		s.unrepairable[image] = bad
+	}
+	return image, group, nil
+}
+
+// decide is the boot decision of the boot partition b, on the host: it
+// reads grub/grubenv from the ext2 file system as it is (GRUB runs no
+// fsck) with debugfs, and runs examples/boot/grub.cfg's selection on it
+// as boot.Switch.Select mirrors it (agent/bootenv's TestExampleGrubCfg
+// holds the two equal under the real GRUB). It returns the image the
+// chosen slot holds, or why none.
+func (s *session) decide(b []byte, kinds map[string]string) (string, error) {
+	part := filepath.Join(s.dir, "decide-boot.img")
+	if err := os.WriteFile(part, b, 0o644); err != nil {
+		return "", err
+	}
+	defer os.Remove(part)
+	env, err := exec.Command(s.debugfs, "-R", "cat grub/grubenv", part).Output()
+	if err != nil {
+		return fmt.Sprintf("unreadable: debugfs cannot read grub/grubenv: %v", err), nil
+	}
+	envPath := filepath.Join(s.dir, "decide-grubenv")
+	if err := os.WriteFile(envPath, env, 0o644); err != nil {
+		return "", err
+	}
+	defer os.Remove(envPath)
+	sw := &fwboot.Switch{Env: bootenv.GRUB{Path: envPath}, Slots: []string{"A", "B"}, Tries: 3}
+	slot, err := sw.Select()
+	if err != nil {
+		return fmt.Sprintf("failed on grubenv %q: %v", env, err), nil
+	}
+	if k := kinds[slot]; k != "factory" && k != "v2" {
+		return fmt.Sprintf("chose slot %s, which holds %s (grubenv %q)", slot, k, env), nil
+	}
+	return kinds[slot], nil
+}
+
+// fsckResult is e2fsck -fp's verdict on one distinct partition image.
+type fsckResult struct {
+	rc  int
+	out string
+}
+
+// fsck checks a partition image (once per content) with e2fsck -fp on a
+// scratch copy. Exit codes 0-3 mean -p repaired it; 4 and above mean it
+// stops an unattended boot ("UNEXPECTED INCONSISTENCY; RUN fsck MANUALLY").
+func (s *session) fsck(name, key string, b []byte) (fsckResult, error) {
+	if r, ok := s.fscked[name+key]; ok {
+		return r, nil
+	}
+	tmp := filepath.Join(s.dir, "fsck-"+name+".img")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fsckResult{}, err
+	}
+	defer os.Remove(tmp)
+	out, err := exec.Command(s.e2fsck, "-fp", tmp).CombinedOutput()
+	r := fsckResult{out: strings.TrimSpace(string(out))}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.rc = ee.ExitCode()
+	case err != nil:
+		return r, err
+	}
+	s.fscked[name+key] = r
+	return r, nil
 }
 
 func testCrashStates(t *testing.T, s *session) {
 	n := count(*flagStates, 24, 1000)
 	boots := count(*flagBoots, 1, 40)
 	rng := rand.New(rand.NewPCG(seed(t), 1919))
+	s.e2fsck = testenv.LookPath(t, "e2fsck", "apt-get install e2fsprogs")
+	s.debugfs = testenv.LookPath(t, "debugfs", "apt-get install e2fsprogs")
+	s.fscked, s.unrepairable, s.decided = map[string]fsckResult{}, map[string]string{}, map[string]string{}
 	// the update, and the reboot into the new slot (GRUB's save_env, the
 	// agent's confirm)
 	mid := filepath.Join(s.dir, "rec-updated.img")
@@ -253,14 +365,22 @@ func testCrashStates(t *testing.T, s *session) {
 		rec *recording
 		cs  crashState
 	}
-	classes := map[string][]member{}
+	images := map[string][]member{} // by image key
+	groups := map[string][]string{} // group key -> its distinct images, in order of discovery
 	modes := map[string]int{}
 	planned := map[*recording][]crashState{}
 	for i := range n {
 		r := recs[i%len(recs)]
 		planned[r] = append(planned[r], r.states(1, rng)[0])
 	}
+	boundaries := 0
 	for _, r := range recs {
+		// every flush boundary once, on top of the random states: the
+		// file-system check below sees each of them
+		for ep := range r.eps {
+			planned[r] = append(planned[r], crashState{epoch: ep, mode: "boundary", keep: func(int, uint64) bool { return false }})
+			boundaries++
+		}
 		sts := planned[r]
 		slices.SortStableFunc(sts, func(a, b crashState) int { return a.epoch - b.epoch })
 		w, err := r.walker(filepath.Join(s.dir, r.name+"-walk.img"))
@@ -268,60 +388,93 @@ func testCrashStates(t *testing.T, s *session) {
 			t.Fatal(err)
 		}
 		for _, cs := range sts {
-			key, err := w.classify(cs, s.class)
+			img, grp, err := w.classify(cs, s.class)
 			if err != nil {
 				t.Fatal(err)
 			}
-			classes[key] = append(classes[key], member{r, cs})
+			if _, ok := images[img]; !ok {
+				groups[grp] = append(groups[grp], img)
+			}
+			images[img] = append(images[img], member{r, cs})
 			modes[r.name+"/"+cs.mode]++
 		}
 		w.close()
 	}
-	keys := make([]string, 0, len(classes))
-	for k := range classes {
+	// the file systems of every distinct image, checked on the host
+	fsckFailed, fsckStates := 0, 0
+	for img, why := range s.unrepairable {
+		fsckFailed++
+		fsckStates += len(images[img])
+		m := images[img][0]
+		disk := filepath.Join(s.dir, fmt.Sprintf("fsck-failed-%d.img", fsckFailed))
+		if err := m.rec.build(m.cs, disk); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("crash state (%s, epoch %d of %d, %s; %d states share this image), disk kept at %s: checked on the host: %s",
+			m.rec.name, m.cs.epoch, len(m.rec.eps), m.cs.mode, len(images[img]), disk, why)
+	}
+	keys := make([]string, 0, len(groups))
+	for k := range groups {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	// boot representatives: every class once (as the budget allows, classes
-	// in random order), then more members round-robin
+	// boot distinct images: one of every group first (groups in random
+	// order, as the budget allows), then more images of each round-robin
 	rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
-	booted, failed := 0, 0
-	bootedClasses := map[string]bool{}
-	for round := 0; booted < boots && round < 8; round++ {
+	booted, failed, covered := 0, 0, 0
+	bootedGroups := map[string]int{}
+	for round := 0; booted < boots; round++ {
+		progress := false
 		for _, k := range keys {
-			if booted >= boots || round >= len(classes[k]) {
+			if booted >= boots || round >= len(groups[k]) {
 				continue
 			}
-			m := classes[k][round]
+			progress = true
+			img := groups[k][round]
+			m := images[img][0]
 			disk := filepath.Join(s.dir, fmt.Sprintf("crash-%d.img", booted))
 			if err := m.rec.build(m.cs, disk); err != nil {
 				t.Fatal(err)
 			}
 			booted++
-			bootedClasses[k] = true
+			bootedGroups[k]++
+			covered += len(images[img])
 			if err := s.recover(disk, &boot{}); err != nil {
 				failed++
-				t.Errorf("crash state (%s, epoch %d of %d, %s, class %s), disk kept at %s: %v", m.rec.name, m.cs.epoch, len(m.rec.eps), m.cs.mode, k, disk, err)
+				t.Errorf("crash state (%s, epoch %d of %d, %s; %d states share this image; group %s), disk kept at %s: %v", m.rec.name, m.cs.epoch, len(m.rec.eps), m.cs.mode, len(images[img]), k, disk, err)
 				continue
 			}
 			if !*flagKeep {
 				os.Remove(disk)
 			}
 		}
+		if !progress {
+			break
+		}
 	}
 	var cls []string
 	for _, k := range keys {
-		mark := ""
-		if !bootedClasses[k] {
-			mark = " (not booted)"
+		st := 0
+		for _, img := range groups[k] {
+			st += len(images[img])
 		}
-		cls = append(cls, fmt.Sprintf("%s: %d states%s", k, len(classes[k]), mark))
+		cls = append(cls, fmt.Sprintf("%s: %d states, %d distinct images, %d booted", k, st, len(groups[k]), bootedGroups[k]))
 	}
 	slices.Sort(cls)
-	summary := fmt.Sprintf("crash states: %d (%s) in %d classes; %d booted with GRUB (%d of %d classes), %d failed", n, formatPhases(modes), len(classes), booted, len(bootedClasses), len(classes), failed)
+	total := n + boundaries
+	summary := fmt.Sprintf("crash states: %d (%d random: %s; %d flush boundaries) in %d distinct disk images, %d groups by GRUB's input and slot images;\n"+
+		"  checked on the host, all %d images (e2fsck -fp of both file systems; grub.cfg's selection on the grubenv read with debugfs): %d images (%d states) failed;\n"+
+		"  %d images booted with GRUB, covering %d of %d states (%d of %d groups), %d failed",
+		total, n, formatPhases(modes), boundaries, len(images), len(groups), len(images), fsckFailed, fsckStates, booted, covered, total, len(bootedGroups), len(groups), failed)
 	t.Logf("%s\n  %s", summary, strings.Join(cls, "\n  "))
 	fmt.Println(summary)
-	if len(bootedClasses) < len(classes) && *flagTorture {
-		t.Errorf("%d classes of crash states were never booted: raise the boot budget", len(classes)-len(bootedClasses))
+	if len(bootedGroups) < len(groups) && *flagTorture {
+		t.Errorf("%d groups of crash states were never booted: raise the boot budget", len(groups)-len(bootedGroups))
 	}
+}
+
+// lastLines is the end of a tool's output, for a failure message.
+func lastLines(s string, n int) string {
+	l := strings.Split(s, "\n")
+	return strings.Join(l[max(0, len(l)-n):], " | ")
 }

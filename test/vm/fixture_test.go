@@ -147,12 +147,6 @@ echo "FWVM step confirm"; fwagent -c $C confirm; echo "FWVM rc confirm $?"
 echo "FWVM step confirm"; fwagent -c $C confirm; echo "FWVM rc confirm $?"
 echo "FWVM step update"; fwagent -c $C update --verbose 2>&1; echo "FWVM rc update $?"
 `
-	// stepsRetry is the operator's retry of a release the agent recorded
-	// as failed on this device (exit 5), as test/powerloss's recovery does.
-	stepsRetry = `C=/ctl/config.json
-echo "FWVM step confirm"; fwagent -c $C confirm; echo "FWVM rc confirm $?"
-echo "FWVM step update"; fwagent -c $C update --retry --verbose 2>&1; echo "FWVM rc update $?"
-`
 )
 
 // control is the control disk for steps.

@@ -32,6 +32,7 @@ const (
 	slotAStart  = bootStart + bootSectors
 	slotBStart  = slotAStart + slotSectors
 	dataStart   = slotBStart + slotSectors
+	dataSectors = 32 * 2048
 )
 
 // image is the machine built once per agent binary: kernel, initramfs and
