@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	fwboot "github.com/fwctl/fwctl/agent/boot"
 	"github.com/fwctl/fwctl/agent/bootenv"
@@ -413,6 +414,11 @@ func testCrashStates(t *testing.T, s *session) {
 		t.Errorf("crash state (%s, epoch %d of %d, %s; %d states share this image), disk kept at %s: checked on the host: %s",
 			m.rec.name, m.cs.epoch, len(m.rec.eps), m.cs.mode, len(images[img]), disk, why)
 	}
+	total := n + boundaries
+	hostSummary := fmt.Sprintf("crash states: %d (%d random: %s; %d flush boundaries) in %d distinct disk images, %d groups by GRUB's input and slot images;\n"+
+		"  checked on the host, all %d images (e2fsck -fp of both file systems; grub.cfg's selection on the grubenv read with debugfs): %d images (%d states) failed",
+		total, n, formatPhases(modes), boundaries, len(images), len(groups), len(images), fsckFailed, fsckStates)
+	t.Log(hostSummary)
 	keys := make([]string, 0, len(groups))
 	for k := range groups {
 		keys = append(keys, k)
@@ -439,7 +445,10 @@ func testCrashStates(t *testing.T, s *session) {
 			booted++
 			bootedGroups[k]++
 			covered += len(images[img])
-			if err := s.recover(disk, &boot{}); err != nil {
+			began := time.Now()
+			err := s.recover(disk, &boot{})
+			t.Logf("crash boot %d: %s epoch %d of %d, %s, %d states share this image: %s (%.0fs)", booted, m.rec.name, m.cs.epoch, len(m.rec.eps), m.cs.mode, len(images[img]), map[bool]string{true: "ok", false: "FAILED"}[err == nil], time.Since(began).Seconds())
+			if err != nil {
 				failed++
 				t.Errorf("crash state (%s, epoch %d of %d, %s; %d states share this image; group %s), disk kept at %s: %v", m.rec.name, m.cs.epoch, len(m.rec.eps), m.cs.mode, len(images[img]), k, disk, err)
 				continue
@@ -461,11 +470,8 @@ func testCrashStates(t *testing.T, s *session) {
 		cls = append(cls, fmt.Sprintf("%s: %d states, %d distinct images, %d booted", k, st, len(groups[k]), bootedGroups[k]))
 	}
 	slices.Sort(cls)
-	total := n + boundaries
-	summary := fmt.Sprintf("crash states: %d (%d random: %s; %d flush boundaries) in %d distinct disk images, %d groups by GRUB's input and slot images;\n"+
-		"  checked on the host, all %d images (e2fsck -fp of both file systems; grub.cfg's selection on the grubenv read with debugfs): %d images (%d states) failed;\n"+
-		"  %d images booted with GRUB, covering %d of %d states (%d of %d groups), %d failed",
-		total, n, formatPhases(modes), boundaries, len(images), len(groups), len(images), fsckFailed, fsckStates, booted, covered, total, len(bootedGroups), len(groups), failed)
+	summary := fmt.Sprintf("%s;\n  %d images booted with GRUB, covering %d of %d states (%d of %d groups), %d failed",
+		hostSummary, booted, covered, total, len(bootedGroups), len(groups), failed)
 	t.Logf("%s\n  %s", summary, strings.Join(cls, "\n  "))
 	fmt.Println(summary)
 	if len(bootedGroups) < len(groups) && *flagTorture {
