@@ -70,9 +70,10 @@ torture: deps
 
 # Whole machines (test/vm, issue 19): 200 kills of the QEMU process and
 # 1,000 crash states rebuilt from blklogwrites logs, on x86_64 with GRUB.
-# Hours under TCG; nice'd, since the machines are shared.
+# About 14 hours under TCG on 2 busy cores (docs/powerloss.md); nice'd,
+# since the machines are shared.
 torture-vm: deps
-	cd test/vm && FW_VM=1 nice -n 10 $(GO) test -count=1 -timeout 600m -v -run TestPowerCuts -torture .
+	cd test/vm && FW_VM=1 nice -n 10 $(GO) test -count=1 -timeout 1200m -v -run TestPowerCuts -torture .
 
 cross-test: deps
 	scripts/cross-test.sh
