@@ -157,8 +157,8 @@ func TestFleetView(t *testing.T) {
 		t.Fatalf("start Chromium: %v", err)
 	}
 	login(viewer, viewTok)
-	if buttons, err := chromedp.Run(viewer, chromedp.Evaluate[int](`document.querySelectorAll('button.action').length`)); err != nil || buttons != 0 {
-		t.Fatalf("viewer sees %d action buttons (%v), want none", buttons, err)
+	if buttons := evaluate[int](t, viewer, `document.querySelectorAll('button.action').length`); buttons != 0 {
+		t.Fatalf("viewer sees %d action buttons, want none", buttons)
 	}
 
 	var st struct {
@@ -206,25 +206,67 @@ func TestFleetView(t *testing.T) {
 	cycle(order[1])
 	wait(op, "rollout halted in the operator's page", chromedp.WaitVisible(`#rollout-r1[data-status="halted"]`))
 	wait(viewer, "rollout halted in the viewer's page", chromedp.WaitVisible(`#rollout-r1[data-status="halted"]`))
-	reasons, err := chromedp.Run(op, chromedp.Evaluate[string](`Array.from(document.querySelectorAll('.failure-reason, .rollout-reason')).map(e => e.textContent).join('\n')`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	scripts, err := chromedp.Run(op, chromedp.Evaluate[int](`document.querySelectorAll('script').length + (window.pwned ? 100 : 0)`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	reasons := evaluate[string](t, op, `Array.from(document.querySelectorAll('.failure-reason, .rollout-reason')).map(e => e.textContent).join('\n')`)
+	scripts := evaluate[int](t, op, `document.querySelectorAll('script').length + (window.pwned ? 100 : 0)`)
 	if !strings.Contains(reasons, xssCheck) || !strings.Contains(reasons, "above the failure threshold") || scripts != 0 {
 		t.Errorf("failure reasons %q (want the halt and the check's name as text), %d script elements (want none)", reasons, scripts)
 	}
-	if os.Getenv("FW_SCREENSHOT") == "1" {
-		png, err := chromedp.Run(op, chromedp.FullScreenshot(100))
-		if err != nil {
-			t.Fatal(err)
+	screenshot(t, op, "fleet-view.png")
+
+	// The device page, from the list's link: identity strength, slots,
+	// the whole attempt history from the signed reports, escaped.
+	wait(op, "gw-2's device page", chromedp.Click(`#device-gw-2 a.device-link`),
+		chromedp.WaitVisible(`#device[data-id="gw-2"][data-identity="file"]`),
+		chromedp.WaitVisible(`#history tr.event[data-outcome="installed"]`),
+		chromedp.WaitVisible(`#history tr.event[data-outcome="unhealthy"]`))
+	text := evaluate[string](t, op, `document.querySelector('#device').textContent + '\n' + document.querySelector('#history').textContent`)
+	for _, want := range []string{"file (weaker)", "site=berlin", "acme-gw-v2/2.0.0/firmware.img", "health check failed: " + xssCheck} {
+		if !strings.Contains(text, want) {
+			t.Errorf("gw-2's page lacks %q:\n%s", want, text)
 		}
-		if err := os.WriteFile(filepath.Join("..", "docs", "img", "fleet-view.png"), png, 0o644); err != nil {
-			t.Fatal(err)
+	}
+	if scripts := evaluate[int](t, op, `document.querySelectorAll('script').length + (window.pwned ? 100 : 0)`); scripts != 0 {
+		t.Errorf("device page: %d script elements, want none", scripts)
+	}
+	screenshot(t, op, "device-view.png")
+	wait(op, "gw-1's device page", chromedp.Navigate(url+"/ui/devices/gw-1"),
+		chromedp.WaitVisible(`#device[data-id="gw-1"][data-version="2.0.0"]`),
+		chromedp.WaitVisible(`#history tr.event[data-outcome="confirmed"]`))
+}
+
+// evaluate returns the value of a JavaScript expression in the tab's page,
+// retried under waitDeadline (an evaluation racing the page's own refresh
+// fails; the next one runs in the new document).
+func evaluate[T any](t *testing.T, ctx context.Context, expr string) T {
+	t.Helper()
+	ectx, cancel := context.WithTimeout(ctx, waitDeadline)
+	defer cancel()
+	for {
+		v, err := chromedp.Run(ectx, chromedp.Evaluate[T](expr))
+		if err == nil {
+			return v
 		}
+		if ectx.Err() != nil {
+			t.Fatalf("evaluate %s: %v", expr, err)
+		}
+		time.Sleep(100 * time.Millisecond) // between retries
+	}
+}
+
+// screenshot writes the tab's page to docs/img/NAME with FW_SCREENSHOT=1.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	if os.Getenv("FW_SCREENSHOT") != "1" {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, waitDeadline)
+	defer cancel()
+	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join("..", "docs", "img", name), png, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -17,6 +17,66 @@ type Fleet interface {
 	Rollouts(ctx context.Context) ([]Rollout, error)
 	// Act applies an operator action (one of Rollout.Actions) by op.
 	Act(ctx context.Context, rolloutID, action string, op *Operator) error
+	// Device returns one device with its history, at most maxEvents of
+	// its attempts (newest first), or an error wrapping ErrNoDevice.
+	Device(ctx context.Context, id string, maxEvents int) (*DeviceDetail, error)
+	// Exposure returns which imported advisories affect the releases the
+	// devices run.
+	Exposure(ctx context.Context) (*Exposure, error)
+}
+
+// ErrNoDevice means no registered device has that ID.
+var ErrNoDevice = errors.New("no registered device with that ID")
+
+// DeviceDetail is one device's page: the list's columns and more.
+type DeviceDetail struct {
+	Device
+	KeyID      string
+	Registered time.Time
+	// Target is what its running slot runs (a target path).
+	Target string
+	// Rollout is the rollout it is in that has not ended (nil: none).
+	Rollout *DeviceRollout
+	// Events are its reported install attempts, newest first; More says
+	// there are older ones than those listed.
+	Events []Event
+	More   bool
+}
+
+// DeviceRollout is a device's place in a rollout.
+type DeviceRollout struct {
+	ID, Status string
+	Wave       int // 0-based, the device's
+	Phase      string
+}
+
+// Event is one install attempt a device reported in a signed report.
+type Event struct {
+	At, Received                    time.Time
+	Target, Version, Outcome, Error string
+}
+
+// Exposure is which imported advisories affect the releases the devices
+// run (repo/exposure).
+type Exposure struct {
+	// Advisories affect a release some device runs, with how many.
+	Advisories []Advisory
+	// ByDevice lists each exposed device's advisories, with the affected
+	// components of the release it runs.
+	ByDevice map[string][]Advisory
+	// PastSupport maps devices on a release past its support date to
+	// that date.
+	PastSupport map[string]string
+}
+
+// Advisory is one advisory's exposure.
+type Advisory struct {
+	ID         string
+	Aliases    []string
+	Summary    string
+	Devices    int
+	Components []string // "name version" of the affected components
+	FixedBy    []string // releases without them
 }
 
 // ErrBadToken means a token is not a valid operator token.
@@ -49,6 +109,8 @@ type Device struct {
 	// LastOutcome and LastError are of its latest reported install attempt.
 	LastOutcome string
 	LastError   string
+	// Exposed is how many imported advisories affect its running release.
+	Exposed int
 }
 
 // Slot is what a device reported about one slot.

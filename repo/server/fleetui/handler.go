@@ -73,6 +73,7 @@ func Handler(opt Options) http.Handler {
 	h.mux.HandleFunc("POST "+Prefix+"login", h.login)
 	h.mux.HandleFunc("POST "+Prefix+"logout", h.authed(h.logout))
 	h.mux.HandleFunc("GET "+Prefix+"{$}", h.authed(h.fleet))
+	h.mux.HandleFunc("GET "+Prefix+"devices/{id}", h.authed(h.device))
 	h.mux.HandleFunc("POST "+Prefix+"rollouts/{id}/{action}", h.authed(h.act))
 	h.mux.HandleFunc(Prefix, h.authed(func(w http.ResponseWriter, r *http.Request, _ *session, _ string) {
 		h.fail(w, http.StatusNotFound, "no such page")
@@ -236,8 +237,55 @@ func (h *handler) fleet(w http.ResponseWriter, r *http.Request, s *session, _ st
 	if len(devs) > h.opt.MaxDevices {
 		devs = devs[:h.opt.MaxDevices]
 	}
+	p.Exposure, p.ExposureError = h.exposure(r)
+	if p.Exposure != nil {
+		for i := range devs {
+			devs[i].Exposed = len(p.Exposure.ByDevice[devs[i].ID])
+		}
+		for _, n := range p.Exposure.ByDevice {
+			if len(n) > 0 {
+				p.ExposedDevices++
+			}
+		}
+	}
 	p.Devices = devs
 	h.render(w, http.StatusOK, "fleet", p)
+}
+
+// exposure returns the fleet's exposure, or (when it cannot be answered)
+// the message to show instead: the rest of the page does not depend on it.
+func (h *handler) exposure(r *http.Request) (*Exposure, string) {
+	e, err := h.opt.Fleet.Exposure(r.Context())
+	if err != nil {
+		h.opt.Log.Error("fleet view: exposure", "err", err)
+		return nil, "cannot answer which advisories affect the fleet now: " + err.Error()
+	}
+	return e, ""
+}
+
+// maxEvents bounds the attempts a device page lists ('fwrepo devices
+// history' has them all).
+const maxEvents = 1000
+
+func (h *handler) device(w http.ResponseWriter, r *http.Request, s *session, _ string) {
+	d, err := h.opt.Fleet.Device(r.Context(), r.PathValue("id"), maxEvents)
+	if errors.Is(err, ErrNoDevice) {
+		h.fail(w, http.StatusNotFound, "no registered device with that ID")
+		return
+	}
+	if err != nil {
+		h.opt.Log.Error("fleet view: device", "err", err)
+		h.fail(w, http.StatusServiceUnavailable, "cannot read the device now; retry later")
+		return
+	}
+	p := devicePage{Operator: s.op, CSRF: s.csrf, Device: d, MaxEvents: maxEvents,
+		Refresh: max(int(h.opt.Refresh/time.Second), 1), Now: h.opt.Now()}
+	var e *Exposure
+	if e, p.ExposureError = h.exposure(r); e != nil {
+		p.Advisories, p.PastSupport = e.ByDevice[d.ID], e.PastSupport[d.ID]
+		d.Exposed = len(p.Advisories)
+	}
+	h.render(w, http.StatusOK, "device", p)
 }
 
 func (h *handler) fail(w http.ResponseWriter, code int, msg string) {

@@ -2,6 +2,8 @@ package fleetui
 
 import (
 	"context"
+	"errors"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -21,6 +23,10 @@ type testFleet struct {
 	devices []Device
 	rolls   []Rollout
 	acted   []string
+	events  []Event
+	// exposure is Exposure's answer, or exposureErr.
+	exposure    *Exposure
+	exposureErr error
 }
 
 func (f *testFleet) Authenticate(_ context.Context, tok string) (*Operator, error) {
@@ -33,6 +39,25 @@ func (f *testFleet) Authenticate(_ context.Context, tok string) (*Operator, erro
 }
 func (f *testFleet) Devices(context.Context) ([]Device, error)   { return f.devices, nil }
 func (f *testFleet) Rollouts(context.Context) ([]Rollout, error) { return f.rolls, nil }
+func (f *testFleet) Device(_ context.Context, id string, maxEvents int) (*DeviceDetail, error) {
+	for _, d := range f.devices {
+		if d.ID == id {
+			v := &DeviceDetail{Device: d, KeyID: "k1", Registered: time.Unix(0, 0), Target: "acme/1.0/fw.img", Events: f.events,
+				Rollout: &DeviceRollout{ID: "r1", Status: "running", Phase: "failed"}}
+			if len(v.Events) > maxEvents {
+				v.Events, v.More = v.Events[:maxEvents], true
+			}
+			return v, nil
+		}
+	}
+	return nil, ErrNoDevice
+}
+func (f *testFleet) Exposure(context.Context) (*Exposure, error) {
+	if f.exposureErr != nil {
+		return nil, f.exposureErr
+	}
+	return f.exposure, nil
+}
 func (f *testFleet) Act(_ context.Context, id, action string, op *Operator) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -44,7 +69,15 @@ const xss = `<script>window.pwned=1</script>"'&`
 
 func newTestFleet() *testFleet {
 	seen := time.Now().Add(-time.Minute)
+	adv := Advisory{ID: "CVE-2024-7264", Aliases: []string{"DSA-" + xss}, Summary: "curl " + xss, Devices: 1,
+		Components: []string{"curl 7.88.1" + xss}, FixedBy: []string{"acme/1.1/fw.img"}}
 	return &testFleet{
+		events: []Event{
+			{At: seen, Received: seen, Target: "acme/2.0/fw.img", Version: "2.0", Outcome: "fell-back", Error: "unhealthy: " + xss},
+			{At: seen.Add(-time.Second), Received: seen, Target: "acme/2.0/fw.img", Version: "2.0", Outcome: "installed"},
+		},
+		exposure: &Exposure{Advisories: []Advisory{adv}, ByDevice: map[string][]Advisory{"gw-" + xss: {adv}},
+			PastSupport: map[string]string{"gw-" + xss: "2026-06-30"}},
 		tokens: map[string]*Operator{
 			"op-token":     {Name: "alice", Role: "operator", CanChange: true},
 			"viewer-token": {Name: "victor", Role: "viewer"},
@@ -272,5 +305,65 @@ func TestApproveButton(t *testing.T) {
 		if got := strings.Contains(page, `id="approval-note-r2"`); got != tc.msg {
 			t.Errorf("%s: 'waiting for another operator' shown %v, want %v", tc.token, got, tc.msg)
 		}
+	}
+}
+
+// TestDevicePage: the device list links to each device's page, which
+// shows its version, slots, identity strength (a file identity as
+// weaker), tags, rollout, every reported attempt and the advisories that
+// affect its release, all escaped; an unknown device is a 404.
+func TestDevicePage(t *testing.T) {
+	f := newTestFleet()
+	c := newClient(t, Handler(Options{Fleet: f}))
+	_, list := c.login("viewer-token")
+	link := regexp.MustCompile(`<a class="device-link" href="([^"]+)">`).FindStringSubmatch(list)
+	if link == nil || !strings.Contains(list, `data-exposed="1"`) || !strings.Contains(list, `id="exposed-devices">1<`) {
+		t.Fatalf("device list: no link to the device page or no exposure count:\n%s", list)
+	}
+	href := html.UnescapeString(link[1])
+	code, page, _ := c.do("GET", href, nil)
+	if code != 200 {
+		t.Fatalf("GET %s: %d\n%s", link[1], code, page)
+	}
+	for _, want := range []string{
+		`data-identity="file"`, "file (weaker)", "can be copied off it", // identity strength
+		`id="device-version">1.0&lt;script&gt;`, // version, escaped
+		`data-status="confirmed&lt;script&gt;`,  // slot state
+		`class="event" data-outcome="fell-back"`, `class="event" data-outcome="installed"`, "unhealthy: &lt;script&gt;",
+		`id="advisory-CVE-2024-7264"`, "curl 7.88.1&lt;script&gt;", "acme/1.1/fw.img", `id="past-support"`,
+		`href="/ui/#rollout-r1"`,
+		`content="5; url=/ui/devices/gw-%3Cscript%3E`, // the refresh reloads this page
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("device page lacks %q", want)
+		}
+	}
+	if strings.Contains(page, "<script") {
+		t.Errorf("device page contains a raw <script>:\n%s", page)
+	}
+	if code, _, _ := c.do("GET", "/ui/devices/nope", nil); code != http.StatusNotFound {
+		t.Errorf("unknown device: %d, want 404", code)
+	}
+	// Without a session the page is not shown.
+	anon := newClient(t, Handler(Options{Fleet: f}))
+	if code, _, _ := anon.do("GET", href, nil); code != http.StatusSeeOther {
+		t.Errorf("device page without a session: %d, want a redirect to the login form", code)
+	}
+}
+
+// TestExposureUnavailable: when exposure cannot be answered the page
+// still shows the fleet, and says why exposure is missing.
+func TestExposureUnavailable(t *testing.T) {
+	f := newTestFleet()
+	f.exposureErr = errors.New("stored advisory X: bad " + xss)
+	c := newClient(t, Handler(Options{Fleet: f}))
+	code, page := c.login("op-token")
+	if code != 200 || !strings.Contains(page, `id="rollout-r1"`) || !strings.Contains(page, "cannot answer which advisories affect the fleet now") {
+		t.Fatalf("fleet page with exposure failing: %d\n%s", code, page)
+	}
+	f.exposureErr, f.exposure = nil, &Exposure{}
+	_, page, _ = c.do("GET", "/ui/", nil)
+	if !strings.Contains(page, "No imported advisory affects a release") {
+		t.Errorf("no exposure: page does not say so")
 	}
 }

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
+	"time"
 
+	"github.com/fwctl/fwctl/repo/exposure"
 	"github.com/fwctl/fwctl/repo/inventory"
 	"github.com/fwctl/fwctl/repo/inventory/rollout"
 	"github.com/fwctl/fwctl/repo/server/operator"
@@ -20,9 +23,14 @@ const MaxRollouts = 20
 
 // FromService adapts fwrepo's rollout service to Fleet. svc is called on
 // every request (it returns nil while there is none).
-func FromService(svc func() *operator.Service) Fleet { return serviceFleet{svc} }
+func FromService(svc func() *operator.Service) Fleet {
+	return serviceFleet{svc: svc, cache: &exposureCache{}}
+}
 
-type serviceFleet struct{ svc func() *operator.Service }
+type serviceFleet struct {
+	svc   func() *operator.Service
+	cache *exposureCache
+}
 
 func (f serviceFleet) get() (*operator.Service, error) {
 	s := f.svc()
@@ -58,28 +66,135 @@ func (f serviceFleet) Devices(ctx context.Context) ([]Device, error) {
 	}
 	out := make([]Device, 0, len(devs))
 	for _, d := range devs {
-		v := Device{ID: d.ID, Identity: d.Identity, LastSeen: d.LastSeen, Tags: inventory.FormatFilter(d.Tags)}
-		if len(d.Tags) == 0 {
-			v.Tags = ""
-		}
-		if m := d.Manifest; m != nil {
-			v.Hardware, v.RunningSlot, v.NextBoot, v.Counter = m.Hardware, m.RunningSlot, m.NextBoot, m.Counter
-			v.Version = m.Running().Version
-			for name, sl := range m.Slots {
-				v.Slots = append(v.Slots, Slot{Name: name, Status: sl.Status, Version: sl.Version, Running: name == m.RunningSlot})
-			}
-			sort.Slice(v.Slots, func(i, j int) bool { return v.Slots[i].Name < v.Slots[j].Name })
-			last := m.LastResult
-			if n := len(m.Attempts); last == nil && n > 0 {
-				last = &m.Attempts[n-1]
-			}
-			if last != nil {
-				v.LastOutcome, v.LastError = last.Outcome, last.Error
-			}
-		}
-		out = append(out, v)
+		out = append(out, deviceView(d))
 	}
 	return out, nil
+}
+
+// deviceView is what the view shows of d.
+func deviceView(d *inventory.Device) Device {
+	v := Device{ID: d.ID, Identity: d.Identity, LastSeen: d.LastSeen}
+	if len(d.Tags) > 0 {
+		v.Tags = inventory.FormatFilter(d.Tags)
+	}
+	if m := d.Manifest; m != nil {
+		v.Hardware, v.RunningSlot, v.NextBoot, v.Counter = m.Hardware, m.RunningSlot, m.NextBoot, m.Counter
+		v.Version = m.Running().Version
+		for name, sl := range m.Slots {
+			v.Slots = append(v.Slots, Slot{Name: name, Status: sl.Status, Version: sl.Version, Running: name == m.RunningSlot})
+		}
+		sort.Slice(v.Slots, func(i, j int) bool { return v.Slots[i].Name < v.Slots[j].Name })
+		last := m.LastResult
+		if n := len(m.Attempts); last == nil && n > 0 {
+			last = &m.Attempts[n-1]
+		}
+		if last != nil {
+			v.LastOutcome, v.LastError = last.Outcome, last.Error
+		}
+	}
+	return v
+}
+
+func (f serviceFleet) Device(ctx context.Context, id string, maxEvents int) (*DeviceDetail, error) {
+	s, err := f.get()
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.DB.Device(ctx, id)
+	if errors.Is(err, inventory.ErrUnknownDevice) || errors.Is(err, inventory.ErrDeviceRemoved) {
+		return nil, fmt.Errorf("%w: %w", ErrNoDevice, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	v := &DeviceDetail{Device: deviceView(d), KeyID: d.KeyID, Registered: d.AddedAt}
+	if d.Manifest != nil {
+		v.Target = d.Manifest.Running().Target
+	}
+	ev, err := s.DB.History(ctx, id, maxEvents+1)
+	if err != nil {
+		return nil, err
+	}
+	if len(ev) > maxEvents {
+		ev, v.More = ev[:maxEvents], true
+	}
+	for _, e := range ev {
+		v.Events = append(v.Events, Event{At: e.At, Received: e.Received, Target: e.Target, Version: e.Version, Outcome: e.Outcome, Error: e.Error})
+	}
+	r, err := s.DB.DeviceRollout(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if r != nil {
+		v.Rollout = &DeviceRollout{ID: r.ID, Status: string(r.Status)}
+		devs, err := s.DB.RolloutDevices(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		for _, rd := range devs {
+			if rd.ID == id {
+				v.Rollout.Wave, v.Rollout.Phase = rd.Wave, string(rd.Phase)
+			}
+		}
+	}
+	return v, nil
+}
+
+// exposureTTL is how long an exposure answer is reused: it walks every
+// imported advisory, too much for every page refresh.
+const exposureTTL = time.Minute
+
+// exposureCache holds the last exposure answer of a fleet.
+type exposureCache struct {
+	mu  sync.Mutex
+	at  time.Time
+	exp *Exposure
+}
+
+func (f serviceFleet) Exposure(ctx context.Context) (*Exposure, error) {
+	s, err := f.get()
+	if err != nil {
+		return nil, err
+	}
+	c := f.cache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.exp != nil && time.Since(c.at) < exposureTTL {
+		return c.exp, nil
+	}
+	rep, err := exposure.Query(ctx, s.DB, "", time.Now())
+	if err != nil {
+		return nil, err
+	}
+	c.exp, c.at = exposureView(rep), time.Now()
+	return c.exp, nil
+}
+
+// exposureView turns an exposure report into the view's.
+func exposureView(rep *exposure.Report) *Exposure {
+	e := &Exposure{ByDevice: map[string][]Advisory{}, PastSupport: map[string]string{}}
+	for _, v := range rep.Vulnerabilities {
+		a := Advisory{ID: v.ID, Aliases: v.Aliases, Summary: v.Summary, Devices: v.Devices}
+		if a.Devices == 0 {
+			continue
+		}
+		e.Advisories = append(e.Advisories, a)
+		for _, r := range v.Releases {
+			da := a
+			da.FixedBy = r.FixedBy
+			for _, h := range r.Components {
+				da.Components = append(da.Components, h.Name+" "+h.Version)
+			}
+			for _, id := range r.Devices {
+				e.ByDevice[id] = append(e.ByDevice[id], da)
+			}
+		}
+	}
+	sort.SliceStable(e.Advisories, func(i, j int) bool { return e.Advisories[i].Devices > e.Advisories[j].Devices })
+	for _, p := range rep.PastSupport {
+		e.PastSupport[p.Device] = p.SupportUntil
+	}
+	return e
 }
 
 func (f serviceFleet) Rollouts(ctx context.Context) ([]Rollout, error) {
