@@ -13,9 +13,10 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run()  { printf '$ %s\n' "$*"; "$@"; }
 fwrepo() { "$BIN/fwrepo" "$@"; }
 export FWREPO_DB=$PWD/fleet.db
-# wait_for "STATUS WAVE": wait until the rollout is there (WAVE 0-based)
+# wait_for "STATUS WAVE": wait until the rollout is there (WAVE 0-based),
+# for up to a minute (a busy machine)
 wait_for() {
-  for _ in $(seq 100); do
+  for _ in $(seq 600); do
     [ "$(fwrepo rollout status demo --json | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["status"], d["wave"])')" = "$1" ] && return 0
     sleep 0.1
   done
@@ -63,7 +64,13 @@ run "$BIN/fwagent" -c "$w2/config.json" update
 
 step "R5. Wave 1 ($w1) installs, confirms and reports; wave 2 starts on that signed report"
 for id in "$w1" "$w2"; do
-  "$BIN/fwagent" -c "$id/config.json" update >/dev/null || [ $? = 10 ]
+  # The director names the release for wave 2's device only once wave 1
+  # confirmed: poll until fwagent installs it (exit 10).
+  n=0
+  until rc=0; "$BIN/fwagent" -c "$id/config.json" update >/dev/null || rc=$?; [ "$rc" = 10 ]; do
+    if [ "$rc" != 0 ] || [ $((n += 1)) -gt 150 ]; then echo "demo: $id: fwagent update exited $rc, want 10 (installed)" >&2; exit 1; fi
+    sleep 0.2
+  done
   "$BIN/fwagent" -c "$id/config.json" simulate-boot >/dev/null
   "$BIN/fwagent" -c "$id/config.json" confirm >/dev/null
   run "$BIN/fwagent" -c "$id/config.json" report
@@ -72,3 +79,4 @@ done
 wait_for 'completed 1'
 run fwrepo rollout status demo
 run fwrepo devices history "$w2"
+echo "The fleet view shows the same at $URL/ui/ (log in with an operator or viewer token), each device at $URL/ui/devices/ID."
