@@ -7,11 +7,13 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/fwctl/fwctl/agent/tuf"
+	"github.com/fwctl/fwctl/manifests"
 	"github.com/fwctl/fwctl/manifests/bundle"
 )
 
@@ -51,6 +53,22 @@ func (a *Agent) UpdateFrom(ctx context.Context, path string, opt UpdateOptions) 
 	c.MetadataURL, c.TargetsURL = "http://"+bundleHost+"/metadata", "http://"+bundleHost+"/targets"
 	c.HTTP = &http.Client{Transport: bundleTransport{b}}
 	a.metadataGrace = time.Duration(a.cfg.Offline.MaxMetadataAge)
+	if d := a.cfg.Director; d != nil {
+		// A director device installs only what its director assigns: the
+		// bundle must carry this device's signed director metadata.
+		id, err := a.DirectorDeviceID(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if f, err := b.Open(manifests.DirectorDevice(id) + "/timestamp.json"); err != nil {
+			return nil, fmt.Errorf("%w: %w: %s carries no director metadata for device %s, and this device installs only what its director assigns: write the bundle with fwctl bundle --device %s", ErrRefused, ErrBundle, b.Path, id, id)
+		} else {
+			f.Close()
+		}
+		u := d.URL
+		defer func() { d.URL = u }()
+		d.URL = "http://" + bundleHost
+	}
 	res, err := a.Update(ctx, opt)
 	if err != nil && errors.Is(err, tuf.ErrFreeze) {
 		knob := "the device accepts no expired metadata (offline.max_metadata_age is not set)"
@@ -84,6 +102,9 @@ func (t bundleTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	name, err := url.PathUnescape(strings.TrimPrefix(req.URL.EscapedPath(), "/"))
 	if err != nil {
 		return status(http.StatusBadRequest)
+	}
+	if strings.HasPrefix(name, "director/devices/") && strings.HasSuffix(name, ".root.json") {
+		name = manifests.DirectorRoot + "/" + path.Base(name) // one root chain for all devices, as fwrepo serves it
 	}
 	f, err := t.b.Open(name)
 	if errors.Is(err, bundle.ErrNotFound) || errors.Is(err, bundle.ErrBadName) {

@@ -91,7 +91,7 @@ func (a *Agent) directorPlan(ctx context.Context, p *plan) error {
 	if err != nil {
 		return err
 	}
-	as, err := c.Fetch(ctx, a.Now())
+	as, err := c.Fetch(ctx, a.Now().Add(-a.metadataGrace)) // grace: a bundle's offline policy only (bundle.go)
 	switch {
 	case errors.Is(err, director.ErrRefused):
 		return fmt.Errorf("%w: director: %w", ErrRefused, err)

@@ -25,10 +25,12 @@ import (
 
 // Format and Version identify the manifest. A reader refuses a larger
 // Version than it knows; every version keeps its golden vector in
-// testdata/.
+// testdata/. Version 2 adds director metadata (director/ entries, the
+// manifest's devices); a bundle without it is still written as version 1,
+// so that older agents read it.
 const (
 	Format       = "fwctl-bundle"
-	Version      = 1
+	Version      = 2
 	ManifestName = "fwbundle.json"
 	// Ext is the file name extension of a bundle file, used to find one
 	// on a mounted stick.
@@ -47,6 +49,9 @@ type Manifest struct {
 	// RootFrom is the first root version whose successor chain the bundle
 	// carries: a device trusting root RootFrom or later can update from it.
 	RootFrom int64 `json:"root_from,omitempty"`
+	// Devices are the devices whose director metadata the bundle carries
+	// (version 2), under director/ as fwrepo's store keeps it.
+	Devices []string `json:"devices,omitempty"`
 }
 
 // Errors callers branch on.
@@ -61,7 +66,8 @@ var (
 	// ErrTooLarge means the bundle exceeds the reader's limits.
 	ErrTooLarge = errors.New("bundle too large")
 	// ErrBadName means an entry name is not a clean relative path under
-	// metadata/ or targets/ (path traversal, absolute, backslash, ...).
+	// metadata/, targets/ or director/ (path traversal, absolute,
+	// backslash, ...).
 	ErrBadName = errors.New("bad entry name in bundle")
 	// ErrDuplicate means two entries have the same name.
 	ErrDuplicate = errors.New("duplicate entry in bundle")
@@ -101,7 +107,8 @@ func (l Limits) orDefault() Limits {
 const maxName = 512
 
 // CheckName reports whether name may be a bundle entry: the manifest, or
-// a clean slash-separated relative path under metadata/ or targets/ with
+// a clean slash-separated relative path under metadata/, targets/ or
+// director/ with
 // no empty, "." or ".." element, no backslash and no control byte.
 func CheckName(name string) error {
 	bad := func(why string) error { return fmt.Errorf("%w: %q: %s", ErrBadName, trunc(name), why) }
@@ -116,8 +123,8 @@ func CheckName(name string) error {
 		return bad("backslash or colon")
 	case path.Clean(name) != name:
 		return bad("not a clean path")
-	case !strings.HasPrefix(name, "metadata/") && !strings.HasPrefix(name, "targets/"):
-		return bad("outside metadata/ and targets/")
+	case !strings.HasPrefix(name, "metadata/") && !strings.HasPrefix(name, "targets/") && !strings.HasPrefix(name, "director/"):
+		return bad("outside metadata/, targets/ and director/")
 	}
 	for _, el := range strings.Split(name, "/") {
 		if el == "" || el == "." || el == ".." {

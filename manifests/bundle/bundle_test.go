@@ -129,7 +129,7 @@ func TestReadRefuses(t *testing.T) {
 		{"two manifests", rawTar(t, m, m), Limits{}, ErrFormat},
 		{"no manifest", rawTar(t), Limits{}, ErrFormat},
 		{"other format", rawTar(t, ent{name: ManifestName, body: `{"format":"rauc","version":1}`}), Limits{}, ErrFormat},
-		{"newer version", rawTar(t, ent{name: ManifestName, body: `{"format":"fwctl-bundle","version":2}`}), Limits{}, ErrVersion},
+		{"newer version", rawTar(t, ent{name: ManifestName, body: `{"format":"fwctl-bundle","version":3}`}), Limits{}, ErrVersion},
 		{"not tar", []byte(strings.Repeat("garbage!", 200)), Limits{}, ErrFormat},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,7 +193,7 @@ func TestCheckName(t *testing.T) {
 	for name, ok := range map[string]bool{
 		ManifestName: true, "metadata/1.root.json": true, "targets/a/b/0a.fw.img": true,
 		"": false, "metadata": false, "metadata/": false, "metadata//x": false, "metadata/./x": false,
-		"targets/../metadata/x": false, "targets/a\x00": false, "c:/x": false,
+		"targets/../metadata/x": false, "director/devices/gw-1/metadata/timestamp.json": true, "directory/x": false, "targets/a\x00": false, "c:/x": false,
 	} {
 		if err := CheckName(name); (err == nil) != ok {
 			t.Errorf("%q: %v", name, err)

@@ -33,10 +33,13 @@ func NewWriter(w io.Writer, m Manifest) (*Writer, error) {
 	return bw, nil
 }
 
-// Marshal returns m as the manifest entry's bytes, with Format and
-// Version set to this package's.
+// Marshal returns m as the manifest entry's bytes, with Format and the
+// lowest Version that holds it (1 without director metadata).
 func (m Manifest) Marshal() ([]byte, error) {
-	m.Format, m.Version = Format, Version
+	m.Format, m.Version = Format, 1
+	if len(m.Devices) > 0 {
+		m.Version = 2
+	}
 	raw, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -35,6 +36,15 @@ type Options struct {
 	// DeltaFrom are target paths of base images: deltas from them to a
 	// release are carried too.
 	DeltaFrom []string
+	// Devices are director devices whose metadata (their signed
+	// assignment, as fwrepo's director publishes it in the same
+	// repository) is carried too, so that a device configured for a
+	// director can install from the bundle. Each must be assigned one of
+	// Releases.
+	Devices []string
+	// DirectorRoot, when set, is the director root verified from instead
+	// of the repository's director/metadata/1.root.json.
+	DirectorRoot []byte
 	// Now is the expiry reference (time.Now if zero).
 	Now time.Time
 }
@@ -173,8 +183,18 @@ func Prepare(ctx context.Context, src verify.Source, opt Options) (*Plan, error)
 			}
 		}
 	}
+	bundled := map[string]verify.Target{}
+	for _, r := range opt.Releases {
+		bundled[r] = byPath[r]
+	}
+	dfiles, err := prepareDirector(ctx, src, opt, bundled, now)
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, dfiles...)
 	sort.Strings(opt.Releases)
-	return &Plan{Files: files, Manifest: wire.Manifest{Created: now.UTC().Truncate(time.Second), Releases: opt.Releases, RootFrom: from}}, nil
+	devices := slices.Sorted(slices.Values(opt.Devices))
+	return &Plan{Files: files, Manifest: wire.Manifest{Created: now.UTC().Truncate(time.Second), Releases: opt.Releases, RootFrom: from, Devices: devices}}, nil
 }
 
 func sbomPath(s *manifests.SBOMRef) string {
