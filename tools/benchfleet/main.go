@@ -449,6 +449,7 @@ loop:
 		ms(plat.pct(0.5)), ms(plat.pct(0.99)), float64(reqs.Load())/float64(max(np, 1)),
 		float64(pc.read.Load()+pc.written.Load())/float64(max(np, 1)), float64(pc.read.Load())/float64(max(np, 1)), float64(pc.written.Load())/float64(max(np, 1)))
 	fmt.Printf("%s signed reports during polling: %d (p99 %s)\n", *label, rl.n(), ms(rl.pct(0.99)))
+	fmt.Printf("%s machine while polling: %s\n", *label, machine())
 	if *pid > 0 {
 		fmt.Printf("%s fwrepo CPU while polling: %.2f s in %s (%.0f%% of its core), %.2f ms per poll with the reports' share\n", *label, pollCPU.Seconds(),
 			el.Round(time.Second), 100*pollCPU.Seconds()/el.Seconds(), float64(pollCPU.Microseconds())/1000/float64(max(np, 1)))
@@ -483,4 +484,25 @@ func cpuTime(pid int) time.Duration {
 		ticks += n
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// machine describes how busy the host was: the load average and the CPU
+// pressure (the share of time some runnable task waited for a CPU), which
+// bound what latencies on it can show.
+func machine() string {
+	out := "load average"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			out += " " + strings.Join(f[:3], " ")
+		}
+	}
+	if b, err := os.ReadFile("/proc/pressure/cpu"); err == nil {
+		line, _, _ := strings.Cut(string(b), "\n")
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "avg60="); ok {
+				out += ", CPU pressure " + v + "% (a runnable task waited for a CPU that share of the last minute)"
+			}
+		}
+	}
+	return out
 }

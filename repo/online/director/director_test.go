@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +22,7 @@ import (
 
 var sha = strings.Repeat("ab", 32)
 
-var workers = 0
+var workers, _ = strconv.Atoi(os.Getenv("FWCTL_DIRECTOR_WORKERS"))
 
 // newDirector makes a director root in a temporary directory, publishes it
 // to a directory store and opens the director.

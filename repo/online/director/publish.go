@@ -86,14 +86,15 @@ func (d *Director) publish(ctx context.Context, jobs []job, force bool) error {
 		return err
 	}
 	signed := time.Now()
-	err := d.write(ctx, jobs)
+	var phases []any
+	err := d.write(ctx, jobs, &phases)
 	n := 0
 	for i := range jobs {
 		if !jobs[i].skip {
 			n++
 		}
 	}
-	d.opt.Log.Info("director published", "devices", n, "of", len(jobs), "sign", signed.Sub(start), "write", time.Since(signed), "err", err)
+	d.opt.Log.Info("director published", append([]any{"devices", n, "of", len(jobs), "sign", signed.Sub(start), "write", time.Since(signed), "err", err}, phases...)...)
 	return err
 }
 

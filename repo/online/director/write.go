@@ -24,7 +24,10 @@ import (
 // whose bytes and names were durable before it. (A wave of 10,000
 // devices otherwise spends its time in 30,000-60,000 fsyncs.) Other
 // stores write every file by Put, timestamps last.
-func (d *Director) write(ctx context.Context, jobs []job) error {
+//
+// The durations of the directory store's phases are appended to *phases
+// (for the publish log line).
+func (d *Director) write(ctx context.Context, jobs []job, phases *[]any) error {
 	dir, fast := d.st.(blob.Dir)
 	fast = fast && canSync
 	var mu sync.Mutex
@@ -49,12 +52,10 @@ func (d *Director) write(ctx context.Context, jobs []job) error {
 		})
 	}
 	t0 := time.Now()
-	var phases []any
 	phase := func(name string) {
-		phases = append(phases, name, time.Since(t0).Round(time.Millisecond).String())
+		*phases = append(*phases, name, time.Since(t0).Round(time.Millisecond).String())
 		t0 = time.Now()
 	}
-	defer func() { d.opt.Log.Debug("director write", phases...) }()
 	temps := make([][]string, len(jobs))
 	defer func() { // what was not renamed (an error on the way)
 		for _, ts := range temps {
@@ -85,13 +86,13 @@ func (d *Director) write(ctx context.Context, jobs []job) error {
 	}); err != nil {
 		return err
 	}
-	phase("files")
+	phase("write_files")
 	rename := func(timestamps bool) error {
 		if err := syncAll(string(dir)); err != nil {
 			return fmt.Errorf("publish director metadata: sync %s: %w", dir, err)
 		}
-		phase("sync")
-		defer phase("rename")
+		phase("write_sync")
+		defer phase("write_rename")
 		return parallel(ctx, len(jobs), d.workers(), func(i int) error {
 			j := &jobs[i]
 			if temps[i] == nil {
@@ -121,7 +122,7 @@ func (d *Director) write(ctx context.Context, jobs []job) error {
 	if err := syncAll(string(dir)); err != nil {
 		return fmt.Errorf("publish director metadata: sync %s: %w", dir, err)
 	}
-	phase("sync")
+	phase("write_sync")
 	return nil
 }
 
