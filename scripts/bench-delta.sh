@@ -11,6 +11,7 @@
 #        WORK     scratch directory for deltas and outputs (default: a temp dir, removed at exit)
 #        TIMEOUT  per-command limit in seconds (default 1800); a tool that exceeds it is reported as such
 #        TOOLS    tools to run (default "bsdiff xdelta3 zstd fwdelta"; the goals need all four)
+#        FWDELTA_REF  another fwdelta binary (an older build) to measure in the same run, as "fwdelta-ref"
 #        BSDIFF_MAX_MB  skip bsdiff on targets above this size (default 160: it needs hours on 224 MiB)
 # Prints one table per pair: delta size, encode/apply wall time, encode CPU time (user+system: on a
 # shared machine wall times depend on the load) and peak RSS (GNU time -v), all from
@@ -21,6 +22,7 @@ CORPUS=${CORPUS:-$HOME/.cache/fwctl-bench/amd64}
 TIMEOUT=${TIMEOUT:-1800}
 BSDIFF_MAX_MB=${BSDIFF_MAX_MB:-160}
 TOOLS=${TOOLS:-bsdiff xdelta3 zstd fwdelta}
+[ -n "${FWDELTA_REF:-}" ] && TOOLS="$TOOLS fwdelta-ref"
 MAKE_CORPUS=${MAKE_CORPUS:-$HERE/../shared/bench/make_corpus.sh}
 [ -x "$MAKE_CORPUS" ] || MAKE_CORPUS=/work/shared/bench/make_corpus.sh
 ARCH_CORPUS=${ARCH_CORPUS:-$HOME/.cache/fwctl-bench}
@@ -97,6 +99,8 @@ bench_pair() { # name base target
         measure zstd -q -19 --long=31 -f --patch-from="$old" "$new" -o "$d" && { et=$T ec=$C em=$M; measure zstd -q -d --long=31 -f --patch-from="$old" "$d" -o "$out"; } || { et=$T ec=$C em=$M; T=-; M=-; } ;;
       fwdelta) label="fwdelta (ours)"
         measure "$FW" encode "$old" "$new" "$d" && { et=$T ec=$C em=$M; measure "$FW" apply "$old" "$d" "$out"; } || { et=$T ec=$C em=$M; T=-; M=-; } ;;
+      fwdelta-ref) label="fwdelta-ref ($(basename "$FWDELTA_REF"))"
+        measure "$FWDELTA_REF" encode "$old" "$new" "$d" && { et=$T ec=$C em=$M; measure "$FWDELTA_REF" apply "$old" "$d" "$out"; } || { et=$T ec=$C em=$M; T=-; M=-; } ;;
     esac
     at=$T am=$M
     local sz="-"
@@ -105,6 +109,7 @@ bench_pair() { # name base target
       [ "$tool" = bsdiff ] && bssz=$sz bset=$et bsec=$ec
       [ "$tool" = fwdelta ] && ours_et=$et ours_ec=$ec ours_em=$em ours_at=$at ours_am=$am
       if [ "$tool" = fwdelta ]; then oursz=$sz
+      elif [ "$tool" = fwdelta-ref ]; then :
       elif [ -z "$best" ] || [ "$sz" -lt "$bestsz" ]; then best=$label bestsz=$sz; fi
       sz=$(mb "$sz")
     elif [ -s "$d" ]; then sz="BAD"; fi
