@@ -75,7 +75,16 @@ func newIndex(ctx context.Context, base, alt []byte, workers int) *index {
 	if n <= 0 {
 		return ix
 	}
-	step := (n + maxSeeds - 1) / maxSeeds
+	seeds := maxSeeds
+	if len(base) > inPlaceBase {
+		// Above 128 MiB the base itself dominates the encoder's memory:
+		// half the index (64 MiB instead of 128) keeps a 224 MiB image's
+		// encoder under 512 MiB, for deltas about 0.5 % larger (every
+		// match of seedLen+step-1 bytes is still found; minSwitch is
+		// longer than that up to 512 MiB).
+		seeds /= 2
+	}
+	step := (n + seeds - 1) / seeds
 	ix.step = step
 	entries := n / step
 	b := max(bits.Len(uint(entries))-2, 4)
