@@ -69,6 +69,13 @@ func TestStickExamples(t *testing.T) {
 		}
 	})
 
+	t.Run("shellcheck", func(t *testing.T) {
+		sc := testenv.LookPath(t, "shellcheck", "apt-get install -y shellcheck")
+		if out, err := exec.Command(sc, "-s", "sh", script).CombinedOutput(); err != nil {
+			t.Fatalf("shellcheck %s: %v\n%s", script, err, out)
+		}
+	})
+
 	t.Run("udev rule", func(t *testing.T) {
 		udevadm := testenv.LookPath(t, "udevadm", "apt-get install -y udev")
 		// udevadm test (systemd 252; 'udevadm verify' came in 254) reads

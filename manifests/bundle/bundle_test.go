@@ -74,6 +74,55 @@ func TestGoldenV1(t *testing.T) {
 	}
 }
 
+// TestGoldenV2 holds the version 2 bytes: director metadata under
+// director/ and the devices in the manifest.
+func TestGoldenV2(t *testing.T) {
+	var buf bytes.Buffer
+	w, err := NewWriter(&buf, Manifest{Created: time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC), Releases: []string{"acme-gw-v2/2.0.0/fw.img"},
+		RootFrom: 1, Devices: []string{"gw-0017"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range [][2]string{
+		{"metadata/timestamp.json", `{"signed":{"_type":"timestamp"}}`},
+		{"targets/acme-gw-v2/2.0.0/0123.fw.img", "firmware bytes"},
+		{"director/metadata/1.root.json", `{"signed":{"_type":"root"}}`},
+		{"director/devices/gw-0017/metadata/timestamp.json", `{"signed":{"_type":"timestamp"}}`},
+	} {
+		if err := w.Add(e[0], int64(len(e[1])), strings.NewReader(e[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "v2.fwbundle")
+	if *update {
+		if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf.Bytes(), want) {
+		t.Fatalf("writer output differs from %s (run with -update only for a new format version)", golden)
+	}
+	b, err := Read(bytes.NewReader(want), int64(len(want)), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Manifest.Version != 2 || len(b.Manifest.Devices) != 1 || b.Manifest.Devices[0] != "gw-0017" {
+		t.Fatalf("manifest %+v", b.Manifest)
+	}
+	f, err := b.Open("director/devices/gw-0017/metadata/timestamp.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}
+
 type ent struct {
 	name string
 	typ  byte
