@@ -56,6 +56,9 @@ type index struct {
 	table []uint32
 }
 
+// halfIndexBase is the base size above which the index has half the seeds.
+const halfIndexBase = 64 << 20
+
 const checkBits = 6 // 32 bits minus the 26 that maxSeeds+1 needs
 
 // hashSeed returns the bucket and check bits of a seed.
@@ -76,12 +79,11 @@ func newIndex(ctx context.Context, base, alt []byte, workers int) *index {
 		return ix
 	}
 	seeds := maxSeeds
-	if len(base) > inPlaceBase {
-		// Above 128 MiB the base itself dominates the encoder's memory:
-		// half the index (64 MiB instead of 128) keeps a 224 MiB image's
-		// encoder under 512 MiB, for deltas about 0.5 % larger (every
-		// match of seedLen+step-1 bytes is still found; minSwitch is
-		// longer than that up to 512 MiB).
+	if len(base) > halfIndexBase {
+		// For large bases half the index (at most 64 MiB instead of 128)
+		// keeps the encoder under 512 MiB up to a 224 MiB image, for
+		// deltas 0.5-0.7 % larger (every match of seedLen+step-1 bytes is
+		// still found; minSwitch is longer than that up to 256 MiB).
 		seeds /= 2
 	}
 	step := (n + seeds - 1) / seeds

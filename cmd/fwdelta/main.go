@@ -110,13 +110,18 @@ func encode(ctx context.Context, baseName, targetName, outName string) error {
 		return err
 	}
 	defer base.Close()
-	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && baseLen > 128<<20 {
-		// A large base is most of the live heap (the base, converted in
-		// place, and a 64 MiB index): a soft limit a little above it makes
-		// the collector run before per-block garbage adds a quarter again
-		// (GOGC 25). It stays above the live heap, so the collector never
-		// has to run continuously.
-		debug.SetMemoryLimit(baseLen + 224<<20)
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && baseLen > 64<<20 {
+		// A large base is most of the live heap (the base, a converted
+		// copy up to 128 MiB, converted in place above, and a 64 MiB
+		// index): a soft limit a little above it makes the collector run
+		// before per-block garbage adds a quarter again (GOGC 25). It
+		// stays above the live heap, so the collector never has to run
+		// continuously.
+		live := 2 * baseLen
+		if baseLen > 128<<20 {
+			live = baseLen
+		}
+		debug.SetMemoryLimit(live + 224<<20)
 	}
 	target, targetLen, err := openSized(targetName)
 	if err != nil {
