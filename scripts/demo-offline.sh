@@ -3,7 +3,9 @@
 # the bundle goes onto a vfat "USB stick" (a loop device), the stick is
 # mounted read-only, and a simulated device that never reaches a network
 # installs from it with the online verification; then an expired bundle is
-# refused under the default policy. Needs root (loop devices, mount): if not
+# refused under the default policy; the stick script of examples/offline
+# writes the device's signed report back, and fwrepo imports it (a second
+# import is refused as a replay). Needs root (loop devices, mount): if not
 # root it says so and fails.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,11 +52,14 @@ DEV=$(losetup -f --show stick.img)
 run mkfs.vfat -n FWUPDATE "$DEV" >/dev/null
 run mcopy -i "$DEV" site.fwbundle ::site.fwbundle
 mkdir media
-if ! mount -t vfat -o ro "$DEV" media 2>/dev/null; then
-  command -v fusefat >/dev/null || { echo "demo-offline: the kernel has no vfat and fusefat is missing (scripts/deps.sh)" >&2; exit 1; }
-  echo "  (this kernel has no vfat driver: mounting the same loop device with fusefat)"
-  fusefat -o ro "$DEV" media >/dev/null
-fi
+mount_stick() {
+  if ! mount -t vfat -o ro "$DEV" media 2>/dev/null; then
+    command -v fusefat >/dev/null || { echo "demo-offline: the kernel has no vfat and fusefat is missing (scripts/deps.sh)" >&2; exit 1; }
+    echo "  (this kernel has no vfat driver: mounting the same loop device with fusefat)"
+    fusefat -o ro "$DEV" media >/dev/null 2>&1
+  fi
+}
+mount_stick
 ls -l media
 
 step "3. Device on the site: no network (its repository URL refuses), installs from the stick"
@@ -68,7 +73,8 @@ cat > device/config.json <<JSON
   "state_dir": "state",
   "slots": {"A": "slotA.img", "B": "slotB.img"},
   "bootloader": {"type": "file", "path": "bootenv", "tries": 3},
-  "booted_slot": {"cmdline": "cmdline", "param": "fwctl.slot"}
+  "booted_slot": {"cmdline": "cmdline", "param": "fwctl.slot"},
+  "identity": {"key_file": "state/identity.key"}
 }
 JSON
 run fwagent provision --root ws/metadata/1.root.json >/dev/null
@@ -80,5 +86,21 @@ step "4. A damaged copy (cut short in transit) is refused; nothing changes"
 head -c 4000000 site.fwbundle > cut.fwbundle
 expect 3 fwagent update --from cut.fwbundle
 run fwagent status | head -3
+
+step "5. Plugged in again: examples/offline's stick script (as udev and systemd run it) writes the signed report back"
+umount media
+expect 0 env FWAGENT="$BIN/fwagent" FWAGENT_CONFIG="$DEMO/device/config.json" FWCTL_STICK_RUN="$DEMO/run" \
+  "$ROOT/examples/offline/fwctl-stick-update" "$DEV"
+
+step "6. At the office: the fleet learns what happened offline"
+fwrepo() { "$BIN/fwrepo" "$@"; }
+fwagent identity --pem > device.pem
+run fwrepo devices add --db fleet.db --pubkey device.pem >/dev/null
+mount_stick
+run ls media/fwctl-reports
+run fwrepo reports import --db fleet.db media
+run fwrepo devices list --db fleet.db
+echo "  the same stick imported again: its report is a replay"
+expect 3 fwrepo reports import --db fleet.db media
 echo
 echo "demo-offline: done"

@@ -146,8 +146,8 @@ func TestOfflineReportImport(t *testing.T) {
 		want       error
 		msg        string
 	}{
-		{"replayed", newer, nil, inventory.ErrReplay, "replayed or older"},
-		{"older after newer", older, nil, inventory.ErrReplay, "the latest stored is"},
+		{"replayed", newer, nil, inventory.ErrReplay, "already stored"},
+		{"older after newer", older, nil, inventory.ErrReplay, "replayed or older report"},
 		{"forged", "", forged, manifests.ErrBadSignature, "modified"},
 		{"unknown device", unknown, nil, inventory.ErrUnknownDevice, "fwrepo devices add"},
 	} {

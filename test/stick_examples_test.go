@@ -169,7 +169,7 @@ func TestStickExamples(t *testing.T) {
 		// already, is refused as a replay, the new one imported.
 		plug(0)
 		out := importStick(3)
-		if strings.Count(out, "imported ") != 1 || !strings.Contains(out, "replayed or older") {
+		if strings.Count(out, "imported ") != 1 || !strings.Contains(out, "already stored") {
 			t.Fatalf("second import: %s", out)
 		}
 		hist, _ := db.History(context.Background(), key.KeyID(), 0)

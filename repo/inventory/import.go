@@ -52,8 +52,12 @@ func (d *DB) Import(ctx context.Context, envelope []byte) (*manifests.DeviceMani
 			return nil, fmt.Errorf("stored report of %s: %w", m.DeviceID, err)
 		}
 		if last := s.Manifest.Seq; m.Seq <= last {
-			return nil, fmt.Errorf("%w: device %s: report sequence %d, the latest stored is %d (of %s): a replayed or older report; its attempts are in the newer one",
-				ErrReplay, m.DeviceID, m.Seq, last, s.Manifest.Time.Format("2006-01-02T15:04:05Z"))
+			why := "a replayed or older report; its attempts are in the newer one"
+			if m.Seq == last {
+				why = "a replayed report: this one is already stored"
+			}
+			return nil, fmt.Errorf("%w: device %s: report sequence %d, the latest stored is %d (of %s): %s",
+				ErrReplay, m.DeviceID, m.Seq, last, s.Manifest.Time.Format("2006-01-02T15:04:05Z"), why)
 		}
 	}
 	now := d.Now()
