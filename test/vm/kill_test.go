@@ -295,6 +295,7 @@ func (s *session) killAndRecover(i int, k kill) (string, error) {
 	phase := s.phaseOf(k, b, sawGet, sawSent)
 	if !b.killed {
 		phase = "not killed"
+		s.t.Logf("kill %d was not delivered: the machine powered off first (exit codes %v); its console ended:\n%s", i, b.rc, tail(b.transcript(), 8))
 	}
 	return phase, s.recover(disk, b)
 }
@@ -343,4 +344,10 @@ func formatPhases(m map[string]int) string {
 		out = append(out, fmt.Sprintf("%s=%d", k, m[k]))
 	}
 	return strings.Join(out, " ")
+}
+
+// tail is the last n lines of s.
+func tail(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(l[max(0, len(l)-n):], "\n")
 }
