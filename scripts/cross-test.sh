@@ -22,9 +22,15 @@
 # The end-to-end update of the cross-compiled fwagent on each architecture is
 # test/cross_test.go.
 #
-# First run ~1-2 min per architecture (compiling the standard library for
-# it), later runs well under a minute each. Needs: apt-get install -y
-# qemu-user-static
+# The tests build with the default flags, not build-agent.sh's: sharing them
+# would save the standard-library compile per architecture that
+# TestCrossAgent's release build already did, but without inlining the
+# emulated tests ran 2-3x slower (measured: agent/tufclient and delta under
+# qemu-arm 117 s -> 167 s and 64 s -> 207 s), a net loss.
+#
+# First run ~1-2 min per architecture more (compiling the standard library
+# for it); warm, 1-5 min each on a busy machine (README: Cross-compilation).
+# Needs: apt-get install -y qemu-user-static
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
