@@ -46,12 +46,7 @@ func vulnsCmd(jsonOut *bool) *cobra.Command {
 			if err != nil {
 				return cli.WithCode(cli.ExitUsage, err)
 			}
-			db, err := openInventory(dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			if err := exposure.Import(cmd.Context(), db, d); err != nil {
+			if err := withInventory(dbPath, func(db *inventory.DB) error { return exposure.Import(cmd.Context(), db, d) }); err != nil {
 				return err
 			}
 			out := struct {
@@ -82,21 +77,18 @@ advisory that affects a release is listed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			db, err := openInventory(dbPath)
-			if err != nil {
-				return err
-			}
-			defer db.Close()
-			if dir != "" {
-				if err := indexRepo(ctx, db, dir, root); err != nil {
-					return err
+			return withInventory(dbPath, func(db *inventory.DB) error {
+				if dir != "" {
+					if err := indexRepo(ctx, db, dir, root); err != nil {
+						return err
+					}
 				}
-			}
-			rep, err := exposure.Query(ctx, db, cve, time.Now())
-			if err != nil {
-				return cli.WithCode(cli.ExitUsage, err)
-			}
-			return cli.Std(*jsonOut).Result(rep, func(w io.Writer) { printExposure(w, rep) })
+				rep, err := exposure.Query(ctx, db, cve, time.Now())
+				if err != nil {
+					return cli.WithCode(cli.ExitUsage, err)
+				}
+				return cli.Std(*jsonOut).Result(rep, func(w io.Writer) { printExposure(w, rep) })
+			})
 		},
 	}
 	c.Flags().StringVar(&dbPath, "db", "", "inventory database (default $"+DBEnv+", else fwrepo.db)")

@@ -125,6 +125,9 @@ func TestTokens(t *testing.T) {
 		if _, _, err := db.CreateToken(ctx, "bob", "admin"); err == nil {
 			t.Error("role admin accepted")
 		}
+		if _, _, err := db.CreateToken(ctx, rollout.Anonymous, RoleOperator); err == nil {
+			t.Errorf("a token named %q (the name of changes made without a token) accepted: it could never approve", rollout.Anonymous)
+		}
 		got, err := db.Authenticate(ctx, tok)
 		if err != nil || got.Name != "alice" || !got.Allows(RoleOperator) {
 			t.Fatalf("authenticate: %v %v", got, err)

@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/fwctl/fwctl/repo/inventory/rollout"
 )
 
 // Operator roles: a viewer reads the fleet; an operator also changes it
@@ -75,6 +77,9 @@ func (d *DB) CreateToken(ctx context.Context, name, role string) (string, *Token
 	}
 	if !ValidTokenName(name) {
 		return "", nil, fmt.Errorf("token name %q: want 1-64 letters, digits, '.', '_', '-', '@'", name)
+	}
+	if name == rollout.Anonymous {
+		return "", nil, fmt.Errorf("token name %q is reserved for changes made without a token ('fwrepo rollout' on the database): choose another name", name)
 	}
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
