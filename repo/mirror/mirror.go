@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,7 +14,12 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/fwctl/fwctl/internal/atomicfile"
+	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/repo/bundle"
+	"github.com/fwctl/fwctl/repo/layout"
+	"github.com/fwctl/fwctl/repo/online/director"
 	"github.com/fwctl/fwctl/repo/server"
 	"github.com/fwctl/fwctl/repo/verify"
 )
@@ -30,8 +36,12 @@ type Mirror struct {
 	// on devices).
 	Root []byte
 	Log  *slog.Logger
+	// Director, when set, mirrors a director's metadata for the devices
+	// of the site too (see Director).
+	Director *Director
 
 	cur     atomic.Pointer[state]
+	serve   http.Handler
 	version int64
 }
 
@@ -47,6 +57,32 @@ func (m *Mirror) Open() error {
 	}
 	if err := os.MkdirAll(m.Dir, 0o755); err != nil {
 		return err
+	}
+	m.serve = http.HandlerFunc(m.serveImages)
+	if m.Director != nil {
+		for _, id := range m.Director.Devices {
+			if !manifests.ValidDeviceID(id) {
+				return fmt.Errorf("director device %q: not a valid device ID", id)
+			}
+		}
+		r, err := metadata.Root().FromBytes(m.Director.Root)
+		if err != nil {
+			return fmt.Errorf("director root: %w", err)
+		}
+		// The provisioned root is served too, as upstream does (devices
+		// re-read it under their device path; the root hint counts from
+		// it).
+		roots := filepath.Join(m.directorStore(), manifests.DirectorRoot)
+		if err := os.MkdirAll(roots, 0o755); err != nil {
+			return err
+		}
+		first := filepath.Join(roots, layout.Versioned(r.Signed.Version, metadata.ROOT))
+		if _, err := os.Stat(first); errors.Is(err, os.ErrNotExist) {
+			if err := atomicfile.Write(first, m.Director.Root, 0o644); err != nil {
+				return err
+			}
+		}
+		m.serve = director.Handler(blob.Dir(m.directorStore()), m.serve)
 	}
 	target, err := os.Readlink(filepath.Join(m.Dir, "current"))
 	if err != nil {
@@ -67,11 +103,22 @@ func (m *Mirror) activate(dir string, version int64) error {
 	return nil
 }
 
-// Sync verifies upstream exactly as a device would (root chain from Root,
+// Sync syncs the image repository and then, with Director set, each
+// device's director metadata (checked against the image state served).
+// Each keeps its last verified state on failure.
+func (m *Mirror) Sync(ctx context.Context) error {
+	err := m.syncImages(ctx)
+	if m.Director != nil {
+		err = errors.Join(err, m.syncDirector(ctx))
+	}
+	return err
+}
+
+// syncImages verifies upstream exactly as a device would (root chain from Root,
 // thresholds, versions, expiry, every target's length and hash) and, only
 // if all of it verifies, writes it to a new state directory and switches
 // to it whole. On any failure the last verified state stays served.
-func (m *Mirror) Sync(ctx context.Context) error {
+func (m *Mirror) syncImages(ctx context.Context) error {
 	res, err := verify.Verify(ctx, m.Upstream, m.Root, time.Now())
 	if err != nil {
 		return fmt.Errorf("upstream %s does not verify, keeping the last verified state: %w", m.Upstream, err)
@@ -134,8 +181,14 @@ func (m *Mirror) Run(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// ServeHTTP serves the current verified state (503 before the first).
+// ServeHTTP serves the current verified state (503 before the first) and,
+// with Director set, the verified director metadata under /director/.
+// Call Open first.
 func (m *Mirror) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.serve.ServeHTTP(w, r)
+}
+
+func (m *Mirror) serveImages(w http.ResponseWriter, r *http.Request) {
 	s := m.cur.Load()
 	if s == nil {
 		http.Error(w, "mirror has no verified state yet", http.StatusServiceUnavailable)

@@ -1,0 +1,158 @@
+package test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo/mirror"
+	"github.com/fwctl/fwctl/repo/verify"
+	"github.com/fwctl/fwctl/test/harness"
+)
+
+// mirrorDevice is a provisioned device configured for the director with
+// both its repository and director URL at url (a site mirror).
+func (dr *directed) mirrorDevice(url, id string) *device {
+	t := dr.t
+	t.Helper()
+	cfg := harness.DeviceConfig(url)
+	cfg["bootloader"] = map[string]any{"type": "file", "path": "bootenv", "tries": 3}
+	cfg["stall_timeout"], cfg["download_attempts"], cfg["retry_backoff"] = "2s", 3, "50ms"
+	cfg["director"] = map[string]any{"root": dr.rootPath, "device_id": id}
+	hd, err := harness.WriteDevice(t.TempDir(), cfg, []byte("factory image"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &device{t: t, dir: hd.Dir}
+	d.reload()
+	d.provision(dr.rootJSON())
+	return d
+}
+
+// TestMirrorDirector (issue 17): a site mirror also mirrors the director
+// for the devices of its site. A device configured for the director, its
+// config pointing at the mirror only, installs the release the director
+// assigns it (not the newer one); the mirror serves the root hint as
+// upstream does; tampered upstream director metadata and a replayed older
+// timestamp are refused by the mirror, which keeps serving the last
+// verified state, and the device sees no change; with upstream down the
+// mirror keeps serving; the next assignment reaches the device.
+func TestMirrorDirector(t *testing.T) {
+	ctx := context.Background()
+	dr := newDirected(t)
+	img1, tg1 := dr.addRelease("1.0", 1)
+	img2, tg2 := dr.addRelease("2.0", 2)
+	dr.publish()
+	dr.assign("dev-1", tg1)
+	droot, err := os.ReadFile(dr.rootPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := verify.NewHTTPSource(dr.serve(), verify.HTTPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &mirror.Mirror{Upstream: up, Dir: t.TempDir(), Root: dr.rootJSON(),
+		Director: &mirror.Director{Upstream: up, Root: droot, Devices: []string{"dev-1", "dev-2"}}}
+	if err := m.Open(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(m)
+	t.Cleanup(srv.Close)
+
+	resp, err := http.Get(srv.URL + "/director/devices/dev-1/metadata/timestamp.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get(manifests.RootVersionHeader) != "1" {
+		t.Fatalf("mirrored director timestamp: %s, %s %q", resp.Status, manifests.RootVersionHeader, resp.Header.Get(manifests.RootVersionHeader))
+	}
+	oldTS, err := os.ReadFile(filepath.Join(dr.pub, manifests.DirectorDevice("dev-1"), "timestamp.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	d := dr.mirrorDevice(srv.URL, "dev-1")
+	d.mustInstall(img1)
+	d2 := dr.mirrorDevice(srv.URL, "dev-2")
+	if res, err := d2.update(); err != nil || res.Installed || !strings.Contains(res.Message, "not assigned") {
+		t.Fatalf("unassigned device through the mirror: %+v, %v", res, err)
+	}
+
+	// refused runs each attack on the mirror's upstream: the sync fails
+	// for dev-1 and the device, updating through the mirror, sees no
+	// change.
+	inner := dr.wrap
+	type attack struct {
+		name string
+		wrap func(w http.ResponseWriter, req *http.Request, next http.Handler)
+	}
+	refused := func(attacks ...attack) {
+		t.Helper()
+		for _, tc := range attacks {
+			t.Run(tc.name, func(t *testing.T) {
+				dr.wrap = tc.wrap
+				defer func() { dr.wrap = inner }()
+				err := m.Sync(ctx)
+				if err == nil || !strings.Contains(err.Error(), "keeping the last verified state") || !strings.Contains(err.Error(), "device dev-1") {
+					t.Fatalf("sync: %v, want an error for device dev-1 keeping the last verified state", err)
+				}
+				t.Log(err)
+				before := d.snap()
+				if res, err := d.update(); err != nil || res.Installed || !res.UpToDate {
+					t.Fatalf("through the mirror: %+v, %v", res, err)
+				}
+				d.assertUnchanged(before)
+			})
+		}
+	}
+	// tamper rewrites the director's responses whose path ends in suffix.
+	tamper := func(suffix, old, new string) func(w http.ResponseWriter, req *http.Request, next http.Handler) {
+		return func(w http.ResponseWriter, req *http.Request, next http.Handler) {
+			if !strings.HasPrefix(req.URL.Path, "/director/") || !strings.HasSuffix(req.URL.Path, suffix) {
+				inner(w, req, next)
+				return
+			}
+			rec := httptest.NewRecorder()
+			inner(rec, req, next)
+			w.WriteHeader(rec.Code)
+			w.Write([]byte(strings.Replace(rec.Body.String(), old, new, 1)))
+		}
+	}
+
+	// Upstream assigns 2.0, but what reaches the mirror is tampered with:
+	// refused, 1.0's assignment stays served.
+	dr.assign("dev-1", tg2)
+	refused(
+		attack{"tampered targets", tamper(".targets.json", tg2.Path, tg1.Path)},
+		attack{"tampered timestamp", tamper("/timestamp.json", `"expires":"2`, `"expires":"3`)},
+	)
+
+	// Untampered, the new assignment reaches the device.
+	if err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.mustInstall(img2)
+
+	refused(
+		attack{"replayed older timestamp", func(w http.ResponseWriter, req *http.Request, next http.Handler) {
+			if req.URL.Path == "/director/devices/dev-1/metadata/timestamp.json" {
+				w.Write(oldTS)
+				return
+			}
+			inner(w, req, next)
+		}},
+		attack{"upstream down", func(w http.ResponseWriter, req *http.Request, next http.Handler) {
+			http.Error(w, "down", http.StatusBadGateway)
+		}},
+	)
+}
