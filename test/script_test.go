@@ -27,15 +27,21 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// setupScript gives a script a free $PORT for fwrepo and CI=1 (no progress
-// bars).
+// setupScript gives a script a free $PORT for fwrepo, $PORT2 for a
+// second server (fwrepo mirror), and CI=1 (no progress bars).
 func setupScript(env *testscript.Env) error {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	env.Setenv("PORT", strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
-	l.Close()
+	defer l.Close()
+	l2, err := net.Listen("tcp", "127.0.0.1:0") // while l holds $PORT
+	if err != nil {
+		return err
+	}
+	env.Setenv("PORT2", strconv.Itoa(l2.Addr().(*net.TCPAddr).Port))
+	l2.Close()
 	env.Setenv("CI", "1")
 	return nil
 }

@@ -96,12 +96,25 @@ point at the mirror unchanged.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// The first sync runs before the port opens: once it accepts
+			// connections, it serves what that sync verified (or the
+			// state of the last run when upstream is down).
+			if err := m.Sync(ctx); err != nil {
+				log.Warn("mirror sync failed; serving the last verified state", "err", err)
+			}
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return err
 			}
 			fmt.Printf("mirror of %s serving on http://%s\n", upstream, ln.Addr())
-			go m.Run(ctx, interval)
+			go func() {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(interval):
+				}
+				m.Run(ctx, interval)
+			}()
 			srv := &http.Server{Handler: m, ReadHeaderTimeout: 10 * time.Second}
 			go func() { <-ctx.Done(); srv.Close() }()
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
