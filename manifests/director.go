@@ -21,10 +21,58 @@ import (
 //	              "custom": {…operator data: rollout id, wave…}}}
 //
 // An empty targets object means "nothing assigned".
+//
+// Format 2 binds the whole metadata set to the device: the targets
+// metadata's signed object carries {"director": {"device": "…", "schema": 2}}
+// (DirectorBinding, a field TUF lets formats add), also when it names no
+// target, and the snapshot lists the targets' length and sha256 (the
+// timestamp already lists the snapshot's). The assignment object above is
+// unchanged and still says "schema": 1, so format-1 agents read format 2.
 
 // DirectorSchema is the newest director assignment schema this code
 // understands.
 const DirectorSchema = 1
+
+// DirectorFormat is the director wire format this code writes and
+// requires: 2, every device's targets carry a DirectorBinding.
+const DirectorFormat = 2
+
+// DirectorBinding is the "director" object of a director targets
+// metadata's signed object (format 2): the device it is for.
+type DirectorBinding struct {
+	Device string `json:"device"`
+	Schema int    `json:"schema"`
+}
+
+// MarshalBinding returns the canonical binding of director targets to
+// deviceID.
+func MarshalBinding(deviceID string) (json.RawMessage, error) {
+	if !ValidDeviceID(deviceID) {
+		return nil, fmt.Errorf("%w: device ID %q", ErrInvalidAssignment, deviceID)
+	}
+	return Canonicalize(fmt.Appendf(nil, `{"device":%q,"schema":%d}`, deviceID, DirectorFormat))
+}
+
+// ParseBinding decodes the "director" object of director targets; none
+// (format 1) is refused.
+func ParseBinding(raw []byte) (*DirectorBinding, error) {
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("%w: the targets name no device (director format 1: upgrade fwrepo)", ErrInvalidAssignment)
+	}
+	var b DirectorBinding
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidAssignment, err)
+	}
+	switch {
+	case b.Schema < DirectorFormat:
+		return nil, fmt.Errorf("%w: binding schema %d, want %d", ErrInvalidAssignment, b.Schema, DirectorFormat)
+	case b.Schema > DirectorFormat:
+		return nil, fmt.Errorf("%w: director format %d, this program understands up to %d; upgrade fwagent", ErrUnsupportedSchema, b.Schema, DirectorFormat)
+	case !ValidDeviceID(b.Device):
+		return nil, fmt.Errorf("%w: device ID %q", ErrInvalidAssignment, b.Device)
+	}
+	return &b, nil
+}
 
 // ErrInvalidAssignment means a director assignment is malformed.
 var ErrInvalidAssignment = errors.New("invalid director assignment")

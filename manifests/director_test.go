@@ -130,3 +130,36 @@ func FuzzParseWindow(f *testing.F) {
 		}
 	})
 }
+
+// TestDirectorBindingGolden pins the director format 2 binding (the
+// "director" object of a device's targets metadata): the vector parses
+// and MarshalBinding writes it byte for byte; format 1 (none), another
+// schema and a bad device ID are refused.
+func TestDirectorBindingGolden(t *testing.T) {
+	want, err := os.ReadFile("testdata/director-v2-binding.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := ParseBinding(want)
+	if err != nil || b.Device != "3f9a0c" || b.Schema != 2 {
+		t.Fatalf("ParseBinding = %+v, %v", b, err)
+	}
+	if got, err := MarshalBinding("3f9a0c"); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("MarshalBinding = %s, %v; want %s", got, err, want)
+	}
+	for in, wantErr := range map[string]error{
+		``:                               ErrInvalidAssignment,
+		`{"device":"3f9a0c"}`:            ErrInvalidAssignment,
+		`{"device":"3f9a0c","schema":1}`: ErrInvalidAssignment,
+		`{"device":"3f9a0c","schema":3}`: ErrUnsupportedSchema,
+		`{"device":"a/b","schema":2}`:    ErrInvalidAssignment,
+		`[]`:                             ErrInvalidAssignment,
+	} {
+		if _, err := ParseBinding([]byte(in)); !errors.Is(err, wantErr) {
+			t.Errorf("ParseBinding(%s) = %v, want %v", in, err, wantErr)
+		}
+	}
+	if _, err := MarshalBinding("a/b"); !errors.Is(err, ErrInvalidAssignment) {
+		t.Errorf("MarshalBinding(a/b) = %v", err)
+	}
+}

@@ -90,7 +90,7 @@ func TestBundleDirector(t *testing.T) {
 		{"only another device's", write(bundle.Options{Releases: both, Devices: []string{"dev-2"}}), []error{agent.ErrRefused, agent.ErrBundle}, "fwctl bundle --device dev-1"},
 		{"another device's under this device's name", renameEntries(t, write(bundle.Options{Releases: both, Devices: []string{"dev-2"}}), func(n string) string {
 			return strings.Replace(n, "director/devices/dev-2/", "director/devices/dev-1/", 1)
-		}), []error{agent.ErrRefused}, `assigned to device "dev-2"`},
+		}), []error{agent.ErrRefused}, `for device "dev-2"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// A device of its own: the director client keeps metadata that

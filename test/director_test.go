@@ -213,7 +213,7 @@ func TestDirectorOtherDevicesMetadata(t *testing.T) {
 	d := dr.device("dev-1")
 	before := d.snap()
 	_, err := d.update()
-	if !errors.Is(err, agent.ErrRefused) || !strings.Contains(err.Error(), `assigned to device "dev-2"`) {
+	if !errors.Is(err, agent.ErrRefused) || !strings.Contains(err.Error(), `for device "dev-2"`) {
 		t.Fatalf("update with another device's metadata = %v", err)
 	}
 	d.assertUnchanged(before)
@@ -275,6 +275,58 @@ func TestDeferredOutsideWindow(t *testing.T) {
 			}
 			d.assertUnchanged(before)
 			d.ag.Now = func() time.Time { return inWindow }
+			d.mustInstall(img1)
+		})
+	}
+}
+
+// TestDirectorOtherDevicesMetadataNoFreeze: the network serves dev-1 the
+// validly signed director metadata of dev-2, whose versions are higher
+// (dev-2 was assigned more often), once assigning a release and once
+// empty (no assignment, so naming no device). dev-1 refuses it and
+// stores none of it: afterwards its own genuine metadata, of lower
+// versions, is accepted and its assignment installed. (Before the device
+// binding, dev-1 kept dev-2's metadata as trusted and refused its own as
+// a rollback until its versions overtook dev-2's.)
+func TestDirectorOtherDevicesMetadataNoFreeze(t *testing.T) {
+	for _, tc := range []string{"assigned", "empty"} {
+		t.Run(tc, func(t *testing.T) {
+			dr := newDirected(t)
+			img1, tg1 := dr.addRelease("1.0", 1)
+			_, tg2 := dr.addRelease("2.0", 2)
+			dr.publish()
+			dr.t = t
+			dr.assign("dev-2", tg1)
+			dr.assign("dev-2", tg2)
+			dr.assign("dev-2", tg1)
+			if tc == "empty" {
+				if err := dr.dir.Unassign(context.Background(), []string{"dev-2"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dr.assign("dev-1", tg1)
+			attack := true
+			inner := dr.wrap
+			dr.wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {
+				if attack {
+					req.URL.Path = strings.Replace(req.URL.Path, "/devices/dev-1/", "/devices/dev-2/", 1)
+				}
+				inner(w, req, next)
+			}
+			d := dr.device("dev-1")
+			before := d.snap()
+			meta := filepath.Join(d.dir, "state", "director", "metadata")
+			res, err := d.update()
+			if !errors.Is(err, agent.ErrRefused) {
+				t.Fatalf("update with dev-2's metadata = %+v, %v; want refused", res, err)
+			}
+			d.assertUnchanged(before)
+			for _, f := range []string{"timestamp.json", "snapshot.json", "targets.json"} {
+				if _, err := os.Stat(filepath.Join(meta, f)); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("refused metadata stored as trusted: %s (%v)", f, err)
+				}
+			}
+			attack = false
 			d.mustInstall(img1)
 		})
 	}

@@ -122,6 +122,8 @@ func (c *Client) Fetch(ctx context.Context, now time.Time) (*Assigned, error) {
 	fetched := map[int64][]byte{}
 	c.TUF.OnRoot = func(v int64, b []byte) { fetched[v] = b }
 	c.TUF.RefTime = now
+	// Nothing is stored as trusted before it is known to be this device's.
+	c.TUF.Check = func(set *tuf.Trusted) error { _, err := Pick(set, c.DeviceID); return err }
 	if err := os.MkdirAll(c.TUF.MetadataDir, 0o700); err != nil {
 		return nil, err
 	}
@@ -144,9 +146,22 @@ func (c *Client) Fetch(ctx context.Context, now time.Time) (*Assigned, error) {
 
 // Pick returns the assignment verified metadata makes for deviceID: nil
 // for an empty targets list, one target whose custom.director names this
-// device, anything else refused. It is pure.
+// device, anything else refused. The targets must be bound to deviceID
+// (manifests.DirectorBinding, also when empty) and hash-chained to the
+// timestamp and snapshot, so no metadata of another device passes. It is
+// pure.
 func Pick(set *tuf.Trusted, deviceID string) (*Assigned, error) {
 	tg := set.Targets
+	b, err := manifests.ParseBinding(tg.Director)
+	if err != nil {
+		return nil, fmt.Errorf("%w: director targets v%d: %w", ErrRefused, tg.Version, err)
+	}
+	if b.Device != deviceID {
+		return nil, fmt.Errorf("%w: director targets v%d are for device %q, this device is %q", ErrRefused, tg.Version, b.Device, deviceID)
+	}
+	if ts, sn := set.SnapshotMeta(), set.Snapshot.Meta["targets.json"]; ts == nil || sn == nil || len(ts.Hashes) == 0 || len(sn.Hashes) == 0 {
+		return nil, fmt.Errorf("%w: director timestamp or snapshot lists no hashes: not bound to the targets", ErrRefused)
+	}
 	if len(tg.Targets) == 0 {
 		return nil, nil
 	}

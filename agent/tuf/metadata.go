@@ -132,6 +132,9 @@ type Targets struct {
 	Common
 	Targets     map[string]*TargetFile `json:"targets"`
 	Delegations *Delegations           `json:"delegations,omitempty"`
+	// Director is fwctl's director binding (manifests.DirectorBinding), an
+	// added field as TUF allows, kept for agent/director to check.
+	Director json.RawMessage `json:"director,omitempty"`
 }
 
 // envelope is a parsed metadata file: its signatures and the canonical

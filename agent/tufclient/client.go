@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/fwctl/fwctl/agent/tuf"
 )
 
 // Client fetches metadata and targets from one repository.
@@ -40,8 +42,13 @@ type Client struct {
 	// the server's RootHintHeader says there is no newer root
 	// (DefaultRootProbeInterval if zero; negative: probe on every update).
 	RootProbeInterval time.Duration
+	// Check, when set, must accept the verified timestamp, snapshot and
+	// targets before Update stores any of them: until then they are
+	// staged in memory, so metadata Check refuses changes nothing.
+	Check func(*tuf.Trusted) error
 
-	mu sync.Mutex
+	mu     sync.Mutex
+	staged map[string][]byte
 }
 
 // New returns a client for repository base URL (its /metadata and /targets).

@@ -92,6 +92,7 @@ func (t *Trusted) Offered(prefix string) (map[string]*tuf.TargetFile, error) {
 func (c *Client) Update(ctx context.Context, trustedRoot []byte) (*Trusted, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer func() { c.staged = nil }()
 	t, err := c.update(ctx, trustedRoot, false)
 	if errors.Is(err, errUnprobed) {
 		return c.update(ctx, trustedRoot, true)
@@ -112,6 +113,10 @@ func (c *Client) update(ctx context.Context, trustedRoot []byte, mustProbe bool)
 		return nil, fmt.Errorf("trusted root: %w", err)
 	}
 	t := &Trusted{set: set, c: c, ctx: ctx}
+	c.staged = nil
+	if c.Check != nil {
+		c.staged = map[string][]byte{}
+	}
 	lim := c.limits()
 	start := set.Root
 	var ts []byte
@@ -153,21 +158,46 @@ func (c *Client) update(ctx context.Context, trustedRoot []byte, mustProbe bool)
 	if err := c.updateSnapshot(ctx, set, lim); err != nil {
 		return nil, err
 	}
-	if b := c.local("targets.json"); b != nil && set.UpdateTargets(b) == nil {
-		return t, nil
+	if b := c.local("targets.json"); b == nil || set.UpdateTargets(b) != nil {
+		m, err := set.RoleMeta(tuf.RoleTargets)
+		if err != nil {
+			return nil, err
+		}
+		b, err := c.fetchMeta(ctx, tuf.RoleTargets, m.Version, orMax(m.Length, lim.MaxTargetsLength), set.Root.ConsistentSnapshot)
+		if err != nil {
+			return nil, err
+		}
+		if err := set.UpdateTargets(b); err != nil {
+			return nil, err
+		}
+		if err := c.store("targets.json", b); err != nil {
+			return nil, err
+		}
 	}
-	m, err := set.RoleMeta(tuf.RoleTargets)
-	if err != nil {
-		return nil, err
+	return t, c.commit(set)
+}
+
+// commit runs Check on the verified set and stores what was staged,
+// timestamp first. Each file is verified and Check-accepted with the rest
+// of the set, so a crash between two writes leaves metadata TUF's next
+// update reads as after any interrupted update.
+func (c *Client) commit(set *tuf.Trusted) error {
+	staged := c.staged
+	if staged == nil {
+		return nil
 	}
-	b, err := c.fetchMeta(ctx, tuf.RoleTargets, m.Version, orMax(m.Length, lim.MaxTargetsLength), set.Root.ConsistentSnapshot)
-	if err != nil {
-		return nil, err
+	c.staged = nil
+	if err := c.Check(set); err != nil {
+		return err
 	}
-	if err := set.UpdateTargets(b); err != nil {
-		return nil, err
+	for _, name := range []string{"timestamp.json", "snapshot.json", "targets.json"} {
+		if b, ok := staged[name]; ok {
+			if err := c.store(name, b); err != nil {
+				return err
+			}
+		}
 	}
-	return t, c.store("targets.json", b)
+	return nil
 }
 
 func orMax(n, max int64) int64 {
@@ -273,8 +303,13 @@ func (c *Client) updateTimestamp(set *tuf.Trusted, b []byte) error {
 }
 
 func (c *Client) updateSnapshot(ctx context.Context, set *tuf.Trusted, lim Limits) error {
-	if b := c.local("snapshot.json"); b != nil && set.UpdateSnapshot(b, true) == nil {
-		return nil
+	if b := c.local("snapshot.json"); b != nil {
+		// With Check, a cached snapshot must also hash as the timestamp
+		// says (another timestamp could name the same version); one that
+		// does not is still kept for the rollback check of the fetched one.
+		if c.Check != nil && set.UpdateSnapshot(b, false) == nil || set.UpdateSnapshot(b, true) == nil && c.Check == nil {
+			return nil
+		}
 	}
 	m := set.SnapshotMeta()
 	b, err := c.fetchMeta(ctx, tuf.RoleSnapshot, m.Version, orMax(m.Length, lim.MaxSnapshotLength), set.Root.ConsistentSnapshot)
@@ -315,8 +350,13 @@ func (c *Client) local(name string) []byte {
 	return b
 }
 
-// store keeps verified metadata under its non-versioned name, durably.
+// store keeps verified metadata under its non-versioned name, durably
+// (staged until commit when Check is set, but for roots).
 func (c *Client) store(name string, b []byte) error {
+	if c.staged != nil && name != "root.json" {
+		c.staged[name] = b
+		return nil
+	}
 	if err := atomicfile.Write(filepath.Join(c.MetadataDir, name), b, 0o644); err != nil {
 		return fmt.Errorf("store %s: %w", name, err)
 	}

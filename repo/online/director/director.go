@@ -115,6 +115,7 @@ type device struct {
 	tgExpires time.Time
 	assigned  *Assignment // nil: nothing assigned
 	snapshot  []byte      // the N.snapshot.json the timestamp names
+	unbound   bool        // published in format 1 (no device binding)
 }
 
 // Open verifies the director root chain in the store and opens the online
@@ -344,7 +345,8 @@ type RefreshResult struct {
 
 // Refresh re-signs every device's timestamp with less than half its
 // lifetime left, and re-publishes (same assignment, new versions) devices
-// whose targets have less than half theirs left. fwrepo serve runs it
+// whose targets have less than half theirs left or were published in
+// director format 1 (without the device binding format-2 agents require). fwrepo serve runs it
 // periodically.
 func (d *Director) Refresh(ctx context.Context) (RefreshResult, error) {
 	var res RefreshResult
@@ -379,7 +381,7 @@ func (d *Director) Refresh(ctx context.Context) (RefreshResult, error) {
 		dev := d.devices[id]
 		switch {
 		case dev == nil || dev.version == 0:
-		case dev.tgExpires.Sub(now) < d.opt.TargetsLifetime/2:
+		case dev.unbound || dev.tgExpires.Sub(now) < d.opt.TargetsLifetime/2:
 			jobs = append(jobs, job{id: id, a: dev.assigned, keep: true})
 			res.Targets++
 		case dev.tsExpires.Sub(now) < d.opt.TimestampLifetime/2:

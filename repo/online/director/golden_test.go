@@ -2,6 +2,7 @@ package director
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"flag"
 	"os"
@@ -11,16 +12,20 @@ import (
 	"time"
 
 	"github.com/fwctl/fwctl/manifests"
+	"github.com/fwctl/fwctl/repo/blob"
 	"github.com/fwctl/fwctl/signer"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden director metadata")
 
 // TestGoldenDeviceMetadata pins the director's per-device metadata, wire
-// format v1 (docs/director.md): with a fixed Ed25519 key (deterministic
+// format 2 (docs/director.md): with a fixed Ed25519 key (deterministic
 // signatures) and clock, one assignment signs to exactly the bytes in
-// testdata/device-v1/. Regenerate with -update only for a deliberate
-// format change, which also bumps manifests.DirectorSchema.
+// testdata/device-v2/, and no assignment to those in
+// testdata/device-v2-empty/ (bound to the device all the same).
+// Regenerate with -update only for a deliberate format change, which also
+// bumps manifests.DirectorFormat or DirectorSchema. testdata/device-v1/
+// (format 1, before the binding) stays: TestReadFormat1 reads it.
 func TestGoldenDeviceMetadata(t *testing.T) {
 	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
 	_, id, err := signer.TUFKey(key.Public())
@@ -35,11 +40,16 @@ func TestGoldenDeviceMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j := &job{id: a.DeviceID, a: &a, custom: c, dev: &device{}}
+	for dir, j := range map[string]*job{"device-v2": {id: a.DeviceID, a: &a, custom: c, dev: &device{}},
+		"device-v2-empty": {id: "3f9a0d", dev: &device{}}} {
+		golden(t, d, j, filepath.Join("testdata", dir))
+	}
+}
+
+func golden(t *testing.T, d *Director, j *job, dir string) {
 	if err := d.sign(j, time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join("testdata", "device-v1")
 	for k, name := range j.names {
 		file := filepath.Join(dir, path.Base(name))
 		if *update {
@@ -57,7 +67,31 @@ func TestGoldenDeviceMetadata(t *testing.T) {
 			t.Errorf("%s changed:\nwant %s\ngot  %s", file, want, j.data[k])
 		}
 	}
-	if got := j.names[len(j.names)-1]; got != "director/devices/3f9a0c/metadata/timestamp.json" {
+	if got := j.names[len(j.names)-1]; got != j.base()+"/timestamp.json" {
 		t.Errorf("timestamp is not written last: %v", j.names)
+	}
+}
+
+// TestReadFormat1: a device published in format 1 (no device binding)
+// reads as before and is marked for Refresh to re-publish in format 2.
+func TestReadFormat1(t *testing.T) {
+	st := blob.Dir(t.TempDir())
+	base := manifests.DirectorDevice("3f9a0c")
+	for _, f := range []string{"1.targets.json", "1.snapshot.json", "timestamp.json"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "device-v1", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Put(context.Background(), base+"/"+f, bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := &Director{st: st}
+	dev, err := d.read(context.Background(), "3f9a0c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !dev.unbound || dev.version != 1 || dev.assigned == nil || dev.assigned.Counter != 17 {
+		t.Fatalf("format 1 device read as %+v", dev)
 	}
 }

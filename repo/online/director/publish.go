@@ -152,6 +152,7 @@ func parallel(ctx context.Context, n, w int, f func(i int) error) error {
 // canonical form: what is written is what is signed.
 type targetsSigned struct {
 	Type        string                `json:"_type"`
+	Director    json.RawMessage       `json:"director"`
 	Expires     string                `json:"expires"`
 	SpecVersion string                `json:"spec_version"`
 	Targets     map[string]targetFile `json:"targets"`
@@ -224,8 +225,13 @@ func (d *Director) sign(j *job, now time.Time) error {
 		next.version = cur.version + 1
 		next.tgExpires = now.Add(d.opt.TargetsLifetime).Truncate(time.Second)
 		next.assigned = j.a
+		next.unbound = false
 		exp := next.tgExpires.UTC().Format(tufTime)
-		tg := targetsSigned{Type: metadata.TARGETS, Expires: exp, SpecVersion: metadata.SPECIFICATION_VERSION,
+		bind, err := manifests.MarshalBinding(j.id)
+		if err != nil {
+			return err
+		}
+		tg := targetsSigned{Type: metadata.TARGETS, Director: bind, Expires: exp, SpecVersion: metadata.SPECIFICATION_VERSION,
 			Targets: map[string]targetFile{}, Version: next.version}
 		if a := j.a; a != nil {
 			tg.Targets[a.TargetName] = targetFile{Custom: j.custom, Hashes: a.Hashes, Length: a.Length}
@@ -238,8 +244,12 @@ func (d *Director) sign(j *job, now time.Time) error {
 		if err != nil {
 			return err
 		}
+		// The targets' length and hash chain them to the snapshot as the
+		// timestamp chains the snapshot: the set is bound to the device.
+		tsum := sha256.Sum256(targets)
 		sn := metaSigned{Type: metadata.SNAPSHOT, Expires: exp, SpecVersion: metadata.SPECIFICATION_VERSION,
-			Meta: map[string]metaFile{"targets.json": {Version: next.version}}, Version: next.version}
+			Meta: map[string]metaFile{"targets.json": {Version: next.version, Length: int64(len(targets)),
+				Hashes: map[string]string{"sha256": hex.EncodeToString(tsum[:])}}}, Version: next.version}
 		if signed, err = encode(sn); err != nil {
 			return err
 		}
@@ -338,8 +348,9 @@ func (d *Director) read(ctx context.Context, id string) (*device, error) {
 	}
 	var tg struct {
 		Signed struct {
-			Expires time.Time `json:"expires"`
-			Targets map[string]struct {
+			Director json.RawMessage `json:"director"`
+			Expires  time.Time       `json:"expires"`
+			Targets  map[string]struct {
 				Custom json.RawMessage   `json:"custom"`
 				Hashes map[string]string `json:"hashes"`
 				Length int64             `json:"length"`
@@ -350,6 +361,9 @@ func (d *Director) read(ctx context.Context, id string) (*device, error) {
 		return nil, fmt.Errorf("director: %s/%s.targets.json: %w", base, v, err)
 	}
 	dev.tgExpires = tg.Signed.Expires
+	// Format 1 (no device binding): Refresh re-publishes it as format 2.
+	_, berr := manifests.ParseBinding(tg.Signed.Director)
+	dev.unbound = berr != nil
 	for name, tf := range tg.Signed.Targets {
 		ma, err := manifests.ParseAssignment(tf.Custom)
 		if err != nil {
