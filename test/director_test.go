@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -30,6 +31,7 @@ type directed struct {
 	*release
 	dir      *director.Director
 	rootPath string // the director's 1.root.json
+	opt      director.Options
 	url      string // set by device
 }
 
@@ -46,7 +48,8 @@ func newDirected(t *testing.T) *directed {
 		t.Fatal(err)
 	}
 	st := blob.Dir(r.pub)
-	d, err := director.Open(context.Background(), director.Options{Store: st, KeyURI: res.OnlineKey, TrustedRoot: root})
+	opt := director.Options{Store: st, KeyURI: res.OnlineKey, TrustedRoot: root}
+	d, err := director.Open(context.Background(), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +57,7 @@ func newDirected(t *testing.T) *directed {
 	r.wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {
 		director.Handler(st, next).ServeHTTP(w, req)
 	}
-	return &directed{release: r, dir: d, rootPath: res.Root}
+	return &directed{release: r, dir: d, rootPath: res.Root, opt: opt}
 }
 
 // addRelease stages and returns a random full image and its target.
@@ -329,5 +332,57 @@ func TestDirectorOtherDevicesMetadataNoFreeze(t *testing.T) {
 			attack = false
 			d.mustInstall(img1)
 		})
+	}
+}
+
+// TestDirectorOtherDevicesTimestampNoFreeze: dev-2's timestamp was
+// re-signed (a higher version) for a snapshot of the same version as
+// dev-1's. The network serves dev-1 that timestamp alone, its own
+// snapshot and targets otherwise: refused (the timestamp lists another
+// snapshot's hash), not stored, and dev-1's own timestamp is accepted
+// afterwards. (Before, the cached snapshot's hash was not compared with
+// the new timestamp: dev-1 kept dev-2's timestamp and then refused its
+// own as a rollback.)
+func TestDirectorOtherDevicesTimestampNoFreeze(t *testing.T) {
+	dr := newDirected(t)
+	img1, tg1 := dr.addRelease("1.0", 1)
+	dr.publish()
+	dr.assign("dev-2", tg1)
+	later := dr.opt
+	later.Now = func() time.Time { return time.Now().Add(13 * time.Hour) } // past half the timestamp's lifetime
+	d2, err := director.Open(context.Background(), later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := d2.Refresh(context.Background()); err != nil || res.Timestamps != 1 {
+		t.Fatalf("Refresh = %+v, %v; want dev-2's timestamp re-signed", res, err)
+	}
+	d2.Close()
+	dr.assign("dev-1", tg1)
+	attack := false
+	inner := dr.wrap
+	dr.wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {
+		if attack {
+			req.URL.Path = strings.Replace(req.URL.Path, "/devices/dev-1/metadata/timestamp.json", "/devices/dev-2/metadata/timestamp.json", 1)
+		}
+		inner(w, req, next)
+	}
+	d := dr.device("dev-1")
+	d.mustInstall(img1)
+	ts := filepath.Join(d.dir, "state", "director", "metadata", "timestamp.json")
+	stored, err := os.ReadFile(ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attack = true
+	if res, err := d.update(); !errors.Is(err, agent.ErrRefused) {
+		t.Fatalf("update with dev-2's timestamp = %+v, %v; want refused", res, err)
+	}
+	if now, err := os.ReadFile(ts); err != nil || !bytes.Equal(now, stored) {
+		t.Fatalf("the refused timestamp replaced the stored one (%v)", err)
+	}
+	attack = false
+	if res, err := d.update(); err != nil || !res.UpToDate {
+		t.Fatalf("update after the attack = %+v, %v", res, err)
 	}
 }
