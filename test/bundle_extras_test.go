@@ -89,7 +89,6 @@ func TestBundleDelta(t *testing.T) {
 // logged and a bundle whose proof was taken out.
 func TestBundleTransparency(t *testing.T) {
 	rekorURL, logPub := rekortest.Need(t)
-	t.Cleanup(rekortest.Stop)
 	r := newRelease(t)
 	v1 := r.add("1.0.0", 1, 30_000)
 	r.publishLogged(rekorURL)

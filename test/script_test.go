@@ -17,14 +17,25 @@ import (
 	"github.com/fwctl/fwctl/internal/fwctlcli"
 	"github.com/fwctl/fwctl/internal/fwrepocli"
 	"github.com/fwctl/fwctl/internal/testenv"
+	"github.com/fwctl/fwctl/transparency/rekortest"
 )
 
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	testscript.Main(stopRekor{m}, map[string]func(){
 		"fwctl":   func() { os.Exit(fwctlcli.Main()) },
 		"fwrepo":  func() { os.Exit(fwrepocli.Main()) },
 		"fwagent": func() { os.Exit(fwagentcli.Main()) },
 	})
+}
+
+// stopRekor runs the tests, then stops the one Rekor log they share
+// (rekortest starts it on first use). A test must not stop it itself: the
+// tests after it would get the URL of a stopped log.
+type stopRekor struct{ m *testing.M }
+
+func (s stopRekor) Run() int {
+	defer rekortest.Stop()
+	return s.m.Run()
 }
 
 // setupScript gives a script a free $PORT for fwrepo, $PORT2 for a

@@ -76,7 +76,6 @@ func (r *release) bundleOf(t *testing.T, path string) *tlog.Bundle {
 
 func TestTransparency(t *testing.T) {
 	rekorURL, logPub := rekortest.Need(t)
-	t.Cleanup(rekortest.Stop)
 	ctx := context.Background()
 
 	r := newRelease(t)
