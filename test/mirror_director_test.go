@@ -38,8 +38,8 @@ func (dr *directed) mirrorDevice(url, id string) *device {
 // for the devices of its site. A device configured for the director, its
 // config pointing at the mirror only, installs the release the director
 // assigns it (not the newer one); the mirror serves the root hint as
-// upstream does; tampered upstream director metadata and a replayed older
-// timestamp are refused by the mirror, which keeps serving the last
+// upstream does; tampered upstream director metadata, another device's
+// metadata and a replayed older timestamp are refused by the mirror, which keeps serving the last
 // verified state, and the device sees no change; with upstream down the
 // mirror keeps serving; the next assignment reaches the device.
 func TestMirrorDirector(t *testing.T) {
@@ -143,7 +143,19 @@ func TestMirrorDirector(t *testing.T) {
 	}
 	d.mustInstall(img2)
 
+	// dev-3, not a device of this site, is assigned twice and then
+	// unassigned upstream: its (empty) metadata has higher versions than
+	// dev-1's, validly signed by the same director key.
+	dr.assign("dev-3", tg1)
+	dr.assign("dev-3", tg2)
+	if err := dr.dir.Unassign(ctx, []string{"dev-3"}); err != nil {
+		t.Fatal(err)
+	}
 	refused(
+		attack{"another device's metadata", func(w http.ResponseWriter, req *http.Request, next http.Handler) {
+			req.URL.Path = strings.Replace(req.URL.Path, "/devices/dev-1/", "/devices/dev-3/", 1)
+			inner(w, req, next)
+		}},
 		attack{"replayed older timestamp", func(w http.ResponseWriter, req *http.Request, next http.Handler) {
 			if req.URL.Path == "/director/devices/dev-1/metadata/timestamp.json" {
 				w.Write(oldTS)

@@ -3,6 +3,7 @@ package mirror
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -164,6 +165,9 @@ func (m *Mirror) syncDevice(ctx context.Context, id string, images verify.Source
 	if err != nil {
 		return keep(err)
 	}
+	if err := checkBinding(t, sn, tgt, id); err != nil {
+		return keep(err)
+	}
 	if err := checkAssignment(res, id); err != nil {
 		return keep(err)
 	}
@@ -212,6 +216,33 @@ func newestRoot(store string, pinned []byte) int64 {
 		}
 		v++
 	}
+}
+
+// checkBinding refuses what agent/director.Pick refuses in director
+// format 2: targets not bound to this device (also empty ones: another
+// device's "nothing assigned" would otherwise freeze this one), and a
+// timestamp or snapshot without hashes (no hash chain down to the
+// binding). t and sn are the bytes verify.Verify verified.
+func checkBinding(t *metadata.Metadata[metadata.TimestampType], sn *metadata.Metadata[metadata.SnapshotType], tgt []byte, id string) error {
+	var doc struct {
+		Signed struct {
+			Director json.RawMessage `json:"director"`
+		} `json:"signed"`
+	}
+	if err := json.Unmarshal(tgt, &doc); err != nil {
+		return fmt.Errorf("targets: %w", err)
+	}
+	b, err := manifests.ParseBinding(doc.Signed.Director)
+	if err != nil {
+		return fmt.Errorf("director targets: %w", err)
+	}
+	if b.Device != id {
+		return fmt.Errorf("director targets are for device %q, not %q", b.Device, id)
+	}
+	if sm, tm := t.Signed.Meta["snapshot.json"], sn.Signed.Meta["targets.json"]; sm == nil || tm == nil || len(sm.Hashes) == 0 || len(tm.Hashes) == 0 {
+		return errors.New("director timestamp or snapshot lists no hashes: not bound to the targets")
+	}
+	return nil
 }
 
 // checkAssignment refuses what the device would: more than one target, or
