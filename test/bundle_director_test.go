@@ -2,12 +2,9 @@ package test
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,30 +17,7 @@ import (
 // renameEntries copies bundle file in, renaming each entry through name.
 func renameEntries(t *testing.T, in string, name func(string) string) string {
 	t.Helper()
-	f, err := os.Open(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var buf bytes.Buffer
-	tr, tw := tar.NewReader(f), tar.NewWriter(&buf)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		h.Name = name(h.Name)
-		tw.WriteHeader(h)
-		tw.Write(b)
-	}
-	tw.Close()
-	out := filepath.Join(t.TempDir(), "renamed.fwbundle")
-	os.WriteFile(out, buf.Bytes(), 0o644)
-	return out
+	return editEntries(t, in, func(h *tar.Header, b []byte) []byte { h.Name = name(h.Name); return b })
 }
 
 // TestBundleDirector (issue 17): a device configured for a director

@@ -57,6 +57,13 @@ func addTarget(r *release, version string, counter uint64, n int) (string, []byt
 // through edit (nil: drop the entry).
 func rewrite(t *testing.T, in string, edit func(name string, b []byte) []byte) string {
 	t.Helper()
+	return editEntries(t, in, func(h *tar.Header, b []byte) []byte { return edit(h.Name, b) })
+}
+
+// editEntries copies bundle file in, passing each entry's header and bytes
+// through edit, which may change the header (nil bytes: drop the entry).
+func editEntries(t *testing.T, in string, edit func(h *tar.Header, b []byte) []byte) string {
+	t.Helper()
 	f, err := os.Open(in)
 	if err != nil {
 		t.Fatal(err)
@@ -73,7 +80,7 @@ func rewrite(t *testing.T, in string, edit func(name string, b []byte) []byte) s
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(tr)
-		if b = edit(h.Name, b); b == nil {
+		if b = edit(h, b); b == nil {
 			continue
 		}
 		h.Size = int64(len(b))
