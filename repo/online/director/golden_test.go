@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"flag"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -73,7 +74,8 @@ func golden(t *testing.T, d *Director, j *job, dir string) {
 }
 
 // TestReadFormat1: a device published in format 1 (no device binding)
-// reads as before and is marked for Refresh to re-publish in format 2.
+// reads as before, and Refresh re-publishes it in format 2 (same
+// assignment) although neither its timestamp nor its targets are due.
 func TestReadFormat1(t *testing.T) {
 	st := blob.Dir(t.TempDir())
 	base := manifests.DirectorDevice("3f9a0c")
@@ -86,12 +88,30 @@ func TestReadFormat1(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d := &Director{st: st}
+	key := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
+	_, id, err := signer.TUFKey(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 1, 12, 30, 0, 0, time.UTC) // neither timestamp nor targets due
+	d := &Director{st: st, key: key, keyID: id, devices: map[string]*device{},
+		opt: Options{TimestampLifetime: DefaultTimestampLifetime, TargetsLifetime: DefaultTargetsLifetime,
+			Now: func() time.Time { return now }, Log: slog.New(slog.DiscardHandler)}}
 	dev, err := d.read(context.Background(), "3f9a0c")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !dev.unbound || dev.version != 1 || dev.assigned == nil || dev.assigned.Counter != 17 {
 		t.Fatalf("format 1 device read as %+v", dev)
+	}
+	if res, err := d.Refresh(context.Background()); err != nil || res.Targets != 1 {
+		t.Fatalf("Refresh = %+v, %v; want the format 1 device re-published", res, err)
+	}
+	dev, err = d.read(context.Background(), "3f9a0c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dev.unbound || dev.version != 2 || dev.assigned == nil || dev.assigned.Counter != 17 {
+		t.Fatalf("after Refresh: %+v", dev)
 	}
 }
