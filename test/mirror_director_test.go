@@ -11,6 +11,7 @@ import (
 
 	"github.com/fwctl/fwctl/manifests"
 	"github.com/fwctl/fwctl/repo/mirror"
+	"github.com/fwctl/fwctl/repo/online/director"
 	"github.com/fwctl/fwctl/repo/verify"
 	"github.com/fwctl/fwctl/test/harness"
 )
@@ -38,7 +39,8 @@ func (dr *directed) mirrorDevice(url, id string) *device {
 // for the devices of its site. A device configured for the director, its
 // config pointing at the mirror only, installs the release the director
 // assigns it (not the newer one); the mirror serves the root hint as
-// upstream does; tampered upstream director metadata, another device's
+// upstream does; an assignment the image repository did not sign,
+// tampered upstream director metadata, another device's
 // metadata and a replayed older timestamp are refused by the mirror, which keeps serving the last
 // verified state, and the device sees no change; with upstream down the
 // mirror keeps serving; the next assignment reaches the device.
@@ -136,6 +138,25 @@ func TestMirrorDirector(t *testing.T) {
 		attack{"tampered targets", tamper(".targets.json", tg2.Path, tg1.Path)},
 		attack{"tampered timestamp", tamper("/timestamp.json", `"expires":"2`, `"expires":"3`)},
 	)
+
+	// A director (its online key stolen) assigns dev-1 a release the
+	// image repository never signed, or a signed path with another
+	// length: the mirror refuses it, dev-1 keeps 1.0's assignment.
+	for name, mod := range map[string]func(a *director.Assignment){
+		"director assigns an unsigned release": func(a *director.Assignment) { a.TargetName = "acme-gw-v2/9.9/evil.img" },
+		"director assigns another length":      func(a *director.Assignment) { a.Length++ },
+	} {
+		a, err := director.ForTarget("dev-1", hw, *tg2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mod(&a)
+		if err := dr.dir.Assign(ctx, []director.Assignment{a}); err != nil {
+			t.Fatal(err)
+		}
+		refused(attack{name, inner})
+	}
+	dr.assign("dev-1", tg2)
 
 	// Untampered, the new assignment reaches the device.
 	if err := m.Sync(ctx); err != nil {

@@ -40,25 +40,20 @@ type Director struct {
 // fwrepo's store layout (director/metadata/, director/devices/ID/metadata/).
 func (m *Mirror) directorStore() string { return filepath.Join(m.Dir, "director-store") }
 
-// deviceSource presents the verified local state to verify.Verify as one
-// device's director repository: metadata/N.root.json are the director
-// roots already mirrored (verified before), targets/ the image state the
-// mirror serves (so an assignment verifies only against images the
-// mirror has verified and serves), anything else does not exist (the
-// fetched upstream bytes are laid over it with verify.WithFiles).
-type deviceSource struct {
-	store  string
-	images verify.Source
-}
+// deviceSource presents the verified local state to verify.VerifyMetadata
+// as one device's director repository: metadata/N.root.json are the
+// director roots already mirrored (verified before), anything else does
+// not exist (the fetched upstream bytes are laid over it with
+// verify.WithFiles).
+type deviceSource struct{ store string }
 
 func (s deviceSource) Open(ctx context.Context, name string) (io.ReadCloser, error) {
 	if file, ok := strings.CutPrefix(name, layout.MetadataDir+"/"); ok {
 		if strings.HasSuffix(file, ".root.json") && !strings.Contains(file, "/") {
 			return os.Open(filepath.Join(s.store, manifests.DirectorRoot, file))
 		}
-		return nil, fmt.Errorf("%s: %w", name, fs.ErrNotExist)
 	}
-	return s.images.Open(ctx, name)
+	return nil, fmt.Errorf("%s: %w", name, fs.ErrNotExist)
 }
 
 func (s deviceSource) String() string { return "the mirror's verified state" }
@@ -71,7 +66,17 @@ func (m *Mirror) syncDirector(ctx context.Context) error {
 	if s == nil {
 		return errors.New("director: no verified image state yet, the director's assignments cannot be checked against it")
 	}
-	images := verify.DirSource(s.dir)
+	if s.targets == nil { // a state loaded by Open
+		res, err := verify.VerifyDir(s.dir, m.Root, time.Now())
+		if err != nil {
+			return fmt.Errorf("director: the image state served does not verify (%w): the director's assignments cannot be checked against it", err)
+		}
+		s.targets = res.Targets
+	}
+	images := map[string]verify.Target{}
+	for _, tg := range s.targets {
+		images[tg.Path] = tg
+	}
 	var errs []error
 	changed := 0
 	for _, id := range d.Devices {
@@ -93,7 +98,7 @@ func (m *Mirror) syncDirector(ctx context.Context) error {
 // fetched bytes, checks that no version goes back from what the mirror
 // serves, and writes it (timestamp last). It reports whether anything new
 // was written.
-func (m *Mirror) syncDevice(ctx context.Context, id string, images verify.Source) (bool, error) {
+func (m *Mirror) syncDevice(ctx context.Context, id string, images map[string]verify.Target) (bool, error) {
 	d := m.Director
 	store := m.directorStore()
 	dev := manifests.DirectorDevice(id)
@@ -161,14 +166,14 @@ func (m *Mirror) syncDevice(ctx context.Context, id string, images verify.Source
 		}
 		files["metadata/"+name], newRoots[name] = b, b
 	}
-	res, err := verify.Verify(ctx, verify.WithFiles(deviceSource{store, images}, files), d.Root, time.Now())
+	res, err := verify.VerifyMetadata(ctx, verify.WithFiles(deviceSource{store}, files), d.Root, time.Now())
 	if err != nil {
 		return keep(err)
 	}
 	if err := checkBinding(t, sn, tgt, id); err != nil {
 		return keep(err)
 	}
-	if err := checkAssignment(res, id); err != nil {
+	if err := checkAssignment(res, id, images); err != nil {
 		return keep(err)
 	}
 	if err := checkNotBack(store, dev, oldTS, res); err != nil {
@@ -245,9 +250,11 @@ func checkBinding(t *metadata.Metadata[metadata.TimestampType], sn *metadata.Met
 	return nil
 }
 
-// checkAssignment refuses what the device would: more than one target, or
-// one assigned to another device.
-func checkAssignment(res *verify.Result, id string) error {
+// checkAssignment refuses what the device would: more than one target,
+// one assigned to another device, or one the image state the mirror
+// serves (verified, every file hashed, when it was mirrored) does not
+// list with the same length and sha256.
+func checkAssignment(res *verify.Result, id string, images map[string]verify.Target) error {
 	if len(res.Targets) > 1 || len(res.Delegated) > 0 {
 		return fmt.Errorf("director targets v%d names %d targets (a device is assigned one release)", res.Versions[metadata.TARGETS], len(res.Targets))
 	}
@@ -263,6 +270,13 @@ func checkAssignment(res *verify.Result, id string) error {
 		}
 		if a.Device != id {
 			return fmt.Errorf("director target %s is assigned to device %q, not %q", tg.Path, a.Device, id)
+		}
+		img, ok := images[tg.Path]
+		if !ok {
+			return fmt.Errorf("director target %s is not in the image repository's state the mirror serves", tg.Path)
+		}
+		if img.Length != tg.Length || img.SHA256 != tg.SHA256 {
+			return fmt.Errorf("the director's %s (sha256 %s, %d bytes) is not the image repository's (sha256 %s, %d bytes)", tg.Path, tg.SHA256, tg.Length, img.SHA256, img.Length)
 		}
 	}
 	return nil

@@ -48,6 +48,9 @@ type Mirror struct {
 type state struct {
 	dir string
 	h   http.Handler
+	// targets are the state's verified targets (nil for a state loaded
+	// by Open, until first needed).
+	targets []verify.Target
 }
 
 // Open loads the state a previous run left (Dir/current), if any.
@@ -88,15 +91,15 @@ func (m *Mirror) Open() error {
 	if err != nil {
 		return nil // nothing mirrored yet
 	}
-	return m.activate(filepath.Join(m.Dir, target), 0)
+	return m.activate(filepath.Join(m.Dir, target), 0, nil)
 }
 
-func (m *Mirror) activate(dir string, version int64) error {
+func (m *Mirror) activate(dir string, version int64, targets []verify.Target) error {
 	h, err := server.New(server.Options{Dir: dir, Logger: m.Log, NoAccessLog: true})
 	if err != nil {
 		return err
 	}
-	m.cur.Store(&state{dir: dir, h: h})
+	m.cur.Store(&state{dir: dir, h: h, targets: targets})
 	if version > 0 {
 		m.version = version
 	}
@@ -145,12 +148,13 @@ func (m *Mirror) syncImages(ctx context.Context) error {
 		return fmt.Errorf("copy upstream state: %w", err)
 	}
 	// Re-verify what was written: the copy, not the upstream, is served.
-	if _, err := verify.VerifyDir(dir, m.Root, time.Now()); err != nil {
+	copied, err := verify.VerifyDir(dir, m.Root, time.Now())
+	if err != nil {
 		os.RemoveAll(dir)
 		return fmt.Errorf("copied state does not verify, keeping the last verified state: %w", err)
 	}
 	old := m.cur.Load()
-	if err := m.activate(dir, v); err != nil {
+	if err := m.activate(dir, v, copied.Targets); err != nil {
 		return err
 	}
 	tmp := filepath.Join(m.Dir, ".current.tmp")

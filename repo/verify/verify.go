@@ -46,6 +46,20 @@ func VerifyDir(dir string, trustedRoot []byte, now time.Time) (*Result, error) {
 // fs.ErrNotExist for a missing file and ErrUnreachable for a transport
 // failure.
 func Verify(ctx context.Context, src Source, trustedRoot []byte, now time.Time) (*Result, error) {
+	return verify(ctx, src, trustedRoot, now, true)
+}
+
+// VerifyMetadata is Verify without reading the target files: every
+// metadata check, and each target's firmware metadata, but no target's
+// length and hash against its file. For metadata whose targets were
+// verified elsewhere (a site mirror checks a director's assignment
+// against the image state it verified before, instead of hashing the
+// image again for every device).
+func VerifyMetadata(ctx context.Context, src Source, trustedRoot []byte, now time.Time) (*Result, error) {
+	return verify(ctx, src, trustedRoot, now, false)
+}
+
+func verify(ctx context.Context, src Source, trustedRoot []byte, now time.Time, files bool) (*Result, error) {
 	tm, err := trustedmetadata.New(trustedRoot)
 	if err != nil {
 		return nil, fmt.Errorf("trusted root: %w", err)
@@ -116,7 +130,7 @@ func Verify(ctx context.Context, src Source, trustedRoot []byte, now time.Time) 
 	all := map[string]*metadata.TargetFiles{}
 	for i, m := range append([]map[string]*metadata.TargetFiles{targets.Signed.Targets}, delegatedTargets...) {
 		for _, tf := range SortedTargetFiles(m) {
-			if err := verifyTarget(ctx, src, tf); err != nil {
+			if err := verifyTarget(ctx, src, tf, files); err != nil {
 				if i > 0 {
 					err = fmt.Errorf("delegated role %s: %w", delegated[i-1].Role, err)
 				}
@@ -135,10 +149,14 @@ func isLengthMismatch(err error) bool {
 	return errors.As(err, &e)
 }
 
-// verifyTarget checks a target's firmware metadata and its file.
-func verifyTarget(ctx context.Context, src Source, tf *metadata.TargetFiles) error {
+// verifyTarget checks a target's firmware metadata and, with file, its
+// file.
+func verifyTarget(ctx context.Context, src Source, tf *metadata.TargetFiles, file bool) error {
 	if _, err := TargetFirmware(tf); err != nil && !errors.Is(err, manifests.ErrNotFirmware) {
 		return fmt.Errorf("target %s: %w", tf.Path, err)
+	}
+	if !file {
+		return nil
 	}
 	return verifyFile(ctx, src, TargetFile(tf), tf)
 }
