@@ -2,6 +2,7 @@ package bundle
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -97,10 +98,38 @@ func prepareDirector(ctx context.Context, src verify.Source, opt Options, images
 			}
 			rootVersion = v
 		}
+		if err := bound(ctx, ds, res.Versions[metadata.TARGETS], id); err != nil {
+			return nil, err
+		}
 		dev := manifests.DirectorDevice(id)
 		files = append(files, File{dev + "/timestamp.json", -1},
 			File{dev + "/" + layout.Versioned(res.Versions[metadata.SNAPSHOT], metadata.SNAPSHOT), -1},
 			File{dev + "/" + layout.Versioned(res.Versions[metadata.TARGETS], metadata.TARGETS), -1})
 	}
 	return files, nil
+}
+
+// bound refuses director targets (verified) that are not bound to device
+// id (director format 2): the device would refuse them.
+func bound(ctx context.Context, ds directorSource, version int64, id string) error {
+	b, err := verify.ReadLimited(ctx, ds, layout.MetadataDir+"/"+layout.Versioned(version, metadata.TARGETS), layout.MaxTargetsLength, false)
+	if err != nil {
+		return err
+	}
+	var tg struct {
+		Signed struct {
+			Director json.RawMessage `json:"director"`
+		} `json:"signed"`
+	}
+	if err := json.Unmarshal(b, &tg); err != nil {
+		return fmt.Errorf("device %s: director targets: %w", id, err)
+	}
+	bd, err := manifests.ParseBinding(tg.Signed.Director)
+	if err == nil && bd.Device != id {
+		err = fmt.Errorf("they are bound to device %q", bd.Device)
+	}
+	if err != nil {
+		return fmt.Errorf("device %s: %w: its director targets v%d would be refused by the device: %w", id, ErrNotAssigned, version, err)
+	}
+	return nil
 }
