@@ -59,6 +59,11 @@ type ConfirmResult struct {
 // anti-rollback counter to the new release's. Run it on every boot once the
 // system is healthy.
 func (a *Agent) Confirm(ctx context.Context) (*ConfirmResult, error) {
+	unlock, err := a.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	a.sweepTemp()
 	booted, err := a.bootedSlot()
 	if err != nil {

@@ -299,6 +299,11 @@ type UpdateResult struct {
 // inactive slot: an update that fails before that leaves the device as it
 // was (only the attempt is recorded).
 func (a *Agent) Update(ctx context.Context, opt UpdateOptions) (*UpdateResult, error) {
+	unlock, err := a.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	a.sweepTemp()
 	p, err := a.plan(ctx, policy.Request{Target: opt.Target, Retry: opt.Retry})
 	if err != nil {

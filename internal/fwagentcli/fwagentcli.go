@@ -243,7 +243,7 @@ func code(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, trust.ErrNotProvisioned), errors.Is(err, agent.ErrConfirmPending), errors.Is(err, agent.ErrRebootPending),
-		errors.Is(err, boot.ErrAmbiguous), errors.Is(err, agent.ErrFailedBefore):
+		errors.Is(err, boot.ErrAmbiguous), errors.Is(err, agent.ErrFailedBefore), errors.Is(err, agent.ErrBusy):
 		return cli.WithCode(cli.ExitState, err)
 	case errors.Is(err, agent.ErrUnknownTarget):
 		return cli.WithCode(cli.ExitUsage, err)
