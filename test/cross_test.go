@@ -210,24 +210,14 @@ func crossUpdate(t *testing.T, a *crossAgent) {
 	r := newRelease(t)
 	v1 := r.add("1.0.0", 1, 1<<20)
 	r.publish()
-	db, err := inventory.Open(filepath.Join(t.TempDir(), "fleet.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	api := inventory.Handler(db, nil)
 	var served atomic.Int64 // image and delta bytes sent to the device
-	r.wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {
-		if strings.HasPrefix(req.URL.Path, "/api/") {
-			api.ServeHTTP(w, req)
-			return
-		}
+	db := r.deviceAPI(t, func(w http.ResponseWriter, req *http.Request, next http.Handler) {
 		rec := &countingWriter{ResponseWriter: w}
 		next.ServeHTTP(rec, req)
 		if strings.HasPrefix(req.URL.Path, "/targets/") {
 			served.Add(rec.n)
 		}
-	}
+	})
 	d := newDevice(t, r.serve(), hw)
 	a.dir = d.dir
 	sim := tpmtest.Start(t) // the emulated agent is its only client

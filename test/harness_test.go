@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/fwctl/fwctl/agent/bootenv"
 	"github.com/fwctl/fwctl/agent/trust"
 	"github.com/fwctl/fwctl/repo"
+	"github.com/fwctl/fwctl/repo/inventory"
 	"github.com/fwctl/fwctl/test/harness"
 )
 
@@ -251,3 +253,27 @@ func (d *device) assertUnchanged(before snapshot) {
 }
 
 var _ = time.Second
+
+// deviceAPI opens a fresh inventory and serves its device API under /api/
+// beside the repository; every other request goes to rest (nil: the
+// repository). It returns the inventory.
+func (r *release) deviceAPI(t *testing.T, rest func(w http.ResponseWriter, req *http.Request, next http.Handler)) *inventory.DB {
+	t.Helper()
+	db, err := inventory.Open(filepath.Join(t.TempDir(), "fleet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	api := inventory.Handler(db, nil)
+	r.wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {
+		switch {
+		case strings.HasPrefix(req.URL.Path, "/api/"):
+			api.ServeHTTP(w, req)
+		case rest != nil:
+			rest(w, req, next)
+		default:
+			next.ServeHTTP(w, req)
+		}
+	}
+	return db
+}

@@ -3,7 +3,6 @@ package test
 import (
 	"context"
 	"errors"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,19 +21,7 @@ func TestFileIdentityReport(t *testing.T) {
 	r := newRelease(t)
 	v1 := r.add("1.0.0", 1, 10_000)
 	r.publish()
-	db, err := inventory.Open(filepath.Join(t.TempDir(), "fleet.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	api := inventory.Handler(db, nil)
-	r.wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {
-		if strings.HasPrefix(req.URL.Path, "/api/") {
-			api.ServeHTTP(w, req)
-			return
-		}
-		next.ServeHTTP(w, req)
-	}
+	db := r.deviceAPI(t, nil)
 	cfg := harness.DeviceConfig(r.serve())
 	cfg["bootloader"] = map[string]any{"type": "file", "path": "bootenv", "tries": 3}
 	cfg["identity"] = map[string]any{"key_file": "state/identity.key"}

@@ -87,19 +87,9 @@ func TestOfflineReportImport(t *testing.T) {
 	r := newRelease(t)
 	p1, img1 := addTarget(r, "1.0.0", 1, 64<<10)
 	r.publish()
-	db, err := inventory.Open(filepath.Join(t.TempDir(), "fleet.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	api := inventory.Handler(db, nil)
-	r.wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {
-		if strings.HasPrefix(req.URL.Path, "/api/") {
-			api.ServeHTTP(w, req)
-			return
-		}
+	db := r.deviceAPI(t, func(w http.ResponseWriter, _ *http.Request, _ http.Handler) {
 		http.Error(w, "an offline site", http.StatusServiceUnavailable)
-	}
+	})
 	d := identityDevice(t, r, r.serve())
 	key := d.register(db)
 	d.mustInstallFrom(writeBundle(t, r, p1), img1)

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,19 +35,7 @@ func newReporting(t *testing.T) *reporting {
 	r := newRelease(t)
 	v1 := r.add("1.0.0", 1, 20_000)
 	r.publish()
-	db, err := inventory.Open(filepath.Join(t.TempDir(), "fleet.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	api := inventory.Handler(db, nil)
-	r.wrap = func(w http.ResponseWriter, req *http.Request, next http.Handler) {
-		if strings.HasPrefix(req.URL.Path, "/api/") {
-			api.ServeHTTP(w, req)
-			return
-		}
-		next.ServeHTTP(w, req)
-	}
+	db := r.deviceAPI(t, nil)
 	d := newDevice(t, r.serve(), hw)
 	sim := useTPM(t, d)
 	d.provision(r.rootJSON())
