@@ -83,10 +83,17 @@ func (dr *directed) assign(id string, tg *verify.Target) {
 // device is a provisioned device configured for the director
 // under device ID id.
 func (dr *directed) device(id string) *device {
+	dr.t.Helper()
+	dr.url = dr.serve()
+	return dr.deviceAt(dr.url, id)
+}
+
+// deviceAt is a provisioned director device whose repository and
+// director URL are both url (fwrepo itself, or a site mirror).
+func (dr *directed) deviceAt(url, id string) *device {
 	t := dr.t
 	t.Helper()
-	dr.url = dr.serve()
-	cfg := harness.DeviceConfig(dr.url)
+	cfg := harness.DeviceConfig(url)
 	cfg["bootloader"] = map[string]any{"type": "file", "path": "bootenv", "tries": 3}
 	cfg["stall_timeout"], cfg["download_attempts"], cfg["retry_backoff"] = "2s", 3, "50ms"
 	cfg["director"] = map[string]any{"root": dr.rootPath, "device_id": id}

@@ -13,27 +13,7 @@ import (
 	"github.com/fwctl/fwctl/repo/mirror"
 	"github.com/fwctl/fwctl/repo/online/director"
 	"github.com/fwctl/fwctl/repo/verify"
-	"github.com/fwctl/fwctl/test/harness"
 )
-
-// mirrorDevice is a provisioned device configured for the director with
-// both its repository and director URL at url (a site mirror).
-func (dr *directed) mirrorDevice(url, id string) *device {
-	t := dr.t
-	t.Helper()
-	cfg := harness.DeviceConfig(url)
-	cfg["bootloader"] = map[string]any{"type": "file", "path": "bootenv", "tries": 3}
-	cfg["stall_timeout"], cfg["download_attempts"], cfg["retry_backoff"] = "2s", 3, "50ms"
-	cfg["director"] = map[string]any{"root": dr.rootPath, "device_id": id}
-	hd, err := harness.WriteDevice(t.TempDir(), cfg, []byte("factory image"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &device{t: t, dir: hd.Dir}
-	d.reload()
-	d.provision(dr.rootJSON())
-	return d
-}
 
 // TestMirrorDirector (issue 17): a site mirror also mirrors the director
 // for the devices of its site. A device configured for the director, its
@@ -83,9 +63,9 @@ func TestMirrorDirector(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	d := dr.mirrorDevice(srv.URL, "dev-1")
+	d := dr.deviceAt(srv.URL, "dev-1")
 	d.mustInstall(img1)
-	d2 := dr.mirrorDevice(srv.URL, "dev-2")
+	d2 := dr.deviceAt(srv.URL, "dev-2")
 	if res, err := d2.update(); err != nil || res.Installed || !strings.Contains(res.Message, "not assigned") {
 		t.Fatalf("unassigned device through the mirror: %+v, %v", res, err)
 	}
