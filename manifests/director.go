@@ -74,6 +74,20 @@ func ParseBinding(raw []byte) (*DirectorBinding, error) {
 	return &b, nil
 }
 
+// TargetsBinding decodes the binding of a whole director targets document
+// (the JSON of the signed metadata file): its signed.director object.
+func TargetsBinding(targets []byte) (*DirectorBinding, error) {
+	var doc struct {
+		Signed struct {
+			Director json.RawMessage `json:"director"`
+		} `json:"signed"`
+	}
+	if err := json.Unmarshal(targets, &doc); err != nil {
+		return nil, fmt.Errorf("%w: director targets: %v", ErrInvalidAssignment, err)
+	}
+	return ParseBinding(doc.Signed.Director)
+}
+
 // ErrInvalidAssignment means a director assignment is malformed.
 var ErrInvalidAssignment = errors.New("invalid director assignment")
 

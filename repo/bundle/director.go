@@ -2,7 +2,6 @@ package bundle
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -116,15 +115,7 @@ func bound(ctx context.Context, ds directorSource, version int64, id string) err
 	if err != nil {
 		return err
 	}
-	var tg struct {
-		Signed struct {
-			Director json.RawMessage `json:"director"`
-		} `json:"signed"`
-	}
-	if err := json.Unmarshal(b, &tg); err != nil {
-		return fmt.Errorf("device %s: director targets: %w", id, err)
-	}
-	bd, err := manifests.ParseBinding(tg.Signed.Director)
+	bd, err := manifests.TargetsBinding(b)
 	if err == nil && bd.Device != id {
 		err = fmt.Errorf("they are bound to device %q", bd.Device)
 	}

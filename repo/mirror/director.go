@@ -3,7 +3,6 @@ package mirror
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -229,15 +228,7 @@ func newestRoot(store string, pinned []byte) int64 {
 // timestamp or snapshot without hashes (no hash chain down to the
 // binding). t and sn are the bytes verify.Verify verified.
 func checkBinding(t *metadata.Metadata[metadata.TimestampType], sn *metadata.Metadata[metadata.SnapshotType], tgt []byte, id string) error {
-	var doc struct {
-		Signed struct {
-			Director json.RawMessage `json:"director"`
-		} `json:"signed"`
-	}
-	if err := json.Unmarshal(tgt, &doc); err != nil {
-		return fmt.Errorf("targets: %w", err)
-	}
-	b, err := manifests.ParseBinding(doc.Signed.Director)
+	b, err := manifests.TargetsBinding(tgt)
 	if err != nil {
 		return fmt.Errorf("director targets: %w", err)
 	}
