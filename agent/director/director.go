@@ -152,43 +152,30 @@ func (c *Client) Fetch(ctx context.Context, now time.Time) (*Assigned, error) {
 // pure.
 func Pick(set *tuf.Trusted, deviceID string) (*Assigned, error) {
 	tg := set.Targets
-	b, err := manifests.ParseBinding(tg.Director)
+	ts, sn := set.SnapshotMeta(), set.Snapshot.Meta["targets.json"]
+	ds := manifests.DirectorSet{TargetsVersion: tg.Version, Binding: tg.Director, Delegations: tg.Delegations != nil,
+		HashChained: ts != nil && sn != nil && len(ts.Hashes) > 0 && len(sn.Hashes) > 0}
+	for path, tf := range tg.Targets {
+		t := manifests.DirectorTarget{Path: path}
+		if tf.Custom != nil {
+			t.Custom = *tf.Custom
+		}
+		ds.Targets = append(ds.Targets, t)
+	}
+	t, a, err := manifests.DirectorPick(ds, deviceID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: director targets v%d: %w", ErrRefused, tg.Version, err)
+		return nil, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
-	if b.Device != deviceID {
-		return nil, fmt.Errorf("%w: director targets v%d are for device %q, this device is %q", ErrRefused, tg.Version, b.Device, deviceID)
-	}
-	if ts, sn := set.SnapshotMeta(), set.Snapshot.Meta["targets.json"]; ts == nil || sn == nil || len(ts.Hashes) == 0 || len(sn.Hashes) == 0 {
-		return nil, fmt.Errorf("%w: director timestamp or snapshot lists no hashes: not bound to the targets", ErrRefused)
-	}
-	if len(tg.Targets) == 0 {
+	if t == nil {
 		return nil, nil
 	}
-	if len(tg.Targets) > 1 || tg.Delegations != nil {
-		return nil, fmt.Errorf("%w: director targets v%d names %d targets (and delegations: %v); a device is assigned one release",
-			ErrRefused, tg.Version, len(tg.Targets), tg.Delegations != nil)
+	tf := tg.Targets[t.Path]
+	out := &Assigned{Path: t.Path, Length: tf.Length, Hashes: map[string]string{}, Assignment: *a,
+		TimestampVersion: set.Timestamp.Version, TargetsVersion: tg.Version}
+	for alg, h := range tf.Hashes {
+		out.Hashes[alg] = hex.EncodeToString(h)
 	}
-	for path, tf := range tg.Targets {
-		var raw []byte
-		if tf.Custom != nil {
-			raw = *tf.Custom
-		}
-		a, err := manifests.ParseAssignment(raw)
-		if err != nil {
-			return nil, fmt.Errorf("%w: director target %s: %w", ErrRefused, path, err)
-		}
-		if a.Device != deviceID {
-			return nil, fmt.Errorf("%w: director target %s is assigned to device %q, this device is %q", ErrRefused, path, a.Device, deviceID)
-		}
-		out := &Assigned{Path: path, Length: tf.Length, Hashes: map[string]string{}, Assignment: *a,
-			TimestampVersion: set.Timestamp.Version, TargetsVersion: tg.Version}
-		for alg, h := range tf.Hashes {
-			out.Hashes[alg] = hex.EncodeToString(h)
-		}
-		return out, nil
-	}
-	return nil, nil
+	return out, nil
 }
 
 // trustedRoot verifies the archived chain from the pinned digest and

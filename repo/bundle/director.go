@@ -79,10 +79,19 @@ func prepareDirector(ctx context.Context, src verify.Source, opt Options, images
 		if err != nil {
 			return nil, fmt.Errorf("verify the director metadata of device %s: %w", id, err)
 		}
-		if len(res.Targets) != 1 {
-			return nil, fmt.Errorf("device %s: %w: the director assigns %d targets", id, ErrNotAssigned, len(res.Targets))
+		t, _, err := manifests.DirectorPick(res.Director(), id)
+		if err != nil {
+			return nil, fmt.Errorf("device %s: %w: its director metadata would be refused by the device: %w", id, ErrNotAssigned, err)
 		}
-		as := res.Targets[0]
+		if t == nil {
+			return nil, fmt.Errorf("device %s: %w: the director assigns it nothing (fwrepo director assign %s --target PATH)", id, ErrNotAssigned, id)
+		}
+		var as verify.Target
+		for _, x := range res.Targets {
+			if x.Path == t.Path {
+				as = x
+			}
+		}
 		img, ok := images[as.Path]
 		if !ok {
 			return nil, fmt.Errorf("device %s: %w: the director assigns %s, not a release of this bundle (add --release %s)", id, ErrNotAssigned, as.Path, as.Path)
@@ -97,30 +106,10 @@ func prepareDirector(ctx context.Context, src verify.Source, opt Options, images
 			}
 			rootVersion = v
 		}
-		if err := bound(ctx, ds, res.Versions[metadata.TARGETS], id); err != nil {
-			return nil, err
-		}
 		dev := manifests.DirectorDevice(id)
 		files = append(files, File{dev + "/timestamp.json", -1},
 			File{dev + "/" + layout.Versioned(res.Versions[metadata.SNAPSHOT], metadata.SNAPSHOT), -1},
 			File{dev + "/" + layout.Versioned(res.Versions[metadata.TARGETS], metadata.TARGETS), -1})
 	}
 	return files, nil
-}
-
-// bound refuses director targets (verified) that are not bound to device
-// id (director format 2): the device would refuse them.
-func bound(ctx context.Context, ds directorSource, version int64, id string) error {
-	b, err := verify.ReadLimited(ctx, ds, layout.MetadataDir+"/"+layout.Versioned(version, metadata.TARGETS), layout.MaxTargetsLength, false)
-	if err != nil {
-		return err
-	}
-	bd, err := manifests.TargetsBinding(b)
-	if err == nil && bd.Device != id {
-		err = fmt.Errorf("they are bound to device %q", bd.Device)
-	}
-	if err != nil {
-		return fmt.Errorf("device %s: %w: its director targets v%d would be refused by the device: %w", id, ErrNotAssigned, version, err)
-	}
-	return nil
 }

@@ -169,9 +169,6 @@ func (m *Mirror) syncDevice(ctx context.Context, id string, images map[string]ve
 	if err != nil {
 		return keep(err)
 	}
-	if err := checkBinding(t, sn, tgt, id); err != nil {
-		return keep(err)
-	}
 	if err := checkAssignment(res, id, images); err != nil {
 		return keep(err)
 	}
@@ -222,53 +219,29 @@ func newestRoot(store string, pinned []byte) int64 {
 	}
 }
 
-// checkBinding refuses what agent/director.Pick refuses in director
-// format 2: targets not bound to this device (also empty ones: another
-// device's "nothing assigned" would otherwise freeze this one), and a
-// timestamp or snapshot without hashes (no hash chain down to the
-// binding). t and sn are the bytes verify.Verify verified.
-func checkBinding(t *metadata.Metadata[metadata.TimestampType], sn *metadata.Metadata[metadata.SnapshotType], tgt []byte, id string) error {
-	b, err := manifests.TargetsBinding(tgt)
-	if err != nil {
-		return fmt.Errorf("director targets: %w", err)
-	}
-	if b.Device != id {
-		return fmt.Errorf("director targets are for device %q, not %q", b.Device, id)
-	}
-	if sm, tm := t.Signed.Meta["snapshot.json"], sn.Signed.Meta["targets.json"]; sm == nil || tm == nil || len(sm.Hashes) == 0 || len(tm.Hashes) == 0 {
-		return errors.New("director timestamp or snapshot lists no hashes: not bound to the targets")
-	}
-	return nil
-}
-
-// checkAssignment refuses what the device would: more than one target,
-// one assigned to another device, or one the image state the mirror
-// serves (verified, every file hashed, when it was mirrored) does not
-// list with the same length and sha256.
+// checkAssignment refuses what the device would (manifests.DirectorPick:
+// targets not bound to this device, also empty ones, which would freeze
+// it; no hash chain down to them; more than one target, or one assigned
+// to another device), and a target the image state the mirror serves
+// (verified, every file hashed, when it was mirrored) does not list with
+// the same length and sha256.
 func checkAssignment(res *verify.Result, id string, images map[string]verify.Target) error {
-	if len(res.Targets) > 1 || len(res.Delegated) > 0 {
-		return fmt.Errorf("director targets v%d names %d targets (a device is assigned one release)", res.Versions[metadata.TARGETS], len(res.Targets))
+	t, _, err := manifests.DirectorPick(res.Director(), id)
+	if err != nil || t == nil {
+		return err
 	}
-	for _, tg := range res.Targets {
-		tf, _ := res.File(tg.Path)
-		var raw []byte
-		if tf != nil && tf.Custom != nil {
-			raw = *tf.Custom
+	var tg verify.Target
+	for _, x := range res.Targets {
+		if x.Path == t.Path {
+			tg = x
 		}
-		a, err := manifests.ParseAssignment(raw)
-		if err != nil {
-			return fmt.Errorf("director target %s: %w", tg.Path, err)
-		}
-		if a.Device != id {
-			return fmt.Errorf("director target %s is assigned to device %q, not %q", tg.Path, a.Device, id)
-		}
-		img, ok := images[tg.Path]
-		if !ok {
-			return fmt.Errorf("director target %s is not in the image repository's state the mirror serves", tg.Path)
-		}
-		if img.Length != tg.Length || img.SHA256 != tg.SHA256 {
-			return fmt.Errorf("the director's %s (sha256 %s, %d bytes) is not the image repository's (sha256 %s, %d bytes)", tg.Path, tg.SHA256, tg.Length, img.SHA256, img.Length)
-		}
+	}
+	img, ok := images[tg.Path]
+	if !ok {
+		return fmt.Errorf("director target %s is not in the image repository's state the mirror serves", tg.Path)
+	}
+	if img.Length != tg.Length || img.SHA256 != tg.SHA256 {
+		return fmt.Errorf("the director's %s (sha256 %s, %d bytes) is not the image repository's (sha256 %s, %d bytes)", tg.Path, tg.SHA256, tg.Length, img.SHA256, img.Length)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +26,8 @@ type Result struct {
 	Delegated []VerifiedRole `json:"delegated,omitempty"`
 	Targets   []Target       `json:"targets"`
 
-	targets map[string]*metadata.TargetFiles
+	targets  map[string]*metadata.TargetFiles
+	director manifests.DirectorSet
 }
 
 // VerifyDir verifies a published repository directory: Verify reading dir.
@@ -122,6 +124,7 @@ func verify(ctx context.Context, src Source, trustedRoot []byte, now time.Time, 
 	res := &Result{Targets: nil, targets: targets.Signed.Targets, Versions: map[string]int64{
 		metadata.ROOT: tm.Root.Signed.Version, metadata.TIMESTAMP: tm.Timestamp.Signed.Version,
 		metadata.SNAPSHOT: tm.Snapshot.Signed.Version, metadata.TARGETS: targets.Signed.Version}}
+	res.director = directorSet(tm, targets)
 	delegated, delegatedTargets, err := verifyDelegated(ctx, tm, src)
 	if err != nil {
 		return nil, err
@@ -181,6 +184,27 @@ func verifyFile(ctx context.Context, src Source, name string, tf *metadata.Targe
 		return fmt.Errorf("target %s: sha256 %s, metadata says %s: the file was modified", tf.Path, got, want)
 	}
 	return nil
+}
+
+// Director is the verified top-level metadata as the director's device
+// rule sees it (manifests.DirectorPick), for a director repository.
+func (r *Result) Director() manifests.DirectorSet { return r.director }
+
+func directorSet(tm *trustedmetadata.TrustedMetadata, targets *metadata.Metadata[metadata.TargetsType]) manifests.DirectorSet {
+	ds := manifests.DirectorSet{TargetsVersion: targets.Signed.Version, Delegations: targets.Signed.Delegations != nil}
+	if b, ok := targets.Signed.UnrecognizedFields["director"]; ok {
+		ds.Binding, _ = json.Marshal(b)
+	}
+	sm, tmeta := tm.Timestamp.Signed.Meta["snapshot.json"], tm.Snapshot.Signed.Meta["targets.json"]
+	ds.HashChained = sm != nil && tmeta != nil && len(sm.Hashes) > 0 && len(tmeta.Hashes) > 0
+	for _, tf := range SortedTargetFiles(targets.Signed.Targets) {
+		t := manifests.DirectorTarget{Path: tf.Path}
+		if tf.Custom != nil {
+			t.Custom = *tf.Custom
+		}
+		ds.Targets = append(ds.Targets, t)
+	}
+	return ds
 }
 
 // File returns the signed description of the verified target at path.
