@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 
 	"github.com/fwctl/fwctl/internal/atomicfile"
 	"github.com/fwctl/fwctl/manifests"
@@ -77,6 +78,9 @@ func (m *Mirror) syncDirector(ctx context.Context) error {
 		images[tg.Path] = tg
 	}
 	var errs []error
+	if err := m.syncOlderRoots(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("director roots older than the provisioned one: %w", err))
+	}
 	changed := 0
 	for _, id := range d.Devices {
 		ok, err := m.syncDevice(ctx, id, images)
@@ -91,6 +95,56 @@ func (m *Mirror) syncDirector(ctx context.Context) error {
 		m.Log.Info("mirrored verified director metadata", "upstream", d.Upstream.String(), "devices_changed", changed)
 	}
 	return errors.Join(errs...)
+}
+
+// syncOlderRoots mirrors the director roots older than the one the mirror
+// was provisioned with (Director.Root), once: a device provisioned before
+// a director root rotation asks for every version after its own, and
+// without them would never reach the root that signs its metadata. They
+// are served only if upstream's chain 1, 2, … leads, every step verified,
+// to the provisioned root's exact bytes; a device checks each against the
+// root it holds anyway.
+func (m *Mirror) syncOlderRoots(ctx context.Context) error {
+	d := m.Director
+	pinned, err := metadata.Root().FromBytes(d.Root)
+	if err != nil {
+		return err
+	}
+	n := pinned.Signed.Version
+	dir := filepath.Join(m.directorStore(), manifests.DirectorRoot)
+	if n <= 1 {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, layout.Versioned(1, metadata.ROOT))); err == nil {
+		return nil // mirrored before
+	}
+	chain := make([][]byte, 0, n)
+	for v := int64(1); v < n; v++ {
+		b, err := verify.ReadLimited(ctx, d.Upstream, manifests.DirectorRoot+"/"+layout.Versioned(v, metadata.ROOT), layout.MaxRootLength, false)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // upstream no longer serves them
+		}
+		if err != nil {
+			return err
+		}
+		chain = append(chain, b)
+	}
+	tm, err := trustedmetadata.New(chain[0])
+	if err != nil {
+		return fmt.Errorf("upstream's 1.root.json: %w", err)
+	}
+	for i, b := range append(chain[1:], d.Root) {
+		if _, err := tm.UpdateRoot(b); err != nil {
+			return fmt.Errorf("upstream's root chain does not lead to the provisioned root (version %d: %w); not serving it", i+2, err)
+		}
+	}
+	for i := len(chain) - 1; i >= 0; i-- { // 1.root.json last: it marks the chain complete
+		if err := atomicfile.Write(filepath.Join(dir, layout.Versioned(int64(i+1), metadata.ROOT)), chain[i], 0o644); err != nil {
+			return err
+		}
+	}
+	m.Log.Info("mirrored the director roots older than the provisioned one", "versions", len(chain))
+	return nil
 }
 
 // syncDevice fetches one device's director metadata, verifies exactly the
