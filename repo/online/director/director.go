@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -116,6 +115,7 @@ type device struct {
 	assigned  *Assignment // nil: nothing assigned
 	snapshot  []byte      // the N.snapshot.json the timestamp names
 	unbound   bool        // published in format 1 (no device binding)
+	keyID     string      // of the timestamp's signature
 }
 
 // Open verifies the director root chain in the store and opens the online
@@ -168,17 +168,9 @@ func Open(ctx context.Context, opt Options) (*Director, error) {
 		d.Close()
 		return nil, err
 	}
-	for _, role := range []string{metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP} {
-		if !slices.Contains(root.Signed.Roles[role].KeyIDs, d.keyID) {
-			d.Close()
-			return nil, fmt.Errorf("%w: key %s is not a %s key of director root v%d; use the online key 'fwrepo director init' made (or rotate the director root)",
-				ErrKeyNotAuthorised, d.keyID, role, root.Signed.Version)
-		}
-		if root.Signed.Roles[role].Threshold != 1 {
-			d.Close()
-			return nil, fmt.Errorf("%w: director root v%d asks %d signatures for %s; the online director signs alone (threshold 1)",
-				ErrKeyNotAuthorised, root.Signed.Version, root.Signed.Roles[role].Threshold, role)
-		}
+	if err := keyAuthorised(root, d.keyID); err != nil {
+		d.Close()
+		return nil, err
 	}
 	return d, nil
 }
@@ -346,12 +338,17 @@ type RefreshResult struct {
 // Refresh re-signs every device's timestamp with less than half its
 // lifetime left, and re-publishes (same assignment, new versions) devices
 // whose targets have less than half theirs left or were published in
-// director format 1 (without the device binding format-2 agents require). fwrepo serve runs it
-// periodically.
+// director format 1 (without the device binding format-2 agents require)
+// or signed by another key (an online key rotation Resign did not finish).
+// fwrepo serve runs it periodically.
 func (d *Director) Refresh(ctx context.Context) (RefreshResult, error) {
 	var res RefreshResult
 	var ids []string
 	d.mu.Lock()
+	if err := d.checkKey(ctx); err != nil {
+		d.mu.Unlock()
+		return res, err
+	}
 	relist := d.listed.IsZero() || time.Since(d.listed) > relistEvery
 	if !relist {
 		for id, dev := range d.devices {
@@ -381,7 +378,7 @@ func (d *Director) Refresh(ctx context.Context) (RefreshResult, error) {
 		dev := d.devices[id]
 		switch {
 		case dev == nil || dev.version == 0:
-		case dev.unbound || dev.tgExpires.Sub(now) < d.opt.TargetsLifetime/2:
+		case dev.unbound || dev.keyID != d.keyID || dev.tgExpires.Sub(now) < d.opt.TargetsLifetime/2:
 			jobs = append(jobs, job{id: id, a: dev.assigned, keep: true})
 			res.Targets++
 		case dev.tsExpires.Sub(now) < d.opt.TimestampLifetime/2:

@@ -49,6 +49,9 @@ func (d *Director) publish(ctx context.Context, jobs []job, force bool) error {
 	if d.key == nil {
 		return errors.New("director: closed")
 	}
+	if err := d.checkKey(ctx); err != nil {
+		return err
+	}
 	ids := make([]string, len(jobs))
 	for i := range jobs {
 		ids[i] = jobs[i].id
@@ -212,6 +215,7 @@ func (d *Director) envelope(signed []byte) ([]byte, error) {
 func (d *Director) sign(j *job, now time.Time) error {
 	cur := j.dev
 	next := *cur
+	next.keyID = d.keyID
 	next.tsVersion = cur.tsVersion + 1
 	next.tsExpires = now.Add(d.opt.TimestampLifetime).Truncate(time.Second)
 	base := j.base()
@@ -328,6 +332,9 @@ func (d *Director) read(ctx context.Context, id string) (*device, error) {
 		return nil, err
 	}
 	var ts struct {
+		Signatures []struct {
+			KeyID string `json:"keyid"`
+		} `json:"signatures"`
 		Signed struct {
 			Expires time.Time           `json:"expires"`
 			Meta    map[string]metaFile `json:"meta"`
@@ -338,6 +345,9 @@ func (d *Director) read(ctx context.Context, id string) (*device, error) {
 		return nil, fmt.Errorf("director: %s/timestamp.json: %w", base, err)
 	}
 	dev := &device{tsVersion: ts.Signed.Version, tsExpires: ts.Signed.Expires, version: ts.Signed.Meta["snapshot.json"].Version}
+	if len(ts.Signatures) > 0 {
+		dev.keyID = ts.Signatures[0].KeyID
+	}
 	v := strconv.FormatInt(dev.version, 10)
 	if dev.snapshot, err = blob.ReadLimited(ctx, d.st, base+"/"+v+".snapshot.json", layout.MaxSnapshotLength); err != nil {
 		return nil, fmt.Errorf("director: %s: %w", id, err)

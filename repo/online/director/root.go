@@ -64,7 +64,7 @@ func Init(opt InitOptions) (*InitResult, error) {
 	}
 	res := &InitResult{Root: filepath.Join(opt.Out, "1.root.json"), RootKey: filepath.Join(opt.Out, "root.key")}
 	if _, err := os.Stat(res.Root); err == nil {
-		return nil, fmt.Errorf("%s exists: a director root is made once (there is no director root rotation command yet: sign N+1.root.json with the old and new root keys and publish it with PublishRoot)", res.Root)
+		return nil, fmt.Errorf("%s exists: a director root is made once (rotate its keys with 'fwrepo director rotate')", res.Root)
 	}
 	rootKey, err := signer.Generate(opt.Algorithm)
 	if err != nil {
@@ -201,6 +201,12 @@ func verifyChain(ctx context.Context, st blob.Store, trusted []byte) (*metadata.
 	if err != nil {
 		return nil, err
 	}
+	return verifyChainFrom(ctx, st, cur)
+}
+
+// verifyChainFrom follows the store's director root chain from the
+// verified root cur and returns the newest root.
+func verifyChainFrom(ctx context.Context, st blob.Store, cur *metadata.Metadata[metadata.RootType]) (*metadata.Metadata[metadata.RootType], error) {
 	for {
 		name := manifests.DirectorRoot + "/" + strconv.FormatInt(cur.Signed.Version+1, 10) + ".root.json"
 		b, err := blob.ReadLimited(ctx, st, name, layout.MaxRootLength)
