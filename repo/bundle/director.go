@@ -79,18 +79,12 @@ func prepareDirector(ctx context.Context, src verify.Source, opt Options, images
 		if err != nil {
 			return nil, fmt.Errorf("verify the director metadata of device %s: %w", id, err)
 		}
-		t, _, err := manifests.DirectorPick(res.Director(), id)
+		as, err := res.DirectorAssigned(id)
 		if err != nil {
 			return nil, fmt.Errorf("device %s: %w: its director metadata would be refused by the device: %w", id, ErrNotAssigned, err)
 		}
-		if t == nil {
+		if as == nil {
 			return nil, fmt.Errorf("device %s: %w: the director assigns it nothing (fwrepo director assign %s --target PATH)", id, ErrNotAssigned, id)
-		}
-		var as verify.Target
-		for _, x := range res.Targets {
-			if x.Path == t.Path {
-				as = x
-			}
 		}
 		img, ok := images[as.Path]
 		if !ok {

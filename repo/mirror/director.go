@@ -309,15 +309,9 @@ func newestRoot(store string, pinned []byte) int64 {
 // (verified, every file hashed, when it was mirrored) does not list with
 // the same length and sha256.
 func checkAssignment(res *verify.Result, id string, images map[string]verify.Target) error {
-	t, _, err := manifests.DirectorPick(res.Director(), id)
-	if err != nil || t == nil {
+	tg, err := res.DirectorAssigned(id)
+	if err != nil || tg == nil {
 		return err
-	}
-	var tg verify.Target
-	for _, x := range res.Targets {
-		if x.Path == t.Path {
-			tg = x
-		}
 	}
 	img, ok := images[tg.Path]
 	if !ok {

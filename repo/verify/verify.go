@@ -186,9 +186,21 @@ func verifyFile(ctx context.Context, src Source, name string, tf *metadata.Targe
 	return nil
 }
 
-// Director is the verified top-level metadata as the director's device
-// rule sees it (manifests.DirectorPick), for a director repository.
-func (r *Result) Director() manifests.DirectorSet { return r.director }
+// DirectorAssigned applies the director's device rule
+// (manifests.DirectorPick) for device id to a verified director repository
+// and returns the target assigned to it, or nil when nothing is.
+func (r *Result) DirectorAssigned(id string) (*Target, error) {
+	t, _, err := manifests.DirectorPick(r.director, id)
+	if err != nil || t == nil {
+		return nil, err
+	}
+	for i := range r.Targets {
+		if r.Targets[i].Path == t.Path {
+			return &r.Targets[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: director target %s is not among the verified targets", manifests.ErrInvalidAssignment, t.Path)
+}
 
 func directorSet(tm *trustedmetadata.TrustedMetadata, targets *metadata.Metadata[metadata.TargetsType]) manifests.DirectorSet {
 	ds := manifests.DirectorSet{TargetsVersion: targets.Signed.Version, Delegations: targets.Signed.Delegations != nil}
