@@ -116,7 +116,8 @@ func directorCmd(jsonOut *bool) *cobra.Command {
   fwrepo director status --dir /srv/fwrepo`,
 		Args: cobra.NoArgs,
 	}
-	c.AddCommand(directorInitCmd(jsonOut), directorAssignCmd(jsonOut), directorUnassignCmd(jsonOut), directorStatusCmd(jsonOut))
+	c.AddCommand(directorInitCmd(jsonOut), directorAssignCmd(jsonOut), directorUnassignCmd(jsonOut), directorStatusCmd(jsonOut),
+		directorRotateCmd(jsonOut), directorRefreshCmd(jsonOut))
 	return c
 }
 
