@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -33,6 +34,7 @@ type fixture struct {
 	v2Path  string // target path in the repository
 	port    int
 	factory []byte
+	pf      platform
 
 	mu     sync.Mutex
 	events map[string]time.Time // "get": first byte of v2 asked, "sent": last byte sent
@@ -47,7 +49,7 @@ func sum(b []byte) string {
 // the machine reaches as 10.0.2.2 through QEMU's user-mode network.
 func newFixture(t *testing.T, im *image) *fixture {
 	t.Helper()
-	fx := &fixture{factory: im.factory, events: map[string]time.Time{}}
+	fx := &fixture{factory: im.factory, pf: im.platform, events: map[string]time.Time{}}
 	fx.v2 = make([]byte, v2Size)
 	rand.Read(fx.v2)
 	fx.v2Hash = sum(fx.v2)
@@ -128,7 +130,7 @@ func (fx *fixture) config() []byte {
 		"hardware":      harness.Hardware,
 		"state_dir":     "/data/state",
 		"slots":         map[string]string{"A": "/dev/vda2", "B": "/dev/vda3"},
-		"bootloader":    map[string]any{"type": "grub", "path": "/boot/grub/grubenv", "tries": 3, "scheme": "rauc"},
+		"bootloader":    fx.pf.bootloader,
 		"booted_slot":   map[string]string{"cmdline": "/proc/cmdline"},
 		"stall_timeout": "20s", "download_attempts": 2, "retry_backoff": "100ms",
 	}
@@ -152,10 +154,12 @@ echo "FWVM step update"; fwagent -c $C update --verbose 2>&1; echo "FWVM rc upda
 // control is the control disk for steps.
 func (fx *fixture) control(steps string) control {
 	images := fmt.Sprintf("factory %d\nv2 %d\n", len(fx.factory), len(fx.v2))
-	return control{files: map[string][]byte{
+	c := control{files: map[string][]byte{
 		"run.sh": []byte(steps), "images": []byte(images),
 		"config.json": fx.config(), "root.json": fx.root,
 	}}
+	maps.Copy(c.files, fx.pf.files)
+	return c
 }
 
 // verdict judges one boot: the slot the real bootloader chose must hold a

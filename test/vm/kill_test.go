@@ -83,8 +83,7 @@ func lineAt(b *boot, prefix string) (time.Duration, bool) {
 }
 
 // newSession provisions a machine and measures one complete update.
-func newSession(t *testing.T) *session {
-	im := needImage(t)
+func newSession(t *testing.T, im *image) *session {
 	s := &session{t: t, im: im, fx: newFixture(t, im), dir: t.TempDir()}
 	t.Logf("machine: %s, accelerator %s", im.dir, im.accel)
 	s.ctlProv, s.ctlUpdate = filepath.Join(s.dir, "ctl-provision.tar"), filepath.Join(s.dir, "ctl-update.tar")
@@ -105,7 +104,7 @@ func newSession(t *testing.T) *session {
 	if name, err := s.fx.verdict(b); err != nil || name != "factory" || b.rc["provision"] != 0 || b.rc["confirm"] != 0 || !b.done {
 		t.Fatalf("provisioning boot: image %q (%v), exit codes %v:\n%s", name, err, b.rc, b.transcript())
 	}
-	t.Logf("provisioning boot: %.1fs (GRUB at %.1fs)", b.took.Seconds(), first(b, "FWVM grub").Seconds())
+	t.Logf("provisioning boot: %.1fs (GRUB at %.1fs)", b.took.Seconds(), first(b, im.loader).Seconds())
 	s.updated = filepath.Join(s.dir, "updated.img")
 	if err := copyFile(s.updated, s.golden); err != nil {
 		t.Fatal(err)
@@ -137,7 +136,7 @@ func newSession(t *testing.T) *session {
 	if name, err := s.fx.verdict(b); err != nil || name != "v2" || b.rc["confirm"] != 0 || b.rc["update"] != 0 {
 		t.Fatalf("boot after the update: image %q (%v), exit codes %v (want confirm 0, update 0):\n%s", name, err, b.rc, b.transcript())
 	}
-	s.atGrub, _ = lineAt(b, "FWVM grub")
+	s.atGrub, _ = lineAt(b, im.loader)
 	s.atConfirm, _ = lineAt(b, "FWVM step confirm")
 	s.atConfirmed, _ = lineAt(b, "FWVM rc confirm")
 	os.Remove(after)
@@ -166,8 +165,8 @@ func (s *session) phaseOf(k kill, b *boot, sawGet, sawSent bool) string {
 	has := func(p string) bool { _, ok := lineAt(b, p); return ok }
 	if k.trigger == "reboot" || k.trigger == "confirm" {
 		switch {
-		case !has("FWVM grub"):
-			return "firmware+grub"
+		case !has(s.im.loader):
+			return "firmware+" + s.im.loaderName
 		case !has("FWVM boot"):
 			return "kernel"
 		case !has("FWVM step confirm"):
@@ -203,13 +202,13 @@ func TestPowerCuts(t *testing.T) {
 		// make torture-vm sets FW_VM=1.
 		t.Skip("whole-machine power cuts run with FW_VM=1 (make torture-vm): under TCG they take longer than make test's budget")
 	}
-	s := newSession(t)
+	s := newSession(t, needImage(t))
 	t.Run("kills", func(t *testing.T) { s.t = t; testKills(t, s) })
 	t.Run("crashstates", func(t *testing.T) { s.t = t; testCrashStates(t, s) })
 }
 
 func testKills(t *testing.T, s *session) {
-	n := count(*flagKills, shortKills(s), 200)
+	n := count(*flagKills, shortKills(s), s.im.tortureKills)
 	rng := rand.New(rand.NewPCG(seed(t), 19))
 	phases := map[string]int{}
 	failed := 0
@@ -238,7 +237,7 @@ func testKills(t *testing.T, s *session) {
 			t.Errorf("kill %d (%s +%v, phase %s): %v", i, k.trigger, k.delay.Round(time.Millisecond), phase, err)
 		}
 	}
-	t.Logf("%d whole-machine kills (x86_64/GRUB, %s), %d failed\nkills by phase: %s", n, s.im.accel, failed, formatPhases(phases))
+	t.Logf("%d whole-machine kills (%s, %s), %d failed\nkills by phase: %s", n, s.im.name, s.im.accel, failed, formatPhases(phases))
 	fmt.Printf("machine kills: %d, failed %d; by phase: %s\n", n, failed, formatPhases(phases))
 }
 

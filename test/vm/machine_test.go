@@ -42,6 +42,7 @@ type image struct {
 	qemu    string
 	accel   string // "kvm" or "tcg"
 	factory []byte
+	platform
 }
 
 var (
@@ -149,7 +150,7 @@ func buildImage(qemu string) (*image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &image{dir: dir, qemu: qemu, accel: accel(), factory: factory}, nil
+	return &image{dir: dir, qemu: qemu, accel: accel(), factory: factory, platform: x86GRUB}, nil
 }
 
 // control is what the host hands the machine for one boot: a tar archive
@@ -213,6 +214,7 @@ var (
 func (im *image) run(ctx context.Context, disk, ctl, log string, watch func(line string, at time.Duration) bool, kill <-chan struct{}) (*boot, error) {
 	args := []string{"-accel", im.accel, "-m", "256", "-smp", "1", "-display", "none", "-monitor", "none",
 		"-serial", "stdio", "-no-reboot", "-nodefaults", "-net", "none"}
+	args = append(args, im.qemuArgs...)
 	if log != "" {
 		args = append(args,
 			"-blockdev", "driver=file,filename="+disk+",node-name=disk0,cache.direct=off",
@@ -267,7 +269,7 @@ func (im *image) run(ctx context.Context, disk, ctl, log string, watch func(line
 		switch {
 		case strings.HasPrefix(line, "FWVM boot slot="):
 			b.slot = strings.TrimPrefix(line, "FWVM boot slot=")
-		case strings.HasPrefix(line, "FWVM grub "):
+		case strings.HasPrefix(line, im.loader+" "):
 			b.grub = line
 		case line == "FWVM done":
 			b.done = true
