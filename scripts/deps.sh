@@ -33,3 +33,17 @@ if ((${#missing[@]})); then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 echo "deps: Debian packages present"
+
+# An independent TUF client reading our repositories (test/tufjs_test.go):
+# tuf-js at the version and hashes of tools/tufjs/package-lock.json.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  echo "deps: installing from Debian: nodejs npm"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+tufjs=$(cd "$(dirname "$0")/../tools/tufjs" && pwd)
+if ! cmp -s "$tufjs/package-lock.json" "$tufjs/node_modules/.fwctl-installed" 2>/dev/null; then
+  echo "deps: npm ci in tools/tufjs (tuf-js, pinned by package-lock.json)"
+  (cd "$tufjs" && npm ci --no-audit --no-fund --loglevel=error >/dev/null && cp package-lock.json node_modules/.fwctl-installed)
+fi
+echo "deps: tuf-js present"
