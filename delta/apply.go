@@ -123,11 +123,12 @@ type blockReader struct {
 	// Version 3: block flags and the executable transforms.
 	flags     bool
 	blockSize int64
-	xbase     *xformReader // the base converted forward
-	xres      xform        // the result's regions
-	conv      blockBuf     // a converted block's output, converted back when complete
-	src       io.ReaderAt  // base or xbase, for the current block
-	dst       sink         // w or &conv, for the current block
+	xbase     *xformReader  // the base converted forward
+	xres      xform         // the result's regions
+	rtab      *resultTables // the result's table regions (version 5), nil if none
+	conv      blockBuf      // a converted block's output, converted back when complete
+	src       io.ReaderAt   // base or xbase, for the current block
+	dst       sink          // w or &conv, for the current block
 }
 
 // sink takes a block's output: asyncWriter, or blockBuf for a block whose
@@ -172,6 +173,15 @@ func decodeBlocks(ctx context.Context, base io.ReaderAt, h Header, r *bufio.Read
 			return fmt.Errorf("result transforms: %w", err)
 		}
 		b.flags, b.xbase = true, &xformReader{r: base, size: h.BaseLen, x: xb}
+		b.rtab = newResultTables(b.xres)
+		btab, err := newTables(base, xb)
+		if err != nil {
+			return err
+		}
+		if (btab != nil || b.rtab != nil) && b.blockSize%granule != 0 {
+			return fmt.Errorf("%w: table transforms with block size %d", ErrCorrupt, b.blockSize)
+		}
+		b.xbase.tab = btab.cursor()
 	}
 	var total int64
 	for n := 0; ; n++ {
@@ -226,6 +236,9 @@ func (b *blockReader) block(r *bufio.Reader, zd *zstd.Decoder, at, remaining int
 	}
 	b.src, b.dst = b.base, sink(b.w)
 	converted := false
+	// A block that meets the result's tables is kept whole, converted or
+	// not: their walk sees every word of the result in order.
+	tab := b.rtab.overlaps(at, at+int64(outLen))
 	if b.flags {
 		fl, err := r.ReadByte()
 		if err != nil {
@@ -234,14 +247,17 @@ func (b *blockReader) block(r *bufio.Reader, zd *zstd.Decoder, at, remaining int
 		switch {
 		case fl == blockConverted && b.blockSize%granule == 0:
 			converted = true
-			if cap(b.conv.b) < int(outLen)+fieldLen {
-				b.conv.b = make([]byte, 0, int(outLen)+fieldLen)
-			}
-			b.conv.b = b.conv.b[: 0 : int(outLen)+fieldLen]
-			b.src, b.dst = b.xbase, &b.conv
+			b.src = b.xbase
 		case fl != 0:
 			return 0, fmt.Errorf("%w: block flags %#02x", ErrCorrupt, fl)
 		}
+	}
+	if converted || tab {
+		if cap(b.conv.b) < int(outLen)+fieldLen {
+			b.conv.b = make([]byte, 0, int(outLen)+fieldLen)
+		}
+		b.conv.b = b.conv.b[: 0 : int(outLen)+fieldLen]
+		b.dst = &b.conv
 	}
 	limit := maxRaw(int(outLen))
 	if cap(b.raw) < limit {
@@ -297,9 +313,14 @@ func (b *blockReader) block(r *bufio.Reader, zd *zstd.Decoder, at, remaining int
 	if f.next >= 0 {
 		return 0, fmt.Errorf("%w: patched field beyond the diff data", ErrCorrupt)
 	}
-	if converted {
+	if converted || tab {
 		out := b.conv.b[:outLen]
-		b.xres.convert(out, at, false)
+		if converted {
+			b.xres.convert(out, at, false)
+		}
+		if tab {
+			b.rtab.block(out, at, converted)
+		}
 		if _, err := b.w.Write(out); err != nil {
 			return 0, fmt.Errorf("delta: write result: %w", err)
 		}

@@ -38,8 +38,9 @@ type EncodeOptions struct {
 	// 15 % smaller.
 	Compressor Compressor
 
-	// noXform disables executable transforms (tests compare with it).
-	noXform bool
+	// noXform disables executable transforms, noTables the table
+	// transforms (tests compare with them).
+	noXform, noTables bool
 }
 
 // Compressor compresses one section of a block into a single zstd frame
@@ -119,6 +120,9 @@ func encodeImages(ctx context.Context, b []byte, target io.ReaderAt, tlen int, w
 	bx := b
 	if !o.noXform && o.BlockSize%granule == 0 {
 		xb, xt = elfRegions(bytes.NewReader(b), int64(len(b))), elfRegions(target, int64(tlen))
+		if o.noTables {
+			xb, xt = xb.code(), xt.code()
+		}
 	}
 	onlyConverted := false
 	if len(b) > inPlaceBase {
@@ -136,8 +140,13 @@ func encodeImages(ctx context.Context, b []byte, target io.ReaderAt, tlen int, w
 			bx = bytes.Clone(b)
 		}
 		xb.convert(bx, 0, true)
+		convertTables(bx, xb)
 	} else {
 		xb, xt = nil, nil
+	}
+	ttab, err := newTables(target, xt) // converts target blocks' tables
+	if err != nil {
+		return fmt.Errorf("delta: read target: %w", err)
 	}
 	var alt []byte
 	if !onlyConverted && len(xb) > 0 {
@@ -187,6 +196,7 @@ func encodeImages(ctx context.Context, b []byte, target io.ReaderAt, tlen int, w
 			defer putEncoder(enc)
 			tb := make([]byte, min(o.BlockSize, tlen))
 			var tbx []byte
+			tc := ttab.cursor()
 			s := &scanner{ix: ix, b: b}
 			sx := &scanner{ix: ix, b: bx}
 			for j := range jobs {
@@ -215,6 +225,12 @@ func encodeImages(ctx context.Context, b []byte, target io.ReaderAt, tlen int, w
 					}
 					copy(tbx, tb[:hi-lo])
 					xt.convert(tbx[:hi-lo], int64(lo), true)
+					if err := tc.convert(tbx[:hi-lo], int64(lo)); err != nil {
+						readOnce.Do(func() { readErr = err })
+						cancel()
+						j.res <- nil
+						continue
+					}
 					sx.t, sx.t0 = tbx[:hi-lo], lo
 					if alt := sx.block(enc, o.Compressor, lo, hi); blk == nil || len(alt) < len(blk) {
 						blk, flags = alt, blockConverted

@@ -82,7 +82,22 @@ func TestStatsTransform(t *testing.T) {
 	}
 	xb, xt := elfRegions(bytes.NewReader(b), int64(len(b))), elfRegions(bytes.NewReader(tg), int64(len(tg)))
 	t.Logf("regions: base %d, result %d; first %v", len(xb), len(xt), xt[:min(len(xt), 3)])
+	ntab := 0
+	for _, r := range xt {
+		if isTable(r.arch) {
+			ntab++
+		}
+	}
+	t.Logf("table regions in the result: %d", ntab)
 	with := encode(t, b, tg, nil)
+	code := encode(t, b, tg, &EncodeOptions{noTables: true})
 	without := encode(t, b, tg, &EncodeOptions{noXform: true})
-	t.Logf("with transforms %d bytes, without %d (%.4f)", len(with), len(without), float64(len(with))/float64(len(without)))
+	t.Logf("with transforms %d bytes, code transforms only %d (%.4f), without %d (%.4f)", len(with),
+		len(code), float64(len(with))/float64(len(code)), len(without), float64(len(with))/float64(len(without)))
+	if os.Getenv("DELTA_APPLY") != "" {
+		got, _, err := apply(b, with)
+		if err != nil || !bytes.Equal(got, tg) {
+			t.Fatalf("Apply: %v (result equal: %v)", err, bytes.Equal(got, tg))
+		}
+	}
 }

@@ -7,7 +7,8 @@ import (
 	"sort"
 )
 
-// Executable transforms (format versions 3 and 4, FORMAT.md "Transforms").
+// Executable transforms (format versions 3 to 5, FORMAT.md "Transforms";
+// the table transforms of version 5 are in xtable.go).
 //
 // A relative branch or address operand changes wherever the code around it
 // moved, although its target did not: every call from a shifted function is
@@ -29,12 +30,16 @@ const (
 )
 
 // archsOf is, per format version, the number of architecture values a
-// delta may use (1..n-1): version 4 added archRVC.
+// delta may use (1..n-1): version 4 added archRVC, version 5 the table
+// kinds (xtable.go).
 func archsOf(version uint16) byte {
-	if version < 4 {
+	switch {
+	case version < 4:
 		return archRVC
+	case version < 5:
+		return numArch
 	}
-	return numArch
+	return numKinds
 }
 
 // granule is the span every conversion stays inside: an instruction (or
@@ -280,7 +285,8 @@ func readXform(r io.ByteReader, size int64, version uint16) (xform, error) {
 		return nil, err
 	}
 	var x xform
-	var prev int64
+	var prev, tabBytes int64
+	ntab := 0
 	for range n {
 		a, err := r.ReadByte()
 		if err != nil {
@@ -301,6 +307,13 @@ func readXform(r io.ByteReader, size int64, version uint16) (xform, error) {
 		if l == 0 {
 			return nil, fmt.Errorf("%w: empty transform region", ErrCorrupt)
 		}
+		if isTable(a) {
+			ntab++
+			tabBytes += int64(l)
+			if start&3 != 0 || ntab > maxTableRegions || tabBytes > maxTableBytes {
+				return nil, fmt.Errorf("%w: table region at %d (%d regions, %d bytes) outside the limits", ErrCorrupt, start, ntab, tabBytes)
+			}
+		}
 		x = append(x, region{a, start, start + int64(l)})
 		prev = start + int64(l)
 	}
@@ -312,6 +325,7 @@ type xformReader struct {
 	r    io.ReaderAt
 	size int64
 	x    xform
+	tab  *tableCursor // the table regions of x, nil if none
 	buf  []byte
 }
 
@@ -341,6 +355,9 @@ func (x *xformReader) ReadAt(p []byte, off int64) (int, error) {
 			return done, err
 		}
 		x.x.convert(buf, glo, true)
+		if err := x.tab.convert(buf, glo); err != nil {
+			return done, err
+		}
 		done += copy(p[done:done+n], buf[lo-glo:])
 	}
 	return done, nil
@@ -362,13 +379,14 @@ func elfRegions(img io.ReaderAt, size int64) xform {
 		x = append(x, elfFile(io.NewSectionReader(img, off, size-off), hdr[:], off, size-off)...)
 	}
 	sort.Slice(x, func(i, j int) bool { return x[i].start < x[j].start })
-	// Merge touching regions of one architecture; drop overlaps.
+	// Merge touching regions of one architecture (code only: a table's
+	// walk starts at its region's start); drop overlaps.
 	var out xform
 	for _, r := range x {
 		if n := len(out); n > 0 && r.start < out[n-1].end {
 			continue
 		}
-		if n := len(out); n > 0 && out[n-1].arch == r.arch && r.start-out[n-1].end < granule {
+		if n := len(out); n > 0 && out[n-1].arch == r.arch && !isTable(r.arch) && r.start-out[n-1].end < granule {
 			out[n-1].end = r.end
 			continue
 		}
@@ -377,7 +395,19 @@ func elfRegions(img io.ReaderAt, size int64) xform {
 	if len(out) > maxRegions {
 		out = out[:maxRegions]
 	}
-	return out
+	// Keep the table regions within the decoder's limits.
+	ntab, tabBytes := 0, int64(0)
+	kept := out[:0]
+	for _, r := range out {
+		if isTable(r.arch) {
+			if ntab+1 > maxTableRegions || tabBytes+r.end-r.start > maxTableBytes {
+				continue
+			}
+			ntab, tabBytes = ntab+1, tabBytes+r.end-r.start
+		}
+		kept = append(kept, r)
+	}
+	return kept
 }
 
 // elfFile returns the executable sections of the ELF file f (size bytes,
@@ -441,7 +471,7 @@ func elfFile(r io.ReaderAt, f []byte, base, size int64) xform {
 		}
 		x = append(x, region{a, base + int64(o), base + int64(o+n)})
 	}
-	return x
+	return append(x, elfTables(r, f, sh, shentsize, base, size)...)
 }
 
 // thumbLikely reports whether 32-bit ARM code has more Thumb-2 BL patterns

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -242,47 +243,57 @@ func TestTransformELFKinds(t *testing.T) {
 	}
 }
 
-// xformGolden is the directory of the transform vectors: an arm64 pair and
-// its version-3 delta, whose blocks are converted.
-const xformGolden = "testdata/golden/xform-arm64"
+// The transform vectors: an arm64 pair whose blocks are converted
+// (versions 3 on) and a Go-like pair whose tables are (versions 5 on).
+const (
+	xformGolden = "testdata/golden/xform-arm64"
+	tableGolden = "testdata/golden/xform-go"
+)
 
-// TestGoldenTransform applies every arm64 transform vector (v<version>-<n>,
-// versions 3 on) and checks the encoder still writes the newest (-update
-// adds the next v<Version>-<n>; vectors are never rewritten).
+// TestGoldenTransform applies every transform vector (v<version>-<n>) of
+// each pair and checks the encoder still writes the newest (-update adds
+// the next v<Version>-<n>; vectors are never rewritten).
 func TestGoldenTransform(t *testing.T) {
 	base, target := arm64Pair(rand.New(rand.NewPCG(2026, 20)), 200)
+	goldenPair(t, xformGolden, 3, base, target)
+	base, target = goPair(2026, 400)
+	goldenPair(t, tableGolden, 5, base, target)
+}
+
+func goldenPair(t *testing.T, dir string, first uint16, base, target []byte) {
 	d := encode(t, base, target, &EncodeOptions{BlockSize: 16384})
 	if *update {
-		if err := os.MkdirAll(xformGolden, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
 		for n, b := range map[string][]byte{"base.elf": base, "target.elf": target} {
-			if _, err := os.Stat(filepath.Join(xformGolden, n)); err != nil {
-				if err := os.WriteFile(filepath.Join(xformGolden, n), b, 0o644); err != nil {
+			if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+				if err := os.WriteFile(filepath.Join(dir, n), b, 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
 		}
 	}
-	gb, gt := readGolden(t, "xform-arm64/base.elf"), readGolden(t, "xform-arm64/target.elf")
+	rel := strings.TrimPrefix(dir, goldenDir+"/")
+	gb, gt := readGolden(t, rel+"/base.elf"), readGolden(t, rel+"/target.elf")
 	if !bytes.Equal(gb, base) || !bytes.Equal(gt, target) {
 		t.Fatal("golden inputs changed: the generator must stay fixed")
 	}
 	var newest []byte
 	seq := 0 // of the newest vector of the current version
-	for v := uint16(3); v <= Version; v++ {
+	for v := first; v <= Version; v++ {
 		for n := 1; ; n++ {
 			name := fmt.Sprintf("v%d-%d.fwdelta", v, n)
-			gd, err := os.ReadFile(filepath.Join(xformGolden, name))
+			gd, err := os.ReadFile(filepath.Join(dir, name))
 			if err != nil {
-				if n == 1 && v == 3 {
+				if n == 1 && v == first && !*update {
 					t.Fatal(err)
 				}
 				break
 			}
 			got, h, err := apply(gb, gd)
 			if err != nil || !bytes.Equal(got, gt) || h.Version != v {
-				t.Fatalf("Apply %s: %v (version %d)", name, err, h.Version)
+				t.Fatalf("Apply %s/%s: %v (version %d)", dir, name, err, h.Version)
 			}
 			newest = gd
 			if v == Version {
@@ -293,12 +304,12 @@ func TestGoldenTransform(t *testing.T) {
 	if !bytes.Equal(newest, d) {
 		name := fmt.Sprintf("v%d-%d.fwdelta", Version, seq+1)
 		if !*update {
-			t.Fatalf("encoder output differs from the newest vector in %s; if intended, add %s with go test -run Golden -update", xformGolden, name)
+			t.Fatalf("encoder output differs from the newest vector in %s; if intended, add %s with go test -run Golden -update", dir, name)
 		}
-		if err := os.WriteFile(filepath.Join(xformGolden, name), d, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, name), d, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("added %s/%s", xformGolden, name)
+		t.Logf("added %s/%s", dir, name)
 	}
 }
 
