@@ -218,9 +218,11 @@ func TestFleetView(t *testing.T) {
 	wait(op, "gw-2's device page", chromedp.Click(`#device-gw-2 a.device-link`),
 		chromedp.WaitVisible(`#device[data-id="gw-2"][data-identity="file"]`),
 		chromedp.WaitVisible(`#history tr.event[data-outcome="installed"]`),
-		chromedp.WaitVisible(`#history tr.event[data-outcome="unhealthy"]`))
-	text := evaluate[string](t, op, `document.querySelector('#device').textContent + '\n' + document.querySelector('#history').textContent`)
-	for _, want := range []string{"file (weaker)", "site=berlin", "acme-gw-v2/2.0.0/firmware.img", "health check failed: " + xssCheck} {
+		chromedp.WaitVisible(`#history tr.event[data-outcome="unhealthy"]`),
+		// its rollouts, the halted one included: wave 2, failed
+		chromedp.WaitVisible(`#device-rollouts tr.device-rollout[data-rollout="r1"][data-status="halted"][data-wave="2"][data-phase="failed"]`))
+	text := evaluate[string](t, op, `document.querySelector('#device').textContent + '\n' + document.querySelector('#history').textContent + '\n' + document.querySelector('#device-rollouts').textContent`)
+	for _, want := range []string{"file (weaker)", "site=berlin", "acme-gw-v2/2.0.0/firmware.img", "health check failed: " + xssCheck, "above the failure threshold"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("gw-2's page lacks %q:\n%s", want, text)
 		}
@@ -231,7 +233,8 @@ func TestFleetView(t *testing.T) {
 	screenshot(t, op, "device-view.png")
 	wait(op, "gw-1's device page", chromedp.Navigate(url+"/ui/devices/gw-1"),
 		chromedp.WaitVisible(`#device[data-id="gw-1"][data-version="2.0.0"]`),
-		chromedp.WaitVisible(`#history tr.event[data-outcome="confirmed"]`))
+		chromedp.WaitVisible(`#history tr.event[data-outcome="confirmed"]`),
+		chromedp.WaitVisible(`#device-rollouts tr.device-rollout[data-rollout="r1"][data-status="halted"][data-wave="1"][data-phase="succeeded"]`))
 }
 
 // evaluate returns the value of a JavaScript expression in the tab's page,

@@ -37,17 +37,28 @@ type DeviceDetail struct {
 	Target string
 	// Rollout is the rollout it is in that has not ended (nil: none).
 	Rollout *DeviceRollout
+	// Rollouts are every rollout it was in, newest first, ended ones
+	// included (at most MaxDeviceRollouts).
+	Rollouts []DeviceRollout
 	// Events are its reported install attempts, newest first; More says
 	// there are older ones than those listed.
 	Events []Event
 	More   bool
 }
 
-// DeviceRollout is a device's place in a rollout.
+// DeviceRollout is a device's place in a rollout: the rollout's state
+// (Status, and Reason when it halted or ended) and the device's wave and
+// phase there (its outcome), with the reason it failed.
 type DeviceRollout struct {
 	ID, Status string
 	Wave       int // 0-based, the device's
 	Phase      string
+	Target     string
+	Reason     string
+	Error      string
+	Created    time.Time
+	// LastAt is when its phase's attempt was made (nil: none reported).
+	LastAt *time.Time
 }
 
 // Event is one install attempt a device reported in a signed report.

@@ -278,7 +278,7 @@ func (h *handler) device(w http.ResponseWriter, r *http.Request, s *session, _ s
 		h.fail(w, http.StatusServiceUnavailable, "cannot read the device now; retry later")
 		return
 	}
-	p := devicePage{Operator: s.op, CSRF: s.csrf, Device: d, MaxEvents: maxEvents,
+	p := devicePage{Operator: s.op, CSRF: s.csrf, Device: d, MaxEvents: maxEvents, MaxRollouts: MaxDeviceRollouts,
 		Refresh: max(int(h.opt.Refresh/time.Second), 1), Now: h.opt.Now()}
 	var e *Exposure
 	if e, p.ExposureError = h.exposure(r); e != nil {

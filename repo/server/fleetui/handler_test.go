@@ -44,6 +44,11 @@ func (f *testFleet) Device(_ context.Context, id string, maxEvents int) (*Device
 		if d.ID == id {
 			v := &DeviceDetail{Device: d, KeyID: "k1", Registered: time.Unix(0, 0), Target: "acme/1.0/fw.img", Events: f.events,
 				Rollout: &DeviceRollout{ID: "r1", Status: "running", Phase: "failed"}}
+			last := time.Unix(3600, 0)
+			v.Rollouts = []DeviceRollout{
+				{ID: "r1", Status: "running", Wave: 1, Phase: "failed", Target: "acme/2.0/fw.img", Error: "fell-back: " + xss, LastAt: &last},
+				{ID: "r0", Status: "halted", Wave: 0, Phase: "succeeded", Target: "acme/1.9/fw.img", Reason: "halted: " + xss},
+			}
 			if len(v.Events) > maxEvents {
 				v.Events, v.More = v.Events[:maxEvents], true
 			}
@@ -332,6 +337,11 @@ func TestDevicePage(t *testing.T) {
 		`class="event" data-outcome="fell-back"`, `class="event" data-outcome="installed"`, "unhealthy: &lt;script&gt;",
 		`id="advisory-CVE-2024-7264"`, "curl 7.88.1&lt;script&gt;", "acme/1.1/fw.img", `id="past-support"`,
 		`href="/ui/#rollout-r1"`,
+		// every rollout it was in, ended ones included, escaped
+		`id="device-rollout-r1" data-rollout="r1" data-status="running" data-wave="2" data-phase="failed"`,
+		`id="device-rollout-r0" data-rollout="r0" data-status="halted" data-wave="1" data-phase="succeeded"`,
+		`<span class="reason device-rollout-error">fell-back: &lt;script&gt;`, `<span class="reason rollout-history-reason">halted: &lt;script&gt;`,
+		"acme/1.9/fw.img", "1970-01-01T01:00:00Z", `href="/ui/#rollout-r0"`,
 		`content="5; url=/ui/devices/gw-%3Cscript%3E`, // the refresh reloads this page
 	} {
 		if !strings.Contains(page, want) {

@@ -42,6 +42,7 @@ type devicePage struct {
 	CSRF          string
 	Device        *DeviceDetail
 	MaxEvents     int
+	MaxRollouts   int
 	Advisories    []Advisory
 	PastSupport   string
 	ExposureError string
@@ -183,6 +184,13 @@ header .badge{color:#1d2330}
 <tr><th>tags</th><td class="mono" id="device-tags">{{with .Tags}}{{.}}{{else}}<span class="muted">none</span>{{end}}</td></tr>
 <tr><th>rollout</th><td id="device-rollout">{{with .Rollout}}<a href="/ui/#rollout-{{.ID}}" class="mono">{{.ID}}</a> <span class="badge s-{{.Status}}">{{.Status}}</span>, wave {{inc .Wave}}: <span class="badge s-{{.Phase}}">{{.Phase}}</span>{{else}}<span class="muted">not in an active rollout</span>{{end}}</td></tr>
 </tbody></table>
+</section>
+<section id="device-rollouts"><h2>Rollouts <span class="muted">({{len .Rollouts}}{{if ge (len .Rollouts) $root.MaxRollouts}}, the newest {{$root.MaxRollouts}}{{end}})</span></h2>
+{{if .Rollouts}}<table><thead><tr><th>rollout</th><th>target</th><th>created</th><th>rollout state</th><th>its wave</th><th>this device</th></tr></thead><tbody>
+{{range .Rollouts}}<tr class="device-rollout" id="device-rollout-{{.ID}}" data-rollout="{{.ID}}" data-status="{{.Status}}" data-wave="{{inc .Wave}}" data-phase="{{.Phase}}"><td><a href="/ui/#rollout-{{.ID}}" class="mono">{{.ID}}</a></td><td class="mono">{{.Target}}</td><td class="mono">{{utc .Created}}</td>
+<td><span class="badge s-{{.Status}}">{{.Status}}</span>{{with .Reason}} <span class="reason rollout-history-reason">{{.}}</span>{{end}}</td><td>{{inc .Wave}}</td>
+<td><span class="badge s-{{.Phase}}">{{.Phase}}</span>{{with .Error}} <span class="reason device-rollout-error">{{.}}</span>{{end}}{{with .LastAt}} <span class="muted mono">{{timep .}}</span>{{end}}</td></tr>
+{{end}}</tbody></table>{{else}}<p class="muted">It has not been in a rollout.</p>{{end}}
 </section>
 <section id="exposure"><h2>Exposure</h2>
 {{with $root.ExposureError}}<p class="error">{{.}}</p>{{end}}

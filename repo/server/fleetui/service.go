@@ -21,6 +21,15 @@ var ErrUnavailable = errors.New("the fleet is not available: fwrepo serve needs 
 // MaxRollouts bounds how many rollouts (the newest) the view shows.
 const MaxRollouts = 20
 
+// MaxDeviceRollouts bounds how many of a device's rollouts (the newest)
+// its page shows.
+const MaxDeviceRollouts = 100
+
+// ended reports whether a rollout in status st has ended.
+func ended(st rollout.Status) bool {
+	return st == rollout.Halted || st == rollout.Aborted || st == rollout.Completed
+}
+
 // FromService adapts fwrepo's rollout service to Fleet. svc is called on
 // every request (it returns nil while there is none).
 func FromService(svc func() *operator.Service) Fleet {
@@ -121,20 +130,16 @@ func (f serviceFleet) Device(ctx context.Context, id string, maxEvents int) (*De
 	for _, e := range ev {
 		v.Events = append(v.Events, Event{At: e.At, Received: e.Received, Target: e.Target, Version: e.Version, Outcome: e.Outcome, Error: e.Error})
 	}
-	r, err := s.DB.DeviceRollout(ctx, id)
+	rs, err := s.DB.DeviceRollouts(ctx, id, MaxDeviceRollouts)
 	if err != nil {
 		return nil, err
 	}
-	if r != nil {
-		v.Rollout = &DeviceRollout{ID: r.ID, Status: string(r.Status)}
-		devs, err := s.DB.RolloutDevices(ctx, r)
-		if err != nil {
-			return nil, err
-		}
-		for _, rd := range devs {
-			if rd.ID == id {
-				v.Rollout.Wave, v.Rollout.Phase = rd.Wave, string(rd.Phase)
-			}
+	for _, e := range rs {
+		r := DeviceRollout{ID: e.Rollout.ID, Status: string(e.Rollout.Status), Wave: e.Wave, Phase: string(e.Phase),
+			Target: e.Rollout.Spec.Target, Reason: e.Rollout.Reason, Error: e.Error, Created: e.Rollout.CreatedAt, LastAt: e.LastAt}
+		v.Rollouts = append(v.Rollouts, r)
+		if v.Rollout == nil && !ended(e.Rollout.Status) {
+			v.Rollout = &r
 		}
 	}
 	return v, nil

@@ -89,6 +89,37 @@ func TestServiceFleet(t *testing.T) {
 			if dev.Rollout == nil || dev.Rollout.ID != "r1" || dev.Rollout.Status != string(rollout.Created) || dev.Rollout.Phase != string(rollout.Pending) {
 				t.Errorf("gw-1 rollout: %+v", dev.Rollout)
 			}
+			// The history of its rollouts: r1 assigned it (before its
+			// fell-back report) and was aborted; r2 includes it now.
+			r1, err := db.Rollout(ctx, "r1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.SetDeviceStates(ctx, r1, []string{"gw-1"}, "assigned", at.Add(-time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.Act(ctx, "r1", rollout.Abort, "alice"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := svc.Create(ctx, "r2", rollout.Spec{Target: "acme-gw-v2/1.1.0/rootfs.img", Filter: map[string]string{"site": "berlin"}, SuccessThreshold: 1}, "alice"); err != nil {
+				t.Fatal(err)
+			}
+			if dev, err = f.Device(ctx, "gw-1", 10); err != nil {
+				t.Fatal(err)
+			}
+			if dev.Rollout == nil || dev.Rollout.ID != "r2" || len(dev.Rollouts) != 2 {
+				t.Fatalf("gw-1 rollouts: active %+v, all %+v", dev.Rollout, dev.Rollouts)
+			}
+			if r := dev.Rollouts[0]; r.ID != "r2" || r.Phase != string(rollout.Pending) || r.Status != string(rollout.Created) || r.Wave != 0 {
+				t.Errorf("gw-1's newest rollout: %+v", r)
+			}
+			if r := dev.Rollouts[1]; r.ID != "r1" || r.Status != string(rollout.Aborted) || r.Phase != string(rollout.Failed) ||
+				r.Error != "fell-back: app-up <b>exited</b> 1" || r.Target != "acme-gw-v2/1.1.0/rootfs.img" || r.LastAt == nil || !r.LastAt.Equal(at.Add(time.Minute)) {
+				t.Errorf("gw-1's aborted rollout: %+v", r)
+			}
+			if dev2, err := f.Device(ctx, "gw-2", 10); err != nil || len(dev2.Rollouts) != 2 || dev2.Rollouts[1].Phase != string(rollout.Pending) {
+				t.Errorf("gw-2 (never assigned) rollouts: %+v, %v", dev2, err)
+			}
 			if one, _ := f.Device(ctx, "gw-1", 1); len(one.Events) != 1 || !one.More {
 				t.Errorf("gw-1 with at most 1 event: %d events, more=%v", len(one.Events), one.More)
 			}
