@@ -21,6 +21,7 @@ help:
 	@echo "make bench-fleet    10,000 simulated devices: p99 per poll, requests/bytes per poll, wave start time (SQLite, PostgreSQL)"
 	@echo "make torture   1,000 random power cuts during updates"
 	@echo "make torture-vm  power cuts on whole emulated machines (GRUB, QEMU) and crash states from write logs"
+	@echo "make torture-vm-arm64  the arm64 machine booted by U-Boot alone: 50 whole-machine kills (about 40 min)"
 	@echo "make cross-test     agent packages under qemu-user (arm GOARM=7, arm64, riscv64)"
 	@echo "make deb       Debian packages of fwctl, fwrepo, fwagent in dist/ (units, example configs, man pages)"
 	@echo "make deb-agents  fwagent packages for armhf, arm64, riscv64 in dist/agents"
@@ -74,6 +75,12 @@ torture: deps
 # since the machines are shared.
 torture-vm: deps
 	cd test/vm && FW_VM=1 nice -n 10 $(GO) test -count=1 -timeout 1200m -v -run TestPowerCuts -torture .
+
+# The arm64 machine alone (test/vm/arm64_test.go: Debian's U-Boot, a
+# redundant environment on the disk): issue 19's 50 kills, nice'd.
+.PHONY: torture-vm-arm64
+torture-vm-arm64: deps
+	cd test/vm && FW_VM=1 nice -n 10 $(GO) test -count=1 -timeout 300m -v -run TestPowerCutsArm64 -torture .
 
 cross-test: deps
 	scripts/cross-test.sh
