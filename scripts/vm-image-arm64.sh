@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# vm-image-arm64.sh FWAGENT OUTDIR: builds test/vm's arm64 machine (issue
+# vm-image-arm64.sh FWAGENT|- OUTDIR: builds test/vm's arm64 machine (issue
 # 19) from Debian packages only, booted by Debian's own U-Boot
 # (u-boot-qemu's qemu_arm64 build, run with qemu-system-aarch64 -bios).
 #
@@ -30,12 +30,18 @@ set -euo pipefail
 agent=$1 out=$2
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${FWCTL_VM_CACHE:-$HOME/.cache/fwctl-vm}
-for t in mke2fs sfdisk mkimage mkenvimage dpkg-deb readelf apt-get; do
+tools="mke2fs sfdisk mkimage mkenvimage"
+[ "$agent" = - ] || tools="$tools dpkg-deb readelf apt-get"
+for t in $tools; do
   command -v "$t" >/dev/null || { echo "vm-image-arm64: $t missing: run scripts/deps.sh" >&2; exit 3; }
 done
 debs=$cache/debs-arm64
 mkdir -p "$debs" "$out"
 
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+# FWAGENT "-": only the disk U-Boot needs to reach its decision (boot.scr
+# and the environment; no kernel, no packages), for TestUBootRedundantEnv
+if [ "$agent" != - ]; then
 # --- arm64 packages, fetched once -----------------------------------------
 # apt fetches arm64 packages only once dpkg knows the architecture
 if ! dpkg --print-foreign-architectures | grep -qx arm64 && [ "$(dpkg --print-architecture)" != arm64 ]; then
@@ -80,7 +86,6 @@ else
 fi
 
 # --- initramfs ------------------------------------------------------------
-work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 ir=$work/initrd
 mkdir -p "$ir"/{bin,dev,proc,sys,boot,data,ctl,tmp,etc,var/lock} "$ir/lib/modules/$kver"
 cp "$root/bin/busybox" "$ir/bin/busybox"
@@ -124,6 +129,8 @@ chmod 0755 "$ir/init"
 # uncompressed: under TCG the kernel's gunzip costs more than U-Boot's read
 (cd "$ir" && find . | busybox cpio -o -H newc 2>/dev/null) > "$out/initrd.img"
 
+fi
+
 # --- disk -----------------------------------------------------------------
 # sectors of 512 bytes: boot 48 MiB, slots 8 MiB each, data 32 MiB, as in
 # vm-image.sh (test/vm's layout constants)
@@ -133,7 +140,7 @@ total=$((s4 + datasz))
 envoff0=$((0x40000)) envoff1=$((0x80000)) envsize=$((0x4000))
 bd=$work/boot
 mkdir -p "$bd"
-cp "$out/Image" "$out/initrd.img" "$bd/"
+[ "$agent" = - ] || cp "$out/Image" "$out/initrd.img" "$bd/"
 mkimage -A arm64 -T script -C none -n "fwctl test machine" -d "$here/test/vm/uboot/boot.cmd" "$bd/boot.scr" >/dev/null
 mke2fs -q -t ext2 -b 4096 -L boot -d "$bd" "$work/boot.img" $((bootsz / 8))
 mkdir -p "$work/data"
@@ -158,5 +165,10 @@ dd if="$out/factory.img" of="$out/disk.img" bs=512 seek=$s2 conv=notrunc status=
 dd if="$work/data.img" of="$out/disk.img" bs=512 seek=$s4 conv=notrunc,sparse status=none
 printf '# test/vm arm64 machine: test/vm/uboot/boot.cmd reads and writes these\n/dev/vda %#x %#x\n/dev/vda %#x %#x\n' \
   $envoff0 $envsize $envoff1 $envsize > "$out/fw_env.config"
-echo "$kver $(sha256sum "$agent" | cut -c1-16)" > "$out/stamp"
-echo "vm-image-arm64: $out/disk.img (arm64, kernel $kver)"
+if [ "$agent" = - ]; then
+  echo "boot-only" > "$out/stamp"
+  echo "vm-image-arm64: $out/disk.img (arm64, U-Boot's part only)"
+else
+  echo "$kver $(sha256sum "$agent" | cut -c1-16)" > "$out/stamp"
+  echo "vm-image-arm64: $out/disk.img (arm64, kernel $kver)"
+fi

@@ -44,22 +44,19 @@ const (
 )
 
 var (
-	arm64Once  sync.Once
-	arm64Err   error
-	arm64Built *image
+	arm64Once, ubootOnce   sync.Once
+	arm64Err, ubootErr     error
+	arm64Built, ubootBuilt *image
 )
 
 // needArm64Image builds (or reuses) the arm64 machine.
 func needArm64Image(t *testing.T) *image {
 	t.Helper()
-	qemu := testenv.LookPath(t, "qemu-system-aarch64", "apt-get install qemu-system-arm (scripts/deps.sh)")
-	if _, err := os.Stat(ubootFirmware); err != nil {
-		testenv.Missing(t, "Debian's qemu_arm64 U-Boot ("+ubootFirmware+")", "apt-get install u-boot-qemu (scripts/deps.sh)")
+	qemu := needUBoot(t)
+	for _, p := range []string{"readelf", "dpkg-deb", "apt-get"} {
+		testenv.LookPath(t, p, "scripts/deps.sh; readelf is binutils")
 	}
-	for _, p := range []string{"mkimage", "mkenvimage", "mke2fs", "sfdisk", "readelf", "dpkg-deb", "apt-get"} {
-		testenv.LookPath(t, p, "scripts/deps.sh installs u-boot-tools, e2fsprogs, fdisk; readelf is binutils")
-	}
-	arm64Once.Do(func() { arm64Built, arm64Err = buildArm64Image(qemu) })
+	arm64Once.Do(func() { arm64Built, arm64Err = buildArm64Image(qemu, true) })
 	if arm64Err != nil {
 		if errors.Is(arm64Err, errNoArm64Debs) {
 			testenv.Missing(t, "Debian's arm64 packages (linux-image-arm64, busybox-static, e2fsprogs)", arm64Err.Error())
@@ -69,30 +66,63 @@ func needArm64Image(t *testing.T) *image {
 	return arm64Built
 }
 
+// needUBootDisk builds (or reuses) the arm64 machine's disk without a
+// kernel: what U-Boot needs to reach its decision.
+func needUBootDisk(t *testing.T) *image {
+	t.Helper()
+	qemu := needUBoot(t)
+	ubootOnce.Do(func() { ubootBuilt, ubootErr = buildArm64Image(qemu, false) })
+	if ubootErr != nil {
+		t.Fatal(ubootErr)
+	}
+	return ubootBuilt
+}
+
+// needUBoot returns qemu-system-aarch64 after checking for Debian's U-Boot
+// and the tools that build the disk.
+func needUBoot(t *testing.T) string {
+	t.Helper()
+	qemu := testenv.LookPath(t, "qemu-system-aarch64", "apt-get install qemu-system-arm (scripts/deps.sh)")
+	if _, err := os.Stat(ubootFirmware); err != nil {
+		testenv.Missing(t, "Debian's qemu_arm64 U-Boot ("+ubootFirmware+")", "apt-get install u-boot-qemu (scripts/deps.sh)")
+	}
+	for _, p := range []string{"mkimage", "mkenvimage", "mke2fs", "sfdisk"} {
+		testenv.LookPath(t, p, "scripts/deps.sh installs u-boot-tools, e2fsprogs, fdisk")
+	}
+	return qemu
+}
+
 var errNoArm64Debs = errors.New("apt-get download of the arm64 packages failed")
 
-func buildArm64Image(qemu string) (*image, error) {
+// buildArm64Image builds the machine with scripts/vm-image-arm64.sh: whole
+// (kernel, initramfs, agent) or only U-Boot's part.
+func buildArm64Image(qemu string, whole bool) (*image, error) {
 	root := repoRoot()
 	cache := cacheDir()
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return nil, err
 	}
-	agent := filepath.Join(cache, "fwagent-arm64")
-	if out, err := exec.Command(filepath.Join(root, "scripts", "build-agent.sh"), "arm64", agent).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("scripts/build-agent.sh arm64: %v\n%s", err, out)
-	}
 	// the image depends on the agent, both scripts (init is vm-image.sh's)
 	// and the boot script
+	inputs := []string{filepath.Join(root, "scripts", "vm-image-arm64.sh"), filepath.Join(root, "scripts", "vm-image.sh"),
+		filepath.Join(root, "test", "vm", "uboot", "boot.cmd")}
+	agent, kind := "-", "boot-"
+	if whole {
+		agent, kind = filepath.Join(cache, "fwagent-arm64"), "image-"
+		if out, err := exec.Command(filepath.Join(root, "scripts", "build-agent.sh"), "arm64", agent).CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("scripts/build-agent.sh arm64: %v\n%s", err, out)
+		}
+		inputs = append(inputs, agent)
+	}
 	h := sha256.New()
-	for _, f := range []string{agent, filepath.Join(root, "scripts", "vm-image-arm64.sh"), filepath.Join(root, "scripts", "vm-image.sh"),
-		filepath.Join(root, "test", "vm", "uboot", "boot.cmd")} {
+	for _, f := range inputs {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, err
 		}
 		h.Write(b)
 	}
-	dir := filepath.Join(cache, "arm64", "image-"+hex.EncodeToString(h.Sum(nil))[:16])
+	dir := filepath.Join(cache, "arm64", kind+hex.EncodeToString(h.Sum(nil))[:16])
 	if _, err := os.Stat(filepath.Join(dir, "stamp")); err != nil {
 		os.RemoveAll(dir)
 		cmd := exec.Command(filepath.Join(root, "scripts", "vm-image-arm64.sh"), agent, dir)
@@ -156,7 +186,7 @@ func TestUBootRedundantEnv(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots U-Boot under QEMU")
 	}
-	im := needArm64Image(t)
+	im := needUBootDisk(t)
 	fwPrintenv := testenv.LookPath(t, "fw_printenv", "apt-get install libubootenv-tool (scripts/deps.sh)")
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "disk.img")
@@ -370,7 +400,8 @@ func writeCopy(t *testing.T, disk string, off int64, flags byte, vars map[string
 // ubootDecision powers the machine on with disk and cuts the power once
 // boot.cmd has decided: after its save, before the kernel loads. It skips
 // U-Boot's 2-second bootdelay by stopping autoboot and typing "boot" (the
-// same bootcmd, distro_bootcmd). It returns the console output.
+// same bootcmd, distro_bootcmd). It returns the console output up to the
+// decision.
 func ubootDecision(t *testing.T, im *image, disk string) string {
 	t.Helper()
 	args := append([]string{"-accel", im.accel, "-m", "256", "-smp", "1", "-display", "none", "-monitor", "none",
@@ -402,8 +433,10 @@ func ubootDecision(t *testing.T, im *image, disk string) string {
 	io.WriteString(stdin, "\n")
 	wait(regexp.MustCompile(`=> $`))
 	io.WriteString(stdin, "boot\n")
-	wait(regexp.MustCompile(`(?m)^FWVM (uboot .*|error.*)\n`))
-	return output()
+	decided := regexp.MustCompile(`(?m)^FWVM (uboot .*|error.*)\n`)
+	wait(decided)
+	o := output()
+	return o[:decided.FindStringIndex(o)[1]] // not what U-Boot does next
 }
 
 type writerFunc func([]byte) (int, error)
