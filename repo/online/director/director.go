@@ -172,6 +172,7 @@ func Open(ctx context.Context, opt Options) (*Director, error) {
 		d.Close()
 		return nil, err
 	}
+	d.sweep() // write.go: temp files of an interrupted publish
 	return d, nil
 }
 

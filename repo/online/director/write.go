@@ -3,13 +3,17 @@ package director
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/fwctl/fwctl/manifests"
 	"github.com/fwctl/fwctl/repo/blob"
 )
 
@@ -56,12 +60,24 @@ func (d *Director) write(ctx context.Context, jobs []job, phases *[]any) error {
 		*phases = append(*phases, name, time.Since(t0).Round(time.Millisecond).String())
 		t0 = time.Now()
 	}
+	// Every name is under director/devices/, opened once: the files are
+	// created and renamed by paths relative to it.
+	devices := filepath.Join(string(dir), filepath.FromSlash(devicesPrefix))
+	if err := os.MkdirAll(devices, 0o755); err != nil {
+		return fmt.Errorf("publish director metadata: %w", err)
+	}
+	rd, err := openRel(devices)
+	if err != nil {
+		return fmt.Errorf("publish director metadata: %w", err)
+	}
+	defer rd.close()
+	rel := func(name string) string { return strings.TrimPrefix(name, devicesPrefix) }
 	temps := make([][]string, len(jobs))
 	defer func() { // what was not renamed (an error on the way)
 		for _, ts := range temps {
 			for _, t := range ts {
 				if t != "" {
-					os.Remove(t)
+					rd.remove(t)
 				}
 			}
 		}
@@ -71,12 +87,35 @@ func (d *Director) write(ctx context.Context, jobs []job, phases *[]any) error {
 		if j.skip || len(j.names) == 0 {
 			return nil
 		}
+		for _, name := range j.names {
+			if !strings.HasPrefix(name, devicesPrefix) {
+				return fmt.Errorf("publish director metadata of %s: %s is not under %s", j.id, name, devicesPrefix)
+			}
+		}
 		temps[i] = make([]string, len(j.names))
-		if err := os.MkdirAll(filepath.Join(string(dir), filepath.FromSlash(path.Dir(j.names[0]))), 0o755); err != nil {
-			return fmt.Errorf("publish director metadata of %s: %w", j.id, err)
+		// A device with a timestamp has its directories; a new one (or
+		// one whose directory went away) makes them.
+		mkdirs := func() error {
+			md := path.Dir(rel(j.names[0]))
+			if err := rd.mkdir(path.Dir(md)); err != nil {
+				return err
+			}
+			return rd.mkdir(md)
+		}
+		made := j.dev.version == 0
+		if made {
+			if err := mkdirs(); err != nil {
+				return fmt.Errorf("publish director metadata of %s: %w", j.id, err)
+			}
 		}
 		for k, name := range j.names {
-			t, err := writeTemp(dir, name, j.data[k])
+			t, err := rd.create(rel(name), j.data[k])
+			if err != nil && !made && errors.Is(err, os.ErrNotExist) {
+				made = true
+				if err = mkdirs(); err == nil {
+					t, err = rd.create(rel(name), j.data[k])
+				}
+			}
 			if err != nil {
 				return fmt.Errorf("publish director metadata of %s: %w", j.id, err)
 			}
@@ -102,7 +141,7 @@ func (d *Director) write(ctx context.Context, jobs []job, phases *[]any) error {
 				if (k == len(j.names)-1) != timestamps || temps[i][k] == "" {
 					continue
 				}
-				if err := os.Rename(temps[i][k], filepath.Join(string(dir), filepath.FromSlash(name))); err != nil {
+				if err := rd.rename(temps[i][k], rel(name)); err != nil {
 					return fmt.Errorf("publish director metadata of %s: %w", j.id, err)
 				}
 				temps[i][k] = ""
@@ -126,24 +165,76 @@ func (d *Director) write(ctx context.Context, jobs []job, phases *[]any) error {
 	return nil
 }
 
-// writeTemp writes data to a new temp file beside name in dir (its
-// directory exists), without fsync, and returns the temp file's path.
-func writeTemp(dir blob.Dir, name string, data []byte) (string, error) {
-	p := filepath.Join(string(dir), filepath.FromSlash(name))
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp*")
+// devicesPrefix is where the devices' metadata lives in the store.
+const devicesPrefix = "director/devices/"
+
+// staleTemp is how old a temp file in a device directory must be for
+// Open to remove it as the leftover of an interrupted publish. A publish
+// renames its temp files within seconds (minutes on a very busy machine),
+// so one of another process that is still under way is never touched.
+const staleTemp = time.Hour
+
+// isTemp reports whether name is a temp file of a publish: ".NAME.tmpN"
+// (write) or ".NAME.tmp-N" (blob.Dir's Put), where NAME is a name a device
+// directory publishes. A published name never starts with '.'.
+func isTemp(name string) bool {
+	rest, ok := strings.CutPrefix(name, ".")
+	if !ok {
+		return false
+	}
+	i := strings.LastIndex(rest, ".tmp")
+	if i < 0 {
+		return false
+	}
+	base := rest[:i]
+	return base == "timestamp.json" || versioned(base, "targets") || versioned(base, "snapshot") || versioned(base, "root")
+}
+
+// sweep removes the temp files an interrupted publish (a crash between
+// writing them and renaming them into place) left in a directory store's
+// device directories, if they are older than staleTemp. Nothing else is
+// touched; errors are logged, never fatal.
+func (d *Director) sweep() {
+	dir, ok := d.st.(blob.Dir)
+	if !ok {
+		return
+	}
+	start := time.Now()
+	devices := filepath.Join(string(dir), filepath.FromSlash(devicesPrefix))
+	ids, err := os.ReadDir(devices)
 	if err != nil {
-		return "", err
+		if !errors.Is(err, fs.ErrNotExist) {
+			d.opt.Log.Warn("director: cannot look for temp files of an interrupted publish", "err", err)
+		}
+		return
 	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
+	cutoff := time.Now().Add(-staleTemp)
+	removed := 0
+	for _, e := range ids {
+		if !e.IsDir() || !manifests.ValidDeviceID(e.Name()) {
+			continue
+		}
+		md := filepath.Join(devices, e.Name(), "metadata")
+		files, err := os.ReadDir(md)
+		if err != nil {
+			continue
+		}
+		for _, f := range files {
+			if !f.Type().IsRegular() || !isTemp(f.Name()) {
+				continue
+			}
+			fi, err := f.Info()
+			if err != nil || !fi.ModTime().Before(cutoff) {
+				continue
+			}
+			if err := os.Remove(filepath.Join(md, f.Name())); err != nil {
+				d.opt.Log.Warn("director: cannot remove a temp file of an interrupted publish", "err", err)
+				continue
+			}
+			removed++
+		}
 	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	if removed > 0 {
+		d.opt.Log.Info("director: removed temp files of an interrupted publish", "files", removed, "devices", len(ids), "took", time.Since(start).Round(time.Millisecond))
 	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
 }
