@@ -124,15 +124,24 @@ func buildArm64Image(qemu string, whole bool) (*image, error) {
 	}
 	dir := filepath.Join(cache, "arm64", kind+hex.EncodeToString(h.Sum(nil))[:16])
 	if _, err := os.Stat(filepath.Join(dir, "stamp")); err != nil {
-		os.RemoveAll(dir)
-		cmd := exec.Command(filepath.Join(root, "scripts", "vm-image-arm64.sh"), agent, dir)
+		// built beside it and renamed: test processes running at once
+		// (the kills and make test's round trip) share the cache
+		tmp := fmt.Sprintf("%s.tmp%d", dir, os.Getpid())
+		os.RemoveAll(tmp)
+		cmd := exec.Command(filepath.Join(root, "scripts", "vm-image-arm64.sh"), agent, tmp)
 		cmd.Env = append(os.Environ(), "FWCTL_VM_CACHE="+cache)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			os.RemoveAll(dir)
+			os.RemoveAll(tmp)
 			if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 4 {
 				return nil, fmt.Errorf("%w: %s", errNoArm64Debs, out)
 			}
 			return nil, fmt.Errorf("scripts/vm-image-arm64.sh: %v\n%s", err, out)
+		}
+		if err := os.Rename(tmp, dir); err != nil {
+			os.RemoveAll(tmp) // another process built it first
+			if _, err := os.Stat(filepath.Join(dir, "stamp")); err != nil {
+				return nil, err
+			}
 		}
 	}
 	factory, err := os.ReadFile(filepath.Join(dir, "factory.img"))
