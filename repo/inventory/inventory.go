@@ -27,6 +27,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
@@ -72,6 +73,18 @@ type DB struct {
 	// MaxOutstanding caps unexpired unused nonces, so that anonymous
 	// nonce requests cannot grow the database without bound.
 	MaxOutstanding int
+
+	// rd serves the hot reads (a report's device, a reconcile's rollout
+	// devices): on SQLite a pool of read-only connections beside the one
+	// writer, so that they neither wait for nor hold up a commit; on
+	// PostgreSQL db itself.
+	rd *sql.DB
+	// group, on SQLite, takes write transactions to group-commit
+	// (batch.go); nil on PostgreSQL.
+	group     chan *groupReq
+	closed    chan struct{}
+	groupDone chan struct{}
+	closeOnce sync.Once
 }
 
 // Open opens (creating if needed) the inventory database dsn: a PostgreSQL
@@ -98,7 +111,7 @@ func OpenContext(ctx context.Context, dsn string) (*DB, error) {
 }
 
 func newDB(db *sql.DB, pg bool) *DB {
-	return &DB{db: db, pg: pg, Now: time.Now, NonceTTL: DefaultNonceTTL, MaxOutstanding: DefaultMaxOutstanding}
+	return &DB{db: db, rd: db, pg: pg, Now: time.Now, NonceTTL: DefaultNonceTTL, MaxOutstanding: DefaultMaxOutstanding}
 }
 
 func openSQLite(ctx context.Context, path string) (*DB, error) {
@@ -129,7 +142,19 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("inventory %s: %w", path, err)
 	}
-	return newDB(db, false), nil
+	// Readers: in WAL mode they see the last commit and never block the
+	// writer (query_only: nothing written through them by mistake).
+	rd, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open inventory %s: %w", path, err)
+	}
+	rd.SetMaxOpenConns(4)
+	d := newDB(db, false)
+	d.rd = rd
+	d.group, d.closed, d.groupDone = make(chan *groupReq), make(chan struct{}), make(chan struct{})
+	go d.groupCommit()
+	return d, nil
 }
 
 // q adapts a query written with ? placeholders to the database's dialect.
@@ -150,8 +175,19 @@ func (d *DB) q(query string) string {
 	return b.String()
 }
 
-// Close closes the database.
-func (d *DB) Close() error { return d.db.Close() }
+// Close closes the database (after the group commit under way, if any).
+func (d *DB) Close() error {
+	var err error
+	d.closeOnce.Do(func() {
+		if d.group != nil {
+			close(d.closed)
+			<-d.groupDone
+			err = d.rd.Close()
+		}
+		err = errors.Join(d.db.Close(), err)
+	})
+	return err
+}
 
 // Device is a registered device and its latest accepted report.
 type Device struct {
@@ -247,7 +283,7 @@ func (d *DB) AddDevice(ctx context.Context, id string, pubPEM []byte, opt AddOpt
 // Device returns the registered device id, or an error wrapping
 // ErrDeviceRemoved (it was removed) or ErrUnknownDevice (never registered).
 func (d *DB) Device(ctx context.Context, id string) (*Device, error) {
-	row := d.db.QueryRowContext(ctx, d.q("SELECT "+deviceCols+" FROM devices WHERE id = ?"), id)
+	row := d.rd.QueryRowContext(ctx, d.q("SELECT "+deviceCols+" FROM devices WHERE id = ?"), id)
 	dev, err := scanDevice(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, d.notRegistered(ctx, d.db, id)
@@ -410,36 +446,39 @@ func (d *DB) Nonce(ctx context.Context) (string, time.Time, error) {
 		return "", time.Time{}, err
 	}
 	nonce, exp := hex.EncodeToString(b[:]), now.Add(d.NonceTTL).UTC()
-	tx, err := d.db.BeginTx(ctx, nil)
+	err := d.writeTx(ctx, false, func(tx *sql.Tx) (bool, error) {
+		// The count below must see every nonce issued before this one.
+		// SQLite gives that already: the DELETE takes the database's
+		// single write lock (and a group commit runs its transactions one
+		// after the other in one). PostgreSQL's READ COMMITTED lets
+		// concurrent transactions each count without the others' inserts,
+		// overshooting the cap by the requests in flight, so there issuers
+		// queue on an advisory lock held to commit; each statement after
+		// it then sees all earlier commits.
+		if d.pg {
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", int64(nonceLock)); err != nil {
+				return false, fmt.Errorf("lock nonces: %w", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, d.q("DELETE FROM nonces WHERE expires <= ?"), now.UnixNano()); err != nil {
+			return false, fmt.Errorf("expire nonces: %w", err)
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, d.q("SELECT count(*) FROM nonces")).Scan(&n); err != nil {
+			return false, err
+		}
+		if n >= d.MaxOutstanding {
+			return false, fmt.Errorf("%w (%d); retry in %s", ErrBusy, n, d.NonceTTL)
+		}
+		if _, err := tx.ExecContext(ctx, d.q("INSERT INTO nonces (nonce, expires) VALUES (?, ?)"), nonce, exp.UnixNano()); err != nil {
+			return false, fmt.Errorf("store nonce: %w", err)
+		}
+		return false, nil
+	})
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	defer tx.Rollback()
-	// The count below must see every nonce issued before this one. SQLite
-	// gives that already: the DELETE takes the database's single write
-	// lock. PostgreSQL's READ COMMITTED lets concurrent transactions each
-	// count without the others' inserts, overshooting the cap by the
-	// requests in flight, so there issuers queue on an advisory lock held
-	// to commit; each statement after it then sees all earlier commits.
-	if d.pg {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", int64(nonceLock)); err != nil {
-			return "", time.Time{}, fmt.Errorf("lock nonces: %w", err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, d.q("DELETE FROM nonces WHERE expires <= ?"), now.UnixNano()); err != nil {
-		return "", time.Time{}, fmt.Errorf("expire nonces: %w", err)
-	}
-	var n int
-	if err := tx.QueryRowContext(ctx, d.q("SELECT count(*) FROM nonces")).Scan(&n); err != nil {
-		return "", time.Time{}, err
-	}
-	if n >= d.MaxOutstanding {
-		return "", time.Time{}, fmt.Errorf("%w (%d); retry in %s", ErrBusy, n, d.NonceTTL)
-	}
-	if _, err := tx.ExecContext(ctx, d.q("INSERT INTO nonces (nonce, expires) VALUES (?, ?)"), nonce, exp.UnixNano()); err != nil {
-		return "", time.Time{}, fmt.Errorf("store nonce: %w", err)
-	}
-	return nonce, exp, tx.Commit()
+	return nonce, exp, nil
 }
 
 // Accept verifies a signed device manifest and stores it as the device's
@@ -455,38 +494,34 @@ func (d *DB) Accept(ctx context.Context, envelope []byte) (*manifests.DeviceMani
 		return nil, err
 	}
 	now := d.Now()
-	tx, err := d.db.BeginTx(ctx, nil)
+	err = d.writeTx(ctx, true, func(tx *sql.Tx) (bool, error) {
+		var exp int64
+		switch err := tx.QueryRowContext(ctx, d.q("DELETE FROM nonces WHERE nonce = ? RETURNING expires"), m.Nonce).Scan(&exp); {
+		case errors.Is(err, sql.ErrNoRows):
+			return false, fmt.Errorf("%w: device %s: nonce %.16s… was not issued by this server or was already used; fetch a fresh one", ErrNonce, m.DeviceID, m.Nonce)
+		case err != nil:
+			return false, fmt.Errorf("consume nonce: %w", err)
+		case exp <= now.UnixNano():
+			// Commit the deletion (keep): an expired nonce is dead either way.
+			return true, fmt.Errorf("%w: device %s: nonce expired at %s; fetch a fresh one and report within %s", ErrNonce, m.DeviceID, time.Unix(0, exp).UTC().Format(time.RFC3339), d.NonceTTL)
+		}
+		res, err := tx.ExecContext(ctx, d.q("UPDATE devices SET last_seen = ?, manifest = ?, hardware = ? WHERE id = ?"), now.UnixNano(), envelope, m.Hardware, m.DeviceID)
+		if err != nil {
+			return false, fmt.Errorf("store manifest of %s: %w", m.DeviceID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			// Removed while its report was being checked: refuse it, and
+			// keep the nonce (the rollback), as for any refusal before this
+			// point.
+			return false, errors.Join(d.notRegistered(ctx, tx, m.DeviceID), err)
+		}
+		if err := d.recordEvents(ctx, tx, m, now); err != nil {
+			return false, fmt.Errorf("store the attempts of %s: %w", m.DeviceID, err)
+		}
+		return false, nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	defer tx.Rollback()
-	var exp int64
-	switch err := tx.QueryRowContext(ctx, d.q("DELETE FROM nonces WHERE nonce = ? RETURNING expires"), m.Nonce).Scan(&exp); {
-	case errors.Is(err, sql.ErrNoRows):
-		return nil, fmt.Errorf("%w: device %s: nonce %.16s… was not issued by this server or was already used; fetch a fresh one", ErrNonce, m.DeviceID, m.Nonce)
-	case err != nil:
-		return nil, fmt.Errorf("consume nonce: %w", err)
-	case exp <= now.UnixNano():
-		// Commit the deletion: an expired nonce is dead either way.
-		if err := tx.Commit(); err != nil {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: device %s: nonce expired at %s; fetch a fresh one and report within %s", ErrNonce, m.DeviceID, time.Unix(0, exp).UTC().Format(time.RFC3339), d.NonceTTL)
-	}
-	res, err := tx.ExecContext(ctx, d.q("UPDATE devices SET last_seen = ?, manifest = ?, hardware = ? WHERE id = ?"), now.UnixNano(), envelope, m.Hardware, m.DeviceID)
-	if err != nil {
-		return nil, fmt.Errorf("store manifest of %s: %w", m.DeviceID, err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 0 {
-		// Removed while its report was being checked: refuse it, and keep
-		// the nonce (the rollback), as for any refusal before this point.
-		return nil, errors.Join(d.notRegistered(ctx, tx, m.DeviceID), err)
-	}
-	if err := d.recordEvents(ctx, tx, m, now); err != nil {
-		return nil, fmt.Errorf("store the attempts of %s: %w", m.DeviceID, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("store manifest of %s: %w", m.DeviceID, err)
 	}
 	return m, nil
 }

@@ -241,7 +241,7 @@ func (d *DB) Rollouts(ctx context.Context) ([]*Rollout, error) {
 // its latest attempt at the rollout's target reported since it was
 // assigned (only signed, fresh reports are ever stored, see Accept).
 func (d *DB) RolloutDevices(ctx context.Context, r *Rollout) ([]RolloutDevice, error) {
-	rows, err := d.db.QueryContext(ctx, d.q(`SELECT rd.device_id, rd.wave, rd.state, rd.assigned_at, e.outcome, e.error, e.at
+	rows, err := d.rd.QueryContext(ctx, d.q(`SELECT rd.device_id, rd.wave, rd.state, rd.assigned_at, e.outcome, e.error, e.at
 		FROM rollout_devices rd LEFT JOIN events e
 		ON rd.state = 'assigned' AND e.device_id = rd.device_id AND e.target = ? AND e.received >= rd.assigned_at
 		WHERE rd.rollout_id = ? ORDER BY rd.device_id, e.at, e.received`), r.Spec.Target, r.ID)
