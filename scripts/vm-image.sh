@@ -22,7 +22,7 @@ set -euo pipefail
 arch=$1 agent=$2 out=$3
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${FWCTL_VM_CACHE:-$HOME/.cache/fwctl-vm}
-[ "$arch" = x86_64 ] || { echo "vm-image: architecture $arch is not supported yet (x86_64 only)" >&2; exit 2; }
+[ "$arch" = x86_64 ] || { echo "vm-image: architecture $arch: x86_64 only (arm64: scripts/vm-image-arm64.sh)" >&2; exit 2; }
 for t in busybox mke2fs sfdisk grub-mkimage grub-editenv; do
   command -v "$t" >/dev/null || { echo "vm-image: $t missing: run scripts/deps.sh" >&2; exit 3; }
 done

@@ -104,7 +104,7 @@ func newSession(t *testing.T, im *image) *session {
 	if name, err := s.fx.verdict(b); err != nil || name != "factory" || b.rc["provision"] != 0 || b.rc["confirm"] != 0 || !b.done {
 		t.Fatalf("provisioning boot: image %q (%v), exit codes %v:\n%s", name, err, b.rc, b.transcript())
 	}
-	t.Logf("provisioning boot: %.1fs (GRUB at %.1fs)", b.took.Seconds(), first(b, im.loader).Seconds())
+	t.Logf("provisioning boot: %.1fs (%s at %.1fs)", b.took.Seconds(), im.loaderName, first(b, im.loader).Seconds())
 	s.updated = filepath.Join(s.dir, "updated.img")
 	if err := copyFile(s.updated, s.golden); err != nil {
 		t.Fatal(err)
