@@ -10,6 +10,8 @@
 #   - p50/p99 per poll, every device polling every POLL (goal p99 <= 50 ms),
 #     with signed reports on top
 #   - requests and bytes per no-update poll (goal <= 2 requests, <= 4 KB)
+#   - fwrepo's CPU time for the wave and per poll, the machine's load, and
+#     the director's publish phases (sign, write_files, syncs, renames)
 #
 # Environment: DEVICES (10000), POLL (60s), DURATION (60s), BACKENDS
 # ("sqlite postgres"), KEEP=1 keeps the work directory.
