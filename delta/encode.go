@@ -52,11 +52,14 @@ type Compressor interface {
 	Compress(dst, src []byte) []byte
 }
 
-// Encode writes to w a delta that rebuilds target from base. Both images are
-// read fully into memory (the encoder needs random access to both) and the
-// base is indexed (at most 256 MiB); blocks of the target are then matched
-// and compressed in parallel and written in order. The output is
-// deterministic: it does not depend on Workers or timing.
+// Encode writes to w a delta that rebuilds target from base. The base is
+// indexed (at most 128 MiB, 48 MiB above a 256 MiB base) and blocks of the
+// target are then read, matched and compressed in parallel and written in
+// order. The matcher needs random access to the base: an *os.File is
+// mapped (and above 256 MiB at most about 160 MiB of it is kept resident),
+// any other base is read into memory. The base must not change while
+// Encode runs. The output is deterministic: it does not depend on Workers,
+// timing or how the base is read.
 func Encode(ctx context.Context, base io.ReaderAt, baseLen int64, target io.ReaderAt, targetLen int64, w io.Writer, opts *EncodeOptions) error {
 	var o EncodeOptions
 	if opts != nil {
@@ -75,70 +78,66 @@ func Encode(ctx context.Context, base io.ReaderAt, baseLen int64, target io.Read
 		int64(int(baseLen)) != baseLen || int64(int(targetLen)) != targetLen {
 		return fmt.Errorf("delta: image sizes %d, %d outside 0..%d", baseLen, targetLen, int64(MaxImageSize))
 	}
-	b, err := readAll(base, baseLen)
+	bi, err := loadBase(base, baseLen)
 	if err != nil {
 		return fmt.Errorf("delta: read base: %w", err)
 	}
-	return encodeImages(ctx, b, target, int(targetLen), w, &o)
+	defer bi.close()
+	return encodeImages(ctx, bi, base, target, int(targetLen), w, &o)
 }
 
-func readAll(r io.ReaderAt, n int64) ([]byte, error) {
-	buf := make([]byte, n)
-	m, err := r.ReadAt(buf, 0)
-	if int64(m) == n {
-		return buf, nil
-	}
-	if err == nil || err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return nil, err
-}
+// xformBase is the largest base for which the encoder tries executable
+// transforms: it keeps a converted copy of the base in memory.
+const xformBase = 128 << 20
 
-// inPlaceBase is the base size above which the base is converted in place
-// rather than beside its original, to bound the encoder's memory: every
-// block then copies from the converted base.
-const inPlaceBase = 128 << 20
-
-// encodeImages encodes with the base in memory and the target read block
-// by block, so that the encoder holds the base, its index and a few blocks.
-func encodeImages(ctx context.Context, b []byte, target io.ReaderAt, tlen int, w io.Writer, o *EncodeOptions) error {
+// encodeImages encodes with the base mapped or in memory (bi; base is the
+// same bytes, read to hash them) and the target read block by block, so
+// that the encoder holds the base's index, a few blocks and the part of the
+// base the blocks touch.
+func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target io.ReaderAt, tlen int, w io.Writer, o *EncodeOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	b := bi.b
 	h := Header{Version: Version, BlockSize: uint32(o.BlockSize), BaseLen: int64(len(b)), ResultLen: int64(tlen)}
-	hashed := make(chan error, 1)
+	hashed := make(chan error, 2)
 	go func() {
 		hs := sha256.New()
 		err := hashSection(ctx, hs, target, int64(tlen))
 		copy(h.ResultSHA256[:], hs.Sum(nil))
+		if err != nil {
+			err = fmt.Errorf("delta: read target: %w", err)
+		}
 		hashed <- err
 	}()
-	h.BaseSHA256 = sha256.Sum256(b)
+	go func() {
+		// Read, not the mapping: hashing a mapped base would make all of
+		// it resident.
+		hs := sha256.New()
+		err := hashSection(ctx, hs, base, int64(len(b)))
+		copy(h.BaseSHA256[:], hs.Sum(nil))
+		if err != nil {
+			err = fmt.Errorf("delta: read base: %w", err)
+		}
+		hashed <- err
+	}()
 	// Executable transforms (FORMAT.md "Transforms"): when both images hold
 	// code, blocks that meet the result's code are also tried against
 	// converted copies of both images, and the smaller encoding is kept.
+	// Not above 128 MiB: every block would then copy from the base
+	// converted in place (memory), with no choice per block, and that
+	// made the ext4 rootfs deltas larger (TestStatsTransform: amd64
+	// 2,879,617 B with transforms, 2,564,060 without; arm64 7,645,234 and
+	// 7,450,938).
 	var xb, xt xform
 	bx := b
-	if !o.noXform && o.BlockSize%granule == 0 {
+	if !o.noXform && o.BlockSize%granule == 0 && len(b) <= xformBase {
 		xb, xt = elfRegions(bytes.NewReader(b), int64(len(b))), elfRegions(target, int64(tlen))
 		if o.noTables {
 			xb, xt = xb.code(), xt.code()
 		}
 	}
-	onlyConverted := false
-	if len(b) > inPlaceBase {
-		// Every block would copy from the base converted in place, with
-		// no choice per block, and that made the ext4 rootfs deltas
-		// larger (TestStatsTransform: amd64 2,879,617 B with transforms,
-		// 2,564,060 without; arm64 7,645,234 and 7,450,938): no
-		// transforms above 128 MiB until the encoder can keep both.
-		xb, xt = nil, nil
-	}
 	if len(xb) > 0 && len(xt) > 0 {
-		if len(b) > inPlaceBase {
-			onlyConverted = true
-		} else {
-			bx = bytes.Clone(b)
-		}
+		bx = bytes.Clone(b)
 		xb.convert(bx, 0, true)
 		convertTables(bx, xb)
 	} else {
@@ -149,12 +148,26 @@ func encodeImages(ctx context.Context, b []byte, target io.ReaderAt, tlen int, w
 		return fmt.Errorf("delta: read target: %w", err)
 	}
 	var alt []byte
-	if !onlyConverted && len(xb) > 0 {
+	if len(xb) > 0 {
 		alt = b
 	}
-	ix := newIndex(ctx, bx, alt, o.Workers)
-	if err := <-hashed; err != nil {
-		return fmt.Errorf("delta: read target: %w", err)
+	ix := buildIndex(ctx, bx, alt, o.Workers, bi.indexed)
+	live := 4*len(ix.table) + 2*len(ix.check2) + 96<<20 + heapPerWorker*o.Workers
+	if len(xb) > 0 {
+		live += len(bx)
+	}
+	if !bi.mapped {
+		live += len(b)
+	}
+	defer limitHeap(int64(live))()
+	var herr error
+	for range 2 {
+		if err := <-hashed; err != nil && herr == nil {
+			herr = err
+		}
+	}
+	if herr != nil {
+		return herr
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -163,39 +176,64 @@ func encodeImages(ctx context.Context, b []byte, target io.ReaderAt, tlen int, w
 		return fmt.Errorf("delta: write: %w", err)
 	}
 
+	// A block that meets the result's code is encoded twice, plain and
+	// converted, as two jobs (so that the two halves of a small image's
+	// only big block run on two cores), and the smaller is kept.
 	type job struct {
-		k   int
-		res chan []byte
+		k         int
+		converted bool
+		res       chan []byte // the block's sections; nil if the target could not be read
+	}
+	type pending struct {
+		k     int
+		plain chan []byte
+		conv  chan []byte // nil if the block is only encoded plain
 	}
 	// Block k covers result bytes [k*BlockSize, min((k+1)*BlockSize, len(t))).
 	nblk := (tlen + o.BlockSize - 1) / o.BlockSize
 	jobs := make(chan job)
-	order := make(chan chan []byte, 2*o.Workers) // bounds blocks in flight
+	order := make(chan pending, 2*o.Workers) // bounds blocks in flight
 	go func() {
 		defer close(jobs)
 		defer close(order)
 		for k := range nblk {
-			j := job{k, make(chan []byte, 1)}
+			lo := k * o.BlockSize
+			p := pending{k: k, plain: make(chan []byte, 1)}
+			if xt.overlaps(int64(lo), int64(min(lo+o.BlockSize, tlen))) {
+				p.conv = make(chan []byte, 1)
+			}
 			select {
-			case order <- j.res:
+			case order <- p:
 			case <-ctx.Done():
 				return
 			}
-			select {
-			case jobs <- j:
-			case <-ctx.Done():
-				return
+			for _, j := range []job{{k, false, p.plain}, {k, true, p.conv}} {
+				if j.res == nil {
+					continue
+				}
+				select {
+				case jobs <- j:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}()
 	var readErr error
 	var readOnce sync.Once
+	// The workers read the base, which Encode unmaps when this returns.
+	var workers sync.WaitGroup
+	defer func() {
+		cancel()
+		workers.Wait()
+	}()
 	for range o.Workers {
+		workers.Add(1)
 		go func() {
+			defer workers.Done()
 			enc := getEncoder(windowFor(o.BlockSize))
 			defer putEncoder(enc)
 			tb := make([]byte, min(o.BlockSize, tlen))
-			var tbx []byte
 			tc := ttab.cursor()
 			s := &scanner{ix: ix, b: b}
 			sx := &scanner{ix: ix, b: bx}
@@ -211,54 +249,56 @@ func encodeImages(ctx context.Context, b []byte, target io.ReaderAt, tlen int, w
 					j.res <- nil
 					continue
 				}
-				s.t, s.t0 = tb[:hi-lo], lo
-				s.align = fieldAlign(xt, int64(lo), int64(hi))
-				sx.align = s.align
-				var blk []byte
-				flags := byte(0)
-				if !onlyConverted {
-					blk = s.block(enc, o.Compressor, lo, hi)
-				}
-				if onlyConverted || xt.overlaps(int64(lo), int64(hi)) {
-					if tbx == nil {
-						tbx = make([]byte, len(tb))
-					}
-					copy(tbx, tb[:hi-lo])
-					xt.convert(tbx[:hi-lo], int64(lo), true)
-					if err := tc.convert(tbx[:hi-lo], int64(lo)); err != nil {
+				sc := s
+				if j.converted {
+					xt.convert(tb[:hi-lo], int64(lo), true)
+					if err := tc.convert(tb[:hi-lo], int64(lo)); err != nil {
 						readOnce.Do(func() { readErr = err })
 						cancel()
 						j.res <- nil
 						continue
 					}
-					sx.t, sx.t0 = tbx[:hi-lo], lo
-					if alt := sx.block(enc, o.Compressor, lo, hi); blk == nil || len(alt) < len(blk) {
-						blk, flags = alt, blockConverted
-					}
+					sc = sx
 				}
-				out := binary.AppendUvarint(make([]byte, 0, len(blk)+11), uint64(hi-lo))
-				j.res <- append(append(out, flags), blk...)
+				sc.t, sc.t0 = tb[:hi-lo], lo
+				sc.align = fieldAlign(xt, int64(lo), int64(hi))
+				j.res <- sc.block(enc, o.Compressor, lo, hi)
+				bi.blockDone(o.BlockSize)
 			}
 		}()
 	}
-	var k int
-	for res := range order {
-		var blk []byte
+	for p := range order {
+		lo := p.k * o.BlockSize
+		hi := min(lo+o.BlockSize, tlen)
+		var blk, alt []byte
 		select {
-		case blk = <-res:
+		case blk = <-p.plain:
 		case <-ctx.Done():
 			return ctx.Err()
+		}
+		flags := byte(0)
+		if p.conv != nil && blk != nil {
+			select {
+			case alt = <-p.conv:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			if alt == nil {
+				blk = nil
+			} else if len(alt) < len(blk) {
+				blk, flags = alt, blockConverted
+			}
 		}
 		if blk == nil {
 			<-ctx.Done()
 			return fmt.Errorf("delta: read target: %w", readErr)
 		}
-		if _, err := w.Write(blk); err != nil {
+		out := binary.AppendUvarint(make([]byte, 0, len(blk)+11), uint64(hi-lo))
+		if _, err := w.Write(append(append(out, flags), blk...)); err != nil {
 			return fmt.Errorf("delta: write: %w", err)
 		}
-		k++
 		if o.Progress != nil {
-			o.Progress(int64(min(k*o.BlockSize, tlen)), int64(tlen))
+			o.Progress(int64(hi), int64(tlen))
 		}
 	}
 	if err := ctx.Err(); err != nil {

@@ -54,10 +54,24 @@ type index struct {
 	// seed's hash, so most false candidates are rejected without touching
 	// the base (a cache miss). 0 is empty.
 	table []uint32
+	// check2 holds, above residentBase, 16 bits of the hash of the
+	// longSeed-seedLen bytes after each seed, so that a probe touches the
+	// base only where the match is at least longSeed bytes long. There a
+	// touch is not only a cache miss but a page brought back into the
+	// resident set: a block of a 2 GiB image made of rootfs images
+	// brought back 350 MiB of it, mostly for true 8-byte matches too
+	// short to use (common byte strings), and the 6 check bits alone
+	// would let one probe in 16 touch a random page.
+	check2 []uint16
+	owner  uint // bucket h belongs to worker h*workers>>owner
 }
 
 // halfIndexBase is the base size above which the index has half the seeds.
 const halfIndexBase = 64 << 20
+
+// largeSeeds is the number of seeds above residentBase: 6 bytes per entry
+// (with check2), so the index stays under 48 MiB whatever the base size.
+const largeSeeds = 1 << 23
 
 const checkBits = 6 // 32 bits minus the 26 that maxSeeds+1 needs
 
@@ -67,19 +81,49 @@ func hashSeed(v uint64, shift uint) (bucket int, check uint32) {
 	return int(h >> shift), uint32(h>>(shift-checkBits)) & (1<<checkBits - 1)
 }
 
+// longSeed is how many bytes check2 covers, the seed included: shorter
+// than minSwitch, so that every match the scanner can use at a seed is
+// still found (a match of step+longSeed-1 bytes or more always holds a
+// sampled seed that longSeed bytes match from).
+const longSeed = 24
+
+// hashCheck2 returns the check2 bits of a seed from the 16 bytes after it
+// (at b[i+seedLen:]).
+func hashCheck2(b []byte, i int) uint16 {
+	h := (load64(b, i+seedLen)*0xC2B2AE3D27D4EB4F ^ load64(b, i+seedLen+8)) * 0x165667B19E3779F9
+	return uint16(h >> 48)
+}
+
 func load64(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i:]) }
 
 // newIndex indexes base and, if alt is set (the base before conversion,
 // same length), also alt's seeds where they differ, so that blocks matched
 // against either find their seeds.
 func newIndex(ctx context.Context, base, alt []byte, workers int) *index {
+	return buildIndex(ctx, base, alt, workers, nil)
+}
+
+// indexChunk is how much of the base an index worker reads between calls
+// of buildIndex's done.
+const indexChunk = 32 << 20
+
+// buildIndex is newIndex; if done is set, each worker calls it with every
+// indexChunk of the base it has read (so that a mapped base's pages can be
+// dropped as the index is built).
+func buildIndex(ctx context.Context, base, alt []byte, workers int, done func(lo, hi int)) *index {
 	ix := &index{base: base}
 	n := len(base) - seedLen + 1
 	if n <= 0 {
 		return ix
 	}
 	seeds := maxSeeds
-	if len(base) > halfIndexBase {
+	switch {
+	case len(base) > residentBase:
+		// Sparser seeds for larger bases: the index's size is bounded
+		// whatever the base's (every match of seedLen+step-1 bytes is
+		// still found, 263 bytes at 2 GiB).
+		seeds = largeSeeds
+	case len(base) > halfIndexBase:
 		// For large bases half the index (at most 64 MiB instead of 128)
 		// keeps the encoder under 512 MiB up to a 224 MiB image, for
 		// deltas 0.5-0.7 % larger (every match of seedLen+step-1 bytes is
@@ -91,18 +135,32 @@ func newIndex(ctx context.Context, base, alt []byte, workers int) *index {
 	entries := n / step
 	b := max(bits.Len(uint(entries))-2, 4)
 	ix.shift = uint(64 - b)
+	ix.owner = uint(b)
 	ix.table = make([]uint32, (1<<b)*ways)
-	// Each worker owns the buckets whose hash is ≡ w mod workers, so they
-	// write disjoint memory and need no locks.
+	if len(base) > residentBase {
+		ix.check2 = make([]uint16, len(ix.table))
+	}
+	// Each worker owns a range of buckets, so they write disjoint memory
+	// and need no locks.
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			var prev uint64
+			next := indexChunk // where done is called next
 			for p := 0; p < n; p += step {
-				if p&(1<<20-1) == 0 && ctx.Err() != nil {
-					return
+				if p >= next {
+					if ctx.Err() != nil {
+						return
+					}
+					if done != nil {
+						done(next-indexChunk, next)
+					}
+					next += indexChunk
+				}
+				if ix.check2 != nil && p+longSeed > len(base) {
+					break // no check2 for the last seeds
 				}
 				v := load64(base, p)
 				if alt != nil {
@@ -125,12 +183,17 @@ func newIndex(ctx context.Context, base, alt []byte, workers int) *index {
 // insert adds base position p with seed v, if its bucket is worker w's.
 func (ix *index) insert(v uint64, p, w, workers int) {
 	h, check := hashSeed(v, ix.shift)
-	if h%workers != w {
+	if int(uint(h)*uint(workers)>>ix.owner) != w {
 		return
 	}
 	bk := ix.table[h*ways : h*ways+ways]
 	copy(bk[1:], bk[:ways-1])
 	bk[0] = uint32(p/ix.step+1)<<checkBits | check
+	if ix.check2 != nil {
+		c := ix.check2[h*ways : h*ways+ways]
+		copy(c[1:], c[:ways-1])
+		c[0] = hashCheck2(ix.base, p)
+	}
 }
 
 // op is one control op: copy diffLen bytes from base at pos adding the diff
@@ -188,12 +251,24 @@ func (s *scanner) probe(i, lo int) (bpos, tpos, n int) {
 	}
 	v := load64(s.t, i-s.t0)
 	h, check := hashSeed(v, s.ix.shift)
-	for _, e := range s.ix.table[h*ways : h*ways+ways] {
+	c2 := -1 // check2 of the target at i, once needed
+	for k, e := range s.ix.table[h*ways : h*ways+ways] {
 		if e == 0 {
 			break
 		}
 		if e&(1<<checkBits-1) != check {
 			continue
+		}
+		if s.ix.check2 != nil {
+			if c2 < 0 {
+				if i+longSeed > s.we {
+					break // too close to the window's end for a long match
+				}
+				c2 = int(hashCheck2(s.t, i-s.t0))
+			}
+			if int(s.ix.check2[h*ways+k]) != c2 {
+				continue
+			}
 		}
 		p := (int(e>>checkBits) - 1) * s.ix.step
 		if load64(s.b, p) != v {

@@ -25,9 +25,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if os.Getenv("GOGC") == "" {
-		// The encoder's heap is mostly the base and its index, which live
-		// all along; the default GOGC=100 would let per-block garbage grow
-		// to as much again.
+		// The encoder's heap is mostly the base's index (and a converted
+		// copy of a base up to 128 MiB), which live all along; the default
+		// GOGC=100 would let per-block garbage grow to as much again.
+		// (delta.Encode also sets a soft memory limit while it runs.)
 		debug.SetGCPercent(25)
 	}
 	if p := os.Getenv("FWDELTA_CPUPROFILE"); p != "" {
@@ -110,19 +111,6 @@ func encode(ctx context.Context, baseName, targetName, outName string) error {
 		return err
 	}
 	defer base.Close()
-	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && baseLen > 64<<20 {
-		// A large base is most of the live heap (the base, a converted
-		// copy up to 128 MiB, converted in place above, and a 64 MiB
-		// index): a soft limit a little above it makes the collector run
-		// before per-block garbage adds a quarter again (GOGC 25). It
-		// stays above the live heap, so the collector never has to run
-		// continuously.
-		live := 2 * baseLen
-		if baseLen > 128<<20 {
-			live = baseLen
-		}
-		debug.SetMemoryLimit(live + 224<<20)
-	}
 	target, targetLen, err := openSized(targetName)
 	if err != nil {
 		return err

@@ -1,0 +1,12 @@
+//go:build !unix
+
+package delta
+
+import (
+	"errors"
+	"os"
+)
+
+func mapFile(*os.File, int64) ([]byte, error) { return nil, errors.ErrUnsupported }
+func unmapFile([]byte)                        {}
+func dropPages([]byte)                        {}
