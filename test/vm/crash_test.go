@@ -58,7 +58,7 @@ func (s *session) record(name, from, after string) *recording {
 	if err := os.WriteFile(logPath, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	b, err := s.boot(after, s.ctlUpdate, logPath, nil, nil)
+	b, err := s.fullBoot(runOpts{disk: after, ctl: s.ctlUpdate, log: logPath})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +352,7 @@ func (s *session) fsck(name, key string, b []byte) (fsckResult, error) {
 
 func testCrashStates(t *testing.T, s *session) {
 	n := count(*flagStates, 24, 1000)
-	boots := count(*flagBoots, 1, 40)
+	boots := count(*flagBoots, 2, 1<<30) // -torture: every distinct image
 	rng := rand.New(rand.NewPCG(seed(t), 1919))
 	s.e2fsck = testenv.LookPath(t, "e2fsck", "apt-get install e2fsprogs")
 	s.debugfs = testenv.LookPath(t, "debugfs", "apt-get install e2fsprogs")
@@ -429,12 +429,12 @@ func testCrashStates(t *testing.T, s *session) {
 	// boot distinct images: one of every group first (groups in random
 	// order, as the budget allows), then more images of each round-robin
 	rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
-	booted, failed, covered := 0, 0, 0
+	booted, failed, covered, samples := 0, 0, 0, 0
 	bootedGroups := map[string]int{}
 	for round := 0; booted < boots; round++ {
 		progress := false
 		for _, k := range keys {
-			if booted >= boots || round >= len(groups[k]) {
+			if booted >= boots || round >= len(groups[k]) || outOfTime() {
 				continue
 			}
 			progress = true
@@ -444,12 +444,38 @@ func testCrashStates(t *testing.T, s *session) {
 			if err := m.rec.build(m.cs, disk); err != nil {
 				t.Fatal(err)
 			}
+			// every fullEvery-th image is booted twice, on two copies:
+			// from power-on only, and split; the two must agree
+			sample := booted%fullEvery() == 0 && s.im.split
+			var twin string
+			if sample {
+				twin = disk + ".full"
+				if err := copyFile(twin, disk); err != nil {
+					t.Fatal(err)
+				}
+			}
 			booted++
 			bootedGroups[k]++
 			covered += len(images[img])
 			began := time.Now()
-			err := s.recover(disk, &boot{})
-			t.Logf("crash boot %d: %s epoch %d of %d, %s, %d states share this image: %s (%.0fs)", booted, m.rec.name, m.cs.epoch, len(m.rec.eps), m.cs.mode, len(images[img]), map[bool]string{true: "ok", false: "FAILED"}[err == nil], time.Since(began).Seconds())
+			log, err := s.recover(disk, &boot{}, false)
+			how := "split"
+			if sample && err == nil {
+				how = "split and from power-on"
+				fullLog, ferr := s.recover(twin, &boot{}, true)
+				switch {
+				case ferr != nil:
+					err = fmt.Errorf("booted from power-on only: %w", ferr)
+				case !slices.Equal(log, fullLog):
+					err = fmt.Errorf("split boots and boots from power-on disagree: split: %s; from power-on: %s", strings.Join(log, "; "), strings.Join(fullLog, "; "))
+				default:
+					samples++
+				}
+				if err == nil || !*flagKeep {
+					os.Remove(twin)
+				}
+			}
+			t.Logf("crash boot %d (%s): %s epoch %d of %d, %s, %d states share this image: %s: %s (%.0fs)", booted, how, m.rec.name, m.cs.epoch, len(m.rec.eps), m.cs.mode, len(images[img]), map[bool]string{true: "ok", false: "FAILED"}[err == nil], strings.Join(log, "; "), time.Since(began).Seconds())
 			if err != nil {
 				failed++
 				t.Errorf("crash state (%s, epoch %d of %d, %s; %d states share this image; group %s), disk kept at %s: %v", m.rec.name, m.cs.epoch, len(m.rec.eps), m.cs.mode, len(images[img]), k, disk, err)
@@ -472,11 +498,13 @@ func testCrashStates(t *testing.T, s *session) {
 		cls = append(cls, fmt.Sprintf("%s: %d states, %d distinct images, %d booted", k, st, len(groups[k]), bootedGroups[k]))
 	}
 	slices.Sort(cls)
-	summary := fmt.Sprintf("%s;\n  %d images booted with GRUB, covering %d of %d states (%d of %d groups), %d failed",
-		hostSummary, booted, covered, total, len(bootedGroups), len(groups), failed)
+	summary := fmt.Sprintf("%s;\n  %d images booted with GRUB, covering %d of %d states (%d of %d groups), %d failed; %d of them also booted from power-on only, agreeing with the split boots",
+		hostSummary, booted, covered, total, len(bootedGroups), len(groups), failed, samples)
 	t.Logf("%s\n  %s", summary, strings.Join(cls, "\n  "))
 	fmt.Println(summary)
-	if len(bootedGroups) < len(groups) && *flagTorture {
+	if outOfTime() {
+		t.Logf("-for %v was up: %d distinct images booted", *flagFor, booted)
+	} else if len(bootedGroups) < len(groups) && *flagTorture {
 		t.Errorf("%d groups of crash states were never booted: raise the boot budget", len(groups)-len(bootedGroups))
 	}
 }

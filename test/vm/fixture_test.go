@@ -149,6 +149,13 @@ echo "FWVM step confirm"; fwagent -c $C confirm; echo "FWVM rc confirm $?"
 echo "FWVM step confirm"; fwagent -c $C confirm; echo "FWVM rc confirm $?"
 echo "FWVM step update"; fwagent -c $C update --verbose 2>&1; echo "FWVM rc update $?"
 `
+	// stepsPausedUpdate waits between confirm and update: the host saves
+	// the machine there once, and every update kill starts from a copy
+	stepsPausedUpdate = `C=/ctl/config.json
+echo "FWVM step confirm"; fwagent -c $C confirm; echo "FWVM rc confirm $?"
+echo "FWVM wait update"; read -r _ t; [ -n "$t" ] && date -u -s "@$t" >/dev/null
+echo "FWVM step update"; fwagent -c $C update --verbose 2>&1; echo "FWVM rc update $?"
+`
 )
 
 // control is the control disk for steps.

@@ -7,9 +7,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,6 +192,12 @@ type boot struct {
 	grub   string // GRUB's "FWVM grub ..." line
 	took   time.Duration
 	errs   []string // FWVM error lines
+	start  time.Time
+	// handedOver: GRUB chose a slot and was stopped before loading the
+	// kernel (the first half of a split boot); saved: the machine was
+	// saved at a wait; restores counts halves restored from a saved machine
+	handedOver, saved bool
+	restores          int
 }
 
 // transcript is the console output, for failure messages.
@@ -207,63 +215,122 @@ var (
 	rcRe   = regexp.MustCompile(`^FWVM rc (\S+) (\d+)$`)
 )
 
-// run boots disk with the control disk ctl. log, when set, records the
-// disk's writes and flushes with blklogwrites. watch sees every console
-// line as it arrives and may return true to have the machine killed at
-// once; kill, when it receives, kills the machine too.
-func (im *image) run(ctx context.Context, disk, ctl, log string, watch func(line string, at time.Duration) bool, kill <-chan struct{}) (*boot, error) {
+// runOpts is one QEMU process of a boot.
+type runOpts struct {
+	disk, ctl string
+	log       string // record the disk's writes and flushes with blklogwrites to this file
+	// incoming restores a saved machine (a QEMU migration stream) instead
+	// of powering on; the host then answers the wait the machine was saved
+	// in.
+	incoming string
+	// saveAt is a line prefix ("FWVM wait NAME"): the machine is stopped
+	// there and saved to saveTo, and QEMU quits. Any other wait line is
+	// answered at once.
+	saveAt, saveTo string
+	// handover stops the machine (SIGKILL) at GRUB's "FWVM grub" line,
+	// printed after its last disk write and before it loads the kernel:
+	// the first half of a split boot.
+	handover bool
+	// watch sees every console line as it arrives (at: since the boot's
+	// start) and may return true to have the machine killed at once; kill,
+	// when it receives, kills the machine too.
+	watch func(line string, at time.Duration) bool
+	kill  <-chan struct{}
+	// into continues an earlier half of the same boot: lines and times are
+	// appended to it, times counted from its start.
+	into *boot
+}
+
+// run runs one QEMU process.
+func (im *image) run(ctx context.Context, o runOpts) (*boot, error) {
 	args := []string{"-accel", im.accel, "-m", "256", "-smp", "1", "-display", "none", "-monitor", "none",
 		"-serial", "stdio", "-no-reboot", "-nodefaults", "-net", "none"}
 	args = append(args, im.qemuArgs...)
-	if log != "" {
+	if o.log != "" {
 		args = append(args,
-			"-blockdev", "driver=file,filename="+disk+",node-name=disk0,cache.direct=off",
-			"-blockdev", "driver=file,filename="+log+",node-name=log0",
+			"-blockdev", "driver=file,filename="+o.disk+",node-name=disk0,cache.direct=off",
+			"-blockdev", "driver=file,filename="+o.log+",node-name=log0",
 			"-blockdev", "driver=blklogwrites,file=disk0,log=log0,log-sector-size=512,node-name=logged0",
 			"-device", "virtio-blk-pci,drive=logged0")
 	} else {
-		args = append(args, "-drive", "file="+disk+",format=raw,if=virtio,cache=writeback")
+		args = append(args, "-drive", "file="+o.disk+",format=raw,if=virtio,cache=writeback")
 	}
 	args = append(args,
-		"-drive", "file="+ctl+",format=raw,if=virtio,readonly=on",
+		"-drive", "file="+o.ctl+",format=raw,if=virtio,readonly=on",
 		"-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0,romfile=")
+	var qmpPath string
+	if o.incoming != "" || o.saveAt != "" {
+		d, err := os.MkdirTemp("", "fwvm")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		qmpPath = filepath.Join(d, "qmp")
+		args = append(args, "-qmp", "unix:"+qmpPath+",server=on,wait=off")
+	}
+	if o.incoming != "" {
+		args = append(args, "-incoming", "exec:cat "+o.incoming)
+	}
 	cmd := exec.CommandContext(ctx, im.qemu, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	start := time.Now()
+	b := o.into
+	if b == nil {
+		b = &boot{hashes: map[string]string{}, rc: map[string]int{}, start: time.Now()}
+	}
+	start := b.start
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	b := &boot{hashes: map[string]string{}, rc: map[string]int{}}
 	var once sync.Once
-	doKill := func() {
+	doKill := func(power bool) {
 		once.Do(func() {
-			b.killed = true
+			b.killed = power
 			cmd.Process.Kill() // SIGKILL: the whole machine loses power
 		})
+	}
+	// go answers a wait: the host's clock, as a fresh boot reads it from
+	// the RTC
+	goLine := func() { fmt.Fprintf(in, "go %d\n", time.Now().Unix()) }
+	if o.incoming != "" {
+		q, err := dialQMP(ctx, qmpPath)
+		if err == nil {
+			err = q.waitRunning(ctx)
+			q.close()
+		}
+		if err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return b, fmt.Errorf("restoring %s: %v: %s", o.incoming, err, strings.TrimSpace(stderr.String()))
+		}
+		b.restores++
+		goLine()
 	}
 	stop := make(chan struct{})
 	go func() {
 		select {
-		case <-kill:
-			doKill()
+		case <-o.kill:
+			doKill(true)
 		case <-stop:
 		}
 	}()
 	sc := bufio.NewScanner(out)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	var mu sync.Mutex
+	var saveErr error
 	for sc.Scan() {
 		line := strings.TrimSpace(ansi.ReplaceAllString(sc.Text(), ""))
-		if line == "" {
-			continue
+		if line == "" || strings.HasPrefix(line, "go ") {
+			continue // empty, or the tty's echo of the host's answer
 		}
 		at := time.Since(start)
-		mu.Lock()
 		b.lines = append(b.lines, line)
 		b.times = append(b.times, at)
 		switch {
@@ -282,21 +349,173 @@ func (im *image) run(ctx context.Context, disk, ctl, log string, watch func(line
 		if m := rcRe.FindStringSubmatch(line); m != nil {
 			b.rc[m[1]], _ = strconv.Atoi(m[2])
 		}
-		mu.Unlock()
-		if watch != nil && watch(line, at) {
-			doKill()
+		if o.watch != nil && o.watch(line, at) {
+			doKill(true)
+		}
+		switch {
+		case o.handover && strings.HasPrefix(line, im.loader+" "):
+			b.handedOver = true
+			doKill(false)
+		case o.saveAt != "" && line == o.saveAt:
+			if saveErr = save(ctx, qmpPath, o.saveTo); saveErr != nil {
+				doKill(false)
+			}
+			b.saved = saveErr == nil
+		case strings.HasPrefix(line, "FWVM wait "):
+			goLine()
 		}
 	}
 	close(stop)
+	in.Close()
 	err = cmd.Wait()
 	b.took = time.Since(start)
 	if ctx.Err() != nil {
 		return b, fmt.Errorf("machine did not power off within its time limit:\n%s", b.transcript())
 	}
-	if err != nil && !b.killed {
+	if saveErr != nil {
+		return b, fmt.Errorf("saving the machine at %q: %v: %s", o.saveAt, saveErr, strings.TrimSpace(stderr.String()))
+	}
+	if err != nil && !b.killed && !b.handedOver {
 		return b, fmt.Errorf("qemu: %v: %s", err, strings.TrimSpace(stderr.String()))
 	}
 	return b, nil
+}
+
+// save stops the machine, writes it to path (QEMU migration to a file)
+// and quits QEMU.
+func save(ctx context.Context, qmpPath, path string) error {
+	q, err := dialQMP(ctx, qmpPath)
+	if err != nil {
+		return err
+	}
+	defer q.close()
+	if _, err := q.do("stop", nil); err != nil {
+		return err
+	}
+	if _, err := q.do("migrate", map[string]any{"uri": "exec:cat > " + path}); err != nil {
+		return err
+	}
+	for {
+		r, err := q.do("query-migrate", nil)
+		if err != nil {
+			return err
+		}
+		var st struct {
+			Status    string `json:"status"`
+			ErrorDesc string `json:"error-desc"`
+		}
+		json.Unmarshal(r, &st)
+		switch st.Status {
+		case "completed":
+			_, err := q.do("quit", nil)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			return nil
+		case "failed", "cancelled":
+			return fmt.Errorf("migration %s: %s", st.Status, st.ErrorDesc)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// qmp is a QEMU Machine Protocol connection.
+type qmp struct {
+	c  net.Conn
+	rd *json.Decoder
+}
+
+func dialQMP(ctx context.Context, path string) (*qmp, error) {
+	var c net.Conn
+	var err error
+	for {
+		if c, err = net.Dial("unix", path); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("QMP %s: %v", path, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	q := &qmp{c: c, rd: json.NewDecoder(c)}
+	var greeting map[string]any
+	if err := q.rd.Decode(&greeting); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if _, err := q.do("qmp_capabilities", nil); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return q, nil
+}
+
+func (q *qmp) close() { q.c.Close() }
+
+// do runs one command and returns its result, skipping events.
+func (q *qmp) do(cmd string, args map[string]any) (json.RawMessage, error) {
+	req := map[string]any{"execute": cmd}
+	if args != nil {
+		req["arguments"] = args
+	}
+	if err := json.NewEncoder(q.c).Encode(req); err != nil {
+		return nil, err
+	}
+	for {
+		var r struct {
+			Return json.RawMessage `json:"return"`
+			Error  *struct {
+				Desc string `json:"desc"`
+			} `json:"error"`
+			Event string `json:"event"`
+		}
+		if err := q.rd.Decode(&r); err != nil {
+			return nil, err
+		}
+		switch {
+		case r.Event != "":
+			continue
+		case r.Error != nil:
+			return nil, fmt.Errorf("QMP %s: %s", cmd, r.Error.Desc)
+		}
+		return r.Return, nil
+	}
+}
+
+// waitRunning waits until a restored machine is loaded and runs it.
+func (q *qmp) waitRunning(ctx context.Context) error {
+	for {
+		r, err := q.do("query-status", nil)
+		if err != nil {
+			return err
+		}
+		var st struct {
+			Status string `json:"status"`
+		}
+		json.Unmarshal(r, &st)
+		switch st.Status {
+		case "running":
+			return nil
+		case "paused":
+			// loaded: the machine was stopped when it was saved
+			if _, err := q.do("cont", nil); err != nil {
+				return err
+			}
+		case "inmigrate", "prelaunch", "restore-vm", "finish-migrate", "postmigrate":
+		default:
+			return fmt.Errorf("restored machine is %s", st.Status)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // copyFile copies a disk image (sparse-unaware; images are small).

@@ -19,6 +19,11 @@ type platform struct {
 	files map[string][]byte
 	// tortureKills is -torture's number of kills (issue 19's goal)
 	tortureKills int
+	// split: boots may be split (split_test.go): the bootloader's loader
+	// line is printed after its last disk write and before it loads the
+	// kernel, and bootFiles are what it loads. Otherwise every boot is
+	// from power-on.
+	split bool
 }
 
 var x86GRUB = platform{
@@ -27,4 +32,5 @@ var x86GRUB = platform{
 	loaderName:   "grub",
 	bootloader:   map[string]any{"type": "grub", "path": "/boot/grub/grubenv", "tries": 3, "scheme": "rauc"},
 	tortureKills: 200,
+	split:        true,
 }
