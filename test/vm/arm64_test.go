@@ -108,7 +108,8 @@ func buildArm64Image(qemu string, whole bool) (*image, error) {
 		filepath.Join(root, "test", "vm", "uboot", "boot.cmd")}
 	agent, kind := "-", "boot-"
 	if whole {
-		agent, kind = filepath.Join(cache, "fwagent-arm64"), "image-"
+		agent, kind = filepath.Join(cache, fmt.Sprintf("fwagent-arm64.%d", os.Getpid())), "image-"
+		defer os.Remove(agent)
 		if out, err := exec.Command(filepath.Join(root, "scripts", "build-agent.sh"), "arm64", agent).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("scripts/build-agent.sh arm64: %v\n%s", err, out)
 		}
@@ -123,26 +124,19 @@ func buildArm64Image(qemu string, whole bool) (*image, error) {
 		h.Write(b)
 	}
 	dir := filepath.Join(cache, "arm64", kind+hex.EncodeToString(h.Sum(nil))[:16])
-	if _, err := os.Stat(filepath.Join(dir, "stamp")); err != nil {
-		// built beside it and renamed: test processes running at once
-		// (the kills and make test's round trip) share the cache
-		tmp := fmt.Sprintf("%s.tmp%d", dir, os.Getpid())
-		os.RemoveAll(tmp)
+	err := buildCached(dir, func(tmp string) error {
 		cmd := exec.Command(filepath.Join(root, "scripts", "vm-image-arm64.sh"), agent, tmp)
 		cmd.Env = append(os.Environ(), "FWCTL_VM_CACHE="+cache)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			os.RemoveAll(tmp)
 			if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 4 {
-				return nil, fmt.Errorf("%w: %s", errNoArm64Debs, out)
+				return fmt.Errorf("%w: %s", errNoArm64Debs, out)
 			}
-			return nil, fmt.Errorf("scripts/vm-image-arm64.sh: %v\n%s", err, out)
+			return fmt.Errorf("scripts/vm-image-arm64.sh: %v\n%s", err, out)
 		}
-		if err := os.Rename(tmp, dir); err != nil {
-			os.RemoveAll(tmp) // another process built it first
-			if _, err := os.Stat(filepath.Join(dir, "stamp")); err != nil {
-				return nil, err
-			}
-		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	factory, err := os.ReadFile(filepath.Join(dir, "factory.img"))
 	if err != nil {

@@ -109,13 +109,41 @@ func needImage(t *testing.T) *image {
 
 var errNoKernel = errors.New("apt-get download linux-image-amd64 failed")
 
+// buildCached makes the cache directory dir with build unless it is
+// complete (it has its stamp). build writes into a directory beside dir,
+// which is then renamed into place: test processes running at once (a
+// kill run, a crash-state run, make test) share the cache, and must never
+// boot or remove each other's half-built image (seen: an initramfs that
+// two builds wrote at once, "Initramfs unpacking failed: broken padding").
+func buildCached(dir string, build func(tmp string) error) error {
+	if _, err := os.Stat(filepath.Join(dir, "stamp")); err == nil {
+		return nil
+	}
+	tmp := fmt.Sprintf("%s.tmp%d", dir, os.Getpid())
+	os.RemoveAll(tmp)
+	if err := build(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		os.RemoveAll(tmp) // another process built it first
+		if _, serr := os.Stat(filepath.Join(dir, "stamp")); serr != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func buildImage(qemu string) (*image, error) {
 	root := repoRoot()
 	cache := cacheDir()
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return nil, err
 	}
-	agent := filepath.Join(cache, "fwagent-amd64")
+	// per process: processes running at once would otherwise rewrite the
+	// binary while another one reads it
+	agent := filepath.Join(cache, fmt.Sprintf("fwagent-amd64.%d", os.Getpid()))
+	defer os.Remove(agent)
 	if out, err := exec.Command(filepath.Join(root, "scripts", "build-agent.sh"), "amd64", agent).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("scripts/build-agent.sh amd64: %v\n%s", err, out)
 	}
@@ -136,17 +164,19 @@ func buildImage(qemu string) (*image, error) {
 	h.Write(script)
 	h.Write(cfg)
 	dir := filepath.Join(cache, "x86_64", "image-"+hex.EncodeToString(h.Sum(nil))[:16])
-	if _, err := os.Stat(filepath.Join(dir, "stamp")); err != nil {
-		os.RemoveAll(dir)
-		cmd := exec.Command(filepath.Join(root, "scripts", "vm-image.sh"), "x86_64", agent, dir)
+	err = buildCached(dir, func(tmp string) error {
+		cmd := exec.Command(filepath.Join(root, "scripts", "vm-image.sh"), "x86_64", agent, tmp)
 		cmd.Env = append(os.Environ(), "FWCTL_VM_CACHE="+cache)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			os.RemoveAll(dir)
 			if bytes.Contains(out, []byte("linux-image")) {
-				return nil, fmt.Errorf("%w: %s", errNoKernel, out)
+				return fmt.Errorf("%w: %s", errNoKernel, out)
 			}
-			return nil, fmt.Errorf("scripts/vm-image.sh: %v\n%s", err, out)
+			return fmt.Errorf("scripts/vm-image.sh: %v\n%s", err, out)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	factory, err := os.ReadFile(filepath.Join(dir, "factory.img"))
 	if err != nil {
