@@ -117,7 +117,7 @@ func directorCmd(jsonOut *bool) *cobra.Command {
 		Args: cobra.NoArgs,
 	}
 	c.AddCommand(directorInitCmd(jsonOut), directorAssignCmd(jsonOut), directorUnassignCmd(jsonOut), directorStatusCmd(jsonOut),
-		directorRotateCmd(jsonOut), directorRefreshCmd(jsonOut))
+		directorRotateCmd(jsonOut), directorRefreshCmd(jsonOut), directorPublishRootCmd(jsonOut))
 	return c
 }
 

@@ -62,6 +62,11 @@ $` + PassphraseEnv + ` (or prompted); root keys are never printed and stay offli
   # replace the root key (v N+1 is signed by the old and the new key):
   fwrepo director rotate --dir /srv/fwrepo --root-key director-keys/root.key \
       --generate-root-key director-keys/root-2.key --revoke-root-key director-keys/root.key --out director-keys
+  # root keys on an offline machine: rotate a copy of director/metadata/ there, naming the
+  # server's new online key by its public key, then publish the root and re-sign on the server
+  fwrepo director rotate --dir copy --root-key root.key --online-key online-2.pub --out director-keys
+  fwrepo director publish-root --dir /srv/fwrepo director-keys/2.root.json
+  fwrepo director refresh --dir /srv/fwrepo --director-key online-2.key
   # two of three root keys from now on (an HSM key and a colleague's public key added):
   fwrepo director rotate --dir /srv/fwrepo --root-key director-keys/root.key \
       --add-root-key 'pkcs11:token=director;object=root-2' --add-root-key alice-root.pub --root-threshold 2`,
@@ -127,7 +132,9 @@ $` + PassphraseEnv + ` (or prompted); root keys are never printed and stay offli
 				}
 				rot.RevokeRootKeys = append(rot.RevokeRootKeys, id)
 			}
-			if onlineKey != "" {
+			if pub, ok := publicOnly(onlineKey); ok { // the private half is on the server: it re-signs there
+				rot.OnlinePublic = pub
+			} else if onlineKey != "" {
 				if rot.Online, err = openKey("--online-key", onlineKey, PassphraseEnv, "Director key passphrase for "); err != nil {
 					return err
 				}
@@ -207,12 +214,16 @@ $` + PassphraseEnv + ` (or prompted); root keys are never printed and stay offli
 					return
 				}
 				fmt.Fprintf(w, "online key:  %s (was %s, now refused by devices that follow v%d)\n", res.OnlineKeyID, res.OldOnlineKeyID, res.Version)
-				fmt.Fprintf(w, "re-signed %d devices\n", res.Resigned)
-				k := onlineKey
-				if genOnline != "" {
-					k = genOnline
+				if rot.OnlinePublic != nil {
+					fmt.Fprintf(w, "no device re-signed here: where the new online key is, run\n  fwrepo director refresh --dir REPO --director-key KEY\n(after 'fwrepo director publish-root' if this was a copy of the repository)\n")
+				} else {
+					fmt.Fprintf(w, "re-signed %d devices\n", res.Resigned)
+					k := onlineKey
+					if genOnline != "" {
+						k = genOnline
+					}
+					fmt.Fprintf(w, "restart fwrepo serve with --director-key %s\n", k)
 				}
-				fmt.Fprintf(w, "restart fwrepo serve with --director-key %s\n", k)
 				if plaintext {
 					fmt.Fprintln(w, "WARNING: generated private keys are stored UNENCRYPTED (--insecure-plaintext-keys)")
 				}
@@ -225,7 +236,7 @@ $` + PassphraseEnv + ` (or prompted); root keys are never printed and stay offli
 	c.Flags().StringArrayVar(&genRoot, "generate-root-key", nil, "generate a new root key file at this path, authorise it and sign with it (repeatable)")
 	c.Flags().StringArrayVar(&revoke, "revoke-root-key", nil, "drop this root key from the new root: a key ID (8+ hex digits) or its key file/URI (repeatable; it may still sign this rotation)")
 	c.Flags().IntVar(&threshold, "root-threshold", 0, "root threshold of the new root (default: unchanged)")
-	c.Flags().StringVar(&onlineKey, "online-key", "", "replace the online key with this existing key (file, pkcs11: or tpm: URI) and re-sign every device")
+	c.Flags().StringVar(&onlineKey, "online-key", "", "replace the online key with this existing key (file, pkcs11: or tpm: URI) and re-sign every device; a PEM public key file names a key held elsewhere (re-sign there with 'fwrepo director refresh')")
 	c.Flags().StringVar(&genOnline, "generate-online-key", "", "replace the online key with a new key file at this path and re-sign every device")
 	c.Flags().StringVar(&out, "out", "", "also write N+1.root.json to this directory (the director key directory)")
 	c.Flags().StringVar(&alg, "algorithm", signer.Ed25519, "algorithm of generated keys: ed25519 or ecdsa-p256")
@@ -237,9 +248,10 @@ $` + PassphraseEnv + ` (or prompted); root keys are never printed and stay offli
 	return c
 }
 
-// publicOnly returns the public key of a PEM public key file.
+// publicOnly returns the public key of a PEM public key file (PATH,
+// file:PATH or pub:PATH, as fwctl names them).
 func publicOnly(uri string) (crypto.PublicKey, bool) {
-	b, err := os.ReadFile(strings.TrimPrefix(uri, "file:"))
+	b, err := os.ReadFile(strings.TrimPrefix(strings.TrimPrefix(uri, "pub:"), "file:"))
 	if err != nil || !strings.HasPrefix(string(b), "-----BEGIN PUBLIC KEY") {
 		return nil, false
 	}
@@ -291,5 +303,48 @@ func directorRefreshCmd(jsonOut *bool) *cobra.Command {
 		},
 	}
 	f.register(c, true)
+	return c
+}
+
+func directorPublishRootCmd(jsonOut *bool) *cobra.Command {
+	var f directorFlags
+	c := &cobra.Command{
+		Use:   "publish-root --dir REPO N.root.json...",
+		Short: "Publish director root files (made by 'fwrepo director rotate' on another machine): each must follow the store's chain",
+		Example: `  fwrepo director publish-root --dir /srv/fwrepo director-keys/2.root.json
+  fwrepo director refresh --dir /srv/fwrepo --director-key director-keys/online-2.key`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if f.dir == "" {
+				return cli.WithCode(cli.ExitUsage, errors.New("--dir is required"))
+			}
+			st, err := blob.Open(f.dir, blob.Options{S3Endpoint: f.s3Endpoint})
+			if err != nil {
+				return cli.WithCode(cli.ExitUsage, err)
+			}
+			var versions []int64
+			for _, p := range args {
+				b, err := os.ReadFile(p)
+				if err != nil {
+					return cli.WithCode(cli.ExitUsage, err)
+				}
+				v, err := director.PublishRoot(cmd.Context(), st, b)
+				if err != nil {
+					if errors.Is(err, director.ErrRoot) {
+						return cli.WithCode(cli.ExitRefused, fmt.Errorf("%s: %w", p, err))
+					}
+					return fmt.Errorf("%s: %w", p, err)
+				}
+				versions = append(versions, v)
+			}
+			return cli.Std(*jsonOut).Result(map[string]any{"published": versions}, func(w io.Writer) {
+				for _, v := range versions {
+					fmt.Fprintf(w, "director root v%d published to %s\n", v, f.dir)
+				}
+			})
+		},
+	}
+	c.Flags().StringVar(&f.dir, "dir", "", "published repository (a directory or s3://BUCKET/PREFIX)")
+	c.Flags().StringVar(&f.s3Endpoint, "s3-endpoint", "", "S3 API endpoint for an s3:// --dir")
 	return c
 }

@@ -48,6 +48,11 @@ type Rotation struct {
 	// timestamp; it replaces N's. Every device's metadata is then signed
 	// again with it and published (new versions, timestamp last).
 	Online crypto.Signer
+	// OnlinePublic, instead of Online, names a new online key whose
+	// private half is elsewhere (on fwrepo's server, when the root keys
+	// sign on an offline machine): no device is re-signed here; Refresh
+	// with that key (fwrepo director refresh, or fwrepo serve) does it.
+	OnlinePublic crypto.PublicKey
 	// Expires is N+1's lifetime (default one year).
 	Expires time.Duration
 	// Out, when set, is a directory that also receives N+1.root.json (the
@@ -152,8 +157,15 @@ func Rotate(ctx context.Context, opt Options, rot Rotation) (*RotateResult, erro
 	res.RootKeyIDs, res.RootThreshold = slices.Clone(newRoot.KeyIDs), newRoot.Threshold
 
 	res.OnlineKeyID = onlineIDs[0]
+	if rot.Online != nil && rot.OnlinePublic != nil {
+		return refuse("a new online key is named twice (Online and OnlinePublic)")
+	}
+	onlinePub := rot.OnlinePublic
 	if rot.Online != nil {
-		k, id, err := signer.TUFKey(rot.Online.Public())
+		onlinePub = rot.Online.Public()
+	}
+	if onlinePub != nil {
+		k, id, err := signer.TUFKey(onlinePub)
 		if err != nil {
 			return nil, err
 		}

@@ -292,3 +292,42 @@ func TestRefreshFinishesRotation(t *testing.T) {
 		t.Fatalf("Resign after Refresh = %d, %v", n, err)
 	}
 }
+
+// TestRotateOffline: the root key signs on an offline machine, against a
+// copy holding only the root chain, naming the server's new online key by
+// its public key; the server publishes the root and its Refresh with the
+// new key re-signs every device.
+func TestRotateOffline(t *testing.T) {
+	f := newRotFixture(t)
+	ctx := context.Background()
+	offline := blob.Dir(t.TempDir())
+	if err := offline.Put(ctx, manifests.DirectorRoot+"/1.root.json", bytes.NewReader(f.root1), int64(len(f.root1))); err != nil {
+		t.Fatal(err)
+	}
+	online := newKey(t)
+	opt := Options{Store: offline}
+	res, err := Rotate(ctx, opt, Rotation{Signers: []crypto.Signer{f.rootKey}, OnlinePublic: online.Public()})
+	if err != nil || res.Version != 2 || res.Resigned != 0 || res.OnlineKeyID != keyID(t, online) {
+		t.Fatalf("Rotate = %+v, %v", res, err)
+	}
+	if _, err := Rotate(ctx, opt, Rotation{Signers: []crypto.Signer{f.rootKey}, Online: online, OnlinePublic: online.Public()}); !errors.Is(err, ErrRotation) {
+		t.Fatalf("Online and OnlinePublic both = %v", err)
+	}
+	b := read(t, offline, manifests.DirectorRoot+"/2.root.json")
+	if v, err := PublishRoot(ctx, f.st, b); err != nil || v != 2 {
+		t.Fatalf("PublishRoot = %d, %v", v, err)
+	}
+	sopt := f.opt
+	sopt.KeyURI, sopt.Signer = "", online
+	d, err := Open(ctx, sopt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if r, err := d.Refresh(ctx); err != nil || r.Targets != 2 {
+		t.Fatalf("Refresh = %+v, %v", r, err)
+	}
+	for _, id := range []string{"dev-1", "dev-2"} {
+		verifyDevice(t, f.st, b, id)
+	}
+}
