@@ -392,13 +392,14 @@ func (a *Agent) install(ctx context.Context, p *plan, res *UpdateResult) (*Updat
 		return nil, err
 	}
 	written := false
-	d, why := policy.Delta(p.offers, p.d.Release, p.dev.Running, a.cfg.Hardware)
+	base := a.deltaBase(p)
+	d, why := policy.Delta(p.offers, p.d.Release, base, a.cfg.Hardware)
 	res.DeltaError = why
 	if d != nil && resumeAt == 0 {
 		dr, _, _ := releaseOf(d.Path, p.tfs[d.Path])
 		a.log.Info("installing by delta", "delta", dr.Target, "bytes", dr.Length, "full_bytes", rel.Length)
-		running := slot.Slot{Name: p.dev.Running.Name, Path: a.cfg.Slots[p.dev.Running.Name]}
-		err := a.writeDelta(ctx, p.up, dr, rel, running, p.dev.Running.Length, sl, begin)
+		running := slot.Slot{Name: base.Name, Path: a.cfg.Slots[base.Name]}
+		err := a.writeDelta(ctx, p.up, dr, rel, running, base.Length, sl, begin)
 		switch {
 		case err == nil:
 			written, res.Delta = true, dr.Target
@@ -439,6 +440,29 @@ func (a *Agent) install(ctx context.Context, p *plan, res *UpdateResult) (*Updat
 		res.Message += fmt.Sprintf(" (rebuilt from delta %s)", res.Delta)
 	}
 	return res, nil
+}
+
+// deltaBase is the running slot as a delta's base. A slot the agent did
+// not install (the factory image: its state has no hash) is read and
+// compared with the bases of the deltas offered for the release
+// (policy.DeltaBases); if it holds one of them, the first update of a
+// device fresh from the factory is a delta too, when the factory image is
+// a published release. The read image is not recorded: what the slot held
+// is checked again by the delta's decoder, and the result by its hash.
+func (a *Agent) deltaBase(p *plan) policy.Slot {
+	running := p.dev.Running
+	if running.SHA256 != "" || running.Status != manifests.SlotUnknown {
+		return running
+	}
+	sl := slot.Slot{Name: running.Name, Path: a.cfg.Slots[running.Name]}
+	for _, b := range policy.DeltaBases(p.offers, p.d.Release, a.cfg.Hardware) {
+		if err := sl.Verify(b.Length, b.SHA256); err == nil {
+			a.log.Info("running slot holds a delta's base", "slot", running.Name, "sha256", b.SHA256, "length", b.Length)
+			running.Status, running.SHA256, running.Length = manifests.SlotGood, b.SHA256, b.Length
+			return running
+		}
+	}
+	return running
 }
 
 // checkpointEvery is how often (in bytes) an install makes its progress

@@ -16,6 +16,13 @@ import (
 // deltaRelease publishes v1 and a v2 that differs from it in a few places,
 // with a delta from v1; it returns a device running v1 and both images.
 func deltaRelease(t *testing.T) (*release, *device, []byte, []byte, *atomic.Int64) {
+	return deltaReleaseOn(t, false)
+}
+
+// deltaReleaseOn is deltaRelease; with factory, v1 is the device's factory
+// image (written into slot A before provisioning, never installed by the
+// agent) instead of an install.
+func deltaReleaseOn(t *testing.T, factory bool) (*release, *device, []byte, []byte, *atomic.Int64) {
 	r := newRelease(t)
 	v1 := r.add("1.0.0", 1, 2<<20)
 	r.publish()
@@ -28,8 +35,15 @@ func deltaRelease(t *testing.T) (*release, *device, []byte, []byte, *atomic.Int6
 		}
 	}
 	d := newDevice(t, r.serve(), hw)
-	d.provision(r.rootJSON())
-	d.mustInstall(v1)
+	if factory {
+		if err := os.WriteFile(d.cfg.Slots["A"], v1, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d.provision(r.rootJSON())
+	} else {
+		d.provision(r.rootJSON())
+		d.mustInstall(v1)
+	}
 
 	v2 := append([]byte(nil), v1...)
 	for _, off := range []int{1000, 500_000, 1_500_000} {
@@ -59,6 +73,30 @@ func TestDeltaUpdate(t *testing.T) {
 	res, err := d.update()
 	if err != nil || !res.Installed || res.Delta == "" {
 		t.Fatalf("update: %+v, %v; want an install by delta", res, err)
+	}
+	if n := served.Load(); n > int64(len(v2))/20 {
+		t.Fatalf("the device downloaded %d bytes for a delta update of a %d-byte image", n, len(v2))
+	}
+	d.boot()
+	if _, err := d.ag.Confirm(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	d.assertRunning(v2)
+}
+
+// A device fresh from the factory, whose factory image is a published
+// release, gets its first update as a delta too: the agent reads the
+// running slot, which its state knows nothing of, and finds the delta's
+// base there. A factory image that is no delta's base still gets the full
+// image (TestDeltaUpdate's devices, and the rest of the tests).
+func TestDeltaFromFactoryImage(t *testing.T) {
+	_, d, _, v2, served := deltaReleaseOn(t, true)
+	if got := d.boot(); got != "A" {
+		t.Fatalf("booted %s, want the factory slot A", got)
+	}
+	res, err := d.update()
+	if err != nil || !res.Installed || res.Slot != "B" || res.Delta == "" {
+		t.Fatalf("update: %+v, %v; want an install into B by delta", res, err)
 	}
 	if n := served.Load(); n > int64(len(v2))/20 {
 		t.Fatalf("the device downloaded %d bytes for a delta update of a %d-byte image", n, len(v2))

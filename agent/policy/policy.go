@@ -277,12 +277,7 @@ func Delta(offers []Offer, rel *Offer, running Slot, hardware string) (*Offer, s
 	var best *Offer
 	for i := range offers {
 		o := &offers[i]
-		fw := o.FW
-		if fw == nil || fw.Kind != manifests.KindDelta || !fw.ForHardware(hardware) || fw.Image == nil || fw.Base == nil {
-			continue
-		}
-		if fw.Image.SHA256 != rel.SHA256 || fw.Image.Length != rel.Length ||
-			fw.Base.SHA256 != running.SHA256 || fw.Base.Length != running.Length {
+		if !deltaTo(o, rel, hardware) || o.FW.Base.SHA256 != running.SHA256 || o.FW.Base.Length != running.Length {
 			continue
 		}
 		if best == nil || o.Length < best.Length || o.Length == best.Length && o.Path < best.Path {
@@ -296,6 +291,46 @@ func Delta(offers []Offer, rel *Offer, running Slot, hardware string) (*Offer, s
 		return nil, fmt.Sprintf("delta %s (%d bytes) is not smaller than the full image (%d bytes)", best.Path, best.Length, rel.Length)
 	}
 	return best, ""
+}
+
+// deltaTo says whether o is a delta for hardware that rebuilds rel.
+func deltaTo(o *Offer, rel *Offer, hardware string) bool {
+	fw := o.FW
+	return fw != nil && fw.Kind == manifests.KindDelta && fw.ForHardware(hardware) && fw.Image != nil && fw.Base != nil &&
+		fw.Image.SHA256 == rel.SHA256 && fw.Image.Length == rel.Length
+}
+
+// MaxDeltaBases bounds DeltaBases: each candidate costs the agent a read of
+// the running slot.
+const MaxDeltaBases = 4
+
+// DeltaBases lists the distinct base images of the deltas among offers that
+// rebuild rel, shortest first (then by SHA-256), at most MaxDeltaBases. An
+// agent whose running slot holds an image it did not install (a factory
+// image, so the hash is not in its state) checks the slot against these: if
+// it holds one of them, the delta applies to it (Delta, with the slot's
+// hash filled in). The delta's decoder checks the base's hash again.
+func DeltaBases(offers []Offer, rel *Offer, hardware string) []manifests.Blob {
+	var bases []manifests.Blob
+	for i := range offers {
+		if o := &offers[i]; deltaTo(o, rel, hardware) && !hasBlob(bases, *o.FW.Base) {
+			bases = append(bases, *o.FW.Base)
+		}
+	}
+	sort.Slice(bases, func(i, j int) bool {
+		a, b := bases[i], bases[j]
+		return a.Length < b.Length || a.Length == b.Length && a.SHA256 < b.SHA256
+	})
+	return bases[:min(len(bases), MaxDeltaBases)]
+}
+
+func hasBlob(bs []manifests.Blob, b manifests.Blob) bool {
+	for _, x := range bs {
+		if x == b {
+			return true
+		}
+	}
+	return false
 }
 
 // VersionLess compares versions numerically where both parts are numbers

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +210,38 @@ func TestFailedRelease(t *testing.T) {
 	}
 	if FailedRelease(fs, "c") != nil {
 		t.Fatal("an image that never failed is reported failed")
+	}
+}
+
+func TestDeltaBases(t *testing.T) {
+	image := Slot{SHA256: v2.SHA256, Length: v2.Length}
+	b1 := Slot{SHA256: v1.SHA256, Length: v1.Length}
+	short := Slot{SHA256: "ab", Length: 50}
+	otherHW := delta("other-hw", 10, short, image)
+	otherHW.FW.Hardware = []string{"other-hw"}
+	many := []Offer{v2}
+	for i := range MaxDeltaBases + 2 {
+		many = append(many, delta(fmt.Sprint("d", i), 10, Slot{SHA256: fmt.Sprintf("b%d", i), Length: int64(200 - i)}, image))
+	}
+	for _, tt := range []struct {
+		name   string
+		offers []Offer
+		want   []string // SHA-256s, in order
+	}{
+		{name: "none", offers: []Offer{v1, v2}},
+		{name: "shortest first, each once", offers: []Offer{v2, delta("a", 30, b1, image), delta("b", 20, short, image), delta("c", 25, b1, image)}, want: []string{"ab", v1.SHA256}},
+		{name: "deltas to another image", offers: []Offer{delta("x", 10, b1, Slot{SHA256: v3.SHA256, Length: v3.Length})}},
+		{name: "another hardware", offers: []Offer{otherHW}},
+		{name: "bounded", offers: many, want: []string{"b5", "b4", "b3", "b2"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, b := range DeltaBases(tt.offers, &v2, hw) {
+				got = append(got, b.SHA256)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("DeltaBases = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }
