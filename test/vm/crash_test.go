@@ -417,9 +417,9 @@ func testCrashStates(t *testing.T, s *session) {
 			m.rec.name, m.cs.epoch, len(m.rec.eps), m.cs.mode, len(images[img]), disk, why)
 	}
 	total := n + boundaries
-	hostSummary := fmt.Sprintf("crash states: %d (%d random: %s; %d flush boundaries) in %d distinct disk images, %d groups by GRUB's input and slot images;\n"+
+	hostSummary := fmt.Sprintf("crash states%s: %d (%d random: %s; %d flush boundaries) in %d distinct disk images, %d groups by GRUB's input and slot images;\n"+
 		"  checked on the host, all %d images (e2fsck -fp of both file systems; grub.cfg's selection on the grubenv read with debugfs): %d images (%d states) failed",
-		total, n, formatPhases(modes), boundaries, len(images), len(groups), len(images), fsckFailed, fsckStates)
+		s.fx.mode(), total, n, formatPhases(modes), boundaries, len(images), len(groups), len(images), fsckFailed, fsckStates)
 	t.Log(hostSummary)
 	keys := make([]string, 0, len(groups))
 	for k := range groups {

@@ -1,10 +1,12 @@
 package vm
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"maps"
 	"net"
@@ -35,6 +37,7 @@ type fixture struct {
 	port    int
 	factory []byte
 	pf      platform
+	delta   bool // updates by delta from the factory image (-delta)
 
 	mu     sync.Mutex
 	events map[string]time.Time // "get": first byte of v2 asked, "sent": last byte sent
@@ -45,17 +48,40 @@ func sum(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
+// flagDelta makes every update of the machine a delta update: the factory
+// image is published as release 1.0.0 and v2 is built from it, with a
+// delta from 1.0.0, so kills and crash states land in the delta's apply.
+var flagDelta = flag.Bool("delta", false, "update the machines by delta (the factory image is release 1.0.0, v2 a delta from it)")
+
 // newFixture publishes v2 (counter 2) and serves it on 127.0.0.1, which
 // the machine reaches as 10.0.2.2 through QEMU's user-mode network.
 func newFixture(t *testing.T, im *image) *fixture {
 	t.Helper()
-	fx := &fixture{factory: im.factory, pf: im.platform, events: map[string]time.Time{}}
+	fx := &fixture{factory: im.factory, pf: im.platform, events: map[string]time.Time{}, delta: *flagDelta}
 	fx.v2 = make([]byte, v2Size)
 	rand.Read(fx.v2)
-	fx.v2Hash = sum(fx.v2)
 	rel := harness.NewRelease(t)
+	if fx.delta {
+		// v2: the factory image with a few changes, 1 MiB of new bytes,
+		// and the factory image again (a copy from far away); the rest
+		// of v2Size stays random
+		n := copy(fx.v2, fx.factory)
+		for off := 4096; off < n; off += 64 << 10 {
+			fx.v2[off] ^= 0xff
+		}
+		copy(fx.v2[n+(1<<20):], fx.factory)
+		rel.Add(fx.factory, repo.AddOptions{Version: "1.0.0", Counter: 1, Name: "firmware.img"})
+	}
+	fx.v2Hash = sum(fx.v2)
 	tg := rel.Add(fx.v2, repo.AddOptions{Version: "2.0.0", Counter: 2, Name: "firmware.img"})
 	fx.v2Path = tg.Path
+	if fx.delta {
+		ds, err := rel.WS.AddDeltas(context.Background(), tg.Path, 1, nil)
+		if err != nil || len(ds) != 1 {
+			t.Fatalf("delta from the factory image to v2: %v, %v", ds, err)
+		}
+		t.Logf("v2 by delta from the factory image: %d bytes for %d", ds[0].Length, len(fx.v2))
+	}
 	rel.Publish()
 	fx.root = rel.Root()
 	h := rel.Handler()
@@ -167,6 +193,28 @@ func (fx *fixture) control(steps string) control {
 	}}
 	maps.Copy(c.files, fx.pf.files)
 	return c
+}
+
+// mode is ", by delta" under -delta, for summaries.
+func (fx *fixture) mode() string {
+	if fx.delta {
+		return ", updates by delta"
+	}
+	return ""
+}
+
+// checkDelta fails a calibration update that was not by delta under -delta:
+// the kills and crash states would then not reach the delta's apply.
+func (fx *fixture) checkDelta(b *boot) error {
+	if !fx.delta {
+		return nil
+	}
+	for _, l := range b.lines {
+		if strings.Contains(l, "installing by delta") {
+			return nil
+		}
+	}
+	return fmt.Errorf("-delta: the update did not install by delta (no \"installing by delta\" line):\n%s", b.transcript())
 }
 
 // verdict judges one boot: the slot the real bootloader chose must hold a

@@ -174,6 +174,9 @@ func newSession(t *testing.T, im *image) *session {
 	if name, err := s.fx.verdict(b); err != nil || name != "factory" || b.rc["update"] != 10 {
 		t.Fatalf("calibration update: image %q (%v), exit codes %v (want update 10):\n%s", name, err, b.rc, b.transcript())
 	}
+	if err := s.fx.checkDelta(b); err != nil {
+		t.Fatal(err)
+	}
 	s.atStep, _ = lineAt(b, "FWVM step update")
 	s.atRC, _ = lineAt(b, "FWVM rc update")
 	sent, _ := s.fx.event("sent")
@@ -252,6 +255,9 @@ func (s *session) newFullSession() *session {
 	if name, err := s.fx.verdict(b); err != nil || name != "factory" || b.rc["update"] != 10 {
 		t.Fatalf("calibration update: image %q (%v), exit codes %v (want update 10):\n%s", name, err, b.rc, b.transcript())
 	}
+	if err := s.fx.checkDelta(b); err != nil {
+		t.Fatal(err)
+	}
 	s.atStep, _ = lineAt(b, "FWVM step update")
 	s.atRC, _ = lineAt(b, "FWVM rc update")
 	sent, _ := s.fx.event("sent")
@@ -314,6 +320,9 @@ func (s *session) phaseOf(k kill, b *boot, sawGet, sawSent bool) string {
 	case !sawGet:
 		return "metadata"
 	case !sawSent:
+		if s.fx.delta {
+			return "download+delta apply"
+		}
 		return "download+write"
 	case !has("FWVM rc update"):
 		return "verify+switch"
@@ -377,7 +386,7 @@ func testKills(t *testing.T, s *session) {
 			t.Errorf("kill %d (%s +%v, phase %s): %v", i, k.trigger, k.delay.Round(time.Millisecond), phase, err)
 		}
 	}
-	summary := fmt.Sprintf("machine kills: %d (%s, %s), failed %d; by phase: %s; %d of them booted from power-on only; %d split boots, %d from power-on", n, s.im.name, s.im.accel, failed, formatPhases(phases), s.fullKills, s.stats.split-before.split, s.stats.full-before.full)
+	summary := fmt.Sprintf("machine kills: %d (%s, %s%s), failed %d; by phase: %s; %d of them booted from power-on only; %d split boots, %d from power-on", n, s.im.name, s.im.accel, s.fx.mode(), failed, formatPhases(phases), s.fullKills, s.stats.split-before.split, s.stats.full-before.full)
 	t.Log(summary)
 	fmt.Println(summary)
 }
