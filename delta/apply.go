@@ -173,6 +173,11 @@ func decodeBlocks(ctx context.Context, base io.ReaderAt, h Header, r *bufio.Read
 			return fmt.Errorf("result transforms: %w", err)
 		}
 		b.flags, b.xbase = true, &xformReader{r: base, size: h.BaseLen, x: xb}
+		if h.Version >= 6 {
+			if b.xbase.m, err = readMap(r); err != nil {
+				return fmt.Errorf("address map: %w", err)
+			}
+		}
 		b.rtab = newResultTables(b.xres)
 		btab, err := newTables(base, xb)
 		if err != nil {

@@ -39,8 +39,8 @@ type EncodeOptions struct {
 	Compressor Compressor
 
 	// noXform disables executable transforms, noTables the table
-	// transforms (tests compare with them).
-	noXform, noTables bool
+	// transforms, noMap the address map (tests compare with them).
+	noXform, noTables, noMap bool
 }
 
 // Compressor compresses one section of a block into a single zstd frame
@@ -152,6 +152,23 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 		alt = b
 	}
 	ix := buildIndex(ctx, bx, alt, o.Workers, bi.indexed)
+	// Address map (version 6, xmap.go): for riscv64 code, where the
+	// referenced data and code went in the result, from a first match of
+	// every block against the plain base; the base's converted references
+	// are then moved by it, and the index is built again over them.
+	var amap *addrMap
+	if !o.noMap && xb.hasArch(archRVC) && xt.hasArch(archRVC) {
+		moves, err := scanMoves(ix, b, target, tlen, o.BlockSize, o.Workers)
+		if err != nil {
+			return fmt.Errorf("delta: read target: %w", err)
+		}
+		if amap = buildMap(moves, elfMoves(b, target, int64(tlen)), int64(len(b))); amap != nil {
+			amap.apply(xb, bx, 0)
+			ix = nil
+			runtime.GC() // the old index's memory serves the new one
+			ix = buildIndex(ctx, bx, alt, o.Workers, bi.indexed)
+		}
+	}
 	live := 4*len(ix.table) + 2*len(ix.check2) + 96<<20 + heapPerWorker*o.Workers
 	if len(xb) > 0 {
 		live += len(bx)
@@ -172,7 +189,17 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, err := w.Write(appendXform(appendXform(h.marshal(), xb), xt)); err != nil {
+	// A delta without an address map is written as version 5, byte for
+	// byte as before version 6, so that devices with a version-5 decoder
+	// keep applying every delta that does not need the map.
+	if amap == nil {
+		h.Version = 5
+	}
+	hdr := appendXform(appendXform(h.marshal(), xb), xt)
+	if amap != nil {
+		hdr = appendMap(hdr, amap)
+	}
+	if _, err := w.Write(hdr); err != nil {
 		return fmt.Errorf("delta: write: %w", err)
 	}
 

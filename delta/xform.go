@@ -326,6 +326,7 @@ type xformReader struct {
 	size int64
 	x    xform
 	tab  *tableCursor // the table regions of x, nil if none
+	m    *addrMap     // version 6: the address map, nil if none
 	buf  []byte
 }
 
@@ -355,6 +356,7 @@ func (x *xformReader) ReadAt(p []byte, off int64) (int, error) {
 			return done, err
 		}
 		x.x.convert(buf, glo, true)
+		x.m.apply(x.x, buf, glo)
 		if err := x.tab.convert(buf, glo); err != nil {
 			return done, err
 		}

@@ -1,0 +1,267 @@
+package delta
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"testing"
+)
+
+// rvItem is one instruction of a synthetic riscv64 function: a 16- or
+// 32-bit filler, an AUIPC pair addressing data object obj, or a JAL
+// calling function fn.
+type rvItem struct {
+	kind    int // 0 filler16, 1 filler32, 2 AUIPC pair, 3 JAL
+	rnd     uint32
+	obj, fn int
+}
+
+// rvProgram returns nfunc functions referencing nobj data objects, and
+// each object's bytes (up to 160).
+func rvProgram(r *rand.Rand, nfunc, nobj int) (funcs [][]rvItem, objs [][]byte) {
+	for range nobj {
+		objs = append(objs, randBytes(r, 160))
+	}
+	for range nfunc {
+		var f []rvItem
+		for range 8 + r.IntN(40) {
+			f = append(f, rvItem{kind: r.IntN(4), rnd: r.Uint32(), obj: r.IntN(nobj), fn: r.IntN(nfunc)})
+		}
+		funcs = append(funcs, f)
+	}
+	return funcs, objs
+}
+
+// linkRV lays out funcs (function i with grow[i] more fillers) in .text
+// at 0x1000 and the objects (object k with its first size[k] bytes) in a
+// data section after it, resolves the references as a linker does, and
+// returns the ELF file (addresses equal file offsets).
+func linkRV(funcs [][]rvItem, objs [][]byte, size, grow []int) []byte {
+	itemLen := func(it rvItem) int {
+		switch it.kind {
+		case 0:
+			return 2
+		case 2:
+			return 8
+		}
+		return 4
+	}
+	start := make([]int, len(funcs))
+	pc := 0x1000
+	for i, f := range funcs {
+		start[i] = pc
+		for _, it := range f {
+			pc += itemLen(it)
+		}
+		pc += 4 * grow[i]
+	}
+	textEnd := pc
+	data := (textEnd + 0xFFF) &^ 0xFFF
+	addr := make([]int, len(objs))
+	at := data
+	for k := range objs {
+		addr[k] = at
+		at += (size[k] + 7) &^ 7
+	}
+	img := make([]byte, at)
+	copy(img, "\x7fELF")
+	img[4], img[5] = 2, 1
+	le.PutUint16(img[18:], 243)
+	le.PutUint64(img[0x28:], 0x100)
+	le.PutUint16(img[0x3A:], 64)
+	le.PutUint16(img[0x3C:], 3)
+	for k, s := range [][3]int{{6, 0x1000, textEnd - 0x1000}, {2, data, at - data}} {
+		h := img[0x100+64*(k+1):]
+		le.PutUint32(h[4:], 1)
+		le.PutUint64(h[8:], uint64(s[0]))
+		le.PutUint64(h[0x10:], uint64(s[1]))
+		le.PutUint64(h[0x18:], uint64(s[1]))
+		le.PutUint64(h[0x20:], uint64(s[2]))
+	}
+	pc = 0x1000
+	for i, f := range funcs {
+		for _, it := range f {
+			switch it.kind {
+			case 0:
+				le.PutUint16(img[pc:], uint16(it.rnd)&^3|uint16(it.rnd>>16)%3)
+			case 1:
+				le.PutUint32(img[pc:], it.rnd&^0x7F|0x33)
+			case 2:
+				off := uint32(addr[it.obj] - pc)
+				lo := uint32(int32(off<<20) >> 20)
+				rd := 5 + it.rnd%10
+				le.PutUint32(img[pc:], (off-lo)&0xFFFFF000|rd<<7|0x17)
+				le.PutUint32(img[pc+4:], lo<<20|rd<<15|rd<<7|0x13)
+			case 3:
+				o := uint32(start[it.fn] - pc)
+				le.PutUint32(img[pc:], (o>>20&1)<<31|(o>>1&0x3FF)<<21|(o>>11&1)<<20|(o>>12&0xFF)<<12|1<<7|0x6F)
+			}
+			pc += itemLen(it)
+		}
+		for range grow[i] {
+			le.PutUint32(img[pc:], 0x33|uint32(i)<<7)
+			pc += 4
+		}
+	}
+	for k, o := range objs {
+		copy(img[addr[k]:], o[:size[k]])
+	}
+	return img
+}
+
+// rvPair returns a riscv64 pair in which a tenth of the data objects grew
+// and one function in 20 grew, so that most references' targets moved.
+func rvPair(seed uint64, nfunc, nobj int) (base, target []byte) {
+	r := rand.New(rand.NewPCG(seed, 6))
+	funcs, objs := rvProgram(r, nfunc, nobj)
+	bs, ts := make([]int, nobj), make([]int, nobj)
+	for k := range objs {
+		bs[k] = 16 + r.IntN(100)
+		ts[k] = bs[k]
+		if r.IntN(10) == 0 {
+			ts[k] += 8 + r.IntN(40)
+		}
+	}
+	bg, tg := make([]int, nfunc), make([]int, nfunc)
+	for i := range funcs {
+		if r.IntN(20) == 0 {
+			tg[i] = 1 + r.IntN(6)
+		}
+	}
+	return linkRV(funcs, objs, bs, bg), linkRV(funcs, objs, ts, tg)
+}
+
+// TestMapRISCV: on riscv64 code whose data moved, the address map makes
+// the delta much smaller; the delta is version 6 and applies. Without a
+// map (other architectures) the encoder still writes version 5.
+func TestMapRISCV(t *testing.T) {
+	base, target := rvPair(2026, 400, 2000)
+	with := roundTrip(t, base, target, &EncodeOptions{BlockSize: 16384})
+	without := encode(t, base, target, &EncodeOptions{BlockSize: 16384, noMap: true})
+	h, err := ReadHeader(bytes.NewReader(with))
+	if err != nil || h.Version != 6 {
+		t.Fatalf("delta with a map: version %d (%v), want 6", h.Version, err)
+	}
+	t.Logf("with the map %d bytes, without %d (%.3f)", len(with), len(without), float64(len(with))/float64(len(without)))
+	if 10*len(with) > 6*len(without) {
+		t.Errorf("with the map %d bytes, without %d: want below 0.6", len(with), len(without))
+	}
+	if h, _ := ReadHeader(bytes.NewReader(without)); h.Version != 5 {
+		t.Errorf("delta without a map: version %d, want 5", h.Version)
+	}
+	ab, at := arm64Pair(rand.New(rand.NewPCG(2026, 20)), 50)
+	if h, _ := ReadHeader(bytes.NewReader(encode(t, ab, at, nil))); h.Version != 5 {
+		t.Errorf("arm64 delta: version %d, want 5", h.Version)
+	}
+}
+
+// TestMapLimits: an address map over the limits or out of order is
+// corrupt; a valid one moves positions by the last entry at or before
+// them.
+func TestMapLimits(t *testing.T) {
+	entries := func(n uint64, e ...int64) []byte {
+		b := binary.AppendUvarint(nil, n)
+		for i := 0; i+1 < len(e); i += 2 {
+			b = binary.AppendUvarint(b, uint64(e[i]))
+			b = binary.AppendVarint(b, e[i+1])
+		}
+		return b
+	}
+	for name, b := range map[string][]byte{
+		"count":         entries(maxMapEntries + 1),
+		"truncated":     entries(2, 5, 1),
+		"not ascending": entries(2, 5, 1, 0, 2),
+		"position":      entries(1, 1<<32, 1),
+		"positions":     entries(2, 1<<31, 1, 1<<31, 1),
+		"shift":         entries(1, 5, 1<<32),
+		"negative":      entries(1, 5, -1<<32),
+	} {
+		if _, err := readMap(bytes.NewReader(b)); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: %v, want ErrCorrupt", name, err)
+		}
+	}
+	m, err := readMap(bytes.NewReader(entries(3, 0, 7, 100, -3, 1, 1<<32-1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[int64]int64{0: 7, 99: 106, 100: 97, 101: 101 + 1<<32 - 1} {
+		if got := m.move(p); got != want {
+			t.Errorf("move(%d) = %d, want %d", p, got, want)
+		}
+	}
+	if m, err := readMap(bytes.NewReader(entries(0))); m != nil || err != nil {
+		t.Errorf("empty map: %v, %v", m, err)
+	}
+}
+
+// TestMapSpans: a span of the base converted alone (xformReader, as the
+// decoder reads it) equals the same span of the whole image converted and
+// moved, as the encoder does it.
+func TestMapSpans(t *testing.T) {
+	base, target := rvPair(7, 100, 500)
+	x := elfRegions(bytes.NewReader(base), int64(len(base)))
+	moves, err := scanMoves(newIndex(context.Background(), base, nil, 1), base, bytes.NewReader(target), len(target), 4096, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := buildMap(moves, nil, int64(len(base)))
+	if m == nil {
+		t.Fatal("no map")
+	}
+	whole := bytes.Clone(base)
+	x.convert(whole, 0, true)
+	m.apply(x, whole, 0)
+	if bytes.Equal(whole, base) {
+		t.Fatal("nothing converted")
+	}
+	xr := &xformReader{r: bytes.NewReader(base), size: int64(len(base)), x: x, m: m}
+	r := rand.New(rand.NewPCG(7, 7))
+	for range 200 {
+		lo := r.IntN(len(base))
+		buf := make([]byte, min(1+r.IntN(3000), len(base)-lo))
+		if _, err := xr.ReadAt(buf, int64(lo)); err != nil || !bytes.Equal(buf, whole[lo:lo+len(buf)]) {
+			t.Fatalf("span at %d (%d bytes) differs (%v)", lo, len(buf), err)
+		}
+	}
+}
+
+// FuzzApplyMap: hostile version-6 deltas (address maps, converted blocks)
+// are an error, never a panic or an unbounded allocation.
+func FuzzApplyMap(f *testing.F) {
+	base, target := rvPair(2026, 100, 500)
+	f.Add(encode(f, base, target, &EncodeOptions{BlockSize: 4096}))
+	f.Add(encode(f, base, target, &EncodeOptions{BlockSize: 256}))
+	f.Fuzz(func(t *testing.T, d []byte) {
+		h, err := Apply(context.Background(), bytes.NewReader(base), int64(len(base)), bytes.NewReader(d), io.Discard)
+		if err == nil && h.BaseLen != int64(len(base)) {
+			t.Fatalf("accepted a delta for a %d-byte base", h.BaseLen)
+		}
+	})
+}
+
+// FuzzMapSpan: moving any bytes by any map never panics and changes no
+// byte outside the archRVC region.
+func FuzzMapSpan(f *testing.F) {
+	r := rand.New(rand.NewPCG(20, 66))
+	f.Add(fakeCode(r, archRVC, 600), uint32(0x1234500), int64(3), int64(-70000))
+	f.Fuzz(func(t *testing.T, img []byte, off uint32, a, s int64) {
+		o := int64(off) &^ (granule - 1)
+		if len(img) < 8 {
+			return
+		}
+		x := xform{{archRVC, o + 2, o + int64(len(img)) - 2}}
+		m := &addrMap{at: []int64{0, a & 0xFFFFFFFF}, shift: []int64{s % (1 << 32), -s % (1 << 32)}}
+		if m.at[1] == 0 {
+			m.at = m.at[1:]
+			m.shift = m.shift[1:]
+		}
+		got := bytes.Clone(img)
+		m.apply(x, got, o)
+		if got[0] != img[0] || got[1] != img[1] || got[len(got)-1] != img[len(img)-1] || got[len(got)-2] != img[len(img)-2] {
+			t.Fatal("changed bytes outside the region")
+		}
+	})
+}
