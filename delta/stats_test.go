@@ -62,7 +62,8 @@ func TestStats(t *testing.T) {
 }
 
 // TestStatsTransform prints the delta's size with and without executable
-// transforms and the regions found: DELTA_STATS=base,target go test -run
+// transforms (and without the address map, without the table transforms)
+// and the regions found: DELTA_STATS=base,target go test -run
 // StatsTransform -v ./delta
 func TestStatsTransform(t *testing.T) {
 	bn, tn, ok := strings.Cut(os.Getenv("DELTA_STATS"), ",")
@@ -90,9 +91,11 @@ func TestStatsTransform(t *testing.T) {
 	}
 	t.Logf("table regions in the result: %d", ntab)
 	with := encode(t, b, tg, nil)
-	code := encode(t, b, tg, &EncodeOptions{noTables: true})
+	nomap := encode(t, b, tg, &EncodeOptions{noMap: true})
+	code := encode(t, b, tg, &EncodeOptions{noTables: true, noMap: true})
 	without := encode(t, b, tg, &EncodeOptions{noXform: true})
-	t.Logf("with transforms %d bytes, code transforms only %d (%.4f), without %d (%.4f)", len(with),
+	t.Logf("with transforms %d bytes, without the address map %d (%.4f), code transforms only %d (%.4f), without %d (%.4f)",
+		len(with), len(nomap), float64(len(with))/float64(len(nomap)),
 		len(code), float64(len(with))/float64(len(code)), len(without), float64(len(with))/float64(len(without)))
 	if os.Getenv("DELTA_APPLY") != "" {
 		got, _, err := apply(b, with)

@@ -149,6 +149,9 @@ func TestMapRISCV(t *testing.T) {
 	if 10*len(with) > 6*len(without) {
 		t.Errorf("with the map %d bytes, without %d: want below 0.6", len(with), len(without))
 	}
+	if one := encode(t, base, target, &EncodeOptions{BlockSize: 16384, Workers: 1}); !bytes.Equal(one, with) {
+		t.Error("the delta with a map depends on the number of workers")
+	}
 	if h, _ := ReadHeader(bytes.NewReader(without)); h.Version != 5 {
 		t.Errorf("delta without a map: version %d, want 5", h.Version)
 	}
