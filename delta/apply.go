@@ -177,6 +177,9 @@ func decodeBlocks(ctx context.Context, base io.ReaderAt, h Header, r *bufio.Read
 			if b.xbase.m, err = readMap(r); err != nil {
 				return fmt.Errorf("address map: %w", err)
 			}
+			if b.xbase.m != nil {
+				b.xbase.m.arm64 = h.Version >= 7
+			}
 		}
 		b.rtab = newResultTables(b.xres)
 		btab, err := newTables(base, xb)

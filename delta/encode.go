@@ -152,17 +152,18 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 		alt = b
 	}
 	ix := buildIndex(ctx, bx, alt, o.Workers, bi.indexed)
-	// Address map (version 6, xmap.go): for riscv64 code, where the
+	// Address map (versions 6 and 7, xmap.go): for riscv64 and arm64 code, where the
 	// referenced data and code went in the result, from a first match of
 	// every block against the plain base; the base's converted references
 	// are then moved by it, and the index is built again over them.
 	var amap *addrMap
-	if !o.noMap && xb.hasArch(archRVC) && xt.hasArch(archRVC) {
+	if !o.noMap && (xb.hasArch(archRVC) && xt.hasArch(archRVC) || xb.hasArch(archARM64) && xt.hasArch(archARM64)) {
 		moves, err := scanMoves(ix, b, target, tlen, o.BlockSize, o.Workers)
 		if err != nil {
 			return fmt.Errorf("delta: read target: %w", err)
 		}
 		if amap = buildMap(moves, elfMoves(b, target, int64(tlen)), int64(len(b))); amap != nil {
+			amap.arm64 = true
 			amap.apply(xb, bx, 0)
 			ix = nil
 			runtime.GC() // the old index's memory serves the new one

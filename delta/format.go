@@ -17,12 +17,12 @@ const Magic = "FWDELTA\x00"
 // version from minVersion on. Any change to the bytes a decoder accepts bumps
 // it; FORMAT.md keeps the history and testdata/golden keeps a vector of
 // every version.
-const Version = 6
+const Version = 7
 
 // minVersion is the oldest version this package decodes: version 2 is
 // version 3 without executable transforms; version 4 is version 3 with one
 // more transform architecture (archRVC); version 5 adds the table kinds,
-// version 6 the address map.
+// version 6 the address map for riscv64 code, version 7 for arm64 code too.
 const minVersion = 2
 
 // retired lists format versions that once existed and that this package

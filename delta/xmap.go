@@ -30,6 +30,7 @@ const maxMapEntries = 1 << 16
 type addrMap struct {
 	at    []int64
 	shift []int64
+	arm64 bool // version 7: also arm64 regions
 }
 
 // move returns p moved by the map.
@@ -97,13 +98,17 @@ func (m *addrMap) apply(x xform, buf []byte, off int64) {
 	i := sort.Search(len(x), func(i int) bool { return x[i].end > off })
 	for ; i < len(x) && x[i].start < end; i++ {
 		r := x[i]
-		if r.arch != archRVC {
+		if r.arch != archRVC && (r.arch != archARM64 || !m.arm64) {
 			continue
 		}
 		lo, hi := max(r.start, off), min(r.end, end)
 		for g := lo &^ (granule - 1); g < hi; g += granule {
 			a, b := max(g, lo), min(g+granule, hi)
-			m.span(buf[a-off:b-off], a)
+			if r.arch == archARM64 {
+				m.spanARM64(buf[a-off:b-off], a)
+			} else {
+				m.span(buf[a-off:b-off], a)
+			}
 		}
 	}
 }
@@ -137,6 +142,50 @@ func (m *addrMap) span(b []byte, pos int64) {
 			a := uint32(m.move(int64(w&0xFFFFF000 | w2>>20)))
 			le.PutUint32(b[i:], w&0xFFF|a&0xFFFFF000)
 			le.PutUint32(b[i+4:], w2&0xFFFFF|a<<20)
+			i += 4
+		}
+	}
+}
+
+// spanARM64 moves, in one span of converted arm64 code (4-aligned words),
+// the absolute target of each BL and the address of each ADRP followed by
+// an ADD (immediate, 64-bit) or a load or store (unsigned offset) on the
+// ADRP's register, when the moved value still fits the instruction.
+func (m *addrMap) spanARM64(b []byte, pos int64) {
+	for i := align4(pos); i+4 <= len(b); i += 4 {
+		w := le.Uint32(b[i:])
+		switch {
+		case w&0xFC000000 == 0x94000000: // BL: imm26 = absolute target / 4
+			a := int64(w&0x03FFFFFF) << 2
+			if d := m.move(a) - a; d&3 == 0 {
+				le.PutUint32(b[i:], w&0xFC000000|uint32((a+d)>>2)&0x03FFFFFF)
+			}
+		case w&0x9F000000 == 0x90000000 && i+8 <= len(b): // ADRP: absolute page
+			w2 := le.Uint32(b[i+4:])
+			if w2>>5&0x1F != w&0x1F {
+				continue
+			}
+			var lo, scale uint32
+			switch {
+			case w2&0xFFC00000 == 0x91000000: // ADD Xd, Xn, #imm12
+				lo = w2 >> 10 & 0xFFF
+			case w2&0x3BC00000 == 0x39000000 || w2&0x3BC00000 == 0x39400000: // STR/LDR (unsigned offset)
+				scale = w2 >> 30
+				lo = (w2 >> 10 & 0xFFF) << scale
+				if lo > 0xFFF {
+					continue
+				}
+			default:
+				continue
+			}
+			a := int64(w>>5&0x7FFFF|(w>>29&3)<<19)<<12 | int64(lo)
+			n := m.move(a)
+			if n < 0 || n&(1<<scale-1) != 0 {
+				continue
+			}
+			page, nlo := uint32(n>>12)&0x1FFFFF, uint32(n&0xFFF)
+			le.PutUint32(b[i:], w&0x9F00001F|(page&0x7FFFF)<<5|(page>>19)<<29)
+			le.PutUint32(b[i+4:], w2&^(0xFFF<<10)|(nlo>>scale)<<10)
 			i += 4
 		}
 	}

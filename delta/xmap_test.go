@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -112,9 +113,88 @@ func linkRV(funcs [][]rvItem, objs [][]byte, size, grow []int) []byte {
 	return img
 }
 
-// rvPair returns a riscv64 pair in which a tenth of the data objects grew
-// and one function in 20 grew, so that most references' targets moved.
+// rvPair is mapPair for riscv64.
 func rvPair(seed uint64, nfunc, nobj int) (base, target []byte) {
+	return mapPair(seed, nfunc, nobj, linkRV)
+}
+
+// linkA64 is linkRV for arm64: fillers are 32-bit words, an AUIPC pair
+// becomes ADRP + ADD or ADRP + LDR (64-bit) and a JAL a BL.
+func linkA64(funcs [][]rvItem, objs [][]byte, size, grow []int) []byte {
+	itemLen := func(it rvItem) int {
+		if it.kind == 2 {
+			return 8
+		}
+		return 4
+	}
+	start := make([]int, len(funcs))
+	pc := 0x1000
+	for i, f := range funcs {
+		start[i] = pc
+		for _, it := range f {
+			pc += itemLen(it)
+		}
+		pc += 4 * grow[i]
+	}
+	textEnd := pc
+	data := (textEnd + 0xFFF) &^ 0xFFF
+	addr := make([]int, len(objs))
+	at := data
+	for k := range objs {
+		addr[k] = at
+		at += (size[k] + 7) &^ 7
+	}
+	img := make([]byte, at)
+	copy(img, "\x7fELF")
+	img[4], img[5] = 2, 1
+	le.PutUint16(img[18:], 183)
+	le.PutUint64(img[0x28:], 0x100)
+	le.PutUint16(img[0x3A:], 64)
+	le.PutUint16(img[0x3C:], 3)
+	for k, s := range [][3]int{{6, 0x1000, textEnd - 0x1000}, {2, data, at - data}} {
+		h := img[0x100+64*(k+1):]
+		le.PutUint32(h[4:], 1)
+		le.PutUint64(h[8:], uint64(s[0]))
+		le.PutUint64(h[0x10:], uint64(s[1]))
+		le.PutUint64(h[0x18:], uint64(s[1]))
+		le.PutUint64(h[0x20:], uint64(s[2]))
+	}
+	pc = 0x1000
+	for i, f := range funcs {
+		for _, it := range f {
+			switch it.kind {
+			case 0, 1:
+				le.PutUint32(img[pc:], it.rnd&0x00FFFFFF|0x8B000000) // ADD (shifted register)
+			case 2:
+				a := addr[it.obj]
+				page := uint32(a>>12 - pc>>12)
+				rd := it.rnd % 29
+				le.PutUint32(img[pc:], 0x90000000|(page&3)<<29|(page>>2&0x7FFFF)<<5|rd)
+				if it.rnd>>8&1 == 0 {
+					le.PutUint32(img[pc+4:], 0x91000000|uint32(a&0xFFF)<<10|rd<<5|rd)
+				} else {
+					le.PutUint32(img[pc+4:], 0xF9400000|uint32(a&0xFFF)>>3<<10|rd<<5|(rd+1)%29)
+				}
+			case 3:
+				le.PutUint32(img[pc:], 0x94000000|uint32(start[it.fn]-pc)>>2&0x03FFFFFF)
+			}
+			pc += itemLen(it)
+		}
+		for range grow[i] {
+			le.PutUint32(img[pc:], 0x8B000000|uint32(i))
+			pc += 4
+		}
+	}
+	for k, o := range objs {
+		copy(img[addr[k]:], o[:size[k]])
+	}
+	return img
+}
+
+// mapPair returns a riscv64 (or, with link = linkA64, arm64) pair in which
+// a tenth of the data objects grew and one function in 20 grew, so that
+// most references' targets moved.
+func mapPair(seed uint64, nfunc, nobj int, link func(funcs [][]rvItem, objs [][]byte, size, grow []int) []byte) (base, target []byte) {
 	r := rand.New(rand.NewPCG(seed, 6))
 	funcs, objs := rvProgram(r, nfunc, nobj)
 	bs, ts := make([]int, nobj), make([]int, nobj)
@@ -131,7 +211,32 @@ func rvPair(seed uint64, nfunc, nobj int) (base, target []byte) {
 			tg[i] = 1 + r.IntN(6)
 		}
 	}
-	return linkRV(funcs, objs, bs, bg), linkRV(funcs, objs, ts, tg)
+	return link(funcs, objs, bs, bg), link(funcs, objs, ts, tg)
+}
+
+// TestMapARM64: as TestMapRISCV for arm64 code (version 7).
+func TestMapARM64(t *testing.T) {
+	base, target := mapPair(2026, 400, 2000, linkA64)
+	if x := elfRegions(bytes.NewReader(base), int64(len(base))); len(x) != 1 || x[0].arch != archARM64 {
+		t.Fatalf("regions %v", x)
+	}
+	with := roundTrip(t, base, target, &EncodeOptions{BlockSize: 16384})
+	without := encode(t, base, target, &EncodeOptions{BlockSize: 16384, noMap: true})
+	if h, err := ReadHeader(bytes.NewReader(with)); err != nil || h.Version != 7 {
+		t.Fatalf("delta with a map: version %d (%v), want 7", h.Version, err)
+	}
+	t.Logf("with the map %d bytes, without %d (%.3f)", len(with), len(without), float64(len(with))/float64(len(without)))
+	if 10*len(with) > 6*len(without) {
+		t.Errorf("with the map %d bytes, without %d: want below 0.6", len(with), len(without))
+	}
+	// A version-6 decoder moves riscv64 references only: the same delta
+	// as version 6 does not rebuild the target.
+	v6 := bytes.Clone(with)
+	binary.BigEndian.PutUint16(v6[len(Magic):], 6)
+	crcFix(v6)
+	if got, _, err := apply(base, v6); err == nil && bytes.Equal(got, target) {
+		t.Error("version 6 moved arm64 references")
+	}
 }
 
 // TestMapRISCV: on riscv64 code whose data moved, the address map makes
@@ -142,8 +247,8 @@ func TestMapRISCV(t *testing.T) {
 	with := roundTrip(t, base, target, &EncodeOptions{BlockSize: 16384})
 	without := encode(t, base, target, &EncodeOptions{BlockSize: 16384, noMap: true})
 	h, err := ReadHeader(bytes.NewReader(with))
-	if err != nil || h.Version != 6 {
-		t.Fatalf("delta with a map: version %d (%v), want 6", h.Version, err)
+	if err != nil || h.Version != Version {
+		t.Fatalf("delta with a map: version %d (%v), want %d", h.Version, err, Version)
 	}
 	t.Logf("with the map %d bytes, without %d (%.3f)", len(with), len(without), float64(len(with))/float64(len(without)))
 	if 10*len(with) > 6*len(without) {
@@ -155,9 +260,11 @@ func TestMapRISCV(t *testing.T) {
 	if h, _ := ReadHeader(bytes.NewReader(without)); h.Version != 5 {
 		t.Errorf("delta without a map: version %d, want 5", h.Version)
 	}
-	ab, at := arm64Pair(rand.New(rand.NewPCG(2026, 20)), 50)
-	if h, _ := ReadHeader(bytes.NewReader(encode(t, ab, at, nil))); h.Version != 5 {
-		t.Errorf("arm64 delta: version %d, want 5", h.Version)
+	r := rand.New(rand.NewPCG(2026, 21))
+	xb := fakeELF(62, true, fakeCode(r, archX86, 30000))
+	xt := fakeELF(62, true, append(fakeCode(r, archX86, 500), xb[0x1000:]...))
+	if h, _ := ReadHeader(bytes.NewReader(encode(t, xb, xt, nil))); h.Version != 5 {
+		t.Errorf("x86-64 delta: version %d, want 5", h.Version)
 	}
 }
 
@@ -231,12 +338,15 @@ func TestMapSpans(t *testing.T) {
 	}
 }
 
-// FuzzApplyMap: hostile version-6 deltas (address maps, converted blocks)
+// FuzzApplyMap: hostile version-6 and -7 deltas (address maps, converted blocks)
 // are an error, never a panic or an unbounded allocation.
 func FuzzApplyMap(f *testing.F) {
 	base, target := rvPair(2026, 100, 500)
 	f.Add(encode(f, base, target, &EncodeOptions{BlockSize: 4096}))
 	f.Add(encode(f, base, target, &EncodeOptions{BlockSize: 256}))
+	// An arm64 delta applied to the riscv64 base: other regions, same map.
+	ab, at := mapPair(2026, 100, 500, linkA64)
+	f.Add(encode(f, ab, at, &EncodeOptions{BlockSize: 4096}))
 	f.Fuzz(func(t *testing.T, d []byte) {
 		h, err := Apply(context.Background(), bytes.NewReader(base), int64(len(base)), bytes.NewReader(d), io.Discard)
 		if err == nil && h.BaseLen != int64(len(base)) {
@@ -246,25 +356,35 @@ func FuzzApplyMap(f *testing.F) {
 }
 
 // FuzzMapSpan: moving any bytes by any map never panics and changes no
-// byte outside the archRVC region.
+// byte outside the archRVC or arm64 region.
 func FuzzMapSpan(f *testing.F) {
 	r := rand.New(rand.NewPCG(20, 66))
-	f.Add(fakeCode(r, archRVC, 600), uint32(0x1234500), int64(3), int64(-70000))
-	f.Fuzz(func(t *testing.T, img []byte, off uint32, a, s int64) {
+	f.Add(fakeCode(r, archRVC, 600), uint32(0x1234500), int64(3), int64(-70000), false)
+	f.Add(fakeCode(r, archARM64, 600), uint32(0x1234500), int64(0x1234700), int64(4096), true)
+	f.Fuzz(func(t *testing.T, img []byte, off uint32, a, s int64, arm bool) {
 		o := int64(off) &^ (granule - 1)
 		if len(img) < 8 {
 			return
 		}
-		x := xform{{archRVC, o + 2, o + int64(len(img)) - 2}}
-		m := &addrMap{at: []int64{0, a & 0xFFFFFFFF}, shift: []int64{s % (1 << 32), -s % (1 << 32)}}
+		arch := byte(archRVC)
+		if arm {
+			arch = archARM64
+		}
+		x := xform{{arch, o + 4, o + int64(len(img)) - 4}}
+		m := &addrMap{at: []int64{0, a & 0xFFFFFFFF}, shift: []int64{s % (1 << 32), -s % (1 << 32)}, arm64: true}
 		if m.at[1] == 0 {
 			m.at = m.at[1:]
 			m.shift = m.shift[1:]
 		}
 		got := bytes.Clone(img)
 		m.apply(x, got, o)
-		if got[0] != img[0] || got[1] != img[1] || got[len(got)-1] != img[len(img)-1] || got[len(got)-2] != img[len(img)-2] {
+		if !bytes.Equal(got[:4], img[:4]) || !bytes.Equal(got[len(got)-4:], img[len(img)-4:]) {
 			t.Fatal("changed bytes outside the region")
 		}
 	})
+}
+
+// crcFix recomputes the header CRC of delta d after an edit.
+func crcFix(d []byte) {
+	binary.BigEndian.PutUint32(d[HeaderSize-4:], crc32.Checksum(d[:HeaderSize-4], castagnoli))
 }
