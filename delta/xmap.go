@@ -7,20 +7,21 @@ import (
 	"sort"
 )
 
-// Address maps (format version 6, FORMAT.md "Address map").
+// Address maps (format versions 6 and 7, FORMAT.md "Address map").
 //
-// A riscv64 AUIPC pair addresses data and code through a 32-bit offset,
-// and a dependency upgrade moves most of the data it addresses: strings,
-// type descriptors and variables shift by different amounts, so even the
-// absolute form of the pair (version 4) changes in every reference to
-// moved data. A version-6 delta carries a map from base positions to the
-// positions they moved to in the result, piecewise constant, and the
-// decoder applies it to the base's converted pairs and JAL offsets: each
-// reference then names where its target lies in the result, which is what
-// the result's own reference holds when the target only moved. The map
-// is applied to the base only (the result is converted as in version 4),
-// so it need not be invertible; a wrong map makes a delta larger, never
-// wrong.
+// A riscv64 AUIPC pair or an arm64 ADRP pair addresses data and code
+// through an offset, and a dependency upgrade moves most of the data it
+// addresses: strings, type descriptors and variables shift by different
+// amounts, so even the absolute form of the pair (versions 3 and 4)
+// changes in every reference to moved data. A version-6 or -7 delta
+// carries a map from base positions to the positions they moved to in the
+// result, piecewise constant, and the decoder applies it to the base's
+// converted references (riscv64 pairs and JAL offsets; in version 7 also
+// arm64 BL targets and ADRP pairs): each reference then names where its
+// target lies in the result, which is what the result's own reference
+// holds when the target only moved. The map is applied to the base only
+// (the result is converted as in version 5), so it need not be
+// invertible; a wrong map makes a delta larger, never wrong.
 
 // maxMapEntries caps a delta's address map (16 bytes each in memory).
 const maxMapEntries = 1 << 16
