@@ -26,6 +26,9 @@ const (
 	// rate throttles target downloads so that the download spans a good
 	// part of the update (about 1.5 s for v2).
 	rate = 2 << 20
+	// deltaRate is rate under -delta: the delta (about 1 MiB) then also
+	// takes about 1.5 s, and the apply, which streams, spans it
+	deltaRate = 700 << 10
 )
 
 // fixture is one published repository serving v2 to machines.
@@ -96,7 +99,7 @@ func newFixture(t *testing.T, im *image) *fixture {
 			return
 		}
 		fx.mark("get")
-		h.ServeHTTP(&slowWriter{ResponseWriter: w, start: time.Now()}, r)
+		h.ServeHTTP(&slowWriter{ResponseWriter: w, start: time.Now(), rate: fx.rate()}, r)
 		fx.mark("sent")
 	})}
 	go srv.Serve(ln)
@@ -126,6 +129,7 @@ func (fx *fixture) event(ev string) (time.Time, bool) {
 // slowWriter sends at about rate bytes per second, flushing each piece.
 type slowWriter struct {
 	http.ResponseWriter
+	rate  float64 // bytes per second
 	start time.Time
 	n     int64
 }
@@ -143,7 +147,7 @@ func (s *slowWriter) Write(p []byte) (int, error) {
 		if f, ok := s.ResponseWriter.(http.Flusher); ok {
 			f.Flush()
 		}
-		time.Sleep(time.Until(s.start.Add(time.Duration(float64(s.n) / rate * float64(time.Second)))))
+		time.Sleep(time.Until(s.start.Add(time.Duration(float64(s.n) / s.rate * float64(time.Second)))))
 		p = p[k:]
 	}
 	return done, nil
@@ -193,6 +197,13 @@ func (fx *fixture) control(steps string) control {
 	}}
 	maps.Copy(c.files, fx.pf.files)
 	return c
+}
+
+func (fx *fixture) rate() float64 {
+	if fx.delta {
+		return deltaRate
+	}
+	return rate
 }
 
 // mode is ", by delta" under -delta, for summaries.
