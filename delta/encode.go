@@ -170,10 +170,12 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 			ix = buildIndex(ctx, bx, alt, o.Workers, bi.indexed)
 		}
 	}
-	live := 4*len(ix.table) + 2*len(ix.check2) + 96<<20 + heapPerWorker*o.Workers
+	conv := 0
 	if len(xb) > 0 {
-		live += len(bx)
+		conv = len(bx)
 	}
+	o.Workers = encodeWorkers(o.Workers, memUse{base: len(b), index: 4*len(ix.table) + 2*len(ix.check2), converted: conv})
+	live := 4*len(ix.table) + 2*len(ix.check2) + 96<<20 + heapPerWorker*o.Workers + conv
 	if !bi.mapped {
 		live += len(b)
 	}

@@ -107,6 +107,45 @@ func newIndex(ctx context.Context, base, alt []byte, workers int) *index {
 // of buildIndex's done.
 const indexChunk = 32 << 20
 
+// indexLayout is the index's shape for a base of n bytes (more than
+// seedLen): a seed every step bytes, 2^b buckets of ways entries, and
+// whether each entry has a check2 (above residentBase). Its memory,
+// (4 + 2 with check2) bytes times ways<<b, is bounded whatever the base's
+// size (TestIndexLayout).
+func indexLayout(n int) (step, b int, check2 bool) {
+	positions := n - seedLen + 1
+	seeds := maxSeeds
+	switch {
+	case n > residentBase:
+		// Sparser seeds for larger bases: the index's size is bounded
+		// whatever the base's (every match of seedLen+step-1 bytes is
+		// still found, 263 bytes at 2 GiB).
+		seeds = largeSeeds
+	case n > halfIndexBase:
+		// For large bases half the index (at most 64 MiB instead of 128)
+		// keeps the encoder under 512 MiB up to a 224 MiB image, for
+		// deltas 0.5-0.7 % larger (every match of seedLen+step-1 bytes is
+		// still found; minSwitch is longer than that up to 256 MiB).
+		seeds /= 2
+	}
+	step = (positions + seeds - 1) / seeds
+	b = max(bits.Len(uint(positions/step))-2, 4)
+	return step, b, n > residentBase
+}
+
+// indexBytes is the memory of the index indexLayout gives for n bytes.
+func indexBytes(n int) int {
+	if n < seedLen {
+		return 0
+	}
+	_, b, check2 := indexLayout(n)
+	per := 4
+	if check2 {
+		per += 2
+	}
+	return per * ways << b
+}
+
 // buildIndex is newIndex; if done is set, each worker calls it with every
 // indexChunk of the base it has read (so that a mapped base's pages can be
 // dropped as the index is built).
@@ -116,28 +155,12 @@ func buildIndex(ctx context.Context, base, alt []byte, workers int, done func(lo
 	if n <= 0 {
 		return ix
 	}
-	seeds := maxSeeds
-	switch {
-	case len(base) > residentBase:
-		// Sparser seeds for larger bases: the index's size is bounded
-		// whatever the base's (every match of seedLen+step-1 bytes is
-		// still found, 263 bytes at 2 GiB).
-		seeds = largeSeeds
-	case len(base) > halfIndexBase:
-		// For large bases half the index (at most 64 MiB instead of 128)
-		// keeps the encoder under 512 MiB up to a 224 MiB image, for
-		// deltas 0.5-0.7 % larger (every match of seedLen+step-1 bytes is
-		// still found; minSwitch is longer than that up to 256 MiB).
-		seeds /= 2
-	}
-	step := (n + seeds - 1) / seeds
+	step, b, check2 := indexLayout(len(base))
 	ix.step = step
-	entries := n / step
-	b := max(bits.Len(uint(entries))-2, 4)
 	ix.shift = uint(64 - b)
 	ix.owner = uint(b)
 	ix.table = make([]uint32, (1<<b)*ways)
-	if len(base) > residentBase {
+	if check2 {
 		ix.check2 = make([]uint16, len(ix.table))
 	}
 	// Each worker owns a range of buckets, so they write disjoint memory
