@@ -4,6 +4,9 @@
 # Usage: scripts/bench-delta.sh [pair...]     pairs: gobin gobin-deps ext4 sqfs (amd64, ../shared/bench)
 #                                             gobin-ARCH gobin-deps-ARCH (ARCH arm64, arm, riscv64),
 #                                             clib-arm64 ext4-arm64 sqfs-arm64 (scripts/bench-corpus-arch.sh)
+#                                             big: a 2 GiB pair for the encoder's memory bound, fwdelta only
+#                                             (four copies of each ext4 pair and 256 MiB of the same random
+#                                             bytes, built in ARCH_CORPUS/big)
 #                                             default: all of them
 # Env:   CORPUS   amd64 corpus directory (default ~/.cache/fwctl-bench/amd64; built with make_corpus.sh if missing)
 #        ARCH_CORPUS  the architectures' corpus (default ~/.cache/fwctl-bench; built if missing)
@@ -27,7 +30,7 @@ MAKE_CORPUS=${MAKE_CORPUS:-$HERE/../shared/bench/make_corpus.sh}
 [ -x "$MAKE_CORPUS" ] || MAKE_CORPUS=/work/shared/bench/make_corpus.sh
 ARCH_CORPUS=${ARCH_CORPUS:-$HOME/.cache/fwctl-bench}
 PAIRS=("$@"); [ ${#PAIRS[@]} -gt 0 ] || PAIRS=(gobin gobin-deps ext4 sqfs gobin-arm64 gobin-deps-arm64 gobin-arm gobin-deps-arm
-  gobin-riscv64 gobin-deps-riscv64 clib-arm64 ext4-arm64 sqfs-arm64)
+  gobin-riscv64 gobin-deps-riscv64 clib-arm64 ext4-arm64 sqfs-arm64 big)
 
 need=()
 command -v bsdiff >/dev/null || need+=(bsdiff)
@@ -40,12 +43,30 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 amd64=0; arch=0
-for p in "${PAIRS[@]}"; do case $p in gobin|gobin-deps|ext4|sqfs) amd64=1 ;; *) arch=1 ;; esac; done
+for p in "${PAIRS[@]}"; do case $p in gobin|gobin-deps|ext4|sqfs) amd64=1 ;; big) amd64=1 arch=1 ;; *) arch=1 ;; esac; done
 if [ $arch = 1 ] && [ "${BUILD_CORPUS:-1}" = 1 ]; then R=$ARCH_CORPUS nice -n 10 "$HERE/scripts/bench-corpus-arch.sh" >&2; fi
 if [ $amd64 = 1 ] && { ! [ -s "$CORPUS/img/rootfs-v2.sqfs" ] || ! [ -s "$CORPUS/bin/cosign-v2.6.5" ]; }; then
   echo "building corpus in $CORPUS (takes a while)" >&2
   mkdir -p "$CORPUS"; R=$CORPUS nice -n 10 "$MAKE_CORPUS" >&2
 fi
+
+# big_pair: the 2 GiB pair (issue 20: encode RSS <= 512 MiB for any image up to 2 GiB), made of
+# the amd64 and arm64 ext4 pairs, so that it changes as a rootfs does, plus incompressible bytes.
+big_pair() {
+  local d=$ARCH_CORPUS/big v
+  [ -s "$d/rootfs-2g-v2.img" ] && return 0
+  echo "building the 2 GiB pair in $d" >&2
+  mkdir -p "$d"
+  head -c $((256 << 20)) /dev/urandom >"$d/random.tmp"
+  for v in 1 2; do
+    local parts=()
+    for _ in 1 2 3 4; do parts+=("$ARCH_CORPUS/img/rootfs-arm64-v$v.ext4" "$CORPUS/img/rootfs-v$v.ext4"); done
+    cat "${parts[@]}" "$d/random.tmp" >"$d/rootfs-2g-v$v.tmp"
+    mv "$d/rootfs-2g-v$v.tmp" "$d/rootfs-2g-v$v.img"
+  done
+  rm -f "$d/random.tmp"
+}
+for p in "${PAIRS[@]}"; do if [ "$p" = big ]; then big_pair; fi; done
 
 if [ -z "${WORK:-}" ]; then WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT; fi
 mkdir -p "$WORK"
@@ -88,6 +109,9 @@ bench_pair() { # name base target
   for tool in $TOOLS; do
     local d=$WORK/$name.$tool out=$WORK/$name.$tool.out et ec em at am label
     rm -f "$d" "$out"
+    if [ "$name" = big ] && [ "$tool" != fwdelta ]; then
+      printf '| %-34s | %9s | %9s | %9s | %9s | %9s | %9s |\n' "$tool" "not run" "(RSS pair)" - - - -; continue
+    fi
     case $tool in
       bsdiff) label="bsdiff"
         if [ "$newmb" -gt "$BSDIFF_MAX_MB" ]; then
@@ -153,6 +177,7 @@ for p in "${PAIRS[@]}"; do
     clib-arm64) bench_pair "$p" "$ARCH_CORPUS/bin/libcrypto-arm64-old.so.3" "$ARCH_CORPUS/bin/libcrypto-arm64-new.so.3" ;;
     ext4-arm64) bench_pair "$p" "$ARCH_CORPUS/img/rootfs-arm64-v1.ext4" "$ARCH_CORPUS/img/rootfs-arm64-v2.ext4" ;;
     sqfs-arm64) bench_pair "$p" "$ARCH_CORPUS/img/rootfs-arm64-v1.sqfs" "$ARCH_CORPUS/img/rootfs-arm64-v2.sqfs" ;;
+    big) bench_pair big "$ARCH_CORPUS/big/rootfs-2g-v1.img" "$ARCH_CORPUS/big/rootfs-2g-v2.img"; rm -f "$WORK/big.fwdelta" ;;
     *) echo "unknown pair $p (see the usage at the top of $0)" >&2; exit 2 ;;
   esac
 done
