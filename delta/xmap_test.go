@@ -36,12 +36,75 @@ func rvProgram(r *rand.Rand, nfunc, nobj int) (funcs [][]rvItem, objs [][]byte) 
 	return funcs, objs
 }
 
-// linkRV lays out funcs (function i with grow[i] more fillers) in .text
+// isa is how linkELF writes one instruction set's items: the ELF machine,
+// each item's length, the item's bytes at pc (start holds each function's
+// address, addr each object's) and function i's grow filler.
+type isa struct {
+	machine uint16
+	itemLen func(rvItem) int
+	emit    func(img []byte, pc int, it rvItem, start, addr []int)
+	filler  func(i int) uint32
+}
+
+// linkELF lays out funcs (function i with grow[i] more fillers) in .text
 // at 0x1000 and the objects (object k with its first size[k] bytes) in a
 // data section after it, resolves the references as a linker does, and
 // returns the ELF file (addresses equal file offsets).
-func linkRV(funcs [][]rvItem, objs [][]byte, size, grow []int) []byte {
-	itemLen := func(it rvItem) int {
+func linkELF(set isa, funcs [][]rvItem, objs [][]byte, size, grow []int) []byte {
+	start := make([]int, len(funcs))
+	pc := 0x1000
+	for i, f := range funcs {
+		start[i] = pc
+		for _, it := range f {
+			pc += set.itemLen(it)
+		}
+		pc += 4 * grow[i]
+	}
+	textEnd := pc
+	data := (textEnd + 0xFFF) &^ 0xFFF
+	addr := make([]int, len(objs))
+	at := data
+	for k := range objs {
+		addr[k] = at
+		at += (size[k] + 7) &^ 7
+	}
+	img := make([]byte, at)
+	copy(img, "\x7fELF")
+	img[4], img[5] = 2, 1
+	le.PutUint16(img[18:], set.machine)
+	le.PutUint64(img[0x28:], 0x100)
+	le.PutUint16(img[0x3A:], 64)
+	le.PutUint16(img[0x3C:], 3)
+	for k, s := range [][3]int{{6, 0x1000, textEnd - 0x1000}, {2, data, at - data}} {
+		h := img[0x100+64*(k+1):]
+		le.PutUint32(h[4:], 1)
+		le.PutUint64(h[8:], uint64(s[0]))
+		le.PutUint64(h[0x10:], uint64(s[1]))
+		le.PutUint64(h[0x18:], uint64(s[1]))
+		le.PutUint64(h[0x20:], uint64(s[2]))
+	}
+	pc = 0x1000
+	for i, f := range funcs {
+		for _, it := range f {
+			set.emit(img, pc, it, start, addr)
+			pc += set.itemLen(it)
+		}
+		for range grow[i] {
+			le.PutUint32(img[pc:], set.filler(i))
+			pc += 4
+		}
+	}
+	for k, o := range objs {
+		copy(img[addr[k]:], o[:size[k]])
+	}
+	return img
+}
+
+// isaRISCV64 is linkELF's riscv64: 16- and 32-bit fillers, AUIPC + ADDI
+// pairs and JALs.
+var isaRISCV64 = isa{
+	machine: 243,
+	itemLen: func(it rvItem) int {
 		switch it.kind {
 		case 0:
 			return 2
@@ -49,152 +112,67 @@ func linkRV(funcs [][]rvItem, objs [][]byte, size, grow []int) []byte {
 			return 8
 		}
 		return 4
-	}
-	start := make([]int, len(funcs))
-	pc := 0x1000
-	for i, f := range funcs {
-		start[i] = pc
-		for _, it := range f {
-			pc += itemLen(it)
+	},
+	emit: func(img []byte, pc int, it rvItem, start, addr []int) {
+		switch it.kind {
+		case 0:
+			le.PutUint16(img[pc:], uint16(it.rnd)&^3|uint16(it.rnd>>16)%3)
+		case 1:
+			le.PutUint32(img[pc:], it.rnd&^0x7F|0x33)
+		case 2:
+			off := uint32(addr[it.obj] - pc)
+			lo := uint32(int32(off<<20) >> 20)
+			rd := 5 + it.rnd%10
+			le.PutUint32(img[pc:], (off-lo)&0xFFFFF000|rd<<7|0x17)
+			le.PutUint32(img[pc+4:], lo<<20|rd<<15|rd<<7|0x13)
+		case 3:
+			o := uint32(start[it.fn] - pc)
+			le.PutUint32(img[pc:], (o>>20&1)<<31|(o>>1&0x3FF)<<21|(o>>11&1)<<20|(o>>12&0xFF)<<12|1<<7|0x6F)
 		}
-		pc += 4 * grow[i]
-	}
-	textEnd := pc
-	data := (textEnd + 0xFFF) &^ 0xFFF
-	addr := make([]int, len(objs))
-	at := data
-	for k := range objs {
-		addr[k] = at
-		at += (size[k] + 7) &^ 7
-	}
-	img := make([]byte, at)
-	copy(img, "\x7fELF")
-	img[4], img[5] = 2, 1
-	le.PutUint16(img[18:], 243)
-	le.PutUint64(img[0x28:], 0x100)
-	le.PutUint16(img[0x3A:], 64)
-	le.PutUint16(img[0x3C:], 3)
-	for k, s := range [][3]int{{6, 0x1000, textEnd - 0x1000}, {2, data, at - data}} {
-		h := img[0x100+64*(k+1):]
-		le.PutUint32(h[4:], 1)
-		le.PutUint64(h[8:], uint64(s[0]))
-		le.PutUint64(h[0x10:], uint64(s[1]))
-		le.PutUint64(h[0x18:], uint64(s[1]))
-		le.PutUint64(h[0x20:], uint64(s[2]))
-	}
-	pc = 0x1000
-	for i, f := range funcs {
-		for _, it := range f {
-			switch it.kind {
-			case 0:
-				le.PutUint16(img[pc:], uint16(it.rnd)&^3|uint16(it.rnd>>16)%3)
-			case 1:
-				le.PutUint32(img[pc:], it.rnd&^0x7F|0x33)
-			case 2:
-				off := uint32(addr[it.obj] - pc)
-				lo := uint32(int32(off<<20) >> 20)
-				rd := 5 + it.rnd%10
-				le.PutUint32(img[pc:], (off-lo)&0xFFFFF000|rd<<7|0x17)
-				le.PutUint32(img[pc+4:], lo<<20|rd<<15|rd<<7|0x13)
-			case 3:
-				o := uint32(start[it.fn] - pc)
-				le.PutUint32(img[pc:], (o>>20&1)<<31|(o>>1&0x3FF)<<21|(o>>11&1)<<20|(o>>12&0xFF)<<12|1<<7|0x6F)
-			}
-			pc += itemLen(it)
-		}
-		for range grow[i] {
-			le.PutUint32(img[pc:], 0x33|uint32(i)<<7)
-			pc += 4
-		}
-	}
-	for k, o := range objs {
-		copy(img[addr[k]:], o[:size[k]])
-	}
-	return img
+	},
+	filler: func(i int) uint32 { return 0x33 | uint32(i)<<7 },
 }
 
-// rvPair is mapPair for riscv64.
-func rvPair(seed uint64, nfunc, nobj int) (base, target []byte) {
-	return mapPair(seed, nfunc, nobj, linkRV)
-}
-
-// linkA64 is linkRV for arm64: fillers are 32-bit words, an AUIPC pair
+// isaARM64 is linkELF's arm64: fillers are 32-bit words, an AUIPC pair
 // becomes ADRP + ADD or ADRP + LDR (64-bit) and a JAL a BL.
-func linkA64(funcs [][]rvItem, objs [][]byte, size, grow []int) []byte {
-	itemLen := func(it rvItem) int {
+var isaARM64 = isa{
+	machine: 183,
+	itemLen: func(it rvItem) int {
 		if it.kind == 2 {
 			return 8
 		}
 		return 4
-	}
-	start := make([]int, len(funcs))
-	pc := 0x1000
-	for i, f := range funcs {
-		start[i] = pc
-		for _, it := range f {
-			pc += itemLen(it)
-		}
-		pc += 4 * grow[i]
-	}
-	textEnd := pc
-	data := (textEnd + 0xFFF) &^ 0xFFF
-	addr := make([]int, len(objs))
-	at := data
-	for k := range objs {
-		addr[k] = at
-		at += (size[k] + 7) &^ 7
-	}
-	img := make([]byte, at)
-	copy(img, "\x7fELF")
-	img[4], img[5] = 2, 1
-	le.PutUint16(img[18:], 183)
-	le.PutUint64(img[0x28:], 0x100)
-	le.PutUint16(img[0x3A:], 64)
-	le.PutUint16(img[0x3C:], 3)
-	for k, s := range [][3]int{{6, 0x1000, textEnd - 0x1000}, {2, data, at - data}} {
-		h := img[0x100+64*(k+1):]
-		le.PutUint32(h[4:], 1)
-		le.PutUint64(h[8:], uint64(s[0]))
-		le.PutUint64(h[0x10:], uint64(s[1]))
-		le.PutUint64(h[0x18:], uint64(s[1]))
-		le.PutUint64(h[0x20:], uint64(s[2]))
-	}
-	pc = 0x1000
-	for i, f := range funcs {
-		for _, it := range f {
-			switch it.kind {
-			case 0, 1:
-				le.PutUint32(img[pc:], it.rnd&0x00FFFFFF|0x8B000000) // ADD (shifted register)
-			case 2:
-				a := addr[it.obj]
-				page := uint32(a>>12 - pc>>12)
-				rd := it.rnd % 29
-				le.PutUint32(img[pc:], 0x90000000|(page&3)<<29|(page>>2&0x7FFFF)<<5|rd)
-				if it.rnd>>8&1 == 0 {
-					le.PutUint32(img[pc+4:], 0x91000000|uint32(a&0xFFF)<<10|rd<<5|rd)
-				} else {
-					le.PutUint32(img[pc+4:], 0xF9400000|uint32(a&0xFFF)>>3<<10|rd<<5|(rd+1)%29)
-				}
-			case 3:
-				le.PutUint32(img[pc:], 0x94000000|uint32(start[it.fn]-pc)>>2&0x03FFFFFF)
+	},
+	emit: func(img []byte, pc int, it rvItem, start, addr []int) {
+		switch it.kind {
+		case 0, 1:
+			le.PutUint32(img[pc:], it.rnd&0x00FFFFFF|0x8B000000) // ADD (shifted register)
+		case 2:
+			a := addr[it.obj]
+			page := uint32(a>>12 - pc>>12)
+			rd := it.rnd % 29
+			le.PutUint32(img[pc:], 0x90000000|(page&3)<<29|(page>>2&0x7FFFF)<<5|rd)
+			if it.rnd>>8&1 == 0 {
+				le.PutUint32(img[pc+4:], 0x91000000|uint32(a&0xFFF)<<10|rd<<5|rd)
+			} else {
+				le.PutUint32(img[pc+4:], 0xF9400000|uint32(a&0xFFF)>>3<<10|rd<<5|(rd+1)%29)
 			}
-			pc += itemLen(it)
+		case 3:
+			le.PutUint32(img[pc:], 0x94000000|uint32(start[it.fn]-pc)>>2&0x03FFFFFF)
 		}
-		for range grow[i] {
-			le.PutUint32(img[pc:], 0x8B000000|uint32(i))
-			pc += 4
-		}
-	}
-	for k, o := range objs {
-		copy(img[addr[k]:], o[:size[k]])
-	}
-	return img
+	},
+	filler: func(i int) uint32 { return 0x8B000000 | uint32(i) },
 }
 
-// mapPair returns a riscv64 (or, with link = linkA64, arm64) pair in which
+// rvPair is mapPair for riscv64.
+func rvPair(seed uint64, nfunc, nobj int) (base, target []byte) {
+	return mapPair(seed, nfunc, nobj, isaRISCV64)
+}
+
+// mapPair returns a pair for set (riscv64 or arm64) in which
 // a tenth of the data objects grew and one function in 20 grew, so that
 // most references' targets moved.
-func mapPair(seed uint64, nfunc, nobj int, link func(funcs [][]rvItem, objs [][]byte, size, grow []int) []byte) (base, target []byte) {
+func mapPair(seed uint64, nfunc, nobj int, set isa) (base, target []byte) {
 	r := rand.New(rand.NewPCG(seed, 6))
 	funcs, objs := rvProgram(r, nfunc, nobj)
 	bs, ts := make([]int, nobj), make([]int, nobj)
@@ -211,12 +189,12 @@ func mapPair(seed uint64, nfunc, nobj int, link func(funcs [][]rvItem, objs [][]
 			tg[i] = 1 + r.IntN(6)
 		}
 	}
-	return link(funcs, objs, bs, bg), link(funcs, objs, ts, tg)
+	return linkELF(set, funcs, objs, bs, bg), linkELF(set, funcs, objs, ts, tg)
 }
 
 // TestMapARM64: as TestMapRISCV for arm64 code (version 7).
 func TestMapARM64(t *testing.T) {
-	base, target := mapPair(2026, 400, 2000, linkA64)
+	base, target := mapPair(2026, 400, 2000, isaARM64)
 	if x := elfRegions(bytes.NewReader(base), int64(len(base))); len(x) != 1 || x[0].arch != archARM64 {
 		t.Fatalf("regions %v", x)
 	}
@@ -345,7 +323,7 @@ func FuzzApplyMap(f *testing.F) {
 	f.Add(encode(f, base, target, &EncodeOptions{BlockSize: 4096}))
 	f.Add(encode(f, base, target, &EncodeOptions{BlockSize: 256}))
 	// An arm64 delta applied to the riscv64 base: other regions, same map.
-	ab, at := mapPair(2026, 100, 500, linkA64)
+	ab, at := mapPair(2026, 100, 500, isaARM64)
 	f.Add(encode(f, ab, at, &EncodeOptions{BlockSize: 4096}))
 	f.Fuzz(func(t *testing.T, d []byte) {
 		h, err := Apply(context.Background(), bytes.NewReader(base), int64(len(base)), bytes.NewReader(d), io.Discard)
