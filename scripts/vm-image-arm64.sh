@@ -108,18 +108,9 @@ while [ -n "$todo" ]; do
     todo="$todo $src"
   done
 done
-mods="virtio_pci virtio_blk virtio_net crc32c_generic ext4"
-dep="$kx/lib/modules/$kver/modules.dep"
-need=()
-for m in $mods; do
-  line=$(grep -E "(^|/)$m\.ko:" "$dep")
-  need+=(${line%%:*} ${line#*:})
-done
-for f in $(printf '%s\n' "${need[@]}" | sort -u); do
-  mkdir -p "$ir/lib/modules/$kver/$(dirname "$f")"
-  cp "$kx/lib/modules/$kver/$f" "$ir/lib/modules/$kver/$f"
-done
-grep -E "^($(printf '%s\n' "${need[@]}" | sort -u | sed 's/\./\\./g' | paste -sd'|')):" "$dep" > "$ir/lib/modules/$kver/modules.dep"
+# shellcheck source=scripts/lib/vm-modules.sh
+. "$here/scripts/lib/vm-modules.sh"
+vm_modules "$kx" "$kver" "$ir"
 # init: vm-image.sh's, verbatim (one machine behaviour for both
 # architectures); only the serial console's name differs, and that is on
 # the kernel command line

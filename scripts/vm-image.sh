@@ -61,18 +61,9 @@ cp /sbin/e2fsck "$ir/bin/e2fsck"
 for lib in $(ldd /sbin/e2fsck | awk '/=>/{print $3} /ld-linux/{print $1}'); do
   mkdir -p "$ir$(dirname "$lib")"; cp -L "$lib" "$ir$lib"
 done
-mods="virtio_pci virtio_blk virtio_net crc32c_generic ext4"
-dep="$kx/lib/modules/$kver/modules.dep"
-need=()
-for m in $mods; do
-  line=$(grep -E "(^|/)$m\.ko:" "$dep")
-  need+=(${line%%:*} ${line#*:})
-done
-for f in $(printf '%s\n' "${need[@]}" | sort -u); do
-  mkdir -p "$ir/lib/modules/$kver/$(dirname "$f")"
-  cp "$kx/lib/modules/$kver/$f" "$ir/lib/modules/$kver/$f"
-done
-grep -E "^($(printf '%s\n' "${need[@]}" | sort -u | sed 's/\./\\./g' | paste -sd'|')):" "$dep" > "$ir/lib/modules/$kver/modules.dep"
+# shellcheck source=scripts/lib/vm-modules.sh
+. "$here/scripts/lib/vm-modules.sh"
+vm_modules "$kx" "$kver" "$ir"
 cat > "$ir/init" <<'INIT'
 #!/bin/sh
 # fwctl test machine (test/vm): mounts the disk, reports the booted slot

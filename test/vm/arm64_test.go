@@ -102,10 +102,10 @@ func buildArm64Image(qemu string, whole bool) (*image, error) {
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return nil, err
 	}
-	// the image depends on the agent, both scripts (init is vm-image.sh's)
+	// the image depends on the agent, the scripts (init is vm-image.sh's)
 	// and the boot script
 	inputs := []string{filepath.Join(root, "scripts", "vm-image-arm64.sh"), filepath.Join(root, "scripts", "vm-image.sh"),
-		filepath.Join(root, "test", "vm", "uboot", "boot.cmd")}
+		filepath.Join(root, "scripts", "lib", "vm-modules.sh"), filepath.Join(root, "test", "vm", "uboot", "boot.cmd")}
 	agent, kind := "-", "boot-"
 	if whole {
 		agent, kind = filepath.Join(cache, fmt.Sprintf("fwagent-arm64.%d", os.Getpid())), "image-"

@@ -151,18 +151,16 @@ func buildImage(qemu string) (*image, error) {
 	if err != nil {
 		return nil, err
 	}
-	script, err := os.ReadFile(filepath.Join(root, "scripts", "vm-image.sh"))
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := os.ReadFile(filepath.Join(root, "examples", "boot", "grub.cfg"))
-	if err != nil {
-		return nil, err
-	}
 	h := sha256.New()
 	h.Write(b)
-	h.Write(script)
-	h.Write(cfg)
+	for _, f := range []string{filepath.Join(root, "scripts", "vm-image.sh"), filepath.Join(root, "scripts", "lib", "vm-modules.sh"),
+		filepath.Join(root, "examples", "boot", "grub.cfg")} {
+		in, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		h.Write(in)
+	}
 	dir := filepath.Join(cache, "x86_64", "image-"+hex.EncodeToString(h.Sum(nil))[:16])
 	err = buildCached(dir, func(tmp string) error {
 		cmd := exec.Command(filepath.Join(root, "scripts", "vm-image.sh"), "x86_64", agent, tmp)
