@@ -171,17 +171,7 @@ func newSession(t *testing.T, im *image) *session {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if name, err := s.fx.verdict(b); err != nil || name != "factory" || b.rc["update"] != 10 {
-		t.Fatalf("calibration update: image %q (%v), exit codes %v (want update 10):\n%s", name, err, b.rc, b.transcript())
-	}
-	if err := s.fx.checkDelta(b); err != nil {
-		t.Fatal(err)
-	}
-	s.atStep, _ = lineAt(b, "FWVM step update")
-	s.atRC, _ = lineAt(b, "FWVM rc update")
-	sent, _ := s.fx.event("sent")
-	s.atSent = sent.Sub(b.start)
-	s.bootTook = b.took
+	s.calibrated(t, b)
 	t.Logf("calibration update (restored before its update): update from %.1fs, download done %.1fs, exit %.1fs, off %.1fs", s.atStep.Seconds(), s.atSent.Seconds(), s.atRC.Seconds(), b.took.Seconds())
 	// the next boot, on a copy, from power-on: saves the kernel for B;
 	// v2 on B, confirmed, nothing more to do
@@ -224,6 +214,24 @@ func newSession(t *testing.T, im *image) *session {
 	return s
 }
 
+// calibrated checks the calibration update's boot b (the update ran and
+// asked for a reboot, by delta in -delta mode) and keeps its timings, from
+// which the kill points are drawn.
+func (s *session) calibrated(t *testing.T, b *boot) {
+	t.Helper()
+	if name, err := s.fx.verdict(b); err != nil || name != "factory" || b.rc["update"] != 10 {
+		t.Fatalf("calibration update: image %q (%v), exit codes %v (want update 10):\n%s", name, err, b.rc, b.transcript())
+	}
+	if err := s.fx.checkDelta(b); err != nil {
+		t.Fatal(err)
+	}
+	s.atStep, _ = lineAt(b, "FWVM step update")
+	s.atRC, _ = lineAt(b, "FWVM rc update")
+	sent, _ := s.fx.event("sent")
+	s.atSent = sent.Sub(b.start)
+	s.bootTook = b.took
+}
+
 // newFullSession prepares a platform without split boots: every boot is
 // from power-on, and kills boot the provisioned disk.
 func (s *session) newFullSession() *session {
@@ -256,17 +264,7 @@ func (s *session) newFullSession() *session {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if name, err := s.fx.verdict(b); err != nil || name != "factory" || b.rc["update"] != 10 {
-		t.Fatalf("calibration update: image %q (%v), exit codes %v (want update 10):\n%s", name, err, b.rc, b.transcript())
-	}
-	if err := s.fx.checkDelta(b); err != nil {
-		t.Fatal(err)
-	}
-	s.atStep, _ = lineAt(b, "FWVM step update")
-	s.atRC, _ = lineAt(b, "FWVM rc update")
-	sent, _ := s.fx.event("sent")
-	s.atSent = sent.Sub(b.start)
-	s.bootTook = b.took
+	s.calibrated(t, b)
 	t.Logf("calibration update boot: %s", phaseTimes(b))
 	after := filepath.Join(s.dir, "after.img")
 	if err := copyFile(after, s.updated); err != nil {
