@@ -16,6 +16,7 @@ pkgs=(
   skopeo                               # inspects the fwrepo OCI image (make image)
   shellcheck jq                        # examples/ci: release.sh and the workflow's run: blocks, --json parsing
   strace                               # kills fwctl publish at every rename (cmd/fwctl TestPublishKilled)
+  faketime                             # shifts the clock of the TUF conformance adapter (internal/fwagentcli TestConformanceClockFollowsFaketime)
   qemu-system-x86 grub-pc-bin busybox-static fdisk  # test/vm: whole machines booted by GRUB (make torture-vm)
   chromium                             # the fleet view in a real headless browser (repo/server/fleetui, chromedp)
   dosfstools mtools fusefat            # vfat sticks on loop devices for offline bundles (test/stick_test.go, demo-offline; fusefat where the kernel has no vfat)
