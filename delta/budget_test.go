@@ -1,10 +1,14 @@
 package delta
 
-import "testing"
+import (
+	"math"
+	"testing"
+)
 
 func TestIndexLayout(t *testing.T) {
 	for _, tt := range []struct {
-		base, max int
+		base int64
+		max  int
 	}{
 		{4 << 20, 32 << 20},
 		{64 << 20, 128 << 20},
@@ -16,16 +20,23 @@ func TestIndexLayout(t *testing.T) {
 		{2 << 30, 48 << 20},
 		{MaxImageSize, 48 << 20},
 	} {
-		if got := indexBytes(tt.base); got > tt.max || got <= 0 {
+		if tt.base > math.MaxInt {
+			continue // a 32-bit build: the encoder cannot hold such a base anyway
+		}
+		if got := indexBytes(int(tt.base)); got > tt.max || got <= 0 {
 			t.Errorf("index of a %d MiB base: %d MiB, want 1..%d MiB", tt.base>>20, got>>20, tt.max>>20)
 		}
 	}
 }
 
 func TestEncodeWorkers(t *testing.T) {
+	if math.MaxInt < 2<<30 {
+		t.Skip("2 GiB bases do not fit a 32-bit int")
+	}
+	gib := 1 << 30 // a variable, so that 32-bit builds compile
 	cosign := memUse{base: 87 << 20, index: indexBytes(87 << 20), converted: 87 << 20}
 	ext4 := memUse{base: 224 << 20, index: indexBytes(224 << 20)}
-	big := memUse{base: 2 << 30, index: indexBytes(2 << 30)}
+	big := memUse{base: 2 * gib, index: indexBytes(2 * gib)}
 	small := memUse{base: 4 << 20, index: indexBytes(4 << 20), converted: 4 << 20}
 	for _, tt := range []struct {
 		name      string
@@ -50,7 +61,7 @@ func TestEncodeWorkers(t *testing.T) {
 	// Whatever the core count, the estimate stays in the budget for every
 	// base up to 2 GiB without transforms (above xformBase there are none)
 	// and with them below.
-	for base := 1 << 20; base <= 2<<30; base += 7 << 20 {
+	for base := 1 << 20; base <= 2*gib; base += 7 << 20 {
 		m := memUse{base: base, index: indexBytes(base)}
 		if base <= xformBase {
 			m.converted = base
