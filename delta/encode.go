@@ -151,6 +151,14 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 	if len(xb) > 0 {
 		alt = b
 	}
+	conv := 0
+	if len(xb) > 0 {
+		conv = len(bx)
+	}
+	// Capped before the index is built: each index worker holds up to
+	// indexChunk of a mapped base resident, so 16 of them took the 2 GiB
+	// pair to 558 MiB even with the blocks capped.
+	o.Workers = encodeWorkers(o.Workers, memUse{base: len(b), index: indexBytes(len(bx)), converted: conv})
 	ix := buildIndex(ctx, bx, alt, o.Workers, bi.indexed)
 	// Address map (versions 6 and 7, xmap.go): for riscv64 and arm64 code, where the
 	// referenced data and code went in the result, from a first match of
@@ -170,11 +178,6 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 			ix = buildIndex(ctx, bx, alt, o.Workers, bi.indexed)
 		}
 	}
-	conv := 0
-	if len(xb) > 0 {
-		conv = len(bx)
-	}
-	o.Workers = encodeWorkers(o.Workers, memUse{base: len(b), index: 4*len(ix.table) + 2*len(ix.check2), converted: conv})
 	live := 4*len(ix.table) + 2*len(ix.check2) + 96<<20 + heapPerWorker*o.Workers + conv
 	if !bi.mapped {
 		live += len(b)
@@ -340,9 +343,14 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 	return nil
 }
 
-// encoders pools zstd encoders by window size: building one costs far more
-// than encoding a small block.
-var encoders sync.Map // int -> *sync.Pool
+// encoders keeps zstd encoders by window size: building one costs far more
+// than encoding a small block. A free list, not a sync.Pool, for the
+// reason zstdref gives: a sync.Pool's per-P slots made the number of
+// encoders grow with GOMAXPROCS, not with the workers.
+var encoders struct {
+	sync.Mutex
+	free map[int][]*zstd.Encoder
+}
 
 type pooledEncoder struct {
 	*zstd.Encoder
@@ -350,26 +358,33 @@ type pooledEncoder struct {
 }
 
 func getEncoder(window int) pooledEncoder {
-	p, _ := encoders.LoadOrStore(window, &sync.Pool{New: func() any {
-		enc, err := zstd.NewWriter(nil,
-			zstd.WithEncoderLevel(zstd.SpeedBestCompression),
-			zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(window),
-			zstd.WithEncoderCRC(false))
-		if err != nil {
-			panic(err) // static options; cannot fail
-		}
-		return enc
-	}})
-	return pooledEncoder{p.(*sync.Pool).Get().(*zstd.Encoder), window}
+	encoders.Lock()
+	defer encoders.Unlock()
+	if l := encoders.free[window]; len(l) > 0 {
+		encoders.free[window] = l[:len(l)-1]
+		return pooledEncoder{l[len(l)-1], window}
+	}
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+		zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(window),
+		zstd.WithEncoderCRC(false))
+	if err != nil {
+		panic(err) // static options; cannot fail
+	}
+	return pooledEncoder{enc, window}
 }
 
 // Compress implements Compressor.
 func (e pooledEncoder) Compress(dst, src []byte) []byte { return e.EncodeAll(src, dst) }
 
 func putEncoder(e pooledEncoder) {
-	p, _ := encoders.Load(e.window)
-	p.(*sync.Pool).Put(e.Encoder)
+	encoders.Lock()
+	defer encoders.Unlock()
+	if encoders.free == nil {
+		encoders.free = map[int][]*zstd.Encoder{}
+	}
+	encoders.free[e.window] = append(encoders.free[e.window], e.Encoder)
 }
 
 // windowFor returns the zstd window that holds a whole block's raw data.
