@@ -1,6 +1,7 @@
 package delta
 
 import (
+	"context"
 	"math"
 	"testing"
 )
@@ -25,6 +26,17 @@ func TestIndexLayout(t *testing.T) {
 		}
 		if got := indexBytes(int(tt.base)); got > tt.max || got <= 0 {
 			t.Errorf("index of a %d MiB base: %d MiB, want 1..%d MiB", tt.base>>20, got>>20, tt.max>>20)
+		}
+	}
+}
+
+// TestIndexBytes: indexBytes is what buildIndex allocates (Encode sizes its
+// memory limit with it).
+func TestIndexBytes(t *testing.T) {
+	for _, n := range []int{0, seedLen - 1, seedLen, 4096, 1 << 20} {
+		ix := newIndex(context.Background(), make([]byte, n), nil, 2)
+		if got := 4*len(ix.table) + 2*len(ix.check2); got != indexBytes(n) {
+			t.Errorf("base of %d bytes: index holds %d bytes, indexBytes says %d", n, got, indexBytes(n))
 		}
 	}
 }

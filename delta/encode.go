@@ -148,17 +148,15 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 		return fmt.Errorf("delta: read target: %w", err)
 	}
 	var alt []byte
+	conv := 0 // the converted copy's bytes
 	if len(xb) > 0 {
-		alt = b
-	}
-	conv := 0
-	if len(xb) > 0 {
-		conv = len(bx)
+		alt, conv = b, len(bx)
 	}
 	// Capped before the index is built: each index worker holds up to
 	// indexChunk of a mapped base resident, so 16 of them took the 2 GiB
 	// pair to 558 MiB even with the blocks capped.
-	o.Workers = encodeWorkers(o.Workers, memUse{base: len(b), index: indexBytes(len(bx)), converted: conv})
+	indexMem := indexBytes(len(bx))
+	o.Workers = encodeWorkers(o.Workers, memUse{base: len(b), index: indexMem, converted: conv})
 	ix := buildIndex(ctx, bx, alt, o.Workers, bi.indexed)
 	// Address map (versions 6 and 7, xmap.go): for riscv64 and arm64 code, where the
 	// referenced data and code went in the result, from a first match of
@@ -178,7 +176,7 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 			ix = buildIndex(ctx, bx, alt, o.Workers, bi.indexed)
 		}
 	}
-	live := 4*len(ix.table) + 2*len(ix.check2) + 96<<20 + heapPerWorker*o.Workers + conv
+	live := indexMem + 96<<20 + heapPerWorker*o.Workers + conv
 	if !bi.mapped {
 		live += len(b)
 	}
