@@ -2,9 +2,7 @@ package vm
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -115,16 +113,12 @@ func buildArm64Image(qemu string, whole bool) (*image, error) {
 		}
 		inputs = append(inputs, agent)
 	}
-	h := sha256.New()
-	for _, f := range inputs {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		h.Write(b)
+	key, err := inputsKey(inputs...)
+	if err != nil {
+		return nil, err
 	}
-	dir := filepath.Join(cache, "arm64", kind+hex.EncodeToString(h.Sum(nil))[:16])
-	err := buildCached(dir, func(tmp string) error {
+	dir := filepath.Join(cache, "arm64", kind+key)
+	err = buildCached(dir, func(tmp string) error {
 		cmd := exec.Command(filepath.Join(root, "scripts", "vm-image-arm64.sh"), agent, tmp)
 		cmd.Env = append(os.Environ(), "FWCTL_VM_CACHE="+cache)
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -147,21 +147,12 @@ func buildImage(qemu string) (*image, error) {
 	if out, err := exec.Command(filepath.Join(root, "scripts", "build-agent.sh"), "amd64", agent).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("scripts/build-agent.sh amd64: %v\n%s", err, out)
 	}
-	b, err := os.ReadFile(agent)
+	key, err := inputsKey(agent, filepath.Join(root, "scripts", "vm-image.sh"), filepath.Join(root, "scripts", "lib", "vm-modules.sh"),
+		filepath.Join(root, "examples", "boot", "grub.cfg"))
 	if err != nil {
 		return nil, err
 	}
-	h := sha256.New()
-	h.Write(b)
-	for _, f := range []string{filepath.Join(root, "scripts", "vm-image.sh"), filepath.Join(root, "scripts", "lib", "vm-modules.sh"),
-		filepath.Join(root, "examples", "boot", "grub.cfg")} {
-		in, err := os.ReadFile(f)
-		if err != nil {
-			return nil, err
-		}
-		h.Write(in)
-	}
-	dir := filepath.Join(cache, "x86_64", "image-"+hex.EncodeToString(h.Sum(nil))[:16])
+	dir := filepath.Join(cache, "x86_64", "image-"+key)
 	err = buildCached(dir, func(tmp string) error {
 		cmd := exec.Command(filepath.Join(root, "scripts", "vm-image.sh"), "x86_64", agent, tmp)
 		cmd.Env = append(os.Environ(), "FWCTL_VM_CACHE="+cache)
@@ -181,6 +172,20 @@ func buildImage(qemu string) (*image, error) {
 		return nil, err
 	}
 	return &image{dir: dir, qemu: qemu, accel: accel(), factory: factory, platform: x86GRUB}, nil
+}
+
+// inputsKey names an image's cache directory by the files it is built
+// from (the agent, the scripts, the boot configuration), in this order.
+func inputsKey(files ...string) (string, error) {
+	h := sha256.New()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 // control is what the host hands the machine for one boot: a tar archive
