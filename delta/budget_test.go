@@ -34,7 +34,7 @@ func TestIndexLayout(t *testing.T) {
 // memory limit with it).
 func TestIndexBytes(t *testing.T) {
 	for _, n := range []int{0, seedLen - 1, seedLen, 4096, 1 << 20} {
-		ix := newIndex(context.Background(), make([]byte, n), nil, 2)
+		ix := newIndex(context.Background(), make([]byte, n), 2)
 		if got := 4*len(ix.table) + 2*len(ix.check2); got != indexBytes(n) {
 			t.Errorf("base of %d bytes: index holds %d bytes, indexBytes says %d", n, got, indexBytes(n))
 		}

@@ -147,21 +147,22 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 	if err != nil {
 		return fmt.Errorf("delta: read target: %w", err)
 	}
-	var alt []byte
 	conv := 0 // the converted copy's bytes
 	if len(xb) > 0 {
-		alt, conv = b, len(bx)
+		conv = len(bx)
 	}
 	// Capped before the index is built: each index worker holds up to
 	// indexChunk of a mapped base resident, so 16 of them took the 2 GiB
 	// pair to 558 MiB even with the blocks capped.
-	indexMem := indexBytes(len(bx))
+	indexMem := indexBytes(len(b))
 	o.Workers = encodeWorkers(o.Workers, memUse{base: len(b), index: indexMem, converted: conv})
-	ix := buildIndex(ctx, bx, alt, o.Workers, bi.indexed)
+	// The index holds the plain base's seeds and then the converted
+	// base's where they differ.
+	ix := buildIndex(ctx, b, o.Workers, bi.indexed)
 	// Address map (versions 6 and 7, xmap.go): for riscv64 and arm64 code, where the
 	// referenced data and code went in the result, from a first match of
 	// every block against the plain base; the base's converted references
-	// are then moved by it, and the index is built again over them.
+	// are then moved by it before their seeds go in the index.
 	var amap *addrMap
 	if !o.noMap && (xb.hasArch(archRVC) && xt.hasArch(archRVC) || xb.hasArch(archARM64) && xt.hasArch(archARM64)) {
 		moves, err := scanMoves(ix, b, target, tlen, o.BlockSize, o.Workers)
@@ -171,10 +172,10 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 		if amap = buildMap(moves, elfMoves(b, target, int64(tlen)), int64(len(b))); amap != nil {
 			amap.arm64 = true
 			amap.apply(xb, bx, 0)
-			ix = nil
-			runtime.GC() // the old index's memory serves the new one
-			ix = buildIndex(ctx, bx, alt, o.Workers, bi.indexed)
 		}
+	}
+	if len(xb) > 0 {
+		ix.addConverted(ctx, bx, o.Workers)
 	}
 	live := indexMem + 96<<20 + heapPerWorker*o.Workers + conv
 	if !bi.mapped {
@@ -209,41 +210,34 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 
 	// A block that meets the result's code is encoded twice, plain and
 	// converted, as two jobs (so that the two halves of a small image's
-	// only big block run on two cores), and the smaller is kept.
+	// only big block run on two cores). The job that finishes last keeps
+	// the encoding the fast compressor made smaller and spends the better
+	// compressor on that one only.
 	type job struct {
-		k         int
+		blk       *blockWork
 		converted bool
-		res       chan []byte // the block's sections; nil if the target could not be read
-	}
-	type pending struct {
-		k     int
-		plain chan []byte
-		conv  chan []byte // nil if the block is only encoded plain
 	}
 	// Block k covers result bytes [k*BlockSize, min((k+1)*BlockSize, len(t))).
 	nblk := (tlen + o.BlockSize - 1) / o.BlockSize
 	jobs := make(chan job)
-	order := make(chan pending, 2*o.Workers) // bounds blocks in flight
+	order := make(chan *blockWork, 2*o.Workers) // bounds blocks in flight
 	go func() {
 		defer close(jobs)
 		defer close(order)
 		for k := range nblk {
 			lo := k * o.BlockSize
-			p := pending{k: k, plain: make(chan []byte, 1)}
+			bw := &blockWork{k: k, left: 1, out: make(chan []byte, 1)}
 			if xt.overlaps(int64(lo), int64(min(lo+o.BlockSize, tlen))) {
-				p.conv = make(chan []byte, 1)
+				bw.left = 2
 			}
 			select {
-			case order <- p:
+			case order <- bw:
 			case <-ctx.Done():
 				return
 			}
-			for _, j := range []job{{k, false, p.plain}, {k, true, p.conv}} {
-				if j.res == nil {
-					continue
-				}
+			for c := range bw.left {
 				select {
-				case jobs <- j:
+				case jobs <- job{bw, c == 1}:
 				case <-ctx.Done():
 					return
 				}
@@ -252,80 +246,69 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 	}()
 	var readErr error
 	var readOnce sync.Once
+	fail := func(err error) {
+		readOnce.Do(func() { readErr = err })
+		cancel()
+	}
 	// The workers read the base, which Encode unmaps when this returns.
 	var workers sync.WaitGroup
 	defer func() {
 		cancel()
 		workers.Wait()
 	}()
+	fastLevel := zstd.SpeedBestCompression
+	if o.Compressor != nil {
+		fastLevel = estimateLevel
+	}
 	for range o.Workers {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			enc := getEncoder(windowFor(o.BlockSize))
+			enc := getEncoder(windowFor(o.BlockSize), fastLevel)
 			defer putEncoder(enc)
 			tb := make([]byte, min(o.BlockSize, tlen))
 			tc := ttab.cursor()
 			s := &scanner{ix: ix, b: b}
 			sx := &scanner{ix: ix, b: bx}
 			for j := range jobs {
-				lo := j.k * o.BlockSize
+				lo := j.blk.k * o.BlockSize
 				hi := min(lo+o.BlockSize, tlen)
+				var c *candidate
 				if m, err := target.ReadAt(tb[:hi-lo], int64(lo)); m < hi-lo {
 					if err == nil || err == io.EOF {
 						err = io.ErrUnexpectedEOF
 					}
-					readOnce.Do(func() { readErr = err })
-					cancel()
-					j.res <- nil
-					continue
-				}
-				sc := s
-				if j.converted {
+					fail(err)
+				} else if sc := s; !j.converted {
+					c = sc.candidate(enc, lo, hi, fieldAlign(xt, int64(lo), int64(hi)), tb[:hi-lo])
+				} else {
 					xt.convert(tb[:hi-lo], int64(lo), true)
 					if err := tc.convert(tb[:hi-lo], int64(lo)); err != nil {
-						readOnce.Do(func() { readErr = err })
-						cancel()
-						j.res <- nil
-						continue
+						fail(err)
+					} else {
+						c = sx.candidate(enc, lo, hi, fieldAlign(xt, int64(lo), int64(hi)), tb[:hi-lo])
 					}
-					sc = sx
 				}
-				sc.t, sc.t0 = tb[:hi-lo], lo
-				sc.align = fieldAlign(xt, int64(lo), int64(hi))
-				j.res <- sc.block(enc, o.Compressor, lo, hi)
 				bi.blockDone(o.BlockSize)
+				j.blk.done(c, j.converted, o.Compressor)
 			}
 		}()
 	}
-	for p := range order {
-		lo := p.k * o.BlockSize
+	for bw := range order {
+		lo := bw.k * o.BlockSize
 		hi := min(lo+o.BlockSize, tlen)
-		var blk, alt []byte
+		var blk []byte
 		select {
-		case blk = <-p.plain:
+		case blk = <-bw.out:
 		case <-ctx.Done():
 			return ctx.Err()
-		}
-		flags := byte(0)
-		if p.conv != nil && blk != nil {
-			select {
-			case alt = <-p.conv:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if alt == nil {
-				blk = nil
-			} else if len(alt) < len(blk) {
-				blk, flags = alt, blockConverted
-			}
 		}
 		if blk == nil {
 			<-ctx.Done()
 			return fmt.Errorf("delta: read target: %w", readErr)
 		}
-		out := binary.AppendUvarint(make([]byte, 0, len(blk)+11), uint64(hi-lo))
-		if _, err := w.Write(append(append(out, flags), blk...)); err != nil {
+		out := binary.AppendUvarint(make([]byte, 0, len(blk)+10), uint64(hi-lo))
+		if _, err := w.Write(append(out, blk...)); err != nil {
 			return fmt.Errorf("delta: write: %w", err)
 		}
 		if o.Progress != nil {
@@ -347,30 +330,37 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 // encoders grow with GOMAXPROCS, not with the workers.
 var encoders struct {
 	sync.Mutex
-	free map[int][]*zstd.Encoder
+	free map[encoderKind][]*zstd.Encoder
+}
+
+// encoderKind is a zstd encoder's window and level.
+type encoderKind struct {
+	window int
+	level  zstd.EncoderLevel
 }
 
 type pooledEncoder struct {
 	*zstd.Encoder
-	window int
+	kind encoderKind
 }
 
-func getEncoder(window int) pooledEncoder {
+func getEncoder(window int, level zstd.EncoderLevel) pooledEncoder {
 	encoders.Lock()
 	defer encoders.Unlock()
-	if l := encoders.free[window]; len(l) > 0 {
-		encoders.free[window] = l[:len(l)-1]
-		return pooledEncoder{l[len(l)-1], window}
+	k := encoderKind{window, level}
+	if l := encoders.free[k]; len(l) > 0 {
+		encoders.free[k] = l[:len(l)-1]
+		return pooledEncoder{l[len(l)-1], k}
 	}
 	enc, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(zstd.SpeedBestCompression),
+		zstd.WithEncoderLevel(level),
 		zstd.WithEncoderConcurrency(1),
 		zstd.WithWindowSize(window),
 		zstd.WithEncoderCRC(false))
 	if err != nil {
 		panic(err) // static options; cannot fail
 	}
-	return pooledEncoder{enc, window}
+	return pooledEncoder{enc, k}
 }
 
 // Compress implements Compressor.
@@ -380,9 +370,9 @@ func putEncoder(e pooledEncoder) {
 	encoders.Lock()
 	defer encoders.Unlock()
 	if encoders.free == nil {
-		encoders.free = map[int][]*zstd.Encoder{}
+		encoders.free = map[encoderKind][]*zstd.Encoder{}
 	}
-	encoders.free[e.window] = append(encoders.free[e.window], e.Encoder)
+	encoders.free[e.kind] = append(encoders.free[e.kind], e.Encoder)
 }
 
 // windowFor returns the zstd window that holds a whole block's raw data.
@@ -394,18 +384,72 @@ func windowFor(blockSize int) int {
 	return w
 }
 
-// block encodes target[lo:hi] as one block's sections, ready to write after
-// the block's length and flags. Field values
-// can be written two ways (varints suit small address shifts, sized values
-// random changes); both layouts are compressed with fast, the built-in
-// encoder, and the smaller is kept. If better is set, that layout's
-// compressible sections are then compressed again with it, keeping the
-// smaller frame: a slow encoder is spent once per section, and not on data
-// that does not compress at all.
-func (s *scanner) block(fast, better Compressor, lo, hi int) []byte {
+// estimateLevel is the built-in encoder's level when a better Compressor
+// is set: its frames then only choose between a block's encodings and find
+// what does not compress, and the better compressor makes the frames that
+// are kept. Its tables are a few MiB instead of the 34 MiB of the best
+// level's, which made a 4.5 MB library's encode spend a third of its time
+// in page faults.
+const estimateLevel = zstd.SpeedBetterCompression
+
+// blockWork is one block being encoded: plainly and, where the block meets
+// the result's code, converted; the last of them to finish chooses.
+type blockWork struct {
+	k           int
+	mu          sync.Mutex
+	left        int         // encodings not finished
+	plain, conv *candidate  // nil until finished, or if the target could not be read
+	failed      bool        // the target could not be read
+	out         chan []byte // the block's flags and sections; nil if failed
+}
+
+// done records encoding c (converted or not; nil if the target could not
+// be read). The last one sends the block: the smaller encoding by the fast
+// frames (the plain one if equal), its sections compressed again with
+// better if set.
+func (bw *blockWork) done(c *candidate, converted bool, better Compressor) {
+	bw.mu.Lock()
+	if c == nil {
+		bw.failed = true
+	} else if converted {
+		bw.conv = c
+	} else {
+		bw.plain = c
+	}
+	bw.left--
+	last := bw.left == 0
+	bw.mu.Unlock()
+	if !last {
+		return
+	}
+	if bw.failed {
+		bw.out <- nil
+		return
+	}
+	win, flags := bw.plain, byte(0)
+	if bw.conv != nil && bw.conv.size < win.size {
+		win, flags = bw.conv, blockConverted
+	}
+	bw.plain, bw.conv = nil, nil
+	bw.out <- win.finish(append(make([]byte, 0, 64), flags), better)
+}
+
+// candidate is one encoding of a block: its sections and their frames
+// from the fast compressor, and the frames' total size.
+type candidate struct {
+	raw, comp [numSections][]byte
+	size      int
+}
+
+// candidate encodes t, the target's bytes [lo, hi) (converted if s.b is
+// the converted base), with fields aligned to align. Field values can be
+// written two ways (varints suit small address shifts, sized values random
+// changes); both layouts' differing sections are compressed with fast, and
+// the smaller layout is kept.
+func (s *scanner) candidate(fast Compressor, lo, hi, align int, t []byte) *candidate {
+	s.t, s.t0, s.align = t, lo, align
 	s.scan(lo, hi)
-	var raw, comp [numSections][]byte
-	size := -1
+	c := &candidate{size: -1}
 	for _, sized := range []bool{false, true} {
 		secs, ok := s.sections(lo, hi, sized)
 		if !ok {
@@ -416,31 +460,41 @@ func (s *scanner) block(fast, better Compressor, lo, hi int) []byte {
 			s.ops = append(s.ops[:0], op{extraLen: hi - lo})
 			secs, _ = s.sections(lo, hi, false)
 		}
-		var c [numSections][]byte
-		n := 0
+		comp, n := c.comp, 0
 		for i, sec := range secs {
-			c[i] = compressSection(fast, sec)
-			n += len(c[i])
+			if c.size < 0 || i == secSizes || i == secVals {
+				// The layouts differ only in these two.
+				comp[i] = compressSection(fast, sec)
+			}
+			n += len(comp[i])
 		}
-		if size < 0 || n < size {
-			raw, comp, size = secs, c, n
+		if c.size < 0 || n < c.size {
+			c.raw, c.comp, c.size = secs, comp, n
 		}
 		if len(secs[secGaps]) == 0 {
 			break // no fields: both ways are the same
 		}
 	}
+	return c
+}
+
+// finish appends the candidate's sections to out. If better is set, the
+// compressible sections are compressed again with it, keeping the smaller
+// frame: a slow encoder is spent once per section, and not on data that
+// does not compress at all.
+func (c *candidate) finish(out []byte, better Compressor) []byte {
+	comp := c.comp
 	if better != nil {
-		for i, sec := range raw {
+		for i, sec := range c.raw {
 			if len(comp[i]) >= len(sec)-len(sec)/64 {
 				continue // (nearly) incompressible
 			}
-			if c := compressSection(better, sec); len(c) < len(comp[i]) {
-				comp[i] = c
+			if f := compressSection(better, sec); len(f) < len(comp[i]) {
+				comp[i] = f
 			}
 		}
 	}
-	var out []byte
-	for i, sec := range raw {
+	for i, sec := range c.raw {
 		out = binary.AppendUvarint(out, uint64(len(sec)))
 		out = binary.AppendUvarint(out, uint64(len(comp[i])))
 		out = append(out, comp[i]...)

@@ -96,11 +96,9 @@ func hashCheck2(b []byte, i int) uint16 {
 
 func load64(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i:]) }
 
-// newIndex indexes base and, if alt is set (the base before conversion,
-// same length), also alt's seeds where they differ, so that blocks matched
-// against either find their seeds.
-func newIndex(ctx context.Context, base, alt []byte, workers int) *index {
-	return buildIndex(ctx, base, alt, workers, nil)
+// newIndex indexes base.
+func newIndex(ctx context.Context, base []byte, workers int) *index {
+	return buildIndex(ctx, base, workers, nil)
 }
 
 // indexChunk is how much of the base an index worker reads between calls
@@ -149,7 +147,7 @@ func indexBytes(n int) int {
 // buildIndex is newIndex; if done is set, each worker calls it with every
 // indexChunk of the base it has read (so that a mapped base's pages can be
 // dropped as the index is built).
-func buildIndex(ctx context.Context, base, alt []byte, workers int, done func(lo, hi int)) *index {
+func buildIndex(ctx context.Context, base []byte, workers int, done func(lo, hi int)) *index {
 	ix := &index{base: base}
 	n := len(base) - seedLen + 1
 	if n <= 0 {
@@ -163,60 +161,157 @@ func buildIndex(ctx context.Context, base, alt []byte, workers int, done func(lo
 	if check2 {
 		ix.check2 = make([]uint16, len(ix.table))
 	}
-	// Each worker owns a range of buckets, so they write disjoint memory
-	// and need no locks.
+	ix.fill(workers, func(bt *batch) {
+		var prev uint64
+		next := indexChunk // where done is called next
+		for p := 0; p < n; p += step {
+			if p >= next {
+				if ctx.Err() != nil {
+					return
+				}
+				if done != nil {
+					done(next-indexChunk, next)
+				}
+				next += indexChunk
+			}
+			if ix.check2 != nil && p+longSeed > len(base) {
+				break // no check2 for the last seeds
+			}
+			v := load64(base, p)
+			if v == prev && p > 0 {
+				continue // runs (zeros, padding) would flood a bucket; keep the first
+			}
+			prev = v
+			bt.add(v, p)
+		}
+	})
+	return ix
+}
+
+// addConverted adds the seeds of conv, the base converted (same length,
+// and not above residentBase: no check2), where they differ from the
+// base's, so that blocks matched against either find their seeds. They go
+// in as the newest entries of their buckets.
+func (ix *index) addConverted(ctx context.Context, conv []byte, workers int) {
+	n := len(ix.base) - seedLen + 1
+	if n <= 0 || ix.check2 != nil {
+		return
+	}
+	ix.fill(workers, func(bt *batch) {
+		next := indexChunk
+		for p := 0; p < n; p += ix.step {
+			if p >= next {
+				if ctx.Err() != nil {
+					return
+				}
+				next += indexChunk
+			}
+			v := load64(conv, p)
+			if v == load64(ix.base, p) || p > 0 && v == load64(conv, p-ix.step) {
+				continue // unchanged, or a run
+			}
+			bt.add(v, p)
+		}
+	})
+}
+
+// fill runs seeds on each of workers goroutines, each with its own batch:
+// every worker goes through all of the seeds and inserts those of the
+// buckets it owns, so that they write disjoint memory and need no locks,
+// and every bucket gets its seeds in the same order whatever the number
+// of workers.
+func (ix *index) fill(workers int, seeds func(*batch)) {
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var prev uint64
-			next := indexChunk // where done is called next
-			for p := 0; p < n; p += step {
-				if p >= next {
-					if ctx.Err() != nil {
-						return
-					}
-					if done != nil {
-						done(next-indexChunk, next)
-					}
-					next += indexChunk
-				}
-				if ix.check2 != nil && p+longSeed > len(base) {
-					break // no check2 for the last seeds
-				}
-				v := load64(base, p)
-				if alt != nil {
-					if a := load64(alt, p); a != v {
-						ix.insert(a, p, w, workers)
-					}
-				}
-				if v == prev && p > 0 {
-					continue // runs (zeros, padding) would flood a bucket; keep the first
-				}
-				prev = v
-				ix.insert(v, p, w, workers)
-			}
+			bt := &batch{ix: ix, w: w, workers: workers}
+			seeds(bt)
+			bt.flush()
 		}()
 	}
 	wg.Wait()
-	return ix
 }
 
-// insert adds base position p with seed v, if its bucket is worker w's.
-func (ix *index) insert(v uint64, p, w, workers int) {
+// batchLen is how many inserts a batch holds before it writes them.
+const batchLen = 1 << 18
+
+// partBits is how many top bits of a bucket number choose its partition:
+// a batch writes its inserts partition by partition, so that the part of
+// the table being written stays in the cache and the TLB (inserting in
+// the seeds' order, every insert missed both: 38 ns each on a 32 MiB
+// table, two thirds of a 4.5 MB library's index build).
+const partBits = 8
+
+// batch is one worker's inserts not yet in the table, in their order.
+type batch struct {
+	ix         *index
+	w, workers int
+	ents, tmp  []uint64 // bucket<<32 | entry
+	c2, c2tmp  []uint16 // the entries' check2, if the index has them
+}
+
+// add queues base position p with seed v, if its bucket is the worker's.
+func (bt *batch) add(v uint64, p int) {
+	ix := bt.ix
 	h, check := hashSeed(v, ix.shift)
-	if int(uint(h)*uint(workers)>>ix.owner) != w {
+	if int(uint(h)*uint(bt.workers)>>ix.owner) != bt.w {
 		return
 	}
-	bk := ix.table[h*ways : h*ways+ways]
-	copy(bk[1:], bk[:ways-1])
-	bk[0] = uint32(p/ix.step+1)<<checkBits | check
-	if ix.check2 != nil {
-		c := ix.check2[h*ways : h*ways+ways]
-		copy(c[1:], c[:ways-1])
-		c[0] = hashCheck2(ix.base, p)
+	if bt.ents == nil {
+		bt.ents = make([]uint64, 0, batchLen)
 	}
+	bt.ents = append(bt.ents, uint64(h)<<32|uint64(uint32(p/ix.step+1)<<checkBits|check))
+	if ix.check2 != nil {
+		bt.c2 = append(bt.c2, hashCheck2(ix.base, p))
+	}
+	if len(bt.ents) == batchLen {
+		bt.flush()
+	}
+}
+
+// flush writes the queued inserts to the table, ordered by partition
+// (a stable counting sort keeps each bucket's order).
+func (bt *batch) flush() {
+	ix := bt.ix
+	if len(bt.ents) == 0 {
+		return
+	}
+	shift := max(int(ix.owner)-partBits, 0) + 32
+	var start [1<<partBits + 1]int
+	for _, e := range bt.ents {
+		start[e>>shift+1]++
+	}
+	for i := 1; i < len(start); i++ {
+		start[i] += start[i-1]
+	}
+	if bt.tmp == nil {
+		bt.tmp = make([]uint64, batchLen)
+		if ix.check2 != nil {
+			bt.c2tmp = make([]uint16, batchLen)
+		}
+	}
+	for k, e := range bt.ents {
+		q := e >> shift
+		bt.tmp[start[q]] = e
+		if ix.check2 != nil {
+			bt.c2tmp[start[q]] = bt.c2[k]
+		}
+		start[q]++
+	}
+	for k, e := range bt.tmp[:len(bt.ents)] {
+		h := int(e >> 32)
+		bk := ix.table[h*ways : h*ways+ways]
+		copy(bk[1:], bk[:ways-1])
+		bk[0] = uint32(e)
+		if ix.check2 != nil {
+			c := ix.check2[h*ways : h*ways+ways]
+			copy(c[1:], c[:ways-1])
+			c[0] = bt.c2tmp[k]
+		}
+	}
+	bt.ents, bt.c2 = bt.ents[:0], bt.c2[:0]
 }
 
 // op is one control op: copy diffLen bytes from base at pos adding the diff

@@ -41,14 +41,14 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &scanner{ix: newIndex(context.Background(), b, nil, 2), b: b, t: tg, align: fieldAlign(nil, 0, 0)}
+	s := &scanner{ix: newIndex(context.Background(), b, 2), b: b, t: tg, align: fieldAlign(nil, 0, 0)}
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression),
 		zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(windowFor(DefaultBlockSize)))
 	var nops, total, blocks int
 	var raw, comp [numSections]int
 	for lo := 0; lo < len(tg); lo += DefaultBlockSize {
 		hi := min(lo+DefaultBlockSize, len(tg))
-		blocks += len(s.block(pooledEncoder{enc, 0}, nil, lo, hi))
+		blocks += len(s.candidate(pooledEncoder{enc, encoderKind{}}, lo, hi, s.align, tg[lo:hi]).finish(nil, nil)) + 1
 		nops += len(s.ops)
 		secs, _ := s.sections(lo, hi, os.Getenv("DELTA_SIZED") != "")
 		for i, sec := range secs {

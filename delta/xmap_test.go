@@ -291,7 +291,7 @@ func TestMapLimits(t *testing.T) {
 func TestMapSpans(t *testing.T) {
 	base, target := rvPair(7, 100, 500)
 	x := elfRegions(bytes.NewReader(base), int64(len(base)))
-	moves, err := scanMoves(newIndex(context.Background(), base, nil, 1), base, bytes.NewReader(target), len(target), 4096, 2)
+	moves, err := scanMoves(newIndex(context.Background(), base, 1), base, bytes.NewReader(target), len(target), 4096, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
