@@ -4,6 +4,7 @@ package delta
 
 import (
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,3 +22,23 @@ func unmapFile(b []byte) { unix.Munmap(b) }
 // dropPages unmaps b's pages from the process; b stays valid and its pages
 // fault back in from the page cache (a read-only file mapping).
 func dropPages(b []byte) { unix.Madvise(b, unix.MADV_DONTNEED) }
+
+// allocTable returns n zeroed bytes outside the Go heap, on huge pages
+// where the kernel gives them, and frees them with free. A 32 MiB index
+// table on 4 KiB pages took 8,192 page faults, a tenth of a small image's
+// encode time.
+func allocTable(n int) (mem []byte, free func()) {
+	const huge = 2 << 20
+	if n < 4*huge {
+		return make([]byte, n), func() {}
+	}
+	m, err := unix.Mmap(-1, 0, n+huge, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
+	if err != nil {
+		return make([]byte, n), func() {}
+	}
+	// Huge pages need a 2 MiB aligned start.
+	off := int(-uintptr(unsafe.Pointer(&m[0])) & (huge - 1))
+	mem = m[off : off+n : off+n]
+	_ = unix.Madvise(mem, unix.MADV_HUGEPAGE) // a hint; 4 KiB pages otherwise
+	return mem, func() { unix.Munmap(m) }
+}

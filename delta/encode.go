@@ -159,6 +159,7 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 	// The index holds the plain base's seeds and then the converted
 	// base's where they differ.
 	ix := buildIndex(ctx, b, o.Workers, bi.indexed)
+	defer ix.release() // after the workers stop (deferred below)
 	// Address map (versions 6 and 7, xmap.go): for riscv64 and arm64 code, where the
 	// referenced data and code went in the result, from a first match of
 	// every block against the plain base; the base's converted references
@@ -279,8 +280,8 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 						err = io.ErrUnexpectedEOF
 					}
 					fail(err)
-				} else if sc := s; !j.converted {
-					c = sc.candidate(enc, lo, hi, fieldAlign(xt, int64(lo), int64(hi)), tb[:hi-lo])
+				} else if !j.converted {
+					c = s.candidate(enc, lo, hi, fieldAlign(xt, int64(lo), int64(hi)), tb[:hi-lo])
 				} else {
 					xt.convert(tb[:hi-lo], int64(lo), true)
 					if err := tc.convert(tb[:hi-lo], int64(lo)); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"sync"
+	"unsafe"
 )
 
 // The matcher follows bsdiff's idea with a hash index instead of a suffix
@@ -64,6 +65,18 @@ type index struct {
 	// would let one probe in 16 touch a random page.
 	check2 []uint16
 	owner  uint // bucket h belongs to worker h*workers>>owner
+	// free releases table and check2 (allocTable); nil for an empty
+	// index. Nothing may use the index after it.
+	free func()
+}
+
+// release frees the index's memory, which the garbage collector does not
+// manage; the index must not be used after it.
+func (ix *index) release() {
+	if ix.free != nil {
+		ix.free()
+		ix.table, ix.check2, ix.free = nil, nil, nil
+	}
 }
 
 // halfIndexBase is the base size above which the index has half the seeds.
@@ -157,31 +170,26 @@ func buildIndex(ctx context.Context, base []byte, workers int, done func(lo, hi 
 	ix.step = step
 	ix.shift = uint(64 - b)
 	ix.owner = uint(b)
-	ix.table = make([]uint32, (1<<b)*ways)
+	slots := (1 << b) * ways
+	per := 4
 	if check2 {
-		ix.check2 = make([]uint16, len(ix.table))
+		per += 2
 	}
-	ix.fill(workers, func(bt *batch) {
-		var prev uint64
-		next := indexChunk // where done is called next
-		for p := 0; p < n; p += step {
-			if p >= next {
-				if ctx.Err() != nil {
-					return
-				}
-				if done != nil {
-					done(next-indexChunk, next)
-				}
-				next += indexChunk
-			}
+	mem, free := allocTable(per * slots)
+	ix.free = free
+	ix.table = unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(mem))), slots)
+	if check2 {
+		ix.check2 = unsafe.Slice((*uint16)(unsafe.Pointer(&mem[4*slots])), slots)
+	}
+	ix.fill(ctx, workers, n, done, func(bt *batch, lo, hi int) {
+		for p := lo; p < hi; p += step {
 			if ix.check2 != nil && p+longSeed > len(base) {
 				break // no check2 for the last seeds
 			}
 			v := load64(base, p)
-			if v == prev && p > 0 {
+			if p > 0 && v == load64(base, p-step) {
 				continue // runs (zeros, padding) would flood a bucket; keep the first
 			}
-			prev = v
 			bt.add(v, p)
 		}
 	})
@@ -197,15 +205,8 @@ func (ix *index) addConverted(ctx context.Context, conv []byte, workers int) {
 	if n <= 0 || ix.check2 != nil {
 		return
 	}
-	ix.fill(workers, func(bt *batch) {
-		next := indexChunk
-		for p := 0; p < n; p += ix.step {
-			if p >= next {
-				if ctx.Err() != nil {
-					return
-				}
-				next += indexChunk
-			}
+	ix.fill(ctx, workers, n, nil, func(bt *batch, lo, hi int) {
+		for p := lo; p < hi; p += ix.step {
 			v := load64(conv, p)
 			if v == load64(ix.base, p) || p > 0 && v == load64(conv, p-ix.step) {
 				continue // unchanged, or a run
@@ -215,103 +216,133 @@ func (ix *index) addConverted(ctx context.Context, conv []byte, workers int) {
 	})
 }
 
-// fill runs seeds on each of workers goroutines, each with its own batch:
-// every worker goes through all of the seeds and inserts those of the
-// buckets it owns, so that they write disjoint memory and need no locks,
-// and every bucket gets its seeds in the same order whatever the number
-// of workers.
-func (ix *index) fill(workers int, seeds func(*batch)) {
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			bt := &batch{ix: ix, w: w, workers: workers}
-			seeds(bt)
-			bt.flush()
-		}()
-	}
-	wg.Wait()
-}
+// roundSeeds is how many positions an index round samples at most.
+const roundSeeds = 1 << 19
 
-// batchLen is how many inserts a batch holds before it writes them.
-const batchLen = 1 << 18
-
-// partBits is how many top bits of a bucket number choose its partition:
-// a batch writes its inserts partition by partition, so that the part of
-// the table being written stays in the cache and the TLB (inserting in
-// the seeds' order, every insert missed both: 38 ns each on a 32 MiB
-// table, two thirds of a 4.5 MB library's index build).
+// partBits is how many top bits of a bucket number choose its partition.
+// Inserts are written partition by partition, so that the part of the
+// table being written stays in the cache and the TLB (inserting in the
+// seeds' order, every insert missed both: 38 ns each on a 32 MiB table).
 const partBits = 8
 
-// batch is one worker's inserts not yet in the table, in their order.
-type batch struct {
-	ix         *index
-	w, workers int
-	ents, tmp  []uint64 // bucket<<32 | entry
-	c2, c2tmp  []uint16 // the entries' check2, if the index has them
+// fill inserts seeds into the table, positions 0 to n (multiples of the
+// step). It goes through them in rounds of at most roundSeeds positions
+// and indexChunk of the base. In a round, each of workers goroutines
+// queues, with seeds, the seeds of its share of the round's positions in
+// their order, sorted by partition of buckets; then each writes the
+// partitions it owns from all the queues in position order. So every
+// bucket gets its seeds in position order whatever the number of workers,
+// and the workers write disjoint memory. If done is set, it is called
+// with each indexChunk of the base the rounds have passed.
+func (ix *index) fill(ctx context.Context, workers, n int, done func(lo, hi int), seeds func(bt *batch, lo, hi int)) {
+	bts := make([]*batch, workers)
+	round := max(ix.step, min(roundSeeds*ix.step, indexChunk)/ix.step*ix.step)
+	share := (round/ix.step + workers - 1) / workers * ix.step
+	for w := range bts {
+		bts[w] = &batch{ix: ix, ents: make([]uint64, 0, share/ix.step)}
+		if ix.check2 != nil {
+			bts[w].c2 = make([]uint16, 0, share/ix.step)
+		}
+	}
+	shift := uint(max(int(ix.owner)-partBits, 0))
+	parts := len(ix.table) / ways >> shift
+	var wg sync.WaitGroup
+	doneTo := 0
+	for lo := 0; lo < n; lo += round {
+		if ctx.Err() != nil {
+			return
+		}
+		hi := min(lo+round, n)
+		for w, bt := range bts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				bt.ents, bt.c2 = bt.ents[:0], bt.c2[:0]
+				seeds(bt, min(lo+w*share, hi), min(lo+(w+1)*share, hi))
+				bt.sort(shift, parts)
+			}()
+		}
+		wg.Wait()
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for q := parts * w / workers; q < parts*(w+1)/workers; q++ {
+					for _, bt := range bts {
+						bt.write(q)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for ; done != nil && doneTo+indexChunk <= hi; doneTo += indexChunk {
+			done(doneTo, doneTo+indexChunk)
+		}
+	}
 }
 
-// add queues base position p with seed v, if its bucket is the worker's.
+// batch is one worker's share of a round's inserts.
+type batch struct {
+	ix        *index
+	ents, tmp []uint64 // bucket<<32 | entry; tmp: sorted by partition
+	c2, c2tmp []uint16 // the entries' check2, if the index has them
+	start     []int    // partition q's entries are tmp[start[q]:start[q+1]]
+}
+
+// add queues base position p with seed v.
 func (bt *batch) add(v uint64, p int) {
 	ix := bt.ix
 	h, check := hashSeed(v, ix.shift)
-	if int(uint(h)*uint(bt.workers)>>ix.owner) != bt.w {
-		return
-	}
-	if bt.ents == nil {
-		bt.ents = make([]uint64, 0, batchLen)
-	}
 	bt.ents = append(bt.ents, uint64(h)<<32|uint64(uint32(p/ix.step+1)<<checkBits|check))
 	if ix.check2 != nil {
 		bt.c2 = append(bt.c2, hashCheck2(ix.base, p))
 	}
-	if len(bt.ents) == batchLen {
-		bt.flush()
+}
+
+// sort orders the queued entries by partition (bucket>>shift), keeping
+// their order within each (a counting sort).
+func (bt *batch) sort(shift uint, parts int) {
+	if bt.start == nil {
+		bt.start = make([]int, parts+1)
+	}
+	clear(bt.start)
+	sh := shift + 32
+	for _, e := range bt.ents {
+		bt.start[e>>sh+1]++
+	}
+	for q := 1; q <= parts; q++ {
+		bt.start[q] += bt.start[q-1]
+	}
+	if len(bt.tmp) < len(bt.ents) {
+		bt.tmp = make([]uint64, cap(bt.ents))
+		if bt.ix.check2 != nil {
+			bt.c2tmp = make([]uint16, cap(bt.ents))
+		}
+	}
+	next := append([]int(nil), bt.start[:parts]...)
+	for k, e := range bt.ents {
+		q := e >> sh
+		bt.tmp[next[q]] = e
+		if bt.c2tmp != nil {
+			bt.c2tmp[next[q]] = bt.c2[k]
+		}
+		next[q]++
 	}
 }
 
-// flush writes the queued inserts to the table, ordered by partition
-// (a stable counting sort keeps each bucket's order).
-func (bt *batch) flush() {
+// write inserts partition q's queued entries, newest first in each bucket.
+func (bt *batch) write(q int) {
 	ix := bt.ix
-	if len(bt.ents) == 0 {
-		return
-	}
-	shift := max(int(ix.owner)-partBits, 0) + 32
-	var start [1<<partBits + 1]int
-	for _, e := range bt.ents {
-		start[e>>shift+1]++
-	}
-	for i := 1; i < len(start); i++ {
-		start[i] += start[i-1]
-	}
-	if bt.tmp == nil {
-		bt.tmp = make([]uint64, batchLen)
-		if ix.check2 != nil {
-			bt.c2tmp = make([]uint16, batchLen)
-		}
-	}
-	for k, e := range bt.ents {
-		q := e >> shift
-		bt.tmp[start[q]] = e
-		if ix.check2 != nil {
-			bt.c2tmp[start[q]] = bt.c2[k]
-		}
-		start[q]++
-	}
-	for k, e := range bt.tmp[:len(bt.ents)] {
+	for k := bt.start[q]; k < bt.start[q+1]; k++ {
+		e := bt.tmp[k]
 		h := int(e >> 32)
-		bk := ix.table[h*ways : h*ways+ways]
-		copy(bk[1:], bk[:ways-1])
-		bk[0] = uint32(e)
-		if ix.check2 != nil {
-			c := ix.check2[h*ways : h*ways+ways]
-			copy(c[1:], c[:ways-1])
-			c[0] = bt.c2tmp[k]
+		bk := ix.table[h*ways : h*ways+ways : h*ways+ways]
+		bk[3], bk[2], bk[1], bk[0] = bk[2], bk[1], bk[0], uint32(e)
+		if bt.c2tmp != nil {
+			c := ix.check2[h*ways : h*ways+ways : h*ways+ways]
+			c[3], c[2], c[1], c[0] = c[2], c[1], c[0], bt.c2tmp[k]
 		}
 	}
-	bt.ents, bt.c2 = bt.ents[:0], bt.c2[:0]
 }
 
 // op is one control op: copy diffLen bytes from base at pos adding the diff
