@@ -11,4 +11,4 @@ func mapFile(*os.File, int64) ([]byte, error) { return nil, errors.ErrUnsupporte
 func unmapFile([]byte)                        {}
 func dropPages([]byte)                        {}
 
-func allocTable(n int) (mem []byte, free func()) { return make([]byte, n), func() {} }
+func allocTable(n int) (mem []byte, free func()) { return make([]byte, n), nil }

@@ -178,7 +178,10 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 	if len(xb) > 0 {
 		ix.addConverted(ctx, bx, o.Workers)
 	}
-	live := indexMem + 96<<20 + heapPerWorker*o.Workers + conv
+	live := 96<<20 + heapPerWorker*o.Workers + conv
+	if ix.free == nil {
+		live += indexMem // on the Go heap
+	}
 	if !bi.mapped {
 		live += len(b)
 	}

@@ -65,8 +65,8 @@ type index struct {
 	// would let one probe in 16 touch a random page.
 	check2 []uint16
 	owner  uint // bucket h belongs to worker h*workers>>owner
-	// free releases table and check2 (allocTable); nil for an empty
-	// index. Nothing may use the index after it.
+	// free releases table and check2 (allocTable); nil if they are on
+	// the Go heap. Nothing may use the index after it.
 	free func()
 }
 
