@@ -32,7 +32,9 @@ type EncodeOptions struct {
 	// is written, with the result bytes covered so far and the total.
 	Progress func(done, total int64)
 	// Compressor, if set, compresses again the sections that the built-in
-	// pure-Go zstd encoder could compress, and the smaller frame is kept.
+	// pure-Go zstd encoder could compress, and the smaller frame is kept;
+	// the built-in encoder then runs at a fast level, to choose a block's
+	// encoding, and Compressor only on the chosen one.
 	// Package delta/zstdref provides one backed by the reference zstd
 	// library, which makes the field streams of executables' deltas about
 	// 15 % smaller.
