@@ -41,10 +41,17 @@ type baseImage struct {
 	blocks   int                  // blocks since the last drop, when resident is unknown
 }
 
+// afterMap, if set (by tests), is called with the base's file once it is
+// mapped.
+var afterMap func(*os.File)
+
 // loadBase maps r if it is a file that can be mapped, else reads it.
 func loadBase(r io.ReaderAt, n int64) (*baseImage, error) {
 	if f, ok := r.(*os.File); ok && n > 0 {
 		if b, err := mapFile(f, n); err == nil {
+			if afterMap != nil {
+				afterMap(f)
+			}
 			bi := &baseImage{b: b, mapped: true, resident: residentFile}
 			bi.baseline, _ = residentFile()
 			return bi, nil

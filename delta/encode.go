@@ -96,10 +96,22 @@ const xformBase = 128 << 20
 // same bytes, read to hash them) and the target read block by block, so
 // that the encoder holds the base's index, a few blocks and the part of the
 // base the blocks touch.
-func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target io.ReaderAt, tlen int, w io.Writer, o *EncodeOptions) error {
+func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target io.ReaderAt, tlen int, w io.Writer, o *EncodeOptions) (err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	b := bi.b
+	// A mapped base faults (SIGBUS) where its file was truncated after it
+	// was mapped: every goroutine that reads it watches for that.
+	var g *faultGuard
+	if bi.mapped {
+		g = &faultGuard{cancel: cancel}
+		defer g.watch()()
+		defer func() {
+			if g.caught(recover()) {
+				err = g.Err()
+			}
+		}()
+	}
 	h := Header{Version: Version, BlockSize: uint32(o.BlockSize), BaseLen: int64(len(b)), ResultLen: int64(tlen)}
 	hashed := make(chan error, 2)
 	go func() {
@@ -160,8 +172,11 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 	o.Workers = encodeWorkers(o.Workers, memUse{base: len(b), index: indexMem, converted: conv})
 	// The index holds the plain base's seeds and then the converted
 	// base's where they differ.
-	ix := buildIndex(ctx, b, o.Workers, bi.indexed)
+	ix := buildIndex(ctx, b, o.Workers, bi.indexed, g)
 	defer ix.release() // after the workers stop (deferred below)
+	if err := g.Err(); err != nil {
+		return err
+	}
 	// Address map (versions 6 and 7, xmap.go): for riscv64 and arm64 code, where the
 	// referenced data and code went in the result, from a first match of
 	// every block against the plain base; the base's converted references
@@ -170,7 +185,7 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 	if !o.noMap && (xb.hasArch(archRVC) && xt.hasArch(archRVC) || xb.hasArch(archARM64) && xt.hasArch(archARM64)) {
 		moves, err := scanMoves(ix, b, target, tlen, o.BlockSize, o.Workers)
 		if err != nil {
-			return fmt.Errorf("delta: read target: %w", err)
+			return g.errOr(fmt.Errorf("delta: read target: %w", err))
 		}
 		if amap = buildMap(moves, elfMoves(b, target, int64(tlen)), int64(len(b))); amap != nil {
 			amap.arm64 = true
@@ -179,6 +194,9 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 	}
 	if len(xb) > 0 {
 		ix.addConverted(ctx, bx, o.Workers)
+		if err := g.Err(); err != nil {
+			return err
+		}
 	}
 	live := 96<<20 + heapPerWorker*o.Workers + conv
 	if ix.free == nil {
@@ -198,7 +216,7 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 		return herr
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return g.errOr(err)
 	}
 	// A delta without an address map is written as version 5, byte for
 	// byte as before version 6, so that devices with a version-5 decoder
@@ -270,6 +288,8 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
+			defer g.watch()()
+			defer func() { g.caught(recover()) }()
 			enc := getEncoder(windowFor(o.BlockSize), fastLevel)
 			defer putEncoder(enc)
 			tb := make([]byte, min(o.BlockSize, tlen))
@@ -307,7 +327,7 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 		select {
 		case blk = <-bw.out:
 		case <-ctx.Done():
-			return ctx.Err()
+			return g.errOr(ctx.Err())
 		}
 		if blk == nil {
 			<-ctx.Done()
@@ -322,7 +342,7 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return g.errOr(err)
 	}
 	if _, err := w.Write([]byte{0}); err != nil {
 		return fmt.Errorf("delta: write: %w", err)

@@ -65,6 +65,9 @@ type index struct {
 	// would let one probe in 16 touch a random page.
 	check2 []uint16
 	owner  uint // bucket h belongs to worker h*workers>>owner
+	// guard catches faults reading a mapped base in the index's
+	// goroutines (nil: none).
+	guard *faultGuard
 	// free releases table and check2 (allocTable); nil if they are on
 	// the Go heap. Nothing may use the index after it.
 	free func()
@@ -111,7 +114,7 @@ func load64(b []byte, i int) uint64 { return binary.LittleEndian.Uint64(b[i:]) }
 
 // newIndex indexes base.
 func newIndex(ctx context.Context, base []byte, workers int) *index {
-	return buildIndex(ctx, base, workers, nil)
+	return buildIndex(ctx, base, workers, nil, nil)
 }
 
 // indexChunk is how much of the base an index worker reads between calls
@@ -159,9 +162,10 @@ func indexBytes(n int) int {
 
 // buildIndex is newIndex; if done is set, each worker calls it with every
 // indexChunk of the base it has read (so that a mapped base's pages can be
-// dropped as the index is built).
-func buildIndex(ctx context.Context, base []byte, workers int, done func(lo, hi int)) *index {
-	ix := &index{base: base}
+// dropped as the index is built). A fault reading the base stops the
+// build and is recorded in g (the index is then incomplete).
+func buildIndex(ctx context.Context, base []byte, workers int, done func(lo, hi int), g *faultGuard) *index {
+	ix := &index{base: base, guard: g}
 	n := len(base) - seedLen + 1
 	if n <= 0 {
 		return ix
@@ -257,12 +261,17 @@ func (ix *index) fill(ctx context.Context, workers, n int, done func(lo, hi int)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer ix.guard.watch()()
+				defer func() { ix.guard.caught(recover()) }()
 				bt.ents, bt.c2 = bt.ents[:0], bt.c2[:0]
 				seeds(bt, min(lo+w*share, hi), min(lo+(w+1)*share, hi))
 				bt.sort(shift, parts)
 			}()
 		}
 		wg.Wait()
+		if ix.guard.Err() != nil {
+			return // a worker faulted reading the base: its share is not sorted
+		}
 		for w := range workers {
 			wg.Add(1)
 			go func() {

@@ -227,6 +227,8 @@ func scanMoves(ix *index, b []byte, target io.ReaderAt, tlen, blockSize, workers
 	for w := range workers {
 		go func() {
 			defer func() { done <- struct{}{} }()
+			defer ix.guard.watch()()
+			defer func() { ix.guard.caught(recover()) }()
 			tb := make([]byte, min(blockSize, tlen))
 			s := &scanner{ix: ix, b: b}
 			for k := range next {
@@ -253,6 +255,9 @@ func scanMoves(ix *index, b []byte, target io.ReaderAt, tlen, blockSize, workers
 	}
 	for range workers {
 		<-done
+	}
+	if err := ix.guard.Err(); err != nil {
+		return nil, err
 	}
 	var all []moveSpan
 	for w := range workers {
