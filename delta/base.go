@@ -33,7 +33,8 @@ const (
 // baseImage is the base as the encoder reads it.
 type baseImage struct {
 	b      []byte
-	mapped bool // b is a file mapping (unmap when done)
+	mapped bool     // b is a file mapping (unmap when done)
+	file   *os.File // the mapped file
 
 	mu       sync.Mutex
 	resident func() (int64, bool) // resident file-backed bytes of the process
@@ -52,7 +53,7 @@ func loadBase(r io.ReaderAt, n int64) (*baseImage, error) {
 			if afterMap != nil {
 				afterMap(f)
 			}
-			bi := &baseImage{b: b, mapped: true, resident: residentFile}
+			bi := &baseImage{b: b, mapped: true, file: f, resident: residentFile}
 			bi.baseline, _ = residentFile()
 			return bi, nil
 		}

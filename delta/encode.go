@@ -104,7 +104,7 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 	// was mapped: every goroutine that reads it watches for that.
 	var g *faultGuard
 	if bi.mapped {
-		g = &faultGuard{cancel: cancel}
+		g = newFaultGuard(cancel, bi.file, int64(len(b)))
 		defer g.watch()()
 		defer func() {
 			if g.caught(recover()) {

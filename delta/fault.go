@@ -3,6 +3,8 @@ package delta
 import (
 	"context"
 	"errors"
+	"os"
+	"runtime"
 	"runtime/debug"
 	"sync"
 )
@@ -17,8 +19,22 @@ var ErrBaseChanged = errors.New("delta: the base file was truncated while the de
 // The zero guard, and a nil one, catch nothing.
 type faultGuard struct {
 	cancel context.CancelFunc
+	// shrunk reports whether the base's file is now shorter than the
+	// mapping: only then is a memory fault the base's (under qemu-user a
+	// SIGBUS in a mapping comes with address 0 and looks like a nil
+	// dereference, which must not be hidden).
+	shrunk func() bool
 	mu     sync.Mutex
 	err    error
+}
+
+// newFaultGuard returns a guard of a mapping of n bytes of f that cancels
+// with cancel.
+func newFaultGuard(cancel context.CancelFunc, f *os.File, n int64) *faultGuard {
+	return &faultGuard{cancel: cancel, shrunk: func() bool {
+		st, err := f.Stat()
+		return err == nil && st.Size() < n
+	}}
 }
 
 // watch makes a fault in the calling goroutine a panic that caught can
@@ -32,13 +48,14 @@ func (g *faultGuard) watch() (undo func()) {
 }
 
 // caught takes what recover returned in a deferred call of a watching
-// goroutine: a memory fault is recorded as ErrBaseChanged and reported
-// true; anything else panics again.
+// goroutine: a runtime error while the base's file is shorter than its
+// mapping is recorded as ErrBaseChanged and reported true; anything else
+// panics again.
 func (g *faultGuard) caught(r any) bool {
 	if r == nil {
 		return false
 	}
-	if _, fault := r.(interface{ Addr() uintptr }); !fault || g == nil || g.cancel == nil {
+	if _, fault := r.(runtime.Error); !fault || g == nil || g.cancel == nil || !g.shrunk() {
 		panic(r)
 	}
 	g.mu.Lock()

@@ -68,7 +68,7 @@ func TestIndexBaseTruncated(t *testing.T) {
 	}
 	defer unmapFile(b)
 	// The first match: the index is built before the file is truncated.
-	g := &faultGuard{cancel: func() {}}
+	g := newFaultGuard(func() {}, f, int64(len(base)))
 	ix := buildIndex(context.Background(), b, 2, nil, g)
 	defer ix.release()
 	if err := g.Err(); err != nil {
@@ -84,7 +84,7 @@ func TestIndexBaseTruncated(t *testing.T) {
 	// The index.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	g = &faultGuard{cancel: cancel}
+	g = newFaultGuard(cancel, f, int64(len(base)))
 	ix2 := buildIndex(ctx, b, 2, nil, g)
 	defer ix2.release()
 	if !errors.Is(g.Err(), ErrBaseChanged) {
