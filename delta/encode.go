@@ -165,9 +165,10 @@ func encodeImages(ctx context.Context, bi *baseImage, base io.ReaderAt, target i
 	if len(xb) > 0 {
 		conv = len(bx)
 	}
-	// Capped before the index is built: each index worker holds up to
-	// indexChunk of a mapped base resident, so 16 of them took the 2 GiB
-	// pair to 558 MiB even with the blocks capped.
+	// Capped before the index is built, whose workers and buffers it
+	// also bounds (before the cap, 16 index workers took the 2 GiB pair
+	// to 558 MiB even with the blocks capped, each holding up to
+	// indexChunk of the mapped base resident).
 	indexMem := indexBytes(len(b))
 	o.Workers = encodeWorkers(o.Workers, memUse{base: len(b), index: indexMem, converted: conv})
 	// The index holds the plain base's seeds and then the converted

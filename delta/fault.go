@@ -16,7 +16,7 @@ var ErrBaseChanged = errors.New("delta: the base file was truncated while the de
 
 // faultGuard turns a fault reading the mapped base, in any goroutine of
 // an encode that watches it, into ErrBaseChanged and cancels the encode.
-// The zero guard, and a nil one, catch nothing.
+// A nil guard catches nothing.
 type faultGuard struct {
 	cancel context.CancelFunc
 	// shrunk reports whether the base's file is now shorter than the
@@ -40,7 +40,7 @@ func newFaultGuard(cancel context.CancelFunc, f *os.File, n int64) *faultGuard {
 // watch makes a fault in the calling goroutine a panic that caught can
 // recover, and returns a function that undoes it.
 func (g *faultGuard) watch() (undo func()) {
-	if g == nil || g.cancel == nil {
+	if g == nil {
 		return func() {}
 	}
 	old := debug.SetPanicOnFault(true)
@@ -55,7 +55,7 @@ func (g *faultGuard) caught(r any) bool {
 	if r == nil {
 		return false
 	}
-	if _, fault := r.(runtime.Error); !fault || g == nil || g.cancel == nil || !g.shrunk() {
+	if _, fault := r.(runtime.Error); !fault || g == nil || !g.shrunk() {
 		panic(r)
 	}
 	g.mu.Lock()

@@ -64,7 +64,6 @@ type index struct {
 	// short to use (common byte strings), and the 6 check bits alone
 	// would let one probe in 16 touch a random page.
 	check2 []uint16
-	owner  uint // bucket h belongs to worker h*workers>>owner
 	// guard catches faults reading a mapped base in the index's
 	// goroutines (nil: none).
 	guard *faultGuard
@@ -173,7 +172,6 @@ func buildIndex(ctx context.Context, base []byte, workers int, done func(lo, hi 
 	step, b, check2 := indexLayout(len(base))
 	ix.step = step
 	ix.shift = uint(64 - b)
-	ix.owner = uint(b)
 	slots := (1 << b) * ways
 	per := 4
 	if check2 {
@@ -248,7 +246,7 @@ func (ix *index) fill(ctx context.Context, workers, n int, done func(lo, hi int)
 			bts[w].c2 = make([]uint16, 0, share/ix.step)
 		}
 	}
-	shift := uint(max(int(ix.owner)-partBits, 0))
+	shift := uint(max(64-int(ix.shift)-partBits, 0)) // 64-shift bucket bits
 	parts := len(ix.table) / ways >> shift
 	var wg sync.WaitGroup
 	doneTo := 0
